@@ -1,0 +1,216 @@
+//! A registry node's configuration: flags, or a TOML file with the same fields.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::limits;
+use crate::raft_types::NodeId;
+
+/// One member of the cluster: `ID=REGION@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub id: NodeId,
+    pub region: String,
+    pub grpc_addr: String,
+}
+
+impl FromStr for Peer {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let usage = || {
+            Error::Config(format!(
+                "peer `{text}`: expected ID=REGION@HOST:PORT, e.g. 2=eu-west@127.0.0.1:7102"
+            ))
+        };
+        let (id, rest) = text.split_once('=').ok_or_else(usage)?;
+        let (region, grpc_addr) = rest.split_once('@').ok_or_else(usage)?;
+        let id = id.parse::<NodeId>().map_err(|_| usage())?;
+        proto::Region::parse(region)
+            .map_err(|error| Error::Config(format!("peer `{text}`: {error}")))?;
+        if grpc_addr.is_empty() {
+            return Err(usage());
+        }
+        Ok(Self {
+            id,
+            region: region.to_owned(),
+            grpc_addr: grpc_addr.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}@{}", self.id, self.region, self.grpc_addr)
+    }
+}
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub region: String,
+    /// gRPC listen address (clients, agents and Raft).
+    pub grpc: SocketAddr,
+    /// HTTP listen address (health, metrics, status).
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Every voter of the cluster, this node included.
+    pub peers: Vec<Peer>,
+    #[serde(default = "defaults::heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "defaults::election_timeout_ms_min")]
+    pub election_timeout_ms_min: u64,
+    #[serde(default = "defaults::election_timeout_ms_max")]
+    pub election_timeout_ms_max: u64,
+    #[serde(default = "defaults::snapshot_every_entries")]
+    pub snapshot_every_entries: u64,
+    #[serde(default = "defaults::log_kept_after_snapshot_entries")]
+    pub log_kept_after_snapshot_entries: u64,
+    #[serde(default = "defaults::document_bytes_max")]
+    pub document_bytes_max: usize,
+}
+
+mod defaults {
+    use crate::limits;
+    pub(super) fn heartbeat_ms() -> u64 {
+        limits::HEARTBEAT_MS_DEFAULT
+    }
+    pub(super) fn election_timeout_ms_min() -> u64 {
+        limits::ELECTION_TIMEOUT_MS_MIN_DEFAULT
+    }
+    pub(super) fn election_timeout_ms_max() -> u64 {
+        limits::ELECTION_TIMEOUT_MS_MAX_DEFAULT
+    }
+    pub(super) fn snapshot_every_entries() -> u64 {
+        limits::SNAPSHOT_EVERY_ENTRIES_DEFAULT
+    }
+    pub(super) fn log_kept_after_snapshot_entries() -> u64 {
+        limits::LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT
+    }
+    pub(super) fn document_bytes_max() -> usize {
+        limits::DOCUMENT_BYTES_MAX_DEFAULT
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file with the fields of [`NodeConfig`].
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| Error::Config(format!("{}: {error}", path.display())))?;
+        toml::from_str(&text).map_err(|error| Error::Config(format!("{}: {error}", path.display())))
+    }
+
+    /// Checks the rules between fields; each error names the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |message: String| Err(Error::Config(message));
+        proto::Region::parse(&self.region).map_err(|error| Error::Config(error.to_string()))?;
+        let Some(me) = self.peers.iter().find(|peer| peer.id == self.id) else {
+            return fail(format!("peers: must include this node (id {})", self.id));
+        };
+        if me.region != self.region {
+            return fail(format!(
+                "peers: node {} is in region {} there but --region says {}",
+                self.id, me.region, self.region
+            ));
+        }
+        let mut ids: Vec<_> = self.peers.iter().map(|peer| peer.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.peers.len() {
+            return fail("peers: ids must be unique".to_owned());
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms * 3 > self.election_timeout_ms_min {
+            return fail(format!(
+                "heartbeat_ms: {} must be > 0 and at most a third of election_timeout_ms_min ({})",
+                self.heartbeat_ms, self.election_timeout_ms_min
+            ));
+        }
+        if self.election_timeout_ms_min >= self.election_timeout_ms_max {
+            return fail(
+                "election_timeout_ms_min: must be below election_timeout_ms_max".to_owned(),
+            );
+        }
+        if self.snapshot_every_entries == 0 {
+            return fail("snapshot_every_entries: must be > 0".to_owned());
+        }
+        if self.document_bytes_max == 0 || self.document_bytes_max > limits::DOCUMENT_BYTES_HARD_MAX
+        {
+            return fail(format!(
+                "document_bytes_max: must be 1 to {} bytes (the hard cap every replica enforces)",
+                limits::DOCUMENT_BYTES_HARD_MAX
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this node bootstraps a fresh cluster: the lowest id does.
+    pub fn is_bootstrapper(&self) -> bool {
+        self.peers.iter().map(|peer| peer.id).min() == Some(self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_refuse_with_usage() {
+        let peer: Peer = "2=eu-west@127.0.0.1:7102".parse().expect("valid");
+        assert_eq!(
+            peer,
+            Peer {
+                id: 2,
+                region: "eu-west".to_owned(),
+                grpc_addr: "127.0.0.1:7102".to_owned()
+            }
+        );
+        for bad in ["2", "x=eu@a:1", "2=eu-west", "2=EU@a:1", "2=eu@"] {
+            assert!(bad.parse::<Peer>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_and_validation() {
+        let text = r#"
+            id = 1
+            region = "us-east"
+            grpc = "127.0.0.1:7101"
+            http = "127.0.0.1:7201"
+            data_dir = "/tmp/n1"
+            peers = [
+              { id = 1, region = "us-east", grpc_addr = "127.0.0.1:7101" },
+              { id = 2, region = "eu-west", grpc_addr = "127.0.0.1:7102" },
+            ]
+        "#;
+        let config: NodeConfig = toml::from_str(text).expect("parse");
+        config.validate().expect("valid");
+        assert!(config.is_bootstrapper());
+        assert_eq!(config.heartbeat_ms, limits::HEARTBEAT_MS_DEFAULT);
+
+        let wrong_region = NodeConfig {
+            region: "eu-west".to_owned(),
+            ..config.clone()
+        };
+        assert!(wrong_region.validate().is_err());
+        let slow_heartbeat = NodeConfig {
+            heartbeat_ms: 1000,
+            ..config.clone()
+        };
+        assert!(slow_heartbeat
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("heartbeat_ms"));
+        let big_documents = NodeConfig {
+            document_bytes_max: limits::DOCUMENT_BYTES_HARD_MAX + 1,
+            ..config
+        };
+        assert!(big_documents.validate().is_err());
+    }
+}

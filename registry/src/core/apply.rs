@@ -1,0 +1,625 @@
+//! `apply`: the pure state transition of the registry.
+
+use std::sync::Arc;
+
+use proto::Revision;
+
+use super::{
+    canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError,
+    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, State, Tenant,
+    TenantDocuments, TenantStatus, WriteOutcome,
+};
+use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
+
+/// One change to the stored state, for the storage adapter to mirror (and,
+/// later, for watchers to see). Applying the changes of `apply` in order to a
+/// copy of the old state gives the new state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    PutTenant(Arc<Tenant>),
+    PutAudit(Arc<AuditEntry>),
+    RemoveAudit(Revision),
+    PutSession(Arc<Session>),
+    RemoveSession(String),
+}
+
+/// Applies `command`, the entry at log index `revision`, to `state`.
+///
+/// Deterministic: the result depends only on the state, the revision and the
+/// command. A rejected command changes nothing but the session table (so that
+/// a retry gets the same rejection).
+pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Response, Vec<Change>) {
+    let mut changes = Vec::new();
+    let meta = &command.meta;
+    // A malformed request id is not remembered: it could never be retried.
+    if let Err(error) = validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason) {
+        return (Response::Rejected(error), changes);
+    }
+    evict_sessions(state, meta.at_unix_ms, &mut changes);
+
+    if let Some(request_id) = &meta.request_id {
+        if let Some(session) = state.sessions.get(request_id) {
+            let mut response = session.response.clone();
+            if let Response::Written(outcome) = &mut response {
+                outcome.replayed = true;
+            }
+            return (response, changes);
+        }
+    }
+
+    let response = match execute(state, revision, command) {
+        Ok(tenant) => {
+            let tenant = Arc::new(tenant);
+            state.tenants.insert(tenant.id.clone(), tenant.clone());
+            changes.push(Change::PutTenant(tenant.clone()));
+            record_audit(state, revision, command, &mut changes);
+            Response::Written(WriteOutcome {
+                revision,
+                tenant,
+                replayed: false,
+            })
+        }
+        Err(error) => Response::Rejected(error),
+    };
+
+    if let Some(request_id) = &meta.request_id {
+        let session = Arc::new(Session {
+            request_id: request_id.clone(),
+            revision,
+            at_unix_ms: meta.at_unix_ms,
+            response: response.clone(),
+        });
+        state.insert_session(session.clone());
+        changes.push(Change::PutSession(session));
+        evict_sessions(state, meta.at_unix_ms, &mut changes);
+    }
+    (response, changes)
+}
+
+/// Computes the tenant record that `command` leaves, or why it is refused.
+fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenant, CommandError> {
+    let meta = &command.meta;
+    let tenant_id = command.op.tenant();
+    let current = state
+        .tenants
+        .get(tenant_id)
+        .filter(|tenant| tenant.is_live());
+    check_expected_revision(
+        current.map(|tenant| tenant.as_ref()),
+        meta.expected_revision,
+        command,
+    )?;
+
+    match &command.op {
+        Op::CreateTenant {
+            tenant,
+            uid,
+            documents,
+        } => {
+            if let Some(current) = current {
+                return Err(CommandError::AlreadyExists {
+                    tenant: tenant.clone(),
+                    revision: current.mod_revision,
+                });
+            }
+            let documents = patched(TenantDocuments::default(), documents)?;
+            let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
+            Ok(Tenant {
+                id: tenant.clone(),
+                uid: *uid,
+                status: TenantStatus::Active,
+                documents,
+                public_bundle,
+                private_bundle,
+                placement: Placement::default(),
+                create_revision: revision,
+                mod_revision: revision,
+            })
+        }
+        Op::UpdateTenant { tenant, documents } => {
+            let current = current.ok_or_else(|| CommandError::NotFound {
+                tenant: tenant.clone(),
+            })?;
+            if documents.names().is_empty() {
+                return Err(CommandError::invalid(
+                    "documents",
+                    "required",
+                    "set at least one document",
+                ));
+            }
+            let documents = patched(current.documents.clone(), documents)?;
+            let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
+            Ok(Tenant {
+                documents,
+                public_bundle,
+                private_bundle,
+                mod_revision: revision,
+                ..Tenant::clone(current)
+            })
+        }
+        Op::DeleteTenant { tenant } => {
+            let current = current.ok_or_else(|| CommandError::NotFound {
+                tenant: tenant.clone(),
+            })?;
+            Ok(Tenant {
+                status: TenantStatus::Deleted,
+                mod_revision: revision,
+                ..Tenant::clone(current)
+            })
+        }
+    }
+}
+
+fn check_expected_revision(
+    current: Option<&Tenant>,
+    expected: Option<u64>,
+    command: &Command,
+) -> Result<(), CommandError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let current_revision = current.map_or(0, |tenant| tenant.mod_revision.get());
+    if current_revision != expected {
+        return Err(CommandError::RevisionMismatch {
+            tenant: command.op.tenant().clone(),
+            expected,
+            current: current_revision,
+        });
+    }
+    Ok(())
+}
+
+/// Applies a documents patch, re-validating each document it sets.
+fn patched(
+    mut documents: TenantDocuments,
+    patch: &DocumentsPatch,
+) -> Result<TenantDocuments, CommandError> {
+    let limits = DocumentLimits {
+        document_bytes_max: DOCUMENT_BYTES_HARD_MAX,
+    };
+    let slots = [
+        (DocumentKind::Config, &patch.config, &mut documents.config),
+        (DocumentKind::Theme, &patch.theme, &mut documents.theme),
+        (
+            DocumentKind::Integrations,
+            &patch.integrations,
+            &mut documents.integrations,
+        ),
+    ];
+    for (kind, new, slot) in slots {
+        if let Some(text) = new {
+            *slot = canonical_document(kind, text, limits)?;
+        }
+    }
+    Ok(documents)
+}
+
+fn record_audit(
+    state: &mut State,
+    revision: Revision,
+    command: &Command,
+    changes: &mut Vec<Change>,
+) {
+    let summary = match &command.op {
+        Op::CreateTenant { .. } => "create".to_owned(),
+        Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
+        Op::DeleteTenant { .. } => "delete".to_owned(),
+    };
+    let entry = Arc::new(AuditEntry {
+        revision,
+        id: command.meta.change_id,
+        tenant: command.op.tenant().clone(),
+        actor: command.meta.actor.clone(),
+        reason: command.meta.reason.clone(),
+        summary,
+        at_unix_ms: command.meta.at_unix_ms,
+    });
+    state.audit.insert(revision, entry.clone());
+    changes.push(Change::PutAudit(entry));
+    while state.audit.len() > AUDIT_ENTRIES_MAX {
+        if let Some((oldest, _)) = state.audit.pop_first() {
+            changes.push(Change::RemoveAudit(oldest));
+        }
+    }
+}
+
+/// Forgets request ids beyond the count limit or older than the age limit,
+/// oldest first. Ages are measured on the proposers' clocks, so a clock step
+/// can only make a session live shorter or longer, never break determinism.
+fn evict_sessions(state: &mut State, now_unix_ms: u64, changes: &mut Vec<Change>) {
+    loop {
+        let Some((_, request_id)) = state.sessions_by_revision.first_key_value() else {
+            return;
+        };
+        let Some(session) = state.sessions.get(request_id) else {
+            return;
+        };
+        let too_many = state.sessions.len() > SESSIONS_MAX;
+        let too_old = session.at_unix_ms.saturating_add(SESSION_AGE_MS_MAX) < now_unix_ms;
+        if !too_many && !too_old {
+            return;
+        }
+        let request_id = request_id.clone();
+        state.remove_session(&request_id);
+        changes.push(Change::RemoveSession(request_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::TenantId;
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::core::WriteMeta;
+
+    fn tenant_id(id: &str) -> TenantId {
+        TenantId::parse(id).expect("valid id")
+    }
+
+    fn meta(at_unix_ms: u64) -> WriteMeta {
+        WriteMeta {
+            expected_revision: None,
+            request_id: None,
+            actor: "test".to_owned(),
+            reason: "unit test".to_owned(),
+            at_unix_ms,
+            change_id: Ulid::from_parts(at_unix_ms, 1),
+        }
+    }
+
+    fn create(id: &str, config: &str) -> Command {
+        let documents = DocumentsPatch {
+            config: Some(config.to_owned()),
+            ..Default::default()
+        };
+        Command {
+            meta: meta(1000),
+            op: Op::CreateTenant {
+                tenant: tenant_id(id),
+                uid: Ulid::from_parts(1, 2),
+                documents,
+            },
+        }
+    }
+
+    fn update(id: &str, theme: &str) -> Command {
+        let documents = DocumentsPatch {
+            theme: Some(theme.to_owned()),
+            ..Default::default()
+        };
+        Command {
+            meta: meta(2000),
+            op: Op::UpdateTenant {
+                tenant: tenant_id(id),
+                documents,
+            },
+        }
+    }
+
+    fn written(response: &Response) -> &WriteOutcome {
+        match response {
+            Response::Written(outcome) => outcome,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    fn rejected(response: &Response) -> &CommandError {
+        match response {
+            Response::Rejected(error) => error,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    /// Replays `changes` on `before` and checks that it gives `after`: the
+    /// storage adapter's mirror stays exact.
+    fn assert_changes_replay(before: &State, changes: &[Change], after: &State) {
+        let mut replayed = before.clone();
+        for change in changes {
+            match change {
+                Change::PutTenant(tenant) => {
+                    replayed.tenants.insert(tenant.id.clone(), tenant.clone());
+                }
+                Change::PutAudit(entry) => {
+                    replayed.audit.insert(entry.revision, entry.clone());
+                }
+                Change::RemoveAudit(revision) => {
+                    replayed.audit.remove(revision);
+                }
+                Change::PutSession(session) => replayed.insert_session(session.clone()),
+                Change::RemoveSession(request_id) => replayed.remove_session(request_id),
+            }
+        }
+        assert_eq!(&replayed, after);
+        after.validate().expect("state invariants");
+    }
+
+    #[test]
+    fn create_update_delete() {
+        let mut state = State::default();
+        let (response, changes) = apply(
+            &mut state,
+            Revision(3),
+            &create("acme", r#"{"b":1,"a":{"public":2}}"#),
+        );
+        assert_changes_replay(&State::default(), &changes, &state);
+        let tenant = &written(&response).tenant;
+        assert_eq!(tenant.create_revision, Revision(3));
+        assert_eq!(tenant.mod_revision, Revision(3));
+        assert_eq!(
+            tenant.documents.config, r#"{"a":{"public":2},"b":1}"#,
+            "stored canonical"
+        );
+        assert_eq!(tenant.documents.theme, "{}");
+
+        let before = state.clone();
+        let (response, changes) = apply(
+            &mut state,
+            Revision(5),
+            &update("acme", r##"{"color":"#fff"}"##),
+        );
+        assert_changes_replay(&before, &changes, &state);
+        let tenant = &written(&response).tenant;
+        assert_eq!(
+            (tenant.create_revision, tenant.mod_revision),
+            (Revision(3), Revision(5))
+        );
+        assert_eq!(
+            tenant.documents.config, r#"{"a":{"public":2},"b":1}"#,
+            "config kept"
+        );
+        assert!(tenant.public_bundle.json.contains(r#""configVersion":5"#));
+
+        let delete = Command {
+            meta: meta(3000),
+            op: Op::DeleteTenant {
+                tenant: tenant_id("acme"),
+            },
+        };
+        let (response, _) = apply(&mut state, Revision(6), &delete);
+        assert_eq!(written(&response).tenant.status, TenantStatus::Deleted);
+        assert_eq!(state.live_tenants(), 0);
+
+        let history: Vec<_> = state
+            .audit
+            .values()
+            .map(|entry| entry.summary.as_str())
+            .collect();
+        assert_eq!(history, ["create", "update theme", "delete"]);
+
+        // A tombstoned id can be created again, as a new incarnation.
+        let (response, _) = apply(&mut state, Revision(9), &create("acme", "{}"));
+        assert_eq!(written(&response).tenant.create_revision, Revision(9));
+    }
+
+    #[test]
+    fn create_twice_and_missing_tenants() {
+        let mut state = State::default();
+        apply(&mut state, Revision(1), &create("acme", "{}"));
+        let (response, changes) = apply(&mut state, Revision(2), &create("acme", "{}"));
+        assert!(changes.is_empty());
+        assert!(matches!(
+            rejected(&response),
+            CommandError::AlreadyExists {
+                revision: Revision(1),
+                ..
+            }
+        ));
+        let (response, _) = apply(&mut state, Revision(3), &update("ghost", "{}"));
+        assert!(matches!(rejected(&response), CommandError::NotFound { .. }));
+        let delete = Command {
+            meta: meta(1),
+            op: Op::DeleteTenant {
+                tenant: tenant_id("ghost"),
+            },
+        };
+        assert!(matches!(
+            rejected(&apply(&mut state, Revision(4), &delete).0),
+            CommandError::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn compare_and_set_conflict_names_both_revisions() {
+        let mut state = State::default();
+        apply(&mut state, Revision(4), &create("acme", "{}"));
+        let mut stale = update("acme", "{}");
+        stale.meta.expected_revision = Some(3);
+        let before = state.clone();
+        let (response, changes) = apply(&mut state, Revision(5), &stale);
+        assert!(changes.is_empty());
+        assert_eq!(state, before, "a conflict changes nothing");
+        let error = rejected(&response);
+        assert_eq!(
+            error,
+            &CommandError::RevisionMismatch {
+                tenant: tenant_id("acme"),
+                expected: 3,
+                current: 4
+            }
+        );
+        assert!(error
+            .to_string()
+            .contains("expected revision 3 but it is at 4"));
+
+        let mut fresh = update("acme", "{}");
+        fresh.meta.expected_revision = Some(4);
+        assert_eq!(
+            written(&apply(&mut state, Revision(6), &fresh).0).revision,
+            Revision(6)
+        );
+
+        // expected_revision 0 on create means "must not exist yet".
+        let mut create_new = create("beta", "{}");
+        create_new.meta.expected_revision = Some(0);
+        assert!(matches!(
+            apply(&mut state, Revision(7), &create_new).0,
+            Response::Written(_)
+        ));
+        let mut create_again = create("beta", "{}");
+        create_again.meta.expected_revision = Some(0);
+        assert!(matches!(
+            rejected(&apply(&mut state, Revision(8), &create_again).0),
+            CommandError::RevisionMismatch { current: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn retried_request_id_returns_the_first_result() {
+        let mut state = State::default();
+        let mut first = create("acme", r#"{"v":1}"#);
+        first.meta.request_id = Some("req-1".to_owned());
+        let (response, _) = apply(&mut state, Revision(1), &first);
+        assert!(!written(&response).replayed);
+
+        // The retry carries other documents: it must still apply nothing.
+        let mut retry = update("acme", r#"{"v":2}"#);
+        retry.meta.request_id = Some("req-1".to_owned());
+        let before = state.clone();
+        let (replay, changes) = apply(&mut state, Revision(2), &retry);
+        assert!(changes.is_empty());
+        assert_eq!(state, before);
+        let outcome = written(&replay);
+        assert!(outcome.replayed);
+        assert_eq!(outcome.revision, Revision(1));
+
+        // A rejection is remembered too.
+        let mut bad = update("ghost", "{}");
+        bad.meta.request_id = Some("req-2".to_owned());
+        apply(&mut state, Revision(3), &bad);
+        apply(&mut state, Revision(4), &create("ghost", "{}"));
+        let (replay, _) = apply(&mut state, Revision(5), &bad);
+        assert!(matches!(rejected(&replay), CommandError::NotFound { .. }));
+    }
+
+    #[test]
+    fn sessions_expire_by_age() {
+        let mut state = State::default();
+        let mut first = create("acme", "{}");
+        first.meta.request_id = Some("req-1".to_owned());
+        apply(&mut state, Revision(1), &first);
+        let mut later = update("acme", "{}");
+        later.meta.at_unix_ms = first.meta.at_unix_ms + SESSION_AGE_MS_MAX + 1;
+        let before = state.clone();
+        let (_, changes) = apply(&mut state, Revision(2), &later);
+        assert!(changes.contains(&Change::RemoveSession("req-1".to_owned())));
+        assert_changes_replay(&before, &changes, &state);
+        assert!(state.sessions.is_empty());
+    }
+
+    #[test]
+    fn every_validation_error_names_field_and_rule() {
+        let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(DOCUMENT_BYTES_HARD_MAX));
+        let cases: Vec<(Command, &str, &str)> = vec![
+            (create("acme", "[1]"), "documents.config", "json-object"),
+            (create("acme", "{"), "documents.config", "json"),
+            (
+                create("acme", r#"{"public":3}"#),
+                "documents.config.public",
+                "json-object",
+            ),
+            (create("acme", &big), "documents.config", "size"),
+            (
+                Command {
+                    meta: meta(1),
+                    op: Op::UpdateTenant {
+                        tenant: tenant_id("acme"),
+                        documents: DocumentsPatch::default(),
+                    },
+                },
+                "documents",
+                "required",
+            ),
+            (
+                Command {
+                    meta: meta(1),
+                    op: Op::CreateTenant {
+                        tenant: tenant_id("acme"),
+                        uid: Ulid::nil(),
+                        documents: DocumentsPatch {
+                            integrations: Some(r#"{"oauth":"x"}"#.to_owned()),
+                            ..Default::default()
+                        },
+                    },
+                },
+                "documents.integrations.oauth",
+                "json-object",
+            ),
+            (
+                Command {
+                    meta: WriteMeta {
+                        request_id: Some("a b".to_owned()),
+                        ..meta(1)
+                    },
+                    ..create("acme", "{}")
+                },
+                "meta.request_id",
+                "printable",
+            ),
+            (
+                Command {
+                    meta: WriteMeta {
+                        request_id: Some("r".repeat(129)),
+                        ..meta(1)
+                    },
+                    ..create("acme", "{}")
+                },
+                "meta.request_id",
+                "length",
+            ),
+            (
+                Command {
+                    meta: WriteMeta {
+                        reason: "r".repeat(1025),
+                        ..meta(1)
+                    },
+                    ..create("acme", "{}")
+                },
+                "meta.reason",
+                "length",
+            ),
+            (
+                Command {
+                    meta: WriteMeta {
+                        actor: "a".repeat(129),
+                        ..meta(1)
+                    },
+                    ..create("acme", "{}")
+                },
+                "meta.actor",
+                "length",
+            ),
+        ];
+        let mut base = State::default();
+        apply(&mut base, Revision(1), &create("acme", "{}"));
+        for (command, field, rule) in cases {
+            let mut state = base.clone();
+            // Updates need the tenant; creates need it absent.
+            if matches!(command.op, Op::CreateTenant { .. }) {
+                state.tenants.clear();
+            }
+            let before = state.clone();
+            let (response, changes) = apply(&mut state, Revision(2), &command);
+            match rejected(&response) {
+                CommandError::Invalid {
+                    field: got_field,
+                    rule_id,
+                    message,
+                } => {
+                    assert_eq!(
+                        (got_field.as_str(), rule_id.as_str()),
+                        (field, rule),
+                        "{message}"
+                    );
+                    assert!(!message.is_empty());
+                }
+                other => panic!("{field}: expected Invalid, got {other:?}"),
+            }
+            assert!(
+                changes.is_empty(),
+                "{field}: a rejected write changes nothing"
+            );
+            assert_eq!(state, before);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Commands (the payload of a Raft entry) and their deterministic responses.
+
+use std::sync::Arc;
+
+use proto::{Revision, TenantId};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::Tenant;
+
+/// Who asks for a write, why, and the values the proposer fixed for every
+/// replica (its wall clock and a fresh change id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteMeta {
+    /// Compare-and-set: the tenant's mod_revision must equal this; 0 means
+    /// "must not exist".
+    pub expected_revision: Option<u64>,
+    /// Idempotency key: a retry with the same id returns the first result.
+    pub request_id: Option<String>,
+    pub actor: String,
+    pub reason: String,
+    /// Proposer's wall clock; used for audit and session ages, never for ordering.
+    pub at_unix_ms: u64,
+    /// The ULID of the audit entry this write makes.
+    pub change_id: Ulid,
+}
+
+/// Documents in a write: `None` keeps the current value (create: `{}`).
+/// Each present document is canonical JSON text of an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentsPatch {
+    pub config: Option<String>,
+    pub theme: Option<String>,
+    pub integrations: Option<String>,
+}
+
+impl DocumentsPatch {
+    /// The names of the documents this patch sets, for audit summaries.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("config", &self.config),
+            ("theme", &self.theme),
+            ("integrations", &self.integrations),
+        ]
+        .into_iter()
+        .filter(|(_, document)| document.is_some())
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    CreateTenant {
+        tenant: TenantId,
+        uid: Ulid,
+        documents: DocumentsPatch,
+    },
+    UpdateTenant {
+        tenant: TenantId,
+        documents: DocumentsPatch,
+    },
+    DeleteTenant {
+        tenant: TenantId,
+    },
+}
+
+impl Op {
+    pub fn tenant(&self) -> &TenantId {
+        match self {
+            Op::CreateTenant { tenant, .. }
+            | Op::UpdateTenant { tenant, .. }
+            | Op::DeleteTenant { tenant } => tenant,
+        }
+    }
+}
+
+/// The application payload of a Raft entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub meta: WriteMeta,
+    pub op: Op,
+}
+
+/// A write that applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub revision: Revision,
+    pub tenant: Arc<Tenant>,
+    /// True when this is the stored first result of a retried request id.
+    pub replayed: bool,
+}
+
+/// Why a command changed nothing. Deterministic: every replica computes the
+/// same error for the same entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: String,
+        rule_id: String,
+        message: String,
+    },
+    #[error("tenant `{tenant}` does not exist")]
+    NotFound { tenant: TenantId },
+    #[error(
+        "tenant `{tenant}` already exists (mod_revision {revision}); use `tenant set` to change it"
+    )]
+    AlreadyExists {
+        tenant: TenantId,
+        revision: Revision,
+    },
+    #[error(
+        "tenant `{tenant}`: expected revision {expected} but it is at {current}; read it again and retry"
+    )]
+    RevisionMismatch {
+        tenant: TenantId,
+        expected: u64,
+        current: u64,
+    },
+}
+
+impl CommandError {
+    pub fn invalid(
+        field: impl Into<String>,
+        rule_id: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            rule_id: rule_id.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The response of applying one Raft entry (openraft's `C::R`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries answer nothing.
+    None,
+    Written(WriteOutcome),
+    Rejected(CommandError),
+}

@@ -1,0 +1,20 @@
+//! The registry's pure core: the replicated state, the commands that change
+//! it, and `apply`, a pure function from (state, command) to (state',
+//! response). No sockets, no disks, no clocks: everything that varies (the
+//! revision, the proposer's wall clock, fresh ULIDs) arrives inside the
+//! command, so every replica computes the same result.
+//!
+//! Architecture Invariant: nothing here does IO. openraft, sled and tonic are
+//! adapters around this module.
+
+mod apply;
+mod bundle;
+mod command;
+mod state;
+mod validate;
+
+pub use apply::{apply, Change};
+pub use bundle::{compile_bundles, Bundle};
+pub use command::{Command, CommandError, DocumentsPatch, Op, Response, WriteMeta, WriteOutcome};
+pub use state::{AuditEntry, Placement, Session, State, Tenant, TenantDocuments, TenantStatus};
+pub use validate::{canonical_document, validate_meta, DocumentKind, DocumentLimits};

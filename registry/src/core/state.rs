@@ -1,0 +1,162 @@
+//! The replicated state: tenants, the audit log and client sessions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proto::{Region, Revision, TenantId};
+use serde::{Deserialize, Serialize};
+use ulid::Ulid;
+
+use super::{Bundle, Response};
+
+/// Lifecycle of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    LockedForMove,
+    /// Tombstone: the record stays so that history stays explainable.
+    Deleted,
+}
+
+/// Where a tenant lives. Defaults until the regions work assigns placements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The only region that accepts the tenant's writes; `None` until assigned.
+    pub home_region: Option<Region>,
+    /// Data residency: empty means "no restriction".
+    pub allowed_regions: Vec<Region>,
+    pub dr_region: Option<Region>,
+    /// Fencing token, +1 at every change of home region.
+    pub epoch: u64,
+}
+
+/// A tenant's documents, each canonical JSON text of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDocuments {
+    pub config: String,
+    pub theme: String,
+    pub integrations: String,
+}
+
+impl Default for TenantDocuments {
+    fn default() -> Self {
+        Self {
+            config: "{}".to_owned(),
+            theme: "{}".to_owned(),
+            integrations: "{}".to_owned(),
+        }
+    }
+}
+
+/// One tenant as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// Never reused: a tenant created again after a delete gets a new uid.
+    pub uid: Ulid,
+    pub status: TenantStatus,
+    pub documents: TenantDocuments,
+    pub public_bundle: Bundle,
+    pub private_bundle: Bundle,
+    pub placement: Placement,
+    pub create_revision: Revision,
+    /// The tenant's configVersion.
+    pub mod_revision: Revision,
+}
+
+impl Tenant {
+    pub fn is_live(&self) -> bool {
+        self.status != TenantStatus::Deleted
+    }
+}
+
+/// One change in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub revision: Revision,
+    pub id: Ulid,
+    pub tenant: TenantId,
+    pub actor: String,
+    pub reason: String,
+    pub summary: String,
+    pub at_unix_ms: u64,
+}
+
+/// The remembered result of a write that carried a request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub request_id: String,
+    pub revision: Revision,
+    pub at_unix_ms: u64,
+    pub response: Response,
+}
+
+/// The whole replicated state. Maps hold `Arc`s so that a snapshot is a cheap
+/// clone taken between two applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    pub tenants: BTreeMap<TenantId, Arc<Tenant>>,
+    pub audit: BTreeMap<Revision, Arc<AuditEntry>>,
+    pub sessions: BTreeMap<String, Arc<Session>>,
+    /// Request ids by the revision that recorded them: the eviction order.
+    pub sessions_by_revision: BTreeMap<Revision, String>,
+}
+
+impl State {
+    /// Inserts a session and keeps the eviction index in step.
+    pub fn insert_session(&mut self, session: Arc<Session>) {
+        self.sessions_by_revision
+            .insert(session.revision, session.request_id.clone());
+        if let Some(old) = self.sessions.insert(session.request_id.clone(), session) {
+            self.sessions_by_revision.remove(&old.revision);
+        }
+    }
+
+    /// Removes a session and its eviction index entry.
+    pub fn remove_session(&mut self, request_id: &str) {
+        if let Some(old) = self.sessions.remove(request_id) {
+            self.sessions_by_revision.remove(&old.revision);
+        }
+    }
+
+    /// Number of tenants that are not tombstoned.
+    pub fn live_tenants(&self) -> usize {
+        self.tenants
+            .values()
+            .filter(|tenant| tenant.is_live())
+            .count()
+    }
+
+    /// Checks the invariants that tie the maps together; used by tests and
+    /// after loading a snapshot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sessions.len() != self.sessions_by_revision.len() {
+            return Err(format!(
+                "{} sessions but {} eviction entries",
+                self.sessions.len(),
+                self.sessions_by_revision.len()
+            ));
+        }
+        for (revision, request_id) in &self.sessions_by_revision {
+            match self.sessions.get(request_id) {
+                Some(session) if session.revision == *revision => {}
+                _ => {
+                    return Err(format!(
+                        "session index {revision} -> {request_id} has no matching session"
+                    ))
+                }
+            }
+        }
+        for (id, tenant) in &self.tenants {
+            if &tenant.id != id {
+                return Err(format!("tenant stored under {id} has id {}", tenant.id));
+            }
+            if tenant.create_revision > tenant.mod_revision {
+                return Err(format!("tenant {id}: create_revision after mod_revision"));
+            }
+        }
+        Ok(())
+    }
+}

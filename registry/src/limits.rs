@@ -1,0 +1,79 @@
+//! Every limit of the registry, in one place, with units in the names.
+//!
+//! A limit that an operator may need to change is a default here and a flag
+//! or config field in [`crate::config`]; the rest are fixed.
+
+/// The largest document (config, theme or integrations) in bytes, by default.
+pub const DOCUMENT_BYTES_MAX_DEFAULT: usize = 256 * 1024;
+
+/// The longest request id (idempotency key) in bytes.
+pub const REQUEST_ID_BYTES_MAX: usize = 128;
+
+/// The longest actor name in bytes.
+pub const ACTOR_BYTES_MAX: usize = 128;
+
+/// The longest reason in bytes.
+pub const REASON_BYTES_MAX: usize = 1024;
+
+/// The most integrations one tenant may declare.
+pub const INTEGRATIONS_PER_TENANT_MAX: usize = 64;
+
+/// The most remembered request ids (client sessions); the oldest go first.
+pub const SESSIONS_MAX: usize = 100_000;
+
+/// How long a request id is remembered, in milliseconds (one hour).
+pub const SESSION_AGE_MS_MAX: u64 = 60 * 60 * 1000;
+
+/// The most audit entries kept; the oldest go first.
+pub const AUDIT_ENTRIES_MAX: usize = 1_000_000;
+
+/// The most tenants one list call returns.
+pub const LIST_PAGE_TENANTS_MAX: u32 = 1000;
+
+/// The most audit entries one history call returns.
+pub const HISTORY_ENTRIES_MAX: u32 = 1000;
+
+/// The default number of audit entries a history call returns.
+pub const HISTORY_ENTRIES_DEFAULT: u32 = 100;
+
+/// The largest gRPC message the registry accepts or sends, in bytes.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The most concurrent requests one gRPC connection may have in flight.
+pub const GRPC_CONCURRENT_STREAMS_MAX: u32 = 1024;
+
+/// How long a client request may take end to end before it fails, in milliseconds.
+pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a follower waits to apply up to a read index, in milliseconds.
+pub const READ_INDEX_WAIT_MS_MAX: u64 = 5_000;
+
+/// How long a node waits for in-flight requests at shutdown, in milliseconds.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// Default Raft heartbeat interval in milliseconds: a fraction of the
+/// election timeout, and above the 200 ms round trip between far regions.
+pub const HEARTBEAT_MS_DEFAULT: u64 = 250;
+
+/// Default lower bound of the randomized election timeout, in milliseconds:
+/// several heartbeats, so that one lost or delayed heartbeat on a
+/// cross-region link does not start an election.
+pub const ELECTION_TIMEOUT_MS_MIN_DEFAULT: u64 = 1_500;
+
+/// Default upper bound of the randomized election timeout, in milliseconds.
+pub const ELECTION_TIMEOUT_MS_MAX_DEFAULT: u64 = 3_000;
+
+/// Default number of applied entries between two snapshots.
+pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
+
+/// Default number of entries kept in the log behind the last snapshot, so
+/// that a briefly lagging follower catches up from the log, not a snapshot.
+pub const LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT: u64 = 1_000;
+
+/// The largest snapshot chunk sent in one install-snapshot RPC, in bytes.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// The hard cap on a document that `apply` enforces on every replica, in
+/// bytes. The configurable limit above must not exceed it; it exists so that
+/// replicas with different flags still apply the same entries identically.
+pub const DOCUMENT_BYTES_HARD_MAX: usize = 4 * 1024 * 1024;

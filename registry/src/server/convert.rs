@@ -1,0 +1,70 @@
+//! Core types to and from their protobuf messages.
+
+use proto::v1;
+
+use crate::core::{AuditEntry, Bundle, Placement, Tenant, TenantStatus};
+
+pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
+    v1::Tenant {
+        id: tenant.id.to_string(),
+        uid: tenant.uid.to_string(),
+        status: status(tenant.status) as i32,
+        config_json: tenant.documents.config.clone(),
+        theme_json: tenant.documents.theme.clone(),
+        integrations_json: tenant.documents.integrations.clone(),
+        public_bundle: Some(bundle(&tenant.public_bundle)),
+        private_bundle: Some(bundle(&tenant.private_bundle)),
+        placement: Some(placement(&tenant.placement)),
+        create_revision: tenant.create_revision.get(),
+        mod_revision: tenant.mod_revision.get(),
+    }
+}
+
+fn status(status: TenantStatus) -> v1::TenantStatus {
+    match status {
+        TenantStatus::Active => v1::TenantStatus::Active,
+        TenantStatus::Suspended => v1::TenantStatus::Suspended,
+        TenantStatus::LockedForMove => v1::TenantStatus::LockedForMove,
+        TenantStatus::Deleted => v1::TenantStatus::Deleted,
+    }
+}
+
+fn bundle(bundle: &Bundle) -> v1::Bundle {
+    v1::Bundle {
+        json: bundle.json.clone().into_bytes(),
+        sha256: bundle.sha256.clone(),
+    }
+}
+
+fn placement(placement: &Placement) -> v1::Placement {
+    v1::Placement {
+        home_region: placement
+            .home_region
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        allowed_regions: placement
+            .allowed_regions
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        dr_region: placement
+            .dr_region
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        epoch: placement.epoch,
+    }
+}
+
+pub(crate) fn audit_entry(entry: &AuditEntry) -> v1::AuditEntry {
+    v1::AuditEntry {
+        revision: entry.revision.get(),
+        id: entry.id.to_string(),
+        tenant_id: entry.tenant.to_string(),
+        actor: entry.actor.clone(),
+        reason: entry.reason.clone(),
+        summary: entry.summary.clone(),
+        at_unix_ms: entry.at_unix_ms,
+    }
+}

@@ -1,0 +1,14 @@
+//! A running registry node: openraft wired to its storage, the gRPC services
+//! (public registry API and internal Raft traffic on one port) and the HTTP
+//! port (health, metrics, status).
+
+mod convert;
+mod http;
+pub mod metrics;
+mod network;
+mod node;
+mod raft_service;
+mod registry_service;
+pub mod status;
+
+pub use node::{run, NodeHandle};

@@ -1,0 +1,155 @@
+//! The Raft network: openraft's RPCs to other nodes over gRPC, each bounded
+//! by the timeout openraft passes in `RPCOption`.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use proto::v1::raft_internal_client::RaftInternalClient;
+use proto::v1::RaftPayload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::limits::GRPC_MESSAGE_BYTES_MAX;
+use crate::raft_types::{Member, NodeId, TypeConfig};
+
+/// Opens a lazily connected gRPC channel to `grpc_addr`.
+pub(crate) fn channel(
+    grpc_addr: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{grpc_addr}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Makes one [`Connection`] per target node.
+#[derive(Debug, Clone)]
+pub(crate) struct NetworkFactory {
+    pub(crate) id: NodeId,
+    pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
+        let client = channel(&node.grpc_addr, Duration::from_secs(1)).map(|channel| {
+            RaftInternalClient::new(channel)
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        });
+        Connection {
+            id: self.id,
+            target,
+            client,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The RPC client to one other node.
+pub(crate) struct Connection {
+    id: NodeId,
+    target: NodeId,
+    /// An invalid address makes every RPC fail as unreachable.
+    client: Result<RaftInternalClient<Channel>, tonic::transport::Error>,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+
+impl Connection {
+    /// Sends one RPC: JSON of `request` in, JSON of `Result<Resp, RaftError>` out.
+    async fn call<Req, Resp, E>(
+        &mut self,
+        action: RPCTypes,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(client) => client,
+            Err(error) => return Err(RPCError::Unreachable(Unreachable::new(error))),
+        };
+        let payload = serde_json::to_vec(request)
+            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let request = tonic::Request::new(RaftPayload { payload });
+        let timeout = option.hard_ttl();
+        let started = std::time::Instant::now();
+        let call = async {
+            match action {
+                RPCTypes::AppendEntries => client.append_entries(request).await,
+                RPCTypes::Vote => client.vote(request).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = tokio::time::timeout(timeout, call).await;
+        self.metrics.observe_raft_rpc(action, started.elapsed());
+        let reply = match reply {
+            Err(_) => {
+                return Err(RPCError::Timeout(Timeout {
+                    action,
+                    id: self.id,
+                    target: self.target,
+                    timeout,
+                }));
+            }
+            Ok(Err(status)) => {
+                // Connection-level failures mean the peer is down or cut off;
+                // openraft backs off on Unreachable.
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                        RPCError::Unreachable(Unreachable::new(&status))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&status)),
+                });
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.payload)
+            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(RPCTypes::AppendEntries, &request, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(RPCTypes::InstallSnapshot, &request, &option)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(RPCTypes::Vote, &request, &option).await
+    }
+}

@@ -1,0 +1,193 @@
+//! Starting and stopping a registry node.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::v1::raft_internal_server::RaftInternalServer;
+use proto::v1::registry_server::RegistryServer;
+use tokio::net::TcpListener;
+
+use super::http;
+use super::metrics::Metrics;
+use super::network::NetworkFactory;
+use super::raft_service::RaftService;
+use super::registry_service::RegistryService;
+use crate::config::NodeConfig;
+use crate::core::DocumentLimits;
+use crate::error::Error;
+use crate::limits::{
+    GRPC_CONCURRENT_STREAMS_MAX, GRPC_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS,
+    SNAPSHOT_CHUNK_BYTES_MAX,
+};
+use crate::raft_types::{Member, Raft};
+use crate::store::{LogStore, StateMachineStore, StateView};
+
+/// What a running node exposes to the code that started it.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub raft: Raft,
+    pub view: StateView,
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, Error> {
+    let raft_config = openraft::Config {
+        cluster_name: "tenantry".to_owned(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms_min,
+        election_timeout_max: config.election_timeout_ms_max,
+        // One append RPC may carry a few MiB of documents across a slow link.
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.log_kept_after_snapshot_entries,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES_MAX,
+        ..Default::default()
+    };
+    raft_config
+        .validate()
+        .map_err(|error| Error::Config(error.to_string()))
+}
+
+/// Runs a node until `shutdown` resolves, then stops gracefully: stop
+/// accepting, finish in-flight requests (bounded), stop Raft, flush.
+///
+/// `started` is called once the node serves, with a handle for tests and
+/// embedding.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    started: impl FnOnce(NodeHandle) + Send,
+) -> Result<(), Error> {
+    config.validate()?;
+    let log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
+    let state_machine = StateMachineStore::open(&config.data_dir)?;
+    let view = state_machine.view();
+    let sled = state_machine.sled_handle();
+    let metrics = Arc::new(Metrics::default());
+
+    let network = NetworkFactory {
+        id: config.id,
+        metrics: metrics.clone(),
+    };
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config(&config)?),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|error| Error::Raft(error.to_string()))?;
+
+    // A fresh cluster is initialized exactly once, by its lowest id; every
+    // other node (and this one after a restart) joins what it finds.
+    if config.is_bootstrapper()
+        && !raft
+            .is_initialized()
+            .await
+            .map_err(|error| Error::Raft(error.to_string()))?
+    {
+        let members: BTreeMap<_, _> = config
+            .peers
+            .iter()
+            .map(|peer| {
+                (
+                    peer.id,
+                    Member {
+                        region: peer.region.clone(),
+                        grpc_addr: peer.grpc_addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        tracing::info!(?members, "initializing a fresh cluster");
+        raft.initialize(members)
+            .await
+            .map_err(|error| Error::Raft(error.to_string()))?;
+    }
+
+    let service = Arc::new(RegistryService {
+        raft: raft.clone(),
+        view: view.clone(),
+        node_id: config.id,
+        region: config.region.clone(),
+        document_limits: DocumentLimits {
+            document_bytes_max: config.document_bytes_max,
+        },
+        metrics,
+        channels: Mutex::new(Default::default()),
+    });
+
+    let grpc_listener = TcpListener::bind(config.grpc).await?;
+    let http_listener = TcpListener::bind(config.http).await?;
+    tracing::info!(id = config.id, region = %config.region, grpc = %config.grpc, http = %config.http, "registry node serving");
+
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<RegistryServer<RegistryService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| Error::Config(format!("gRPC reflection: {error}")))?;
+    let registry_server = RegistryServer::from_arc(service.clone())
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let raft_server = RaftInternalServer::new(RaftService { raft: raft.clone() })
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(Some(GRPC_CONCURRENT_STREAMS_MAX))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(registry_server)
+        .add_service(raft_server)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stopped(stop_receiver.clone()),
+        );
+    let http = axum::serve(http_listener, http::router(service))
+        .with_graceful_shutdown(stopped(stop_receiver));
+    let grpc = tokio::spawn(grpc);
+    let http = tokio::spawn(async move { http.await });
+
+    started(NodeHandle {
+        raft: raft.clone(),
+        view,
+    });
+    shutdown.await;
+
+    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    let _ = stop_sender.send(true);
+    let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
+    let servers = async {
+        let (grpc, http) = tokio::join!(grpc, http);
+        if let Ok(Err(error)) = grpc {
+            tracing::warn!(%error, "gRPC server ended with an error");
+        }
+        if let Ok(Err(error)) = http {
+            tracing::warn!(%error, "HTTP server ended with an error");
+        }
+    };
+    if tokio::time::timeout(grace, servers).await.is_err() {
+        tracing::warn!(
+            grace_ms = SHUTDOWN_GRACE_MS,
+            "in-flight requests did not finish in time; stopping anyway"
+        );
+    }
+    raft.shutdown()
+        .await
+        .map_err(|error| Error::Raft(error.to_string()))?;
+    sled.flush_async()
+        .await
+        .map_err(|error| Error::Io(std::io::Error::other(error)))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The public gRPC service: tenant writes (forwarded to the leader when this
+//! node follows), linearizable or stale reads, history and cluster status.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use proto::v1::registry_client::RegistryClient;
+use proto::v1::registry_server::Registry;
+use proto::v1::{self, Consistency};
+use proto::TenantId;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use ulid::Ulid;
+
+use super::convert;
+use super::metrics::{Metrics, Timer};
+use super::network::channel;
+use super::status;
+use crate::core::{
+    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, Op,
+    Response as CoreResponse, WriteMeta,
+};
+use crate::limits::{
+    CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT,
+    HISTORY_ENTRIES_MAX, LIST_PAGE_TENANTS_MAX, READ_INDEX_WAIT_MS_MAX,
+};
+use crate::raft_types::{Member, NodeId, Raft};
+use crate::store::StateView;
+
+/// Set on a request that a follower forwarded, so it is forwarded at most once.
+const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
+
+pub(crate) struct RegistryService {
+    pub(crate) raft: Raft,
+    pub(crate) view: StateView,
+    pub(crate) node_id: NodeId,
+    pub(crate) region: String,
+    pub(crate) document_limits: DocumentLimits,
+    pub(crate) metrics: Arc<Metrics>,
+    /// gRPC channels to other nodes, by address, for forwarding and read index.
+    pub(crate) channels: Mutex<HashMap<String, Channel>>,
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn parse_tenant(tenant_id: &str) -> Result<TenantId, Status> {
+    TenantId::parse(tenant_id).map_err(|error| status::from_domain_error(&error))
+}
+
+/// Applies `rpc_timeout` to a future that talks to the cluster.
+async fn bounded<T>(
+    what: &str,
+    future: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let timeout = Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS);
+    tokio::time::timeout(timeout, future).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "{what}: not confirmed within {} ms (no quorum?). A write may or may not have applied: retry with the same request id",
+            timeout.as_millis()
+        )))
+    })
+}
+
+impl RegistryService {
+    fn channel(&self, grpc_addr: &str) -> Result<Channel, Status> {
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| Status::internal("channel cache lock poisoned"))?;
+        if let Some(channel) = channels.get(grpc_addr) {
+            return Ok(channel.clone());
+        }
+        let channel = channel(grpc_addr, Duration::from_secs(1))
+            .map_err(|error| Status::unavailable(format!("leader address {grpc_addr}: {error}")))?;
+        channels.insert(grpc_addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
+        Ok(RegistryClient::new(self.channel(&leader.grpc_addr)?)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
+    }
+
+    fn write_meta(&self, meta: Option<v1::WriteMeta>) -> Result<WriteMeta, Status> {
+        let meta = meta.unwrap_or_default();
+        let request_id = Some(meta.request_id).filter(|id| !id.is_empty());
+        let actor = if meta.actor.is_empty() {
+            "unknown".to_owned()
+        } else {
+            meta.actor
+        };
+        validate_meta(request_id.as_deref(), &actor, &meta.reason)
+            .map_err(|error| status::from_command_error(&error))?;
+        Ok(WriteMeta {
+            expected_revision: meta.expected_revision,
+            request_id,
+            actor,
+            reason: meta.reason,
+            at_unix_ms: now_unix_ms(),
+            change_id: Ulid::new(),
+        })
+    }
+
+    fn documents(&self, documents: Option<v1::Documents>) -> Result<DocumentsPatch, Status> {
+        let documents = documents.unwrap_or_default();
+        let canonical = |kind, text: Option<String>| {
+            text.map(|text| canonical_document(kind, &text, self.document_limits))
+                .transpose()
+                .map_err(|error| status::from_command_error(&error))
+        };
+        Ok(DocumentsPatch {
+            config: canonical(DocumentKind::Config, documents.config_json)?,
+            theme: canonical(DocumentKind::Theme, documents.theme_json)?,
+            integrations: canonical(DocumentKind::Integrations, documents.integrations_json)?,
+        })
+    }
+
+    /// Proposes `command`; on a follower, forwards the original request to
+    /// the leader once with `forward`.
+    async fn write<Req, F, Fut>(
+        &self,
+        forwarded: bool,
+        message: Req,
+        command: Command,
+        forward: F,
+    ) -> Result<Response<v1::WriteResponse>, Status>
+    where
+        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<v1::WriteResponse>, Status>>,
+    {
+        bounded("write", async {
+            match self.raft.client_write(command).await {
+                Ok(written) => match written.data {
+                    CoreResponse::Written(outcome) => Ok(Response::new(v1::WriteResponse {
+                        revision: outcome.revision.get(),
+                        tenant: Some(convert::tenant(&outcome.tenant)),
+                        replayed: outcome.replayed,
+                    })),
+                    CoreResponse::Rejected(error) => Err(status::from_command_error(&error)),
+                    CoreResponse::None => Err(Status::internal("a tenant write answered nothing")),
+                },
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))
+                    if !forwarded =>
+                {
+                    let Some(leader_node) = &leader.leader_node else {
+                        return Err(status::no_leader(&leader, "write"));
+                    };
+                    let mut request = Request::new(message);
+                    request
+                        .metadata_mut()
+                        .insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+                    forward(self.registry_client(leader_node)?, request).await
+                }
+                Err(error) => Err(status::from_client_write(&error)),
+            }
+        })
+        .await
+    }
+
+    /// Makes this node's state at least as new as the leader's commit at the
+    /// time of the call (read index), unless the caller asked for a stale read.
+    pub(crate) async fn ensure_read(&self, consistency: i32) -> Result<(), Status> {
+        if consistency == Consistency::Stale as i32 {
+            return Ok(());
+        }
+        bounded("read", async {
+            let read_index = match self.raft.get_read_log_id().await {
+                Ok((read_log_id, _)) => read_log_id.map_or(0, |log_id| log_id.index),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    leader,
+                ))) => {
+                    let Some(leader_node) = &leader.leader_node else {
+                        return Err(status::no_leader(&leader, "read"));
+                    };
+                    let mut client = proto::v1::raft_internal_client::RaftInternalClient::new(
+                        self.channel(&leader_node.grpc_addr)?,
+                    );
+                    client
+                        .read_index(v1::ReadIndexRequest {})
+                        .await?
+                        .into_inner()
+                        .read_index
+                }
+                Err(error) => return Err(status::from_check_leader(error)),
+            };
+            self.raft
+                .wait(Some(Duration::from_millis(READ_INDEX_WAIT_MS_MAX)))
+                .applied_index_at_least(Some(read_index), "linearizable read")
+                .await
+                .map_err(|error| {
+                    Status::unavailable(format!(
+                        "read: this node is behind the leader ({error}); retry"
+                    ))
+                })?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_HEADER)
+}
+
+#[tonic::async_trait]
+impl Registry for RegistryService {
+    async fn create_tenant(
+        &self,
+        request: Request<v1::CreateTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "CreateTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let tenant = parse_tenant(&message.tenant_id)?;
+        let op = Op::CreateTenant {
+            tenant,
+            uid: Ulid::new(),
+            documents: self.documents(message.documents.clone())?,
+        };
+        let command = Command {
+            meta: self.write_meta(message.meta.clone())?,
+            op,
+        };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.create_tenant(request).await },
+        )
+        .await
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<v1::UpdateTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "UpdateTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let tenant = parse_tenant(&message.tenant_id)?;
+        let op = Op::UpdateTenant {
+            tenant,
+            documents: self.documents(message.documents.clone())?,
+        };
+        let command = Command {
+            meta: self.write_meta(message.meta.clone())?,
+            op,
+        };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.update_tenant(request).await },
+        )
+        .await
+    }
+
+    async fn delete_tenant(
+        &self,
+        request: Request<v1::DeleteTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "DeleteTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::DeleteTenant {
+            tenant: parse_tenant(&message.tenant_id)?,
+        };
+        let command = Command {
+            meta: self.write_meta(message.meta.clone())?,
+            op,
+        };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.delete_tenant(request).await },
+        )
+        .await
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<v1::GetTenantRequest>,
+    ) -> Result<Response<v1::GetTenantResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "GetTenant");
+        let message = request.into_inner();
+        let tenant_id = parse_tenant(&message.tenant_id)?;
+        self.ensure_read(message.consistency).await?;
+        let applied = self.view.read();
+        let tenant = applied.state.tenants.get(&tenant_id).ok_or_else(|| {
+            status::from_command_error(&crate::core::CommandError::NotFound {
+                tenant: tenant_id.clone(),
+            })
+        })?;
+        Ok(Response::new(v1::GetTenantResponse {
+            tenant: Some(convert::tenant(tenant)),
+            revision: applied.last_applied.map_or(0, |log_id| log_id.index),
+        }))
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<v1::ListTenantsRequest>,
+    ) -> Result<Response<v1::ListTenantsResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "ListTenants");
+        let message = request.into_inner();
+        if message.limit > LIST_PAGE_TENANTS_MAX {
+            return Err(status::with_detail(
+                tonic::Code::InvalidArgument,
+                format!(
+                    "limit: {} is over the maximum page of {LIST_PAGE_TENANTS_MAX}",
+                    message.limit
+                ),
+                v1::ErrorDetail {
+                    field: "limit".to_owned(),
+                    rule: "max".to_owned(),
+                    ..Default::default()
+                },
+            ));
+        }
+        let limit = if message.limit == 0 {
+            LIST_PAGE_TENANTS_MAX
+        } else {
+            message.limit
+        } as usize;
+        self.ensure_read(message.consistency).await?;
+        let applied = self.view.read();
+        let start = match message.start_after.as_str() {
+            "" => std::ops::Bound::Unbounded,
+            after => std::ops::Bound::Excluded(parse_tenant(after)?),
+        };
+        let mut matching = applied
+            .state
+            .tenants
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, tenant)| tenant)
+            .filter(|tenant| message.include_deleted || tenant.is_live());
+        let tenants: Vec<_> = matching
+            .by_ref()
+            .take(limit)
+            .map(|tenant| convert::tenant(tenant))
+            .collect();
+        let more = matching.next().is_some();
+        Ok(Response::new(v1::ListTenantsResponse {
+            tenants,
+            revision: applied.last_applied.map_or(0, |log_id| log_id.index),
+            more,
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<v1::HistoryRequest>,
+    ) -> Result<Response<v1::HistoryResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "History");
+        let message = request.into_inner();
+        let tenant_id = parse_tenant(&message.tenant_id)?;
+        let limit = match message.limit {
+            0 => HISTORY_ENTRIES_DEFAULT,
+            limit => limit.min(HISTORY_ENTRIES_MAX),
+        } as usize;
+        self.ensure_read(message.consistency).await?;
+        let applied = self.view.read();
+        let entries = applied
+            .state
+            .audit
+            .values()
+            .rev()
+            .filter(|entry| entry.tenant == tenant_id)
+            .take(limit)
+            .map(|entry| convert::audit_entry(entry))
+            .collect();
+        Ok(Response::new(v1::HistoryResponse {
+            entries,
+            revision: applied.last_applied.map_or(0, |log_id| log_id.index),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<v1::ClusterStatusRequest>,
+    ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "ClusterStatus");
+        let metrics = self.raft.metrics().borrow().clone();
+        let committed = self
+            .raft
+            .with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index))
+            .await
+            .map_err(|error| Status::unavailable(format!("raft stopped: {error}")))?;
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = |id: &NodeId| {
+            metrics.replication.as_ref().map(|replication| {
+                replication
+                    .get(id)
+                    .and_then(|matched| matched.map(|log_id| log_id.index))
+                    .unwrap_or(0)
+            })
+        };
+        let members = membership
+            .nodes()
+            .map(|(id, member)| v1::Member {
+                id: *id,
+                region: member.region.clone(),
+                grpc_addr: member.grpc_addr.clone(),
+                voter: voters.contains(id),
+                matched_index: matched(id),
+            })
+            .collect();
+        let state = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        Ok(Response::new(v1::ClusterStatusResponse {
+            node_id: self.node_id,
+            region: self.region.clone(),
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            committed_index: committed,
+            applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            snapshot_index: metrics.snapshot.map_or(0, |log_id| log_id.index),
+            purged_index: metrics.purged.map_or(0, |log_id| log_id.index),
+            members,
+            state: state.to_owned(),
+            tenants: self.view.read().state.live_tenants() as u64,
+        }))
+    }
+}

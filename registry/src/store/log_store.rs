@@ -1,0 +1,319 @@
+//! The Raft log and vote in `raft-log`.
+//!
+//! raft-log batches writes and calls `fdatasync` in its flush worker before it
+//! runs a flush callback; openraft counts an entry as persisted only when that
+//! callback fires, so nothing is acknowledged before it is on disk. Votes wait
+//! for the same synced flush before `save_vote` returns.
+
+use std::fmt::Debug;
+use std::io::{self, Read, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
+use raft_log::api::raft_log_writer::RaftLogWriter;
+use raft_log::codeq::{Decode, Encode};
+use raft_log::RaftLog;
+
+use crate::raft_types::{storage_error, Entry, LogId, StorageError, TypeConfig, Vote};
+
+/// raft-log's type configuration for the registry.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct WalTypes;
+
+impl raft_log::Types for WalTypes {
+    type LogId = WalLogId;
+    type LogPayload = WalEntry;
+    type Vote = WalVote;
+    type Callback = FlushCallback;
+    type UserData = ();
+
+    fn log_index(log_id: &WalLogId) -> u64 {
+        log_id.0.index
+    }
+
+    fn payload_size(payload: &WalEntry) -> u64 {
+        // An estimate for raft-log's cache accounting: documents dominate.
+        let documents = match &payload.0.payload {
+            openraft::EntryPayload::Normal(command) => match &command.op {
+                crate::core::Op::CreateTenant { documents, .. }
+                | crate::core::Op::UpdateTenant { documents, .. } => {
+                    [&documents.config, &documents.theme, &documents.integrations]
+                        .into_iter()
+                        .map(|document| document.as_ref().map_or(0, String::len))
+                        .sum()
+                }
+                crate::core::Op::DeleteTenant { .. } => 0,
+            },
+            _ => 0,
+        };
+        (documents + 256) as u64
+    }
+}
+
+/// Writes `value` as a little-endian u32 length and its JSON bytes.
+fn encode_json<T: serde::Serialize, W: Write>(value: &T, mut writer: W) -> io::Result<usize> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("WAL record over 4 GiB"))?;
+    writer.write_all(&len.to_le_bytes())?;
+    writer.write_all(&bytes)?;
+    Ok(4 + bytes.len())
+}
+
+fn decode_json<T: serde::de::DeserializeOwned, R: Read>(mut reader: R) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    reader.read_exact(&mut len)?;
+    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
+    reader.read_exact(&mut bytes)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
+/// An openraft log id in raft-log's codec.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WalLogId(LogId);
+
+impl Encode for WalLogId {
+    fn encode<W: Write>(&self, mut writer: W) -> io::Result<usize> {
+        writer.write_all(&self.0.leader_id.term.to_le_bytes())?;
+        writer.write_all(&self.0.leader_id.node_id.to_le_bytes())?;
+        writer.write_all(&self.0.index.to_le_bytes())?;
+        Ok(24)
+    }
+}
+
+impl Decode for WalLogId {
+    fn decode<R: Read>(mut reader: R) -> io::Result<Self> {
+        let mut read_u64 = || -> io::Result<u64> {
+            let mut bytes = [0u8; 8];
+            reader.read_exact(&mut bytes)?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        let (term, node_id, index) = (read_u64()?, read_u64()?, read_u64()?);
+        Ok(Self(LogId::new(
+            openraft::CommittedLeaderId::new(term, node_id),
+            index,
+        )))
+    }
+}
+
+/// An openraft vote in raft-log's codec.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
+pub(crate) struct WalVote(Vote);
+
+impl Encode for WalVote {
+    fn encode<W: Write>(&self, writer: W) -> io::Result<usize> {
+        encode_json(&self.0, writer)
+    }
+}
+
+impl Decode for WalVote {
+    fn decode<R: Read>(reader: R) -> io::Result<Self> {
+        decode_json(reader).map(Self)
+    }
+}
+
+/// An openraft entry in raft-log's codec.
+#[derive(Debug, Clone)]
+pub(crate) struct WalEntry(Entry);
+
+impl Encode for WalEntry {
+    fn encode<W: Write>(&self, writer: W) -> io::Result<usize> {
+        encode_json(&self.0, writer)
+    }
+}
+
+impl Decode for WalEntry {
+    fn decode<R: Read>(reader: R) -> io::Result<Self> {
+        decode_json(reader).map(Self)
+    }
+}
+
+/// What raft-log's flush worker calls once a flush is synced (or failed).
+pub(crate) enum FlushCallback {
+    /// An append: tells openraft the entries are durable.
+    Append(LogFlushed<TypeConfig>),
+    /// A vote, truncate or purge that waits for its own sync.
+    Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl raft_log::Callback for FlushCallback {
+    fn send(self, result: io::Result<()>) {
+        match self {
+            FlushCallback::Append(callback) => callback.log_io_completed(result),
+            FlushCallback::Wait(sender) => {
+                // The waiter may have given up (node shutting down); nothing to do then.
+                let _ = sender.send(result);
+            }
+        }
+    }
+}
+
+/// The Raft log and vote store. Cheap to clone: clones share one WAL.
+#[derive(Clone)]
+pub struct LogStore {
+    wal: Arc<Mutex<RaftLog<WalTypes>>>,
+}
+
+impl LogStore {
+    /// Opens (or creates) the WAL in `dir`.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let config = raft_log::Config::new(dir.display());
+        let wal = RaftLog::open(Arc::new(config))?;
+        Ok(Self {
+            wal: Arc::new(Mutex::new(wal)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RaftLog<WalTypes>> {
+        // A poisoned lock means a panic mid-write: the WAL state is suspect,
+        // and continuing could acknowledge what is not on disk.
+        match self.wal.lock() {
+            Ok(guard) => guard,
+            Err(_) => panic!("raft-log mutex poisoned: a WAL operation panicked; stopping"),
+        }
+    }
+
+    /// Runs `write` and then a synced flush, and waits until it is on disk.
+    async fn write_synced(
+        &self,
+        write: impl FnOnce(&mut RaftLog<WalTypes>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        {
+            let mut wal = self.lock();
+            write(&mut wal)?;
+            wal.flush(true, Some(FlushCallback::Wait(sender)))?;
+        }
+        receiver
+            .await
+            .map_err(|_| io::Error::other("raft-log flush worker stopped"))?
+    }
+
+    /// The index of the last purged entry, if any.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.lock()
+            .log_state()
+            .purged()
+            .map(|log_id| log_id.0.index)
+    }
+
+    /// The log id of the last entry (or the last purged one), if any.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let wal = self.lock();
+        let state = wal.log_state();
+        state.last().or(state.purged()).map(|log_id| log_id.0)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let from = match range.start_bound() {
+            Bound::Included(index) => *index,
+            Bound::Excluded(index) => index + 1,
+            Bound::Unbounded => 0,
+        };
+        let to = match range.end_bound() {
+            Bound::Included(index) => index + 1,
+            Bound::Excluded(index) => *index,
+            Bound::Unbounded => u64::MAX,
+        };
+        let wal = self.lock();
+        wal.read(from, to)
+            .map(|result| result.map(|(_, entry)| entry.0))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Read, &error))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let wal = self.lock();
+        let state = wal.log_state();
+        let last_purged_log_id = state.purged().map(|log_id| log_id.0);
+        let last_log_id = state.last().map(|log_id| log_id.0).or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = WalVote(*vote);
+        self.write_synced(|wal| wal.save_vote(vote).map(drop))
+            .await
+            .map_err(|error| storage_error(ErrorSubject::Vote, ErrorVerb::Write, &error))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self.lock().log_state().vote().map(|vote| vote.0))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced on its own: a lost commit record only means the node
+        // learns the commit index from the leader again after a crash.
+        let Some(committed) = committed else {
+            return Ok(());
+        };
+        let mut wal = self.lock();
+        wal.commit(WalLogId(committed))
+            .and_then(|_| wal.flush(false, None))
+            .map_err(|error| storage_error(ErrorSubject::Store, ErrorVerb::Write, &error))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.lock().log_state().committed().map(|log_id| log_id.0))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut wal = self.lock();
+        // Entries at or below the purge point are committed and applied
+        // already (a purge never passes the applied snapshot); raft-log
+        // refuses them, so they are skipped rather than rewritten.
+        let purged_index = wal.log_state().purged().map(|log_id| log_id.0.index);
+        let records = entries
+            .into_iter()
+            .filter(|entry| purged_index.is_none_or(|purged| entry.log_id.index > purged))
+            .map(|entry| (WalLogId(entry.log_id), WalEntry(entry)));
+        // The entries are readable from raft-log's cache as soon as `append`
+        // returns; openraft counts them durable only when the callback runs
+        // after the worker's fdatasync.
+        wal.append(records)
+            .and_then(|_| wal.flush(true, Some(FlushCallback::Append(callback))))
+            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Write, &error))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.write_synced(|wal| wal.truncate(log_id.index).map(drop))
+            .await
+            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, &error))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // raft-log records the purge in the WAL and removes chunk files only
+        // after that record is synced, so `last_purged` is durable first.
+        self.write_synced(|wal| wal.purge(WalLogId(log_id)).map(drop))
+            .await
+            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, &error))
+    }
+}

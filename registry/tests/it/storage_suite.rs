@@ -1,0 +1,28 @@
+//! openraft's storage conformance suite against the real on-disk stores
+//! (raft-log WAL and the sled-backed state machine), each test in a fresh
+//! temporary directory.
+
+use openraft::testing::{StoreBuilder, Suite};
+use registry::raft_types::{StorageError, TypeConfig};
+use registry::store::{LogStore, StateMachineStore};
+use tempfile::TempDir;
+
+struct OnDiskStores;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDiskStores {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_store = LogStore::open(&dir.path().join("raft-log")).expect("open raft-log");
+        let state_machine = StateMachineStore::open(dir.path()).expect("open state machine");
+        Ok((dir, log_store, state_machine))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_disk() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,raft_log=warn")
+        .with_test_writer()
+        .try_init();
+    Suite::test_all(OnDiskStores).expect("openraft storage suite");
+}
