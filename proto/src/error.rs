@@ -15,23 +15,13 @@ pub struct DomainError {
 }
 
 impl DomainError {
-    pub(crate) fn new(
-        field: &'static str,
-        value: &str,
-        rule_id: &'static str,
-        rule: impl Into<String>,
-    ) -> Self {
+    pub(crate) fn new(field: &'static str, value: &str, rule_id: &'static str, rule: impl Into<String>) -> Self {
         // Cut hostile input so an error message never carries megabytes.
         const SHOWN_CHARS_MAX: usize = 80;
         let mut shown: String = value.chars().take(SHOWN_CHARS_MAX).collect();
         if value.chars().count() > SHOWN_CHARS_MAX {
             shown.push('…');
         }
-        Self {
-            field,
-            value: shown,
-            rule: rule.into(),
-            rule_id,
-        }
+        Self { field, value: shown, rule: rule.into(), rule_id }
     }
 }

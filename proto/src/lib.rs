@@ -21,6 +21,5 @@ pub mod v1 {
     tonic::include_proto!("tenantry.v1");
 
     /// The encoded file descriptor set, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("tenantry_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tenantry_descriptor");
 }

@@ -18,9 +18,7 @@ pub struct Region(String);
 impl Region {
     /// Validates `value` as a region name.
     pub fn parse(value: &str) -> Result<Self, DomainError> {
-        let valid_chars = value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let valid_chars = value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         let starts_with_letter = value.chars().next().is_some_and(|c| c.is_ascii_lowercase());
         if value.is_empty() || value.len() > REGION_LEN_MAX || !valid_chars || !starts_with_letter {
             return Err(DomainError::new(

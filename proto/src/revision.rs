@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A registry revision. It is global and grows monotonically; a tenant's
 /// `configVersion` is the revision of its last change.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Revision(pub u64);
 

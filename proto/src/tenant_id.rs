@@ -48,10 +48,7 @@ impl TenantId {
         if value.len() > TENANT_ID_LEN_MAX {
             return error("dns-label", "must be at most 63 characters (a DNS label)");
         }
-        if let Some(bad) = value
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
+        if let Some(bad) = value.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
             let rule = format!("only a-z, 0-9 and '-' are allowed (found {bad:?})");
             return error("dns-label", &rule);
         }
@@ -119,14 +116,8 @@ mod tests {
             assert_eq!(error.field, "tenant_id");
         }
         let long = "x".repeat(64);
-        assert_eq!(
-            TenantId::parse(&long).expect_err("64 chars").rule_id,
-            "dns-label"
-        );
+        assert_eq!(TenantId::parse(&long).expect_err("64 chars").rule_id, "dns-label");
         let message = TenantId::parse("Acme_1").expect_err("bad").to_string();
-        assert_eq!(
-            message,
-            "tenant_id `Acme_1`: only a-z, 0-9 and '-' are allowed (found 'A')"
-        );
+        assert_eq!(message, "tenant_id `Acme_1`: only a-z, 0-9 and '-' are allowed (found 'A')");
     }
 }

@@ -1,1 +1,268 @@
-//! client.
+//! A client for a registry cluster, used by regctl and the tests.
+//!
+//! It knows several endpoints, prefers the last one that answered, moves on
+//! when a node is unreachable or has no leader (following the leader hint in
+//! the error details), and gives up after a bounded number of rounds. Every
+//! write carries a request id (generated if the caller gave none), so a retry
+//! after a timeout or a leader change applies at most once.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proto::v1::registry_client::RegistryClient;
+use proto::v1::{self, Consistency};
+use rand::Rng;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_ROUNDS_MAX, CLIENT_ROUND_BACKOFF_MS, GRPC_MESSAGE_BYTES_MAX};
+use crate::server::status;
+
+/// How a write is made: compare-and-set, idempotency key, audit fields.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub expected_revision: Option<u64>,
+    /// Generated (a ULID) when `None`.
+    pub request_id: Option<String>,
+    pub actor: String,
+    pub reason: String,
+}
+
+impl WriteOptions {
+    fn meta(&self) -> v1::WriteMeta {
+        v1::WriteMeta {
+            expected_revision: self.expected_revision,
+            request_id: self.request_id.clone().unwrap_or_else(|| ulid::Ulid::new().to_string()),
+            actor: self.actor.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+struct Endpoint {
+    addr: String,
+    client: RegistryClient<Channel>,
+}
+
+/// A registry cluster client.
+pub struct Client {
+    endpoints: Vec<Endpoint>,
+    /// The index of the endpoint to try first.
+    preferred: AtomicUsize,
+    request_timeout: Duration,
+}
+
+/// Whether a failed call may succeed at another node or a moment later.
+fn retryable(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
+}
+
+impl Client {
+    /// A client for `endpoints` (`host:port`, at least one).
+    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, Status> {
+        if endpoints.is_empty() {
+            return Err(Status::invalid_argument("endpoints: give at least one host:port"));
+        }
+        let endpoints = endpoints
+            .iter()
+            .map(|addr| {
+                let addr = addr.as_ref().trim().to_owned();
+                let channel = crate::server::channel(&addr, Duration::from_secs(2))
+                    .map_err(|error| Status::invalid_argument(format!("endpoint `{addr}`: {error}")))?;
+                let client = RegistryClient::new(channel)
+                    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+                Ok(Endpoint { addr, client })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(Self {
+            endpoints,
+            preferred: AtomicUsize::new(0),
+            request_timeout: Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS + 2_000),
+        })
+    }
+
+    /// The endpoints, in the order given.
+    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
+        self.endpoints.iter().map(|endpoint| endpoint.addr.as_str())
+    }
+
+    /// Calls `call` at the preferred endpoint, moving on to the others (and
+    /// round again, with backoff) while the failure is retryable.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: Fn(RegistryClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let count = self.endpoints.len();
+        let mut index = self.preferred.load(Ordering::Relaxed) % count;
+        let mut last_error = Status::unavailable("no endpoint tried");
+        for attempt in 0..count * CLIENT_ROUNDS_MAX {
+            if attempt > 0 && attempt % count == 0 {
+                let round = (attempt / count) as u32;
+                let backoff_ms = CLIENT_ROUND_BACKOFF_MS << round.min(5);
+                let jitter_ms = rand::rng().random_range(0..=backoff_ms / 2);
+                tokio::time::sleep(Duration::from_millis(backoff_ms + jitter_ms)).await;
+            }
+            let endpoint = &self.endpoints[index];
+            let result = tokio::time::timeout(self.request_timeout, call(endpoint.client.clone())).await;
+            let status = match result {
+                Ok(Ok(response)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) if retryable(&status) => status,
+                Ok(Err(status)) => return Err(status),
+                Err(_) => {
+                    Status::deadline_exceeded(format!("no answer within {} ms", self.request_timeout.as_millis()))
+                }
+            };
+            tracing::debug!(endpoint = %endpoint.addr, %status, "retrying at another endpoint");
+            // Follow a leader hint if it names one of our endpoints.
+            let hinted = status::detail(&status)
+                .map(|detail| detail.leader_grpc_addr)
+                .and_then(|leader| self.endpoints.iter().position(|endpoint| endpoint.addr == leader));
+            index = match hinted {
+                Some(leader) if leader != index => leader,
+                _ => (index + 1) % count,
+            };
+            last_error = Status::new(
+                status.code(),
+                format!("{} (last tried {}; all of {} failed)", status.message(), endpoint.addr, self.endpoint_list()),
+            );
+        }
+        Err(last_error)
+    }
+
+    fn endpoint_list(&self) -> String {
+        self.endpoints().collect::<Vec<_>>().join(",")
+    }
+
+    pub async fn create_tenant(
+        &self,
+        tenant_id: &str,
+        documents: v1::Documents,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::CreateTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            documents: Some(documents),
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.create_tenant(request).await }
+        })
+        .await
+    }
+
+    pub async fn update_tenant(
+        &self,
+        tenant_id: &str,
+        documents: v1::Documents,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::UpdateTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            documents: Some(documents),
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.update_tenant(request).await }
+        })
+        .await
+    }
+
+    pub async fn delete_tenant(&self, tenant_id: &str, options: &WriteOptions) -> Result<v1::WriteResponse, Status> {
+        let request = v1::DeleteTenantRequest { tenant_id: tenant_id.to_owned(), meta: Some(options.meta()) };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.delete_tenant(request).await }
+        })
+        .await
+    }
+
+    pub async fn get_tenant(&self, tenant_id: &str, consistency: Consistency) -> Result<v1::GetTenantResponse, Status> {
+        let request = v1::GetTenantRequest { tenant_id: tenant_id.to_owned(), consistency: consistency as i32 };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.get_tenant(request).await }
+        })
+        .await
+    }
+
+    /// Every tenant, page by page, and the revision of the first page.
+    pub async fn list_tenants(
+        &self,
+        consistency: Consistency,
+        include_deleted: bool,
+    ) -> Result<(Vec<v1::Tenant>, u64), Status> {
+        let mut tenants = Vec::new();
+        let mut revision = None;
+        loop {
+            let request = v1::ListTenantsRequest {
+                consistency: consistency as i32,
+                include_deleted,
+                start_after: tenants.last().map(|tenant: &v1::Tenant| tenant.id.clone()).unwrap_or_default(),
+                limit: 0,
+            };
+            let page = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.list_tenants(request).await }
+                })
+                .await?;
+            revision.get_or_insert(page.revision);
+            tenants.extend(page.tenants);
+            if !page.more {
+                return Ok((tenants, revision.unwrap_or(0)));
+            }
+        }
+    }
+
+    pub async fn history(&self, tenant_id: &str, limit: u32) -> Result<v1::HistoryResponse, Status> {
+        let request = v1::HistoryRequest { tenant_id: tenant_id.to_owned(), limit, consistency: 0 };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.history(request).await }
+        })
+        .await
+    }
+
+    /// The status of every endpoint, each as that node sees the cluster.
+    pub async fn cluster_status(&self) -> Vec<(String, Result<v1::ClusterStatusResponse, Status>)> {
+        let calls = self.endpoints.iter().map(|endpoint| async move {
+            let mut client = endpoint.client.clone();
+            let status = tokio::time::timeout(self.request_timeout, client.cluster_status(v1::ClusterStatusRequest {}))
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer")))
+                .map(tonic::Response::into_inner);
+            (endpoint.addr.clone(), status)
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+/// A minimal HTTP/1.1 GET to a node's HTTP port (`/readyz`, `/status`,
+/// `/metrics`), bounded by `timeout`. Returns the status code and body.
+pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        // Bounded: these endpoints answer a few KiB; metrics a few tens.
+        stream.take(16 * 1024 * 1024).read_to_end(&mut response).await?;
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
+        let code = response.split(' ').nth(1).and_then(|code| code.parse::<u16>().ok()).ok_or_else(bad)?;
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+        Ok((code, body))
+    };
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
+    })
+}

@@ -22,24 +22,16 @@ impl FromStr for Peer {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let usage = || {
-            Error::Config(format!(
-                "peer `{text}`: expected ID=REGION@HOST:PORT, e.g. 2=eu-west@127.0.0.1:7102"
-            ))
-        };
+        let usage =
+            || Error::Config(format!("peer `{text}`: expected ID=REGION@HOST:PORT, e.g. 2=eu-west@127.0.0.1:7102"));
         let (id, rest) = text.split_once('=').ok_or_else(usage)?;
         let (region, grpc_addr) = rest.split_once('@').ok_or_else(usage)?;
         let id = id.parse::<NodeId>().map_err(|_| usage())?;
-        proto::Region::parse(region)
-            .map_err(|error| Error::Config(format!("peer `{text}`: {error}")))?;
+        proto::Region::parse(region).map_err(|error| Error::Config(format!("peer `{text}`: {error}")))?;
         if grpc_addr.is_empty() {
             return Err(usage());
         }
-        Ok(Self {
-            id,
-            region: region.to_owned(),
-            grpc_addr: grpc_addr.to_owned(),
-        })
+        Ok(Self { id, region: region.to_owned(), grpc_addr: grpc_addr.to_owned() })
     }
 }
 
@@ -101,8 +93,8 @@ mod defaults {
 impl NodeConfig {
     /// Reads a TOML file with the fields of [`NodeConfig`].
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| Error::Config(format!("{}: {error}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| Error::Config(format!("{}: {error}", path.display())))?;
         toml::from_str(&text).map_err(|error| Error::Config(format!("{}: {error}", path.display())))
     }
 
@@ -132,15 +124,12 @@ impl NodeConfig {
             ));
         }
         if self.election_timeout_ms_min >= self.election_timeout_ms_max {
-            return fail(
-                "election_timeout_ms_min: must be below election_timeout_ms_max".to_owned(),
-            );
+            return fail("election_timeout_ms_min: must be below election_timeout_ms_max".to_owned());
         }
         if self.snapshot_every_entries == 0 {
             return fail("snapshot_every_entries: must be > 0".to_owned());
         }
-        if self.document_bytes_max == 0 || self.document_bytes_max > limits::DOCUMENT_BYTES_HARD_MAX
-        {
+        if self.document_bytes_max == 0 || self.document_bytes_max > limits::DOCUMENT_BYTES_HARD_MAX {
             return fail(format!(
                 "document_bytes_max: must be 1 to {} bytes (the hard cap every replica enforces)",
                 limits::DOCUMENT_BYTES_HARD_MAX
@@ -162,14 +151,7 @@ mod tests {
     #[test]
     fn peers_parse_and_refuse_with_usage() {
         let peer: Peer = "2=eu-west@127.0.0.1:7102".parse().expect("valid");
-        assert_eq!(
-            peer,
-            Peer {
-                id: 2,
-                region: "eu-west".to_owned(),
-                grpc_addr: "127.0.0.1:7102".to_owned()
-            }
-        );
+        assert_eq!(peer, Peer { id: 2, region: "eu-west".to_owned(), grpc_addr: "127.0.0.1:7102".to_owned() });
         for bad in ["2", "x=eu@a:1", "2=eu-west", "2=EU@a:1", "2=eu@"] {
             assert!(bad.parse::<Peer>().is_err(), "{bad}");
         }
@@ -193,24 +175,11 @@ mod tests {
         assert!(config.is_bootstrapper());
         assert_eq!(config.heartbeat_ms, limits::HEARTBEAT_MS_DEFAULT);
 
-        let wrong_region = NodeConfig {
-            region: "eu-west".to_owned(),
-            ..config.clone()
-        };
+        let wrong_region = NodeConfig { region: "eu-west".to_owned(), ..config.clone() };
         assert!(wrong_region.validate().is_err());
-        let slow_heartbeat = NodeConfig {
-            heartbeat_ms: 1000,
-            ..config.clone()
-        };
-        assert!(slow_heartbeat
-            .validate()
-            .expect_err("invalid")
-            .to_string()
-            .contains("heartbeat_ms"));
-        let big_documents = NodeConfig {
-            document_bytes_max: limits::DOCUMENT_BYTES_HARD_MAX + 1,
-            ..config
-        };
+        let slow_heartbeat = NodeConfig { heartbeat_ms: 1000, ..config.clone() };
+        assert!(slow_heartbeat.validate().expect_err("invalid").to_string().contains("heartbeat_ms"));
+        let big_documents = NodeConfig { document_bytes_max: limits::DOCUMENT_BYTES_HARD_MAX + 1, ..config };
         assert!(big_documents.validate().is_err());
     }
 }

@@ -77,3 +77,10 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// bytes. The configurable limit above must not exceed it; it exists so that
 /// replicas with different flags still apply the same entries identically.
 pub const DOCUMENT_BYTES_HARD_MAX: usize = 4 * 1024 * 1024;
+
+/// How many times a client goes round all its endpoints before it gives up.
+pub const CLIENT_ROUNDS_MAX: usize = 3;
+
+/// Pause between two rounds over the endpoints, in milliseconds (doubled each
+/// round, with jitter).
+pub const CLIENT_ROUND_BACKOFF_MS: u64 = 200;

@@ -8,11 +8,7 @@ use registry::config::{NodeConfig, Peer};
 use registry::limits;
 
 #[derive(Parser)]
-#[command(
-    name = "registry",
-    version,
-    about = "A Tenantry registry node (one per region, Raft-replicated)."
-)]
+#[command(name = "registry", version, about = "A Tenantry registry node (one per region, Raft-replicated).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,47 +69,26 @@ fn missing(flag: &str) -> anyhow::Error {
 
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<NodeConfig> {
-        let base = self
-            .config
-            .as_deref()
-            .map(NodeConfig::from_file)
-            .transpose()?;
-        let or = |flag: Option<u64>, from_file: Option<u64>, default: u64| {
-            flag.or(from_file).unwrap_or(default)
-        };
+        let base = self.config.as_deref().map(NodeConfig::from_file).transpose()?;
+        let or = |flag: Option<u64>, from_file: Option<u64>, default: u64| flag.or(from_file).unwrap_or(default);
         let config = NodeConfig {
-            id: self
-                .id
-                .or(base.as_ref().map(|config| config.id))
-                .ok_or_else(|| missing("id"))?,
+            id: self.id.or(base.as_ref().map(|config| config.id)).ok_or_else(|| missing("id"))?,
             region: self
                 .region
                 .or(base.as_ref().map(|config| config.region.clone()))
                 .ok_or_else(|| missing("region"))?,
-            grpc: self
-                .grpc
-                .or(base.as_ref().map(|config| config.grpc))
-                .ok_or_else(|| missing("grpc"))?,
-            http: self
-                .http
-                .or(base.as_ref().map(|config| config.http))
-                .ok_or_else(|| missing("http"))?,
+            grpc: self.grpc.or(base.as_ref().map(|config| config.grpc)).ok_or_else(|| missing("grpc"))?,
+            http: self.http.or(base.as_ref().map(|config| config.http)).ok_or_else(|| missing("http"))?,
             data_dir: self
                 .data_dir
                 .or(base.as_ref().map(|config| config.data_dir.clone()))
                 .ok_or_else(|| missing("data-dir"))?,
             peers: if self.peers.is_empty() {
-                base.as_ref()
-                    .map(|config| config.peers.clone())
-                    .ok_or_else(|| missing("peer"))?
+                base.as_ref().map(|config| config.peers.clone()).ok_or_else(|| missing("peer"))?
             } else {
                 self.peers
             },
-            heartbeat_ms: or(
-                self.heartbeat_ms,
-                base.as_ref().map(|c| c.heartbeat_ms),
-                limits::HEARTBEAT_MS_DEFAULT,
-            ),
+            heartbeat_ms: or(self.heartbeat_ms, base.as_ref().map(|c| c.heartbeat_ms), limits::HEARTBEAT_MS_DEFAULT),
             election_timeout_ms_min: or(
                 self.election_timeout_ms_min,
                 base.as_ref().map(|c| c.election_timeout_ms_min),
@@ -146,9 +121,7 @@ impl ServeArgs {
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn termination() {
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(signal) => signal,
         Err(error) => {
             tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this node gracefully");
@@ -166,11 +139,11 @@ async fn termination() {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,raft_log=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,raft_log=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let Command::Serve(args) = Cli::parse().command;
     let config = match args.into_config() {

@@ -1,1 +1,283 @@
-//! regctl.
+//! regctl, the operator CLI: argument parsing and the verbs. Printing lives
+//! in [`output`] (the only module that writes to stdout).
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage.
+
+mod output;
+mod seed;
+mod up;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use proto::v1::{self, Consistency};
+use proto::TenantId;
+
+use crate::client::{Client, WriteOptions};
+pub use output::Format;
+
+/// The default endpoints: the three nodes `regctl up` starts.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
+
+#[derive(Parser)]
+#[command(name = "regctl", version, about = "Operate a Tenantry registry: tenants, history, cluster.")]
+struct Cli {
+    /// Registry gRPC endpoints, comma separated; tried in turn, following the leader.
+    #[arg(long, global = true, env = "TENANTRY_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Human)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, read, change and delete tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// The audit history of a tenant, newest first.
+    History {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Cluster membership and Raft state.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Start a local three-region cluster on loopback, seeded from configs/.
+    Up(up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; documents from files (`-` for stdin).
+    Create {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        documents: DocumentArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show one tenant.
+    Get {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Include deleted (tombstoned) tenants.
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Replace documents of a tenant; documents not given keep their value.
+    Set {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        documents: DocumentArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete (tombstone) a tenant.
+    Delete {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Members, regions, leader, term and indexes, from every endpoint.
+    Status,
+}
+
+fn parse_tenant_id(text: &str) -> Result<TenantId, String> {
+    TenantId::parse(text).map_err(|error| error.to_string())
+}
+
+#[derive(Args)]
+struct DocumentArgs {
+    /// config.json (features, API base, SLA tier; `public` is browser-visible).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// theme.json (colors, logo URL, texts).
+    #[arg(long)]
+    theme: Option<PathBuf>,
+    /// Integrations: a JSON object of name -> object.
+    #[arg(long)]
+    integrations: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// Apply only if the tenant's revision is exactly this (0: must not exist).
+    #[arg(long)]
+    expected_revision: Option<u64>,
+    /// Why; recorded in the audit history.
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Idempotency key; a retry with the same id applies once. Generated if absent.
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Args)]
+struct ReadArgs {
+    /// Answer from the first reachable node without asking the leader (may be behind).
+    #[arg(long)]
+    stale: bool,
+}
+
+impl ReadArgs {
+    fn consistency(&self) -> Consistency {
+        if self.stale {
+            Consistency::Stale
+        } else {
+            Consistency::Linearizable
+        }
+    }
+}
+
+/// An error that regctl reports and exits 1 with.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        let hint = match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                "\nhint: is the cluster running and reachable? Start a local one with `regctl up`, or pass --endpoints."
+            }
+            _ => "",
+        };
+        Failure(format!("{}{hint}", status.message()))
+    }
+}
+
+fn read_document(path: &Option<PathBuf>, stdin_used: &mut bool) -> Result<Option<String>, Failure> {
+    let Some(path) = path else { return Ok(None) };
+    if path.as_os_str() == "-" {
+        if std::mem::replace(stdin_used, true) {
+            return Err(Failure("only one document can come from stdin (`-`)".to_owned()));
+        }
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|error| Failure(format!("stdin: {error}")))?;
+        return Ok(Some(text));
+    }
+    std::fs::read_to_string(path).map(Some).map_err(|error| Failure(format!("{}: {error}", path.display())))
+}
+
+impl DocumentArgs {
+    fn read(&self) -> Result<v1::Documents, Failure> {
+        let mut stdin_used = false;
+        Ok(v1::Documents {
+            config_json: read_document(&self.config, &mut stdin_used)?,
+            theme_json: read_document(&self.theme, &mut stdin_used)?,
+            integrations_json: read_document(&self.integrations, &mut stdin_used)?,
+        })
+    }
+}
+
+fn actor() -> String {
+    std::env::var("USER").map(|user| format!("regctl:{user}")).unwrap_or_else(|_| "regctl".to_owned())
+}
+
+impl WriteArgs {
+    fn options(self) -> WriteOptions {
+        WriteOptions {
+            expected_revision: self.expected_revision,
+            request_id: self.request_id,
+            actor: actor(),
+            reason: self.reason,
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let format = cli.output;
+    // Connections are lazy: making the client costs nothing for `up`.
+    let client = Client::new(&cli.endpoints)?;
+    match cli.command {
+        Command::Up(args) => up::run(args, format).await?,
+        Command::Tenant(TenantCommand::Create { tenant, documents, write }) => {
+            let written = client.create_tenant(tenant.as_str(), documents.read()?, &write.options()).await?;
+            output::write_response("created", &written, format);
+        }
+        Command::Tenant(TenantCommand::Set { tenant, documents, write }) => {
+            let documents = documents.read()?;
+            if documents.config_json.is_none()
+                && documents.theme_json.is_none()
+                && documents.integrations_json.is_none()
+            {
+                return Err(Failure("give at least one of --config, --theme, --integrations".to_owned()));
+            }
+            let written = client.update_tenant(tenant.as_str(), documents, &write.options()).await?;
+            output::write_response("updated", &written, format);
+        }
+        Command::Tenant(TenantCommand::Delete { tenant, write }) => {
+            let written = client.delete_tenant(tenant.as_str(), &write.options()).await?;
+            output::write_response("deleted", &written, format);
+        }
+        Command::Tenant(TenantCommand::Get { tenant, read }) => {
+            let got = client.get_tenant(tenant.as_str(), read.consistency()).await?;
+            output::tenant(&got, format);
+        }
+        Command::Tenant(TenantCommand::List { read, include_deleted }) => {
+            let (tenants, revision) = client.list_tenants(read.consistency(), include_deleted).await?;
+            output::tenant_list(&tenants, revision, format);
+        }
+        Command::History { tenant, limit } => {
+            let history = client.history(tenant.as_str(), limit).await?;
+            output::history(&history, format);
+        }
+        Command::Cluster(ClusterCommand::Status) => {
+            let statuses = client.cluster_status().await;
+            let reachable = statuses.iter().any(|(_, status)| status.is_ok());
+            output::cluster_status(&statuses, format);
+            if !reachable {
+                return Err(Failure("no endpoint answered".to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// regctl's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REGCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            output::error(&format!("cannot start the async runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            output::error(&message);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use proto::Revision;
 
 use super::{
-    canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError,
-    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, State, Tenant,
-    TenantDocuments, TenantStatus, WriteOutcome,
+    canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError, DocumentKind,
+    DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, State, Tenant, TenantDocuments, TenantStatus,
+    WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -53,11 +53,7 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
             state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
             record_audit(state, revision, command, &mut changes);
-            Response::Written(WriteOutcome {
-                revision,
-                tenant,
-                replayed: false,
-            })
+            Response::Written(WriteOutcome { revision, tenant, replayed: false })
         }
         Err(error) => Response::Rejected(error),
     };
@@ -80,27 +76,13 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
 fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenant, CommandError> {
     let meta = &command.meta;
     let tenant_id = command.op.tenant();
-    let current = state
-        .tenants
-        .get(tenant_id)
-        .filter(|tenant| tenant.is_live());
-    check_expected_revision(
-        current.map(|tenant| tenant.as_ref()),
-        meta.expected_revision,
-        command,
-    )?;
+    let current = state.tenants.get(tenant_id).filter(|tenant| tenant.is_live());
+    check_expected_revision(current.map(|tenant| tenant.as_ref()), meta.expected_revision, command)?;
 
     match &command.op {
-        Op::CreateTenant {
-            tenant,
-            uid,
-            documents,
-        } => {
+        Op::CreateTenant { tenant, uid, documents } => {
             if let Some(current) = current {
-                return Err(CommandError::AlreadyExists {
-                    tenant: tenant.clone(),
-                    revision: current.mod_revision,
-                });
+                return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
             }
             let documents = patched(TenantDocuments::default(), documents)?;
             let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
@@ -117,35 +99,17 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             })
         }
         Op::UpdateTenant { tenant, documents } => {
-            let current = current.ok_or_else(|| CommandError::NotFound {
-                tenant: tenant.clone(),
-            })?;
+            let current = current.ok_or_else(|| CommandError::NotFound { tenant: tenant.clone() })?;
             if documents.names().is_empty() {
-                return Err(CommandError::invalid(
-                    "documents",
-                    "required",
-                    "set at least one document",
-                ));
+                return Err(CommandError::invalid("documents", "required", "set at least one document"));
             }
             let documents = patched(current.documents.clone(), documents)?;
             let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
-            Ok(Tenant {
-                documents,
-                public_bundle,
-                private_bundle,
-                mod_revision: revision,
-                ..Tenant::clone(current)
-            })
+            Ok(Tenant { documents, public_bundle, private_bundle, mod_revision: revision, ..Tenant::clone(current) })
         }
         Op::DeleteTenant { tenant } => {
-            let current = current.ok_or_else(|| CommandError::NotFound {
-                tenant: tenant.clone(),
-            })?;
-            Ok(Tenant {
-                status: TenantStatus::Deleted,
-                mod_revision: revision,
-                ..Tenant::clone(current)
-            })
+            let current = current.ok_or_else(|| CommandError::NotFound { tenant: tenant.clone() })?;
+            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
         }
     }
 }
@@ -170,21 +134,12 @@ fn check_expected_revision(
 }
 
 /// Applies a documents patch, re-validating each document it sets.
-fn patched(
-    mut documents: TenantDocuments,
-    patch: &DocumentsPatch,
-) -> Result<TenantDocuments, CommandError> {
-    let limits = DocumentLimits {
-        document_bytes_max: DOCUMENT_BYTES_HARD_MAX,
-    };
+fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<TenantDocuments, CommandError> {
+    let limits = DocumentLimits { document_bytes_max: DOCUMENT_BYTES_HARD_MAX };
     let slots = [
         (DocumentKind::Config, &patch.config, &mut documents.config),
         (DocumentKind::Theme, &patch.theme, &mut documents.theme),
-        (
-            DocumentKind::Integrations,
-            &patch.integrations,
-            &mut documents.integrations,
-        ),
+        (DocumentKind::Integrations, &patch.integrations, &mut documents.integrations),
     ];
     for (kind, new, slot) in slots {
         if let Some(text) = new {
@@ -194,12 +149,7 @@ fn patched(
     Ok(documents)
 }
 
-fn record_audit(
-    state: &mut State,
-    revision: Revision,
-    command: &Command,
-    changes: &mut Vec<Change>,
-) {
+fn record_audit(state: &mut State, revision: Revision, command: &Command, changes: &mut Vec<Change>) {
     let summary = match &command.op {
         Op::CreateTenant { .. } => "create".to_owned(),
         Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
@@ -269,32 +219,16 @@ mod tests {
     }
 
     fn create(id: &str, config: &str) -> Command {
-        let documents = DocumentsPatch {
-            config: Some(config.to_owned()),
-            ..Default::default()
-        };
+        let documents = DocumentsPatch { config: Some(config.to_owned()), ..Default::default() };
         Command {
             meta: meta(1000),
-            op: Op::CreateTenant {
-                tenant: tenant_id(id),
-                uid: Ulid::from_parts(1, 2),
-                documents,
-            },
+            op: Op::CreateTenant { tenant: tenant_id(id), uid: Ulid::from_parts(1, 2), documents },
         }
     }
 
     fn update(id: &str, theme: &str) -> Command {
-        let documents = DocumentsPatch {
-            theme: Some(theme.to_owned()),
-            ..Default::default()
-        };
-        Command {
-            meta: meta(2000),
-            op: Op::UpdateTenant {
-                tenant: tenant_id(id),
-                documents,
-            },
-        }
+        let documents = DocumentsPatch { theme: Some(theme.to_owned()), ..Default::default() };
+        Command { meta: meta(2000), op: Op::UpdateTenant { tenant: tenant_id(id), documents } }
     }
 
     fn written(response: &Response) -> &WriteOutcome {
@@ -337,54 +271,28 @@ mod tests {
     #[test]
     fn create_update_delete() {
         let mut state = State::default();
-        let (response, changes) = apply(
-            &mut state,
-            Revision(3),
-            &create("acme", r#"{"b":1,"a":{"public":2}}"#),
-        );
+        let (response, changes) = apply(&mut state, Revision(3), &create("acme", r#"{"b":1,"a":{"public":2}}"#));
         assert_changes_replay(&State::default(), &changes, &state);
         let tenant = &written(&response).tenant;
         assert_eq!(tenant.create_revision, Revision(3));
         assert_eq!(tenant.mod_revision, Revision(3));
-        assert_eq!(
-            tenant.documents.config, r#"{"a":{"public":2},"b":1}"#,
-            "stored canonical"
-        );
+        assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "stored canonical");
         assert_eq!(tenant.documents.theme, "{}");
 
         let before = state.clone();
-        let (response, changes) = apply(
-            &mut state,
-            Revision(5),
-            &update("acme", r##"{"color":"#fff"}"##),
-        );
+        let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"color":"#fff"}"##));
         assert_changes_replay(&before, &changes, &state);
         let tenant = &written(&response).tenant;
-        assert_eq!(
-            (tenant.create_revision, tenant.mod_revision),
-            (Revision(3), Revision(5))
-        );
-        assert_eq!(
-            tenant.documents.config, r#"{"a":{"public":2},"b":1}"#,
-            "config kept"
-        );
+        assert_eq!((tenant.create_revision, tenant.mod_revision), (Revision(3), Revision(5)));
+        assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "config kept");
         assert!(tenant.public_bundle.json.contains(r#""configVersion":5"#));
 
-        let delete = Command {
-            meta: meta(3000),
-            op: Op::DeleteTenant {
-                tenant: tenant_id("acme"),
-            },
-        };
+        let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
         let (response, _) = apply(&mut state, Revision(6), &delete);
         assert_eq!(written(&response).tenant.status, TenantStatus::Deleted);
         assert_eq!(state.live_tenants(), 0);
 
-        let history: Vec<_> = state
-            .audit
-            .values()
-            .map(|entry| entry.summary.as_str())
-            .collect();
+        let history: Vec<_> = state.audit.values().map(|entry| entry.summary.as_str()).collect();
         assert_eq!(history, ["create", "update theme", "delete"]);
 
         // A tombstoned id can be created again, as a new incarnation.
@@ -398,25 +306,11 @@ mod tests {
         apply(&mut state, Revision(1), &create("acme", "{}"));
         let (response, changes) = apply(&mut state, Revision(2), &create("acme", "{}"));
         assert!(changes.is_empty());
-        assert!(matches!(
-            rejected(&response),
-            CommandError::AlreadyExists {
-                revision: Revision(1),
-                ..
-            }
-        ));
+        assert!(matches!(rejected(&response), CommandError::AlreadyExists { revision: Revision(1), .. }));
         let (response, _) = apply(&mut state, Revision(3), &update("ghost", "{}"));
         assert!(matches!(rejected(&response), CommandError::NotFound { .. }));
-        let delete = Command {
-            meta: meta(1),
-            op: Op::DeleteTenant {
-                tenant: tenant_id("ghost"),
-            },
-        };
-        assert!(matches!(
-            rejected(&apply(&mut state, Revision(4), &delete).0),
-            CommandError::NotFound { .. }
-        ));
+        let delete = Command { meta: meta(1), op: Op::DeleteTenant { tenant: tenant_id("ghost") } };
+        assert!(matches!(rejected(&apply(&mut state, Revision(4), &delete).0), CommandError::NotFound { .. }));
     }
 
     #[test]
@@ -430,32 +324,17 @@ mod tests {
         assert!(changes.is_empty());
         assert_eq!(state, before, "a conflict changes nothing");
         let error = rejected(&response);
-        assert_eq!(
-            error,
-            &CommandError::RevisionMismatch {
-                tenant: tenant_id("acme"),
-                expected: 3,
-                current: 4
-            }
-        );
-        assert!(error
-            .to_string()
-            .contains("expected revision 3 but it is at 4"));
+        assert_eq!(error, &CommandError::RevisionMismatch { tenant: tenant_id("acme"), expected: 3, current: 4 });
+        assert!(error.to_string().contains("expected revision 3 but it is at 4"));
 
         let mut fresh = update("acme", "{}");
         fresh.meta.expected_revision = Some(4);
-        assert_eq!(
-            written(&apply(&mut state, Revision(6), &fresh).0).revision,
-            Revision(6)
-        );
+        assert_eq!(written(&apply(&mut state, Revision(6), &fresh).0).revision, Revision(6));
 
         // expected_revision 0 on create means "must not exist yet".
         let mut create_new = create("beta", "{}");
         create_new.meta.expected_revision = Some(0);
-        assert!(matches!(
-            apply(&mut state, Revision(7), &create_new).0,
-            Response::Written(_)
-        ));
+        assert!(matches!(apply(&mut state, Revision(7), &create_new).0, Response::Written(_)));
         let mut create_again = create("beta", "{}");
         create_again.meta.expected_revision = Some(0);
         assert!(matches!(
@@ -513,19 +392,12 @@ mod tests {
         let cases: Vec<(Command, &str, &str)> = vec![
             (create("acme", "[1]"), "documents.config", "json-object"),
             (create("acme", "{"), "documents.config", "json"),
-            (
-                create("acme", r#"{"public":3}"#),
-                "documents.config.public",
-                "json-object",
-            ),
+            (create("acme", r#"{"public":3}"#), "documents.config.public", "json-object"),
             (create("acme", &big), "documents.config", "size"),
             (
                 Command {
                     meta: meta(1),
-                    op: Op::UpdateTenant {
-                        tenant: tenant_id("acme"),
-                        documents: DocumentsPatch::default(),
-                    },
+                    op: Op::UpdateTenant { tenant: tenant_id("acme"), documents: DocumentsPatch::default() },
                 },
                 "documents",
                 "required",
@@ -546,46 +418,22 @@ mod tests {
                 "json-object",
             ),
             (
-                Command {
-                    meta: WriteMeta {
-                        request_id: Some("a b".to_owned()),
-                        ..meta(1)
-                    },
-                    ..create("acme", "{}")
-                },
+                Command { meta: WriteMeta { request_id: Some("a b".to_owned()), ..meta(1) }, ..create("acme", "{}") },
                 "meta.request_id",
                 "printable",
             ),
             (
-                Command {
-                    meta: WriteMeta {
-                        request_id: Some("r".repeat(129)),
-                        ..meta(1)
-                    },
-                    ..create("acme", "{}")
-                },
+                Command { meta: WriteMeta { request_id: Some("r".repeat(129)), ..meta(1) }, ..create("acme", "{}") },
                 "meta.request_id",
                 "length",
             ),
             (
-                Command {
-                    meta: WriteMeta {
-                        reason: "r".repeat(1025),
-                        ..meta(1)
-                    },
-                    ..create("acme", "{}")
-                },
+                Command { meta: WriteMeta { reason: "r".repeat(1025), ..meta(1) }, ..create("acme", "{}") },
                 "meta.reason",
                 "length",
             ),
             (
-                Command {
-                    meta: WriteMeta {
-                        actor: "a".repeat(129),
-                        ..meta(1)
-                    },
-                    ..create("acme", "{}")
-                },
+                Command { meta: WriteMeta { actor: "a".repeat(129), ..meta(1) }, ..create("acme", "{}") },
                 "meta.actor",
                 "length",
             ),
@@ -601,24 +449,13 @@ mod tests {
             let before = state.clone();
             let (response, changes) = apply(&mut state, Revision(2), &command);
             match rejected(&response) {
-                CommandError::Invalid {
-                    field: got_field,
-                    rule_id,
-                    message,
-                } => {
-                    assert_eq!(
-                        (got_field.as_str(), rule_id.as_str()),
-                        (field, rule),
-                        "{message}"
-                    );
+                CommandError::Invalid { field: got_field, rule_id, message } => {
+                    assert_eq!((got_field.as_str(), rule_id.as_str()), (field, rule), "{message}");
                     assert!(!message.is_empty());
                 }
                 other => panic!("{field}: expected Invalid, got {other:?}"),
             }
-            assert!(
-                changes.is_empty(),
-                "{field}: a rejected write changes nothing"
-            );
+            assert!(changes.is_empty(), "{field}: a rejected write changes nothing");
             assert_eq!(state, before);
         }
     }

@@ -30,11 +30,7 @@ impl Bundle {
 ///
 /// The documents must be JSON objects (validated before); anything else is
 /// treated as empty rather than panicking, since apply must never fail halfway.
-pub fn compile_bundles(
-    tenant: &TenantId,
-    revision: Revision,
-    documents: &TenantDocuments,
-) -> (Bundle, Bundle) {
+pub fn compile_bundles(tenant: &TenantId, revision: Revision, documents: &TenantDocuments) -> (Bundle, Bundle) {
     let parse = |text: &str| match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),

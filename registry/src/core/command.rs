@@ -37,40 +37,25 @@ pub struct DocumentsPatch {
 impl DocumentsPatch {
     /// The names of the documents this patch sets, for audit summaries.
     pub fn names(&self) -> Vec<&'static str> {
-        [
-            ("config", &self.config),
-            ("theme", &self.theme),
-            ("integrations", &self.integrations),
-        ]
-        .into_iter()
-        .filter(|(_, document)| document.is_some())
-        .map(|(name, _)| name)
-        .collect()
+        [("config", &self.config), ("theme", &self.theme), ("integrations", &self.integrations)]
+            .into_iter()
+            .filter(|(_, document)| document.is_some())
+            .map(|(name, _)| name)
+            .collect()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    CreateTenant {
-        tenant: TenantId,
-        uid: Ulid,
-        documents: DocumentsPatch,
-    },
-    UpdateTenant {
-        tenant: TenantId,
-        documents: DocumentsPatch,
-    },
-    DeleteTenant {
-        tenant: TenantId,
-    },
+    CreateTenant { tenant: TenantId, uid: Ulid, documents: DocumentsPatch },
+    UpdateTenant { tenant: TenantId, documents: DocumentsPatch },
+    DeleteTenant { tenant: TenantId },
 }
 
 impl Op {
     pub fn tenant(&self) -> &TenantId {
         match self {
-            Op::CreateTenant { tenant, .. }
-            | Op::UpdateTenant { tenant, .. }
-            | Op::DeleteTenant { tenant } => tenant,
+            Op::CreateTenant { tenant, .. } | Op::UpdateTenant { tenant, .. } | Op::DeleteTenant { tenant } => tenant,
         }
     }
 }
@@ -96,41 +81,18 @@ pub struct WriteOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CommandError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: String,
-        rule_id: String,
-        message: String,
-    },
+    Invalid { field: String, rule_id: String, message: String },
     #[error("tenant `{tenant}` does not exist")]
     NotFound { tenant: TenantId },
-    #[error(
-        "tenant `{tenant}` already exists (mod_revision {revision}); use `tenant set` to change it"
-    )]
-    AlreadyExists {
-        tenant: TenantId,
-        revision: Revision,
-    },
-    #[error(
-        "tenant `{tenant}`: expected revision {expected} but it is at {current}; read it again and retry"
-    )]
-    RevisionMismatch {
-        tenant: TenantId,
-        expected: u64,
-        current: u64,
-    },
+    #[error("tenant `{tenant}` already exists (mod_revision {revision}); use `tenant set` to change it")]
+    AlreadyExists { tenant: TenantId, revision: Revision },
+    #[error("tenant `{tenant}`: expected revision {expected} but it is at {current}; read it again and retry")]
+    RevisionMismatch { tenant: TenantId, expected: u64, current: u64 },
 }
 
 impl CommandError {
-    pub fn invalid(
-        field: impl Into<String>,
-        rule_id: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Invalid {
-            field: field.into(),
-            rule_id: rule_id.into(),
-            message: message.into(),
-        }
+    pub fn invalid(field: impl Into<String>, rule_id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.into(), rule_id: rule_id.into(), message: message.into() }
     }
 }
 

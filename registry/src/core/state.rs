@@ -42,11 +42,7 @@ pub struct TenantDocuments {
 
 impl Default for TenantDocuments {
     fn default() -> Self {
-        Self {
-            config: "{}".to_owned(),
-            theme: "{}".to_owned(),
-            integrations: "{}".to_owned(),
-        }
+        Self { config: "{}".to_owned(), theme: "{}".to_owned(), integrations: "{}".to_owned() }
     }
 }
 
@@ -107,8 +103,7 @@ pub struct State {
 impl State {
     /// Inserts a session and keeps the eviction index in step.
     pub fn insert_session(&mut self, session: Arc<Session>) {
-        self.sessions_by_revision
-            .insert(session.revision, session.request_id.clone());
+        self.sessions_by_revision.insert(session.revision, session.request_id.clone());
         if let Some(old) = self.sessions.insert(session.request_id.clone(), session) {
             self.sessions_by_revision.remove(&old.revision);
         }
@@ -123,10 +118,7 @@ impl State {
 
     /// Number of tenants that are not tombstoned.
     pub fn live_tenants(&self) -> usize {
-        self.tenants
-            .values()
-            .filter(|tenant| tenant.is_live())
-            .count()
+        self.tenants.values().filter(|tenant| tenant.is_live()).count()
     }
 
     /// Checks the invariants that tie the maps together; used by tests and
@@ -142,11 +134,7 @@ impl State {
         for (revision, request_id) in &self.sessions_by_revision {
             match self.sessions.get(request_id) {
                 Some(session) if session.revision == *revision => {}
-                _ => {
-                    return Err(format!(
-                        "session index {revision} -> {request_id} has no matching session"
-                    ))
-                }
+                _ => return Err(format!("session index {revision} -> {request_id} has no matching session")),
             }
         }
         for (id, tenant) in &self.tenants {

@@ -6,9 +6,7 @@
 use serde_json::Value;
 
 use super::CommandError;
-use crate::limits::{
-    ACTOR_BYTES_MAX, INTEGRATIONS_PER_TENANT_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX,
-};
+use crate::limits::{ACTOR_BYTES_MAX, INTEGRATIONS_PER_TENANT_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX};
 
 /// Which document a text is, for error messages and per-kind rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,42 +34,26 @@ pub struct DocumentLimits {
 
 /// Parses a document, checks it against the rules, and returns its
 /// canonical text (compact JSON, keys sorted).
-pub fn canonical_document(
-    kind: DocumentKind,
-    text: &str,
-    limits: DocumentLimits,
-) -> Result<String, CommandError> {
+pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits) -> Result<String, CommandError> {
     let field = kind.field();
     if text.len() > limits.document_bytes_max {
         return Err(CommandError::invalid(
             field,
             "size",
-            format!(
-                "{} bytes is over the limit of {} bytes",
-                text.len(),
-                limits.document_bytes_max
-            ),
+            format!("{} bytes is over the limit of {} bytes", text.len(), limits.document_bytes_max),
         ));
     }
-    let value: Value = serde_json::from_str(text).map_err(|error| {
-        CommandError::invalid(field, "json", format!("is not valid JSON: {error}"))
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|error| CommandError::invalid(field, "json", format!("is not valid JSON: {error}")))?;
     let Value::Object(map) = &value else {
-        return Err(CommandError::invalid(
-            field,
-            "json-object",
-            "must be a JSON object",
-        ));
+        return Err(CommandError::invalid(field, "json-object", "must be a JSON object"));
     };
     if kind == DocumentKind::Integrations {
         if map.len() > INTEGRATIONS_PER_TENANT_MAX {
             return Err(CommandError::invalid(
                 field,
                 "count",
-                format!(
-                    "{} integrations is over the limit of {INTEGRATIONS_PER_TENANT_MAX}",
-                    map.len()
-                ),
+                format!("{} integrations is over the limit of {INTEGRATIONS_PER_TENANT_MAX}", map.len()),
             ));
         }
         if let Some((name, _)) = map.iter().find(|(_, integration)| !integration.is_object()) {
@@ -85,11 +67,7 @@ pub fn canonical_document(
     if kind == DocumentKind::Config {
         if let Some(public) = map.get("public") {
             if !public.is_object() {
-                return Err(CommandError::invalid(
-                    format!("{field}.public"),
-                    "json-object",
-                    "must be a JSON object",
-                ));
+                return Err(CommandError::invalid(format!("{field}.public"), "json-object", "must be a JSON object"));
             }
         }
     }
@@ -97,11 +75,7 @@ pub fn canonical_document(
 }
 
 /// Checks request id, actor and reason.
-pub fn validate_meta(
-    request_id: Option<&str>,
-    actor: &str,
-    reason: &str,
-) -> Result<(), CommandError> {
+pub fn validate_meta(request_id: Option<&str>, actor: &str, reason: &str) -> Result<(), CommandError> {
     if let Some(request_id) = request_id {
         if request_id.is_empty() || request_id.len() > REQUEST_ID_BYTES_MAX {
             return Err(CommandError::invalid(
@@ -111,19 +85,11 @@ pub fn validate_meta(
             ));
         }
         if !request_id.bytes().all(|byte| byte.is_ascii_graphic()) {
-            return Err(CommandError::invalid(
-                "meta.request_id",
-                "printable",
-                "only printable ASCII is allowed",
-            ));
+            return Err(CommandError::invalid("meta.request_id", "printable", "only printable ASCII is allowed"));
         }
     }
     if actor.len() > ACTOR_BYTES_MAX {
-        return Err(CommandError::invalid(
-            "meta.actor",
-            "length",
-            format!("must be at most {ACTOR_BYTES_MAX} bytes"),
-        ));
+        return Err(CommandError::invalid("meta.actor", "length", format!("must be at most {ACTOR_BYTES_MAX} bytes")));
     }
     if reason.len() > REASON_BYTES_MAX {
         return Err(CommandError::invalid(

@@ -30,29 +30,14 @@ fn status(status: TenantStatus) -> v1::TenantStatus {
 }
 
 fn bundle(bundle: &Bundle) -> v1::Bundle {
-    v1::Bundle {
-        json: bundle.json.clone().into_bytes(),
-        sha256: bundle.sha256.clone(),
-    }
+    v1::Bundle { json: bundle.json.clone().into_bytes(), sha256: bundle.sha256.clone() }
 }
 
 fn placement(placement: &Placement) -> v1::Placement {
     v1::Placement {
-        home_region: placement
-            .home_region
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
-        allowed_regions: placement
-            .allowed_regions
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        dr_region: placement
-            .dr_region
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        home_region: placement.home_region.as_ref().map(ToString::to_string).unwrap_or_default(),
+        allowed_regions: placement.allowed_regions.iter().map(ToString::to_string).collect(),
+        dr_region: placement.dr_region.as_ref().map(ToString::to_string).unwrap_or_default(),
         epoch: placement.epoch,
     }
 }

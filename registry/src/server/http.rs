@@ -28,19 +28,12 @@ async fn readyz(State(service): State<Arc<RegistryService>>) -> Response {
     // node has applied up to its commit index".
     match service.ensure_read(Consistency::Linearizable as i32).await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(status) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", status.message()),
-        )
-            .into_response(),
+        Err(status) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", status.message())).into_response(),
     }
 }
 
 async fn status(State(service): State<Arc<RegistryService>>) -> Response {
-    match service
-        .cluster_status(tonic::Request::new(proto::v1::ClusterStatusRequest {}))
-        .await
-    {
+    match service.cluster_status(tonic::Request::new(proto::v1::ClusterStatusRequest {})).await {
         Ok(status) => {
             let status = status.into_inner();
             let members: Vec<_> = status
@@ -62,50 +55,22 @@ async fn status(State(service): State<Arc<RegistryService>>) -> Response {
             }))
             .into_response()
         }
-        Err(status) => {
-            (StatusCode::SERVICE_UNAVAILABLE, status.message().to_owned()).into_response()
-        }
+        Err(status) => (StatusCode::SERVICE_UNAVAILABLE, status.message().to_owned()).into_response(),
     }
 }
 
 async fn metrics(State(service): State<Arc<RegistryService>>) -> Response {
     let raft = service.raft.metrics().borrow().clone();
-    let committed = service
-        .raft
-        .with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index))
-        .await;
+    let committed = service.raft.with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index)).await;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        );
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     };
-    gauge(
-        "tenantry_raft_term",
-        "Current Raft term.",
-        raft.current_term,
-    );
-    gauge(
-        "tenantry_raft_leader_id",
-        "Id of the known leader (0 if none).",
-        raft.current_leader.unwrap_or(0),
-    );
-    gauge(
-        "tenantry_raft_is_leader",
-        "1 if this node leads.",
-        u64::from(raft.current_leader == Some(raft.id)),
-    );
-    gauge(
-        "tenantry_raft_last_log_index",
-        "Index of the last log entry.",
-        raft.last_log_index.unwrap_or(0),
-    );
-    gauge(
-        "tenantry_raft_committed_index",
-        "Index of the last committed entry.",
-        committed.unwrap_or(0),
-    );
+    gauge("tenantry_raft_term", "Current Raft term.", raft.current_term);
+    gauge("tenantry_raft_leader_id", "Id of the known leader (0 if none).", raft.current_leader.unwrap_or(0));
+    gauge("tenantry_raft_is_leader", "1 if this node leads.", u64::from(raft.current_leader == Some(raft.id)));
+    gauge("tenantry_raft_last_log_index", "Index of the last log entry.", raft.last_log_index.unwrap_or(0));
+    gauge("tenantry_raft_committed_index", "Index of the last committed entry.", committed.unwrap_or(0));
     gauge(
         "tenantry_raft_applied_index",
         "Index of the last applied entry (the revision).",
@@ -116,16 +81,8 @@ async fn metrics(State(service): State<Arc<RegistryService>>) -> Response {
         "Last index in the current snapshot.",
         raft.snapshot.map_or(0, |id| id.index),
     );
-    gauge(
-        "tenantry_raft_purged_index",
-        "Last purged log index.",
-        raft.purged.map_or(0, |id| id.index),
-    );
-    gauge(
-        "tenantry_tenants",
-        "Live (not deleted) tenants.",
-        service.view.read().state.live_tenants() as u64,
-    );
+    gauge("tenantry_raft_purged_index", "Last purged log index.", raft.purged.map_or(0, |id| id.index));
+    gauge("tenantry_tenants", "Live (not deleted) tenants.", service.view.read().state.live_tenants() as u64);
     service.metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

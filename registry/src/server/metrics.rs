@@ -9,9 +9,8 @@ use std::time::Duration;
 use openraft::network::RPCTypes;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS_SECONDS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const BUCKETS_SECONDS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -23,10 +22,7 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&mut self, seconds: f64) {
-        let bucket = BUCKETS_SECONDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(BUCKETS_SECONDS.len());
+        let bucket = BUCKETS_SECONDS.iter().position(|bound| seconds <= *bound).unwrap_or(BUCKETS_SECONDS.len());
         self.counts[bucket] += 1;
         self.sum_seconds += seconds;
         self.count += 1;
@@ -44,9 +40,7 @@ impl Metrics {
     /// Records one call of `method` that took `elapsed`.
     pub fn observe(&self, method: &'static str, elapsed: Duration) {
         if let Ok(mut rpc) = self.rpc.lock() {
-            rpc.entry(method)
-                .or_default()
-                .observe(elapsed.as_secs_f64());
+            rpc.entry(method).or_default().observe(elapsed.as_secs_f64());
         }
     }
 
@@ -63,29 +57,25 @@ impl Metrics {
     /// Appends the histograms to `out` in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let Ok(rpc) = self.rpc.lock() else { return };
-        let _ = writeln!(out, "# HELP tenantry_rpc_duration_seconds Latency of gRPC calls served (and Raft RPCs sent).");
+        let _ =
+            writeln!(out, "# HELP tenantry_rpc_duration_seconds Latency of gRPC calls served (and Raft RPCs sent).");
         let _ = writeln!(out, "# TYPE tenantry_rpc_duration_seconds histogram");
         for (method, histogram) in rpc.iter() {
             let mut cumulative = 0;
             for (bound, count) in BUCKETS_SECONDS.iter().zip(histogram.counts.iter()) {
                 cumulative += count;
-                let _ = writeln!(out, "tenantry_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "tenantry_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {cumulative}"
+                );
             }
             let _ = writeln!(
                 out,
                 "tenantry_rpc_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
                 histogram.count
             );
-            let _ = writeln!(
-                out,
-                "tenantry_rpc_duration_seconds_sum{{method=\"{method}\"}} {}",
-                histogram.sum_seconds
-            );
-            let _ = writeln!(
-                out,
-                "tenantry_rpc_duration_seconds_count{{method=\"{method}\"}} {}",
-                histogram.count
-            );
+            let _ = writeln!(out, "tenantry_rpc_duration_seconds_sum{{method=\"{method}\"}} {}", histogram.sum_seconds);
+            let _ = writeln!(out, "tenantry_rpc_duration_seconds_count{{method=\"{method}\"}} {}", histogram.count);
         }
     }
 }
@@ -99,11 +89,7 @@ pub struct Timer<'a> {
 
 impl<'a> Timer<'a> {
     pub fn start(metrics: &'a Metrics, method: &'static str) -> Self {
-        Self {
-            metrics,
-            method,
-            started: std::time::Instant::now(),
-        }
+        Self { metrics, method, started: std::time::Instant::now() }
     }
 }
 
@@ -125,17 +111,10 @@ mod tests {
         metrics.observe("GetTenant", Duration::from_secs(60));
         let mut out = String::new();
         metrics.render(&mut out);
-        assert!(out
-            .contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="0.0005"} 1"#));
-        assert!(
-            out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="0.05"} 2"#)
-        );
-        assert!(
-            out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="10"} 2"#)
-        );
-        assert!(
-            out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="+Inf"} 3"#)
-        );
+        assert!(out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="0.0005"} 1"#));
+        assert!(out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="0.05"} 2"#));
+        assert!(out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="10"} 2"#));
+        assert!(out.contains(r#"tenantry_rpc_duration_seconds_bucket{method="GetTenant",le="+Inf"} 3"#));
         assert!(out.contains(r#"tenantry_rpc_duration_seconds_count{method="GetTenant"} 3"#));
     }
 }

@@ -6,6 +6,7 @@ mod convert;
 mod http;
 pub mod metrics;
 mod network;
+pub(crate) use network::channel;
 mod node;
 mod raft_service;
 mod registry_service;

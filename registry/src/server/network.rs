@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
-};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use proto::v1::raft_internal_client::RaftInternalClient;
 use proto::v1::RaftPayload;
@@ -21,10 +19,7 @@ use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::raft_types::{Member, NodeId, TypeConfig};
 
 /// Opens a lazily connected gRPC channel to `grpc_addr`.
-pub(crate) fn channel(
-    grpc_addr: &str,
-    connect_timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
+pub(crate) fn channel(grpc_addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{grpc_addr}"))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -49,12 +44,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         });
-        Connection {
-            id: self.id,
-            target,
-            client,
-            metrics: self.metrics.clone(),
-        }
+        Connection { id: self.id, target, client, metrics: self.metrics.clone() }
     }
 }
 
@@ -71,12 +61,7 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>
 
 impl Connection {
     /// Sends one RPC: JSON of `request` in, JSON of `Result<Resp, RaftError>` out.
-    async fn call<Req, Resp, E>(
-        &mut self,
-        action: RPCTypes,
-        request: &Req,
-        option: &RPCOption,
-    ) -> RpcResult<Resp, E>
+    async fn call<Req, Resp, E>(&mut self, action: RPCTypes, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -86,8 +71,7 @@ impl Connection {
             Ok(client) => client,
             Err(error) => return Err(RPCError::Unreachable(Unreachable::new(error))),
         };
-        let payload = serde_json::to_vec(request)
-            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let payload = serde_json::to_vec(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         let request = tonic::Request::new(RaftPayload { payload });
         let timeout = option.hard_ttl();
         let started = std::time::Instant::now();
@@ -102,12 +86,7 @@ impl Connection {
         self.metrics.observe_raft_rpc(action, started.elapsed());
         let reply = match reply {
             Err(_) => {
-                return Err(RPCError::Timeout(Timeout {
-                    action,
-                    id: self.id,
-                    target: self.target,
-                    timeout,
-                }));
+                return Err(RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout }));
             }
             Ok(Err(status)) => {
                 // Connection-level failures mean the peer is down or cut off;
@@ -121,8 +100,8 @@ impl Connection {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.payload)
-            .map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply.payload).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
     }
 }
@@ -141,8 +120,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         request: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(RPCTypes::InstallSnapshot, &request, &option)
-            .await
+        self.call(RPCTypes::InstallSnapshot, &request, &option).await
     }
 
     async fn vote(

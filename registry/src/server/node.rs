@@ -17,10 +17,7 @@ use super::registry_service::RegistryService;
 use crate::config::NodeConfig;
 use crate::core::DocumentLimits;
 use crate::error::Error;
-use crate::limits::{
-    GRPC_CONCURRENT_STREAMS_MAX, GRPC_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS,
-    SNAPSHOT_CHUNK_BYTES_MAX,
-};
+use crate::limits::{GRPC_CONCURRENT_STREAMS_MAX, GRPC_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX};
 use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
 
@@ -44,9 +41,7 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, Error> {
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES_MAX,
         ..Default::default()
     };
-    raft_config
-        .validate()
-        .map_err(|error| Error::Config(error.to_string()))
+    raft_config.validate().map_err(|error| Error::Config(error.to_string()))
 }
 
 /// Runs a node until `shutdown` resolves, then stops gracefully: stop
@@ -66,45 +61,21 @@ pub async fn run(
     let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
-    let network = NetworkFactory {
-        id: config.id,
-        metrics: metrics.clone(),
-    };
-    let raft = Raft::new(
-        config.id,
-        Arc::new(raft_config(&config)?),
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
-    .map_err(|error| Error::Raft(error.to_string()))?;
+    let network = NetworkFactory { id: config.id, metrics: metrics.clone() };
+    let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
+        .await
+        .map_err(|error| Error::Raft(error.to_string()))?;
 
     // A fresh cluster is initialized exactly once, by its lowest id; every
     // other node (and this one after a restart) joins what it finds.
-    if config.is_bootstrapper()
-        && !raft
-            .is_initialized()
-            .await
-            .map_err(|error| Error::Raft(error.to_string()))?
-    {
+    if config.is_bootstrapper() && !raft.is_initialized().await.map_err(|error| Error::Raft(error.to_string()))? {
         let members: BTreeMap<_, _> = config
             .peers
             .iter()
-            .map(|peer| {
-                (
-                    peer.id,
-                    Member {
-                        region: peer.region.clone(),
-                        grpc_addr: peer.grpc_addr.clone(),
-                    },
-                )
-            })
+            .map(|peer| (peer.id, Member { region: peer.region.clone(), grpc_addr: peer.grpc_addr.clone() }))
             .collect();
         tracing::info!(?members, "initializing a fresh cluster");
-        raft.initialize(members)
-            .await
-            .map_err(|error| Error::Raft(error.to_string()))?;
+        raft.initialize(members).await.map_err(|error| Error::Raft(error.to_string()))?;
     }
 
     let service = Arc::new(RegistryService {
@@ -112,9 +83,7 @@ pub async fn run(
         view: view.clone(),
         node_id: config.id,
         region: config.region.clone(),
-        document_limits: DocumentLimits {
-            document_bytes_max: config.document_bytes_max,
-        },
+        document_limits: DocumentLimits { document_bytes_max: config.document_bytes_max },
         metrics,
         channels: Mutex::new(Default::default()),
     });
@@ -129,9 +98,7 @@ pub async fn run(
     };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<RegistryServer<RegistryService>>()
-        .await;
+    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -153,15 +120,11 @@ pub async fn run(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stopped(stop_receiver.clone()),
         );
-    let http = axum::serve(http_listener, http::router(service))
-        .with_graceful_shutdown(stopped(stop_receiver));
+    let http = axum::serve(http_listener, http::router(service)).with_graceful_shutdown(stopped(stop_receiver));
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });
 
-    started(NodeHandle {
-        raft: raft.clone(),
-        view,
-    });
+    started(NodeHandle { raft: raft.clone(), view });
     shutdown.await;
 
     tracing::info!("shutting down: no new requests, finishing in-flight ones");
@@ -177,17 +140,10 @@ pub async fn run(
         }
     };
     if tokio::time::timeout(grace, servers).await.is_err() {
-        tracing::warn!(
-            grace_ms = SHUTDOWN_GRACE_MS,
-            "in-flight requests did not finish in time; stopping anyway"
-        );
+        tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "in-flight requests did not finish in time; stopping anyway");
     }
-    raft.shutdown()
-        .await
-        .map_err(|error| Error::Raft(error.to_string()))?;
-    sled.flush_async()
-        .await
-        .map_err(|error| Error::Io(std::io::Error::other(error)))?;
+    raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
+    sled.flush_async().await.map_err(|error| Error::Io(std::io::Error::other(error)))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,8 +25,8 @@ use crate::core::{
     Response as CoreResponse, WriteMeta,
 };
 use crate::limits::{
-    CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT,
-    HISTORY_ENTRIES_MAX, LIST_PAGE_TENANTS_MAX, READ_INDEX_WAIT_MS_MAX,
+    CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT, HISTORY_ENTRIES_MAX,
+    LIST_PAGE_TENANTS_MAX, READ_INDEX_WAIT_MS_MAX,
 };
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
@@ -46,9 +46,7 @@ pub(crate) struct RegistryService {
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 fn parse_tenant(tenant_id: &str) -> Result<TenantId, Status> {
@@ -56,10 +54,7 @@ fn parse_tenant(tenant_id: &str) -> Result<TenantId, Status> {
 }
 
 /// Applies `rpc_timeout` to a future that talks to the cluster.
-async fn bounded<T>(
-    what: &str,
-    future: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+async fn bounded<T>(what: &str, future: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
     let timeout = Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS);
     tokio::time::timeout(timeout, future).await.unwrap_or_else(|_| {
         Err(Status::deadline_exceeded(format!(
@@ -71,10 +66,7 @@ async fn bounded<T>(
 
 impl RegistryService {
     fn channel(&self, grpc_addr: &str) -> Result<Channel, Status> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| Status::internal("channel cache lock poisoned"))?;
+        let mut channels = self.channels.lock().map_err(|_| Status::internal("channel cache lock poisoned"))?;
         if let Some(channel) = channels.get(grpc_addr) {
             return Ok(channel.clone());
         }
@@ -93,11 +85,7 @@ impl RegistryService {
     fn write_meta(&self, meta: Option<v1::WriteMeta>) -> Result<WriteMeta, Status> {
         let meta = meta.unwrap_or_default();
         let request_id = Some(meta.request_id).filter(|id| !id.is_empty());
-        let actor = if meta.actor.is_empty() {
-            "unknown".to_owned()
-        } else {
-            meta.actor
-        };
+        let actor = if meta.actor.is_empty() { "unknown".to_owned() } else { meta.actor };
         validate_meta(request_id.as_deref(), &actor, &meta.reason)
             .map_err(|error| status::from_command_error(&error))?;
         Ok(WriteMeta {
@@ -148,16 +136,12 @@ impl RegistryService {
                     CoreResponse::Rejected(error) => Err(status::from_command_error(&error)),
                     CoreResponse::None => Err(Status::internal("a tenant write answered nothing")),
                 },
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))
-                    if !forwarded =>
-                {
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !forwarded => {
                     let Some(leader_node) = &leader.leader_node else {
                         return Err(status::no_leader(&leader, "write"));
                     };
                     let mut request = Request::new(message);
-                    request
-                        .metadata_mut()
-                        .insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+                    request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
                     forward(self.registry_client(leader_node)?, request).await
                 }
                 Err(error) => Err(status::from_client_write(&error)),
@@ -175,20 +159,13 @@ impl RegistryService {
         bounded("read", async {
             let read_index = match self.raft.get_read_log_id().await {
                 Ok((read_log_id, _)) => read_log_id.map_or(0, |log_id| log_id.index),
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                    leader,
-                ))) => {
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(leader))) => {
                     let Some(leader_node) = &leader.leader_node else {
                         return Err(status::no_leader(&leader, "read"));
                     };
-                    let mut client = proto::v1::raft_internal_client::RaftInternalClient::new(
-                        self.channel(&leader_node.grpc_addr)?,
-                    );
-                    client
-                        .read_index(v1::ReadIndexRequest {})
-                        .await?
-                        .into_inner()
-                        .read_index
+                    let mut client =
+                        proto::v1::raft_internal_client::RaftInternalClient::new(self.channel(&leader_node.grpc_addr)?);
+                    client.read_index(v1::ReadIndexRequest {}).await?.into_inner().read_index
                 }
                 Err(error) => return Err(status::from_check_leader(error)),
             };
@@ -197,9 +174,7 @@ impl RegistryService {
                 .applied_index_at_least(Some(read_index), "linearizable read")
                 .await
                 .map_err(|error| {
-                    Status::unavailable(format!(
-                        "read: this node is behind the leader ({error}); retry"
-                    ))
+                    Status::unavailable(format!("read: this node is behind the leader ({error}); retry"))
                 })?;
             Ok(())
         })
@@ -221,15 +196,8 @@ impl Registry for RegistryService {
         let forwarded = is_forwarded(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
-        let op = Op::CreateTenant {
-            tenant,
-            uid: Ulid::new(),
-            documents: self.documents(message.documents.clone())?,
-        };
-        let command = Command {
-            meta: self.write_meta(message.meta.clone())?,
-            op,
-        };
+        let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents: self.documents(message.documents.clone())? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
         self.write(
             forwarded,
             message,
@@ -247,14 +215,8 @@ impl Registry for RegistryService {
         let forwarded = is_forwarded(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
-        let op = Op::UpdateTenant {
-            tenant,
-            documents: self.documents(message.documents.clone())?,
-        };
-        let command = Command {
-            meta: self.write_meta(message.meta.clone())?,
-            op,
-        };
+        let op = Op::UpdateTenant { tenant, documents: self.documents(message.documents.clone())? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
         self.write(
             forwarded,
             message,
@@ -271,13 +233,8 @@ impl Registry for RegistryService {
         let _timer = Timer::start(&self.metrics, "DeleteTenant");
         let forwarded = is_forwarded(&request);
         let message = request.into_inner();
-        let op = Op::DeleteTenant {
-            tenant: parse_tenant(&message.tenant_id)?,
-        };
-        let command = Command {
-            meta: self.write_meta(message.meta.clone())?,
-            op,
-        };
+        let op = Op::DeleteTenant { tenant: parse_tenant(&message.tenant_id)? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
         self.write(
             forwarded,
             message,
@@ -297,9 +254,7 @@ impl Registry for RegistryService {
         self.ensure_read(message.consistency).await?;
         let applied = self.view.read();
         let tenant = applied.state.tenants.get(&tenant_id).ok_or_else(|| {
-            status::from_command_error(&crate::core::CommandError::NotFound {
-                tenant: tenant_id.clone(),
-            })
+            status::from_command_error(&crate::core::CommandError::NotFound { tenant: tenant_id.clone() })
         })?;
         Ok(Response::new(v1::GetTenantResponse {
             tenant: Some(convert::tenant(tenant)),
@@ -316,22 +271,11 @@ impl Registry for RegistryService {
         if message.limit > LIST_PAGE_TENANTS_MAX {
             return Err(status::with_detail(
                 tonic::Code::InvalidArgument,
-                format!(
-                    "limit: {} is over the maximum page of {LIST_PAGE_TENANTS_MAX}",
-                    message.limit
-                ),
-                v1::ErrorDetail {
-                    field: "limit".to_owned(),
-                    rule: "max".to_owned(),
-                    ..Default::default()
-                },
+                format!("limit: {} is over the maximum page of {LIST_PAGE_TENANTS_MAX}", message.limit),
+                v1::ErrorDetail { field: "limit".to_owned(), rule: "max".to_owned(), ..Default::default() },
             ));
         }
-        let limit = if message.limit == 0 {
-            LIST_PAGE_TENANTS_MAX
-        } else {
-            message.limit
-        } as usize;
+        let limit = if message.limit == 0 { LIST_PAGE_TENANTS_MAX } else { message.limit } as usize;
         self.ensure_read(message.consistency).await?;
         let applied = self.view.read();
         let start = match message.start_after.as_str() {
@@ -344,11 +288,7 @@ impl Registry for RegistryService {
             .range((start, std::ops::Bound::Unbounded))
             .map(|(_, tenant)| tenant)
             .filter(|tenant| message.include_deleted || tenant.is_live());
-        let tenants: Vec<_> = matching
-            .by_ref()
-            .take(limit)
-            .map(|tenant| convert::tenant(tenant))
-            .collect();
+        let tenants: Vec<_> = matching.by_ref().take(limit).map(|tenant| convert::tenant(tenant)).collect();
         let more = matching.next().is_some();
         Ok(Response::new(v1::ListTenantsResponse {
             tenants,
@@ -357,10 +297,7 @@ impl Registry for RegistryService {
         }))
     }
 
-    async fn history(
-        &self,
-        request: Request<v1::HistoryRequest>,
-    ) -> Result<Response<v1::HistoryResponse>, Status> {
+    async fn history(&self, request: Request<v1::HistoryRequest>) -> Result<Response<v1::HistoryResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "History");
         let message = request.into_inner();
         let tenant_id = parse_tenant(&message.tenant_id)?;
@@ -400,10 +337,7 @@ impl Registry for RegistryService {
         let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
         let matched = |id: &NodeId| {
             metrics.replication.as_ref().map(|replication| {
-                replication
-                    .get(id)
-                    .and_then(|matched| matched.map(|log_id| log_id.index))
-                    .unwrap_or(0)
+                replication.get(id).and_then(|matched| matched.map(|log_id| log_id.index)).unwrap_or(0)
             })
         };
         let members = membership

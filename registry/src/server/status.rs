@@ -28,20 +28,12 @@ pub fn from_command_error(error: &CommandError) -> Status {
         CommandError::Invalid { field, rule_id, .. } => with_detail(
             Code::InvalidArgument,
             message,
-            ErrorDetail {
-                field: field.clone(),
-                rule: rule_id.clone(),
-                ..Default::default()
-            },
+            ErrorDetail { field: field.clone(), rule: rule_id.clone(), ..Default::default() },
         ),
         CommandError::NotFound { .. } => with_detail(
             Code::NotFound,
             message,
-            ErrorDetail {
-                field: "tenant_id".to_owned(),
-                rule: "exists".to_owned(),
-                ..Default::default()
-            },
+            ErrorDetail { field: "tenant_id".to_owned(), rule: "exists".to_owned(), ..Default::default() },
         ),
         CommandError::AlreadyExists { revision, .. } => with_detail(
             Code::AlreadyExists,
@@ -53,9 +45,7 @@ pub fn from_command_error(error: &CommandError) -> Status {
                 ..Default::default()
             },
         ),
-        CommandError::RevisionMismatch {
-            expected, current, ..
-        } => with_detail(
+        CommandError::RevisionMismatch { expected, current, .. } => with_detail(
             Code::FailedPrecondition,
             message,
             ErrorDetail {
@@ -74,51 +64,34 @@ pub fn from_domain_error(error: &DomainError) -> Status {
     with_detail(
         Code::InvalidArgument,
         error.to_string(),
-        ErrorDetail {
-            field: error.field.to_owned(),
-            rule: error.rule_id.to_owned(),
-            ..Default::default()
-        },
+        ErrorDetail { field: error.field.to_owned(), rule: error.rule_id.to_owned(), ..Default::default() },
     )
 }
 
 /// No leader reachable from here: the client should retry, preferably at
 /// the leader whose address the detail names.
 pub fn no_leader(forward: &ForwardToLeader<NodeId, Member>, what: &str) -> Status {
-    let leader_grpc_addr = forward
-        .leader_node
-        .as_ref()
-        .map(|node| node.grpc_addr.clone())
-        .unwrap_or_default();
+    let leader_grpc_addr = forward.leader_node.as_ref().map(|node| node.grpc_addr.clone()).unwrap_or_default();
     let message = match forward.leader_id {
-        Some(leader) => format!("{what}: this node could not reach the leader (node {leader} at {leader_grpc_addr}); retry"),
+        Some(leader) => {
+            format!("{what}: this node could not reach the leader (node {leader} at {leader_grpc_addr}); retry")
+        }
         None => format!("{what}: no leader is known (election in progress or no quorum); retry shortly"),
     };
-    with_detail(
-        Code::Unavailable,
-        message,
-        ErrorDetail {
-            leader_grpc_addr,
-            ..Default::default()
-        },
-    )
+    with_detail(Code::Unavailable, message, ErrorDetail { leader_grpc_addr, ..Default::default() })
 }
 
 fn fatal(error: &openraft::error::Fatal<NodeId>) -> Status {
-    Status::unavailable(format!(
-        "this registry node is stopping or broken ({error}); use another endpoint"
-    ))
+    Status::unavailable(format!("this registry node is stopping or broken ({error}); use another endpoint"))
 }
 
 /// A failed leadership check (read index).
 pub fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> Status {
     match error {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => {
-            no_leader(&forward, "read")
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => no_leader(&forward, "read"),
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)) => {
+            Status::unavailable(format!("read: the leader cannot reach a quorum ({error}); retry"))
         }
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)) => Status::unavailable(
-            format!("read: the leader cannot reach a quorum ({error}); retry"),
-        ),
         RaftError::Fatal(error) => fatal(&error),
     }
 }
@@ -126,9 +99,7 @@ pub fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Mem
 /// A failed proposal, other than "forward to the leader".
 pub fn from_client_write(error: &RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Status {
     match error {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            no_leader(forward, "write")
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => no_leader(forward, "write"),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
             Status::failed_precondition(error.to_string())
         }

@@ -38,8 +38,7 @@ impl raft_log::Types for WalTypes {
         // An estimate for raft-log's cache accounting: documents dominate.
         let documents = match &payload.0.payload {
             openraft::EntryPayload::Normal(command) => match &command.op {
-                crate::core::Op::CreateTenant { documents, .. }
-                | crate::core::Op::UpdateTenant { documents, .. } => {
+                crate::core::Op::CreateTenant { documents, .. } | crate::core::Op::UpdateTenant { documents, .. } => {
                     [&documents.config, &documents.theme, &documents.integrations]
                         .into_iter()
                         .map(|document| document.as_ref().map_or(0, String::len))
@@ -67,8 +66,7 @@ fn decode_json<T: serde::de::DeserializeOwned, R: Read>(mut reader: R) -> io::Re
     reader.read_exact(&mut len)?;
     let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
     reader.read_exact(&mut bytes)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    serde_json::from_slice(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
 /// An openraft log id in raft-log's codec.
@@ -92,10 +90,7 @@ impl Decode for WalLogId {
             Ok(u64::from_le_bytes(bytes))
         };
         let (term, node_id, index) = (read_u64()?, read_u64()?, read_u64()?);
-        Ok(Self(LogId::new(
-            openraft::CommittedLeaderId::new(term, node_id),
-            index,
-        )))
+        Ok(Self(LogId::new(openraft::CommittedLeaderId::new(term, node_id), index)))
     }
 }
 
@@ -163,9 +158,7 @@ impl LogStore {
         std::fs::create_dir_all(dir)?;
         let config = raft_log::Config::new(dir.display());
         let wal = RaftLog::open(Arc::new(config))?;
-        Ok(Self {
-            wal: Arc::new(Mutex::new(wal)),
-        })
+        Ok(Self { wal: Arc::new(Mutex::new(wal)) })
     }
 
     fn lock(&self) -> MutexGuard<'_, RaftLog<WalTypes>> {
@@ -178,27 +171,19 @@ impl LogStore {
     }
 
     /// Runs `write` and then a synced flush, and waits until it is on disk.
-    async fn write_synced(
-        &self,
-        write: impl FnOnce(&mut RaftLog<WalTypes>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    async fn write_synced(&self, write: impl FnOnce(&mut RaftLog<WalTypes>) -> io::Result<()>) -> io::Result<()> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         {
             let mut wal = self.lock();
             write(&mut wal)?;
             wal.flush(true, Some(FlushCallback::Wait(sender)))?;
         }
-        receiver
-            .await
-            .map_err(|_| io::Error::other("raft-log flush worker stopped"))?
+        receiver.await.map_err(|_| io::Error::other("raft-log flush worker stopped"))?
     }
 
     /// The index of the last purged entry, if any.
     pub fn purged_index(&self) -> Option<u64> {
-        self.lock()
-            .log_state()
-            .purged()
-            .map(|log_id| log_id.0.index)
+        self.lock().log_state().purged().map(|log_id| log_id.0.index)
     }
 
     /// The log id of the last entry (or the last purged one), if any.
@@ -240,10 +225,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let state = wal.log_state();
         let last_purged_log_id = state.purged().map(|log_id| log_id.0);
         let last_log_id = state.last().map(|log_id| log_id.0).or(last_purged_log_id);
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -277,11 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.lock().log_state().committed().map(|log_id| log_id.0))
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

@@ -71,29 +71,16 @@ fn file_name(last_index: u64) -> String {
 /// The meta that a snapshot of `applied` carries.
 pub fn meta_of(applied: &AppliedState) -> SnapshotMeta {
     let snapshot_id = match applied.last_applied {
-        Some(log_id) => format!(
-            "{}-{}-{}",
-            log_id.leader_id.term, log_id.leader_id.node_id, log_id.index
-        ),
+        Some(log_id) => format!("{}-{}-{}", log_id.leader_id.term, log_id.leader_id.node_id, log_id.index),
         None => "empty".to_owned(),
     };
-    SnapshotMeta {
-        last_log_id: applied.last_applied,
-        last_membership: applied.membership.clone(),
-        snapshot_id,
-    }
+    SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership.clone(), snapshot_id }
 }
 
 /// Writes `file` with the snapshot records of `applied`.
 pub fn write_to(file: File, applied: &AppliedState) -> io::Result<()> {
-    let mut writer = HashingWriter {
-        inner: BufWriter::new(file),
-        hasher: Sha256::new(),
-    };
-    let header = Record::Header {
-        format: FORMAT.to_owned(),
-        meta: meta_of(applied),
-    };
+    let mut writer = HashingWriter { inner: BufWriter::new(file), hasher: Sha256::new() };
+    let header = Record::Header { format: FORMAT.to_owned(), meta: meta_of(applied) };
     write_record(&mut writer, &header)?;
     let state = &applied.state;
     let mut records = 0u64;
@@ -111,10 +98,7 @@ pub fn write_to(file: File, applied: &AppliedState) -> io::Result<()> {
     }
     let sha256 = hex::encode(writer.hasher.finalize_reset());
     write_record(&mut writer.inner, &Record::End { records, sha256 })?;
-    let file = writer
-        .inner
-        .into_inner()
-        .map_err(|error| error.into_error())?;
+    let file = writer.inner.into_inner().map_err(|error| error.into_error())?;
     file.sync_all()
 }
 
@@ -149,9 +133,7 @@ fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
-        let index = name
-            .strip_prefix(FILE_PREFIX)
-            .and_then(|rest| rest.strip_suffix(FILE_SUFFIX));
+        let index = name.strip_prefix(FILE_PREFIX).and_then(|rest| rest.strip_suffix(FILE_SUFFIX));
         if let Some(Ok(index)) = index.map(str::parse::<u64>) {
             snapshots.push((index, path));
         }
@@ -183,9 +165,7 @@ pub fn prepare_dir(dir: &Path) -> io::Result<()> {
 pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
     let mut line = String::new();
     BufReader::new(File::open(path)?).read_line(&mut line)?;
-    match serde_json::from_str(&line)
-        .map_err(|error| invalid(format!("snapshot header: {error}")))?
-    {
+    match serde_json::from_str(&line).map_err(|error| invalid(format!("snapshot header: {error}")))? {
         Record::Header { format, meta } if format == FORMAT => Ok(meta),
         _ => Err(invalid(format!("{}: not a {FORMAT} file", path.display()))),
     }
@@ -204,13 +184,10 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
         if reader.read_line(&mut line)? == 0 {
             return Err(invalid("snapshot ends without its trailer (truncated?)"));
         }
-        let record: Record = serde_json::from_str(&line)
-            .map_err(|error| invalid(format!("snapshot record {records}: {error}")))?;
+        let record: Record =
+            serde_json::from_str(&line).map_err(|error| invalid(format!("snapshot record {records}: {error}")))?;
         match record {
-            Record::End {
-                records: expected,
-                sha256,
-            } => {
+            Record::End { records: expected, sha256 } => {
                 let actual = hex::encode(hasher.finalize());
                 if actual != sha256 || expected != records {
                     return Err(invalid(format!(
@@ -221,14 +198,9 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                 applied.state.validate().map_err(invalid)?;
                 return Ok((meta, applied));
             }
-            Record::Header {
-                format,
-                meta: header,
-            } => {
+            Record::Header { format, meta: header } => {
                 if format != FORMAT || meta.is_some() {
-                    return Err(invalid(
-                        "snapshot header is not the first record or has an unknown format",
-                    ));
+                    return Err(invalid("snapshot header is not the first record or has an unknown format"));
                 }
                 applied.last_applied = header.last_log_id;
                 applied.membership = header.last_membership.clone();
@@ -272,10 +244,7 @@ mod tests {
                 op: Op::CreateTenant {
                     tenant: TenantId::parse(id).expect("valid"),
                     uid: ulid::Ulid::nil(),
-                    documents: DocumentsPatch {
-                        config: Some(r#"{"a":1}"#.to_owned()),
-                        ..Default::default()
-                    },
+                    documents: DocumentsPatch { config: Some(r#"{"a":1}"#.to_owned()), ..Default::default() },
                 },
             };
             apply(&mut applied.state, Revision(index as u64 + 1), &command);
@@ -290,25 +259,16 @@ mod tests {
         let applied = sample();
         let path = save(dir.path(), &applied).expect("save");
         assert_eq!(current(dir.path()).expect("list"), Some(path.clone()));
-        assert_eq!(
-            read_meta(&path).expect("meta").last_log_id,
-            applied.last_applied
-        );
+        assert_eq!(read_meta(&path).expect("meta").last_log_id, applied.last_applied);
         let (_, loaded) = read(File::open(&path).expect("open")).expect("read");
         assert_eq!(loaded, applied);
 
         let text = fs::read_to_string(&path).expect("read");
         let corrupted = text.replacen(r#"\"a\":1"#, r#"\"a\":2"#, 1);
         assert_ne!(corrupted, text);
-        assert!(
-            read(corrupted.as_bytes()).is_err(),
-            "a changed byte fails the checksum"
-        );
+        assert!(read(corrupted.as_bytes()).is_err(), "a changed byte fails the checksum");
         let truncated = &text[..text.len() / 2];
-        assert!(
-            read(truncated.as_bytes()).is_err(),
-            "a truncated file is refused"
-        );
+        assert!(read(truncated.as_bytes()).is_err(), "a truncated file is refused");
     }
 
     #[test]
@@ -321,10 +281,6 @@ mod tests {
         fs::write(dir.path().join("leftover.tmp"), b"partial").expect("write");
         prepare_dir(dir.path()).expect("prepare");
         assert_eq!(current(dir.path()).expect("list"), Some(newer));
-        assert_eq!(
-            fs::read_dir(dir.path()).expect("dir").count(),
-            1,
-            "old snapshot and temp files removed"
-        );
+        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 1, "old snapshot and temp files removed");
     }
 }

@@ -94,21 +94,15 @@ fn audit_key(revision: Revision) -> String {
 fn mirror(batch: &mut sled::Batch, changes: &[Change]) -> io::Result<()> {
     for change in changes {
         match change {
-            Change::PutTenant(tenant) => batch.insert(
-                format!("{PREFIX_TENANT}{}", tenant.id).as_bytes(),
-                json(tenant)?,
-            ),
-            Change::PutAudit(entry) => {
-                batch.insert(audit_key(entry.revision).as_bytes(), json(entry)?)
+            Change::PutTenant(tenant) => {
+                batch.insert(format!("{PREFIX_TENANT}{}", tenant.id).as_bytes(), json(tenant)?)
             }
+            Change::PutAudit(entry) => batch.insert(audit_key(entry.revision).as_bytes(), json(entry)?),
             Change::RemoveAudit(revision) => batch.remove(audit_key(*revision).as_bytes()),
-            Change::PutSession(session) => batch.insert(
-                format!("{PREFIX_SESSION}{}", session.request_id).as_bytes(),
-                json(session)?,
-            ),
-            Change::RemoveSession(request_id) => {
-                batch.remove(format!("{PREFIX_SESSION}{request_id}").as_bytes())
+            Change::PutSession(session) => {
+                batch.insert(format!("{PREFIX_SESSION}{}", session.request_id).as_bytes(), json(session)?)
             }
+            Change::RemoveSession(request_id) => batch.remove(format!("{PREFIX_SESSION}{request_id}").as_bytes()),
         }
     }
     Ok(())
@@ -126,36 +120,25 @@ fn load(db: &sled::Db) -> io::Result<AppliedState> {
     for item in db.iter() {
         let (key, value) = item.map_err(to_io)?;
         let key = std::str::from_utf8(&key).map_err(to_io)?;
-        let decode_error = |error: serde_json::Error| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{key}: {error}"))
-        };
+        let decode_error =
+            |error: serde_json::Error| io::Error::new(io::ErrorKind::InvalidData, format!("{key}: {error}"));
         if key.as_bytes() == KEY_LAST_APPLIED {
             applied.last_applied = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.as_bytes() == KEY_MEMBERSHIP {
             applied.membership = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.starts_with(PREFIX_TENANT) {
-            let tenant: Arc<crate::core::Tenant> =
-                serde_json::from_slice(&value).map_err(decode_error)?;
+            let tenant: Arc<crate::core::Tenant> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.tenants.insert(tenant.id.clone(), tenant);
         } else if key.starts_with(PREFIX_AUDIT) {
-            let entry: Arc<crate::core::AuditEntry> =
-                serde_json::from_slice(&value).map_err(decode_error)?;
+            let entry: Arc<crate::core::AuditEntry> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.audit.insert(entry.revision, entry);
         } else if key.starts_with(PREFIX_SESSION) {
-            applied
-                .state
-                .insert_session(serde_json::from_slice(&value).map_err(decode_error)?);
+            applied.state.insert_session(serde_json::from_slice(&value).map_err(decode_error)?);
         } else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unknown key {key}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown key {key}")));
         }
     }
-    applied
-        .state
-        .validate()
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+    applied.state.validate().map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     Ok(applied)
 }
 
@@ -171,18 +154,8 @@ fn rewrite(db: &sled::Db, applied: &AppliedState) -> io::Result<()> {
         .tenants
         .values()
         .map(|tenant| Change::PutTenant(tenant.clone()))
-        .chain(
-            state
-                .audit
-                .values()
-                .map(|entry| Change::PutAudit(entry.clone())),
-        )
-        .chain(
-            state
-                .sessions
-                .values()
-                .map(|session| Change::PutSession(session.clone())),
-        )
+        .chain(state.audit.values().map(|entry| Change::PutAudit(entry.clone())))
+        .chain(state.sessions.values().map(|session| Change::PutSession(session.clone())))
         .collect::<Vec<_>>();
     mirror(&mut batch, &changes)?;
     add_meta(&mut batch, applied)?;
@@ -200,16 +173,12 @@ impl StateMachineStore {
         snapshot::prepare_dir(&snapshot_dir)?;
         let snapshot_path = snapshot::current(&snapshot_dir)?;
         let snapshot_index = match &snapshot_path {
-            Some(path) => snapshot::read_meta(path)?
-                .last_log_id
-                .map_or(0, |log_id| log_id.index),
+            Some(path) => snapshot::read_meta(path)?.last_log_id.map_or(0, |log_id| log_id.index),
             None => 0,
         };
 
         let sled_dir = dir.join("sm");
-        let opened = sled::open(&sled_dir)
-            .map_err(to_io)
-            .and_then(|db| load(&db).map(|applied| (db, applied)));
+        let opened = sled::open(&sled_dir).map_err(to_io).and_then(|db| load(&db).map(|applied| (db, applied)));
         let (db, loaded) = match opened {
             Ok(opened) => opened,
             Err(error) => {
@@ -219,10 +188,7 @@ impl StateMachineStore {
                 if sled_dir.exists() {
                     std::fs::rename(&sled_dir, &aside)?;
                 }
-                (
-                    sled::open(&sled_dir).map_err(to_io)?,
-                    AppliedState::default(),
-                )
+                (sled::open(&sled_dir).map_err(to_io)?, AppliedState::default())
             }
         };
 
@@ -240,12 +206,7 @@ impl StateMachineStore {
             }
             _ => loaded,
         };
-        Ok(Self {
-            shared: Arc::new(SharedState(RwLock::new(applied))),
-            db,
-            snapshot_dir,
-            receiving: None,
-        })
+        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), db, snapshot_dir, receiving: None })
     }
 
     /// A read handle on the applied state.
@@ -261,11 +222,7 @@ impl StateMachineStore {
 
     /// Makes `applied` (a verified snapshot from the leader) this node's
     /// state: first a durable snapshot file, then sled, then memory.
-    async fn install(
-        &mut self,
-        received: Option<PathBuf>,
-        applied: AppliedState,
-    ) -> io::Result<()> {
+    async fn install(&mut self, received: Option<PathBuf>, applied: AppliedState) -> io::Result<()> {
         let db = self.db.clone();
         let snapshot_dir = self.snapshot_dir.clone();
         let applied = tokio::task::spawn_blocking(move || -> io::Result<AppliedState> {
@@ -305,9 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             for entry in entries {
                 let revision = Revision(entry.log_id.index);
                 assert!(
-                    applied
-                        .last_applied
-                        .is_none_or(|last| last.index < entry.log_id.index),
+                    applied.last_applied.is_none_or(|last| last.index < entry.log_id.index),
                     "apply went backwards: {:?} after {:?}",
                     entry.log_id,
                     applied.last_applied
@@ -317,8 +272,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Blank => Response::None,
                     EntryPayload::Normal(command) => {
                         let (response, changes) = apply(&mut applied.state, revision, &command);
-                        mirror(&mut batch, &changes)
-                            .map_err(|error| sm_error(ErrorVerb::Write, &error))?;
+                        mirror(&mut batch, &changes).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
                         response
                     }
                     EntryPayload::Membership(membership) => {
@@ -330,33 +284,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             add_meta(&mut batch, &applied).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
         }
-        self.db
-            .apply_batch(batch)
-            .map_err(|error| sm_error(ErrorVerb::Write, &error))?;
+        self.db.apply_batch(batch).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            applied: self.shared.read().clone(),
-            snapshot_dir: self.snapshot_dir.clone(),
-        }
+        SnapshotBuilder { applied: self.shared.read().clone(), snapshot_dir: self.snapshot_dir.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
         let path = self.snapshot_dir.join(format!("{}.tmp", ulid::Ulid::new()));
-        let file = File::create(&path)
-            .await
-            .map_err(|error| snapshot_error(ErrorVerb::Write, &error))?;
+        let file = File::create(&path).await.map_err(|error| snapshot_error(ErrorVerb::Write, &error))?;
         self.receiving = Some(path);
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: Box<File>,
-    ) -> Result<(), StorageError> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<File>) -> Result<(), StorageError> {
         let read_error = |error: &io::Error| snapshot_error(ErrorVerb::Read, error);
         let received = self.receiving.take();
         let mut file = snapshot.into_std().await;
@@ -372,33 +315,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if header.last_log_id != meta.last_log_id {
             let error = io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "snapshot file is at {:?} but the leader said {:?}",
-                    header.last_log_id, meta.last_log_id
-                ),
+                format!("snapshot file is at {:?} but the leader said {:?}", header.last_log_id, meta.last_log_id),
             );
             return Err(read_error(&error));
         }
-        self.install(received, applied)
-            .await
-            .map_err(|error| snapshot_error(ErrorVerb::Write, &error))
+        self.install(received, applied).await.map_err(|error| snapshot_error(ErrorVerb::Write, &error))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let read_error = |error: &io::Error| snapshot_error(ErrorVerb::Read, error);
-        let Some(path) =
-            snapshot::current(&self.snapshot_dir).map_err(|error| read_error(&error))?
-        else {
+        let Some(path) = snapshot::current(&self.snapshot_dir).map_err(|error| read_error(&error))? else {
             return Ok(None);
         };
         let meta = snapshot::read_meta(&path).map_err(|error| read_error(&error))?;
-        let file = File::open(&path)
-            .await
-            .map_err(|error| read_error(&error))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        }))
+        let file = File::open(&path).await.map_err(|error| read_error(&error))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
 
@@ -419,13 +350,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .await
             .map_err(|error| write_error(&to_io(error)))?
             .map_err(|error| write_error(&error))?;
-        let file = File::open(&path)
-            .await
-            .map_err(|error| write_error(&error))?;
+        let file = File::open(&path).await.map_err(|error| write_error(&error))?;
         tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "snapshot built");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
     }
 }

@@ -21,27 +21,16 @@ fn create(index: u64, tenant: &str) -> Entry {
         op: Op::CreateTenant {
             tenant: TenantId::parse(tenant).expect("valid id"),
             uid: ulid::Ulid::from_parts(index, 1),
-            documents: DocumentsPatch {
-                config: Some(format!(r#"{{"n":{index}}}"#)),
-                ..Default::default()
-            },
+            documents: DocumentsPatch { config: Some(format!(r#"{{"n":{index}}}"#)), ..Default::default() },
         },
     };
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(command),
-    }
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
 }
 
 async fn applied_tenants(store: &StateMachineStore) -> Vec<(String, u64)> {
     let applied = store.view();
     let applied = applied.read();
-    applied
-        .state
-        .tenants
-        .values()
-        .map(|tenant| (tenant.id.to_string(), tenant.mod_revision.get()))
-        .collect()
+    applied.state.tenants.values().map(|tenant| (tenant.id.to_string(), tenant.mod_revision.get())).collect()
 }
 
 #[tokio::test]
@@ -50,16 +39,10 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     let expected;
     {
         let mut store = StateMachineStore::open(dir.path()).expect("open");
-        store
-            .apply(vec![create(1, "acme"), create(2, "globex")])
-            .await
-            .expect("apply");
+        store.apply(vec![create(1, "acme"), create(2, "globex")]).await.expect("apply");
         let mut builder = store.get_snapshot_builder().await;
         builder.build_snapshot().await.expect("snapshot");
-        store
-            .apply(vec![create(3, "initech")])
-            .await
-            .expect("apply");
+        store.apply(vec![create(3, "initech")]).await.expect("apply");
         expected = applied_tenants(&store).await;
         assert_eq!(expected.len(), 3);
     }
@@ -79,16 +62,9 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     }
     let mut store = StateMachineStore::open(dir.path()).expect("open after damage");
     let (last_applied, _) = store.applied_state().await.expect("applied state");
-    assert_eq!(
-        last_applied.map(|log_id| log_id.index),
-        Some(2),
-        "rebuilt to the snapshot"
-    );
+    assert_eq!(last_applied.map(|log_id| log_id.index), Some(2), "rebuilt to the snapshot");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
-    store
-        .apply(vec![create(3, "initech")])
-        .await
-        .expect("re-apply");
+    store.apply(vec![create(3, "initech")]).await.expect("re-apply");
     assert_eq!(applied_tenants(&store).await, expected);
 
     // Missing entirely: the same.

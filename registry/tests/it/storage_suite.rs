@@ -20,9 +20,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDiskSt
 
 #[test]
 fn openraft_storage_suite_passes_on_disk() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,raft_log=warn")
-        .with_test_writer()
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter("info,raft_log=warn").with_test_writer().try_init();
     Suite::test_all(OnDiskStores).expect("openraft storage suite");
 }

@@ -1,0 +1,269 @@
+//! Everything regctl prints: human tables by default, JSON with `-o json`.
+//! The only module of the crate that writes to stdout.
+
+/// Like `println!`, but a closed stdout (`regctl … | head`) ends regctl
+/// quietly instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+use proto::v1;
+use serde_json::{json, Value};
+use tonic::Status;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Prints an error to stderr.
+pub(super) fn error(message: &str) {
+    eprintln!("error: {message}");
+}
+
+/// Prints a line of progress or information (human format only).
+pub(super) fn info(format: Format, message: &str) {
+    match format {
+        Format::Human => println!("{message}"),
+        Format::Json => eprintln!("{message}"),
+    }
+}
+
+/// Prints a JSON value for scripts.
+pub(super) fn json_value(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+fn parse_or_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+fn status_name(status: i32) -> &'static str {
+    match v1::TenantStatus::try_from(status) {
+        Ok(v1::TenantStatus::Active) => "active",
+        Ok(v1::TenantStatus::Suspended) => "suspended",
+        Ok(v1::TenantStatus::LockedForMove) => "locked-for-move",
+        Ok(v1::TenantStatus::Deleted) => "deleted",
+        _ => "unknown",
+    }
+}
+
+fn bundle_json(bundle: &Option<v1::Bundle>) -> Value {
+    match bundle {
+        Some(bundle) => json!({
+            "sha256": bundle.sha256,
+            "json": parse_or_text(&String::from_utf8_lossy(&bundle.json)),
+        }),
+        None => Value::Null,
+    }
+}
+
+/// A tenant as JSON, documents as objects (not strings).
+pub(super) fn tenant_json(tenant: &v1::Tenant) -> Value {
+    let placement = tenant.placement.clone().unwrap_or_default();
+    json!({
+        "id": tenant.id,
+        "uid": tenant.uid,
+        "status": status_name(tenant.status),
+        "create_revision": tenant.create_revision,
+        "mod_revision": tenant.mod_revision,
+        "config": parse_or_text(&tenant.config_json),
+        "theme": parse_or_text(&tenant.theme_json),
+        "integrations": parse_or_text(&tenant.integrations_json),
+        "placement": {
+            "home_region": placement.home_region,
+            "allowed_regions": placement.allowed_regions,
+            "dr_region": placement.dr_region,
+            "epoch": placement.epoch,
+        },
+        "public_bundle": bundle_json(&tenant.public_bundle),
+        "private_bundle": bundle_json(&tenant.private_bundle),
+    })
+}
+
+pub(super) fn write_response(verb: &str, written: &v1::WriteResponse, format: Format) {
+    let tenant = written.tenant.clone().unwrap_or_default();
+    match format {
+        Format::Json => json_value(&json!({
+            "revision": written.revision,
+            "replayed": written.replayed,
+            "tenant": tenant_json(&tenant),
+        })),
+        Format::Human => {
+            let replayed = if written.replayed { " (retry: first result returned, nothing applied again)" } else { "" };
+            println!("{verb} tenant {} at revision {}{replayed}", tenant.id, written.revision);
+        }
+    }
+}
+
+pub(super) fn tenant(got: &v1::GetTenantResponse, format: Format) {
+    let tenant = got.tenant.clone().unwrap_or_default();
+    let value = tenant_json(&tenant);
+    match format {
+        Format::Json => json_value(&json!({ "revision": got.revision, "tenant": value })),
+        Format::Human => {
+            let pretty = |key: &str| serde_json::to_string_pretty(&value[key]).unwrap_or_default();
+            println!("tenant:          {}", tenant.id);
+            println!("uid:             {}", tenant.uid);
+            println!("status:          {}", status_name(tenant.status));
+            println!("create_revision: {}", tenant.create_revision);
+            println!("mod_revision:    {}  (configVersion)", tenant.mod_revision);
+            println!("public bundle:   sha256 {}", tenant.public_bundle.as_ref().map_or("", |b| b.sha256.as_str()));
+            println!("private bundle:  sha256 {}", tenant.private_bundle.as_ref().map_or("", |b| b.sha256.as_str()));
+            println!("config:\n{}", pretty("config"));
+            println!("theme:\n{}", pretty("theme"));
+            println!("integrations:\n{}", pretty("integrations"));
+            println!("(registry revision {})", got.revision);
+        }
+    }
+}
+
+pub(super) fn tenant_list(tenants: &[v1::Tenant], revision: u64, format: Format) {
+    match format {
+        Format::Json => {
+            let tenants: Vec<_> = tenants.iter().map(tenant_json).collect();
+            json_value(&json!({ "revision": revision, "tenants": tenants }));
+        }
+        Format::Human => {
+            println!("{:<32} {:<16} {:>10} {:>10}  {}", "TENANT", "STATUS", "CREATED", "MODIFIED", "PUBLIC SHA256");
+            for tenant in tenants {
+                let sha =
+                    tenant.public_bundle.as_ref().map_or("", |bundle| &bundle.sha256[..12.min(bundle.sha256.len())]);
+                println!(
+                    "{:<32} {:<16} {:>10} {:>10}  {sha}",
+                    tenant.id,
+                    status_name(tenant.status),
+                    tenant.create_revision,
+                    tenant.mod_revision
+                );
+            }
+            println!("{} tenants at revision {revision}", tenants.len());
+        }
+    }
+}
+
+pub(super) fn history(history: &v1::HistoryResponse, format: Format) {
+    match format {
+        Format::Json => {
+            let entries: Vec<_> = history
+                .entries
+                .iter()
+                .map(|entry| {
+                    json!({
+                        "revision": entry.revision, "id": entry.id, "tenant": entry.tenant_id,
+                        "actor": entry.actor, "reason": entry.reason, "summary": entry.summary,
+                        "at_unix_ms": entry.at_unix_ms,
+                    })
+                })
+                .collect();
+            json_value(&json!({ "revision": history.revision, "entries": entries }));
+        }
+        Format::Human => {
+            println!("{:>10}  {:<26} {:<24} {:<20} {}", "REVISION", "CHANGE", "ACTOR", "SUMMARY", "REASON");
+            for entry in &history.entries {
+                println!(
+                    "{:>10}  {:<26} {:<24} {:<20} {}",
+                    entry.revision, entry.id, entry.actor, entry.summary, entry.reason
+                );
+            }
+            if history.entries.is_empty() {
+                println!("(no history)");
+            }
+        }
+    }
+}
+
+fn status_json(status: &v1::ClusterStatusResponse) -> Value {
+    let members: Vec<_> = status
+        .members
+        .iter()
+        .map(|member| {
+            json!({
+                "id": member.id, "region": member.region, "grpc_addr": member.grpc_addr,
+                "voter": member.voter, "matched_index": member.matched_index,
+            })
+        })
+        .collect();
+    json!({
+        "node_id": status.node_id, "region": status.region, "state": status.state,
+        "leader_id": status.leader_id, "term": status.term, "last_log_index": status.last_log_index,
+        "committed_index": status.committed_index, "applied_index": status.applied_index,
+        "snapshot_index": status.snapshot_index, "purged_index": status.purged_index,
+        "tenants": status.tenants, "members": members,
+    })
+}
+
+pub(super) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusResponse, Status>)], format: Format) {
+    match format {
+        Format::Json => {
+            let nodes: Vec<_> = statuses
+                .iter()
+                .map(|(endpoint, status)| match status {
+                    Ok(status) => json!({ "endpoint": endpoint, "status": status_json(status) }),
+                    Err(error) => json!({ "endpoint": endpoint, "error": error.message() }),
+                })
+                .collect();
+            json_value(&json!({ "nodes": nodes }));
+        }
+        Format::Human => {
+            println!(
+                "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                "ENDPOINT",
+                "ID",
+                "REGION",
+                "STATE",
+                "LEADER",
+                "TERM",
+                "LAST",
+                "COMMITTED",
+                "APPLIED",
+                "SNAPSHOT",
+                "TENANTS"
+            );
+            for (endpoint, status) in statuses {
+                match status {
+                    Ok(status) => println!(
+                        "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                        endpoint,
+                        status.node_id,
+                        status.region,
+                        status.state,
+                        status.leader_id.map_or("-".to_owned(), |id| id.to_string()),
+                        status.term,
+                        status.last_log_index,
+                        status.committed_index,
+                        status.applied_index,
+                        status.snapshot_index,
+                        status.tenants
+                    ),
+                    Err(error) => println!("{endpoint:<22} unreachable: {}", error.message()),
+                }
+            }
+            if let Some(status) = statuses.iter().find_map(|(_, status)| status.as_ref().ok()) {
+                let members: Vec<_> = status
+                    .members
+                    .iter()
+                    .map(|member| {
+                        format!(
+                            "{}={}@{}{}",
+                            member.id,
+                            member.region,
+                            member.grpc_addr,
+                            if member.voter { "" } else { " (learner)" }
+                        )
+                    })
+                    .collect();
+                println!("members: {}", members.join(", "));
+            }
+        }
+    }
+}
