@@ -1,1 +1,12 @@
+//! The cluster test harness: real `registry` processes on loopback, each with
+//! its own data directory, ports and log file, and the process faults the
+//! suites inject (kill -9, SIGTERM, restart with the same data).
+//!
+//! Logs and data of a failed test are kept under `target/cluster-tests/`
+//! and their path is printed; a passing test removes them.
 
+pub mod binaries;
+pub mod registry_cluster;
+pub mod wait;
+
+pub use registry_cluster::{ClusterOptions, RegistryCluster};

@@ -125,7 +125,22 @@ pub async fn run(
     let http = tokio::spawn(async move { http.await });
 
     started(NodeHandle { raft: raft.clone(), view });
-    shutdown.await;
+    // A fatal Raft error (storage broken) stops the node rather than leave
+    // it serving a state it can no longer advance; a supervisor restarts it.
+    let mut raft_metrics = raft.metrics();
+    let fatal = async move {
+        match raft_metrics.wait_for(|metrics| metrics.running_state.is_err()).await {
+            Ok(metrics) => metrics.running_state.clone().err().map(|error| error.to_string()),
+            Err(_) => Some("raft stopped".to_owned()),
+        }
+    };
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        fatal = fatal => fatal,
+    };
+    if let Some(error) = &fatal {
+        tracing::error!(%error, "raft stopped on a fatal error; shutting the node down");
+    }
 
     tracing::info!("shutting down: no new requests, finishing in-flight ones");
     let _ = stop_sender.send(true);
@@ -145,5 +160,8 @@ pub async fn run(
     raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
     sled.flush_async().await.map_err(|error| Error::Io(std::io::Error::other(error)))?;
     tracing::info!("stopped");
-    Ok(())
+    match fatal {
+        Some(error) => Err(Error::Raft(error)),
+        None => Ok(()),
+    }
 }

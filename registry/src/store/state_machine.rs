@@ -294,7 +294,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
         let path = self.snapshot_dir.join(format!("{}.tmp", ulid::Ulid::new()));
-        let file = File::create(&path).await.map_err(|error| snapshot_error(ErrorVerb::Write, &error))?;
+        // Read and write: install_snapshot reads back what openraft wrote.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|error| snapshot_error(ErrorVerb::Write, &error))?;
         self.receiving = Some(path);
         Ok(Box::new(file))
     }

@@ -1,0 +1,48 @@
+//! Finds the workspace's binaries, building them first so a test never runs
+//! a stale binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The directory holding this build's binaries (`target/debug` or
+/// `target/release`), derived from the running test executable
+/// (`target/<profile>/deps/<test>`).
+fn profile_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let deps = exe.parent().ok_or_else(|| anyhow::anyhow!("test binary has no parent directory"))?;
+    let profile = deps.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent", deps.display()))?;
+    Ok(profile.to_path_buf())
+}
+
+fn build(profile_dir: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| option_env!("CARGO").unwrap_or("cargo").to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet", "--package", "registry", "--bins"]);
+    if profile_dir.file_name().is_some_and(|name| name == "release") {
+        command.arg("--release");
+    }
+    let status = command.status()?;
+    anyhow::ensure!(status.success(), "cargo build of the workspace binaries failed");
+    Ok(())
+}
+
+/// The path of workspace binary `name`, built (once per test process) if needed.
+pub fn binary(name: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = PROFILE_DIR.get_or_init(|| {
+        let dir = profile_dir().unwrap_or_else(|error| panic!("cannot locate the target directory: {error}"));
+        build(&dir).unwrap_or_else(|error| panic!("{error}"));
+        dir
+    });
+    dir.join(name)
+}
+
+/// A directory for one test's data and logs under `target/cluster-tests`.
+pub fn test_dir(test_name: &str) -> PathBuf {
+    let base = binary("registry")
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("cluster-tests"))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join(format!("{test_name}-{}", ulid::Ulid::new()))
+}

@@ -1,0 +1,245 @@
+//! A three-region registry cluster of real processes on loopback.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use proto::v1;
+use registry::client::{http_get, Client};
+
+use crate::binaries::{binary, test_dir};
+use crate::wait;
+
+/// The regions of the test cluster, in node-id order.
+pub const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
+
+/// Knobs for a test cluster; the defaults are faster than production
+/// timeouts so that elections take well under a second on loopback.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub test_name: String,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    pub snapshot_every_entries: u64,
+    pub log_kept_after_snapshot_entries: u64,
+}
+
+impl ClusterOptions {
+    pub fn new(test_name: &str) -> Self {
+        Self {
+            test_name: test_name.to_owned(),
+            heartbeat_ms: 100,
+            election_timeout_ms_min: 500,
+            election_timeout_ms_max: 1000,
+            snapshot_every_entries: 10_000,
+            log_kept_after_snapshot_entries: 1_000,
+        }
+    }
+}
+
+/// One node: where it listens and keeps data, and its process if running.
+pub struct Node {
+    pub id: u64,
+    pub region: &'static str,
+    pub grpc: String,
+    pub http: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running cluster. Dropping it kills every process; data and logs are
+/// removed once the test called [`RegistryCluster::passed`], and kept (path
+/// printed) otherwise.
+pub struct RegistryCluster {
+    pub options: ClusterOptions,
+    pub dir: PathBuf,
+    pub nodes: Vec<Node>,
+    passed: bool,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl RegistryCluster {
+    /// Starts three nodes (us-east, eu-west, ap-south) and waits until every
+    /// one is ready.
+    pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        let dir = test_dir(&options.test_name);
+        std::fs::create_dir_all(&dir)?;
+        let mut nodes = Vec::new();
+        for (index, region) in REGIONS.into_iter().enumerate() {
+            let id = index as u64 + 1;
+            nodes.push(Node {
+                id,
+                region,
+                grpc: format!("127.0.0.1:{}", free_port()?),
+                http: format!("127.0.0.1:{}", free_port()?),
+                data_dir: dir.join(format!("node-{id}")),
+                log: dir.join(format!("node-{id}.log")),
+                child: None,
+            });
+        }
+        let mut cluster = Self { options, dir, nodes, passed: false };
+        for id in 1..=3 {
+            cluster.start_node(id)?;
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Starts (or restarts, with the same data directory) node `id`.
+    pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
+        let options = self.options.clone();
+        let peers: Vec<String> =
+            self.nodes.iter().map(|node| format!("{}={}@{}", node.id, node.region, node.grpc)).collect();
+        let node = self.node_mut(id);
+        anyhow::ensure!(node.child.is_none(), "node {id} is already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
+        let mut command = Command::new(binary("registry"));
+        command
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--region", node.region, "--grpc", &node.grpc, "--http", &node.http])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--heartbeat-ms", &options.heartbeat_ms.to_string()])
+            .args(["--election-timeout-ms-min", &options.election_timeout_ms_min.to_string()])
+            .args(["--election-timeout-ms-max", &options.election_timeout_ms_max.to_string()])
+            .args(["--snapshot-every-entries", &options.snapshot_every_entries.to_string()])
+            .args(["--log-kept-after-snapshot-entries", &options.log_kept_after_snapshot_entries.to_string()]);
+        for peer in &peers {
+            command.args(["--peer", peer]);
+        }
+        command.env(
+            "RUST_LOG",
+            "info,openraft=info,sled=warn,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn",
+        );
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        node.child = Some(command.spawn()?);
+        Ok(())
+    }
+
+    /// kill -9: no shutdown, no flush.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id);
+        let mut child = node.child.take().ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a graceful exit (bounded); returns its status.
+    pub async fn terminate(&mut self, id: u64) -> anyhow::Result<std::process::ExitStatus> {
+        let node = self.node_mut(id);
+        let mut child = node.child.take().ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+        let exited = wait::until("graceful exit after SIGTERM", Duration::from_secs(20), || {
+            let status = child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await;
+        match exited {
+            Ok(status) => Ok(status),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(error)
+            }
+        }
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.node(id).child.is_some()
+    }
+
+    /// Waits until every running node answers `/readyz` with 200.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let what = format!("node {} ready (log {})", node.id, node.log.display());
+            wait::until(&what, Duration::from_secs(30), || async {
+                matches!(http_get(&node.http, "/readyz", Duration::from_secs(2)).await, Ok((200, _))).then_some(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A client over every node.
+    pub fn client(&self) -> Client {
+        let endpoints: Vec<_> = self.nodes.iter().map(|node| node.grpc.clone()).collect();
+        Client::new(&endpoints).unwrap_or_else(|error| panic!("client: {error}"))
+    }
+
+    /// A client that talks to node `id` only.
+    pub fn node_client(&self, id: u64) -> Client {
+        Client::new(&[self.node(id).grpc.clone()]).unwrap_or_else(|error| panic!("client: {error}"))
+    }
+
+    /// Node `id`'s own view of the cluster.
+    pub async fn status(&self, id: u64) -> anyhow::Result<v1::ClusterStatusResponse> {
+        let mut statuses = self.node_client(id).cluster_status().await;
+        let (_, status) = statuses.pop().ok_or_else(|| anyhow::anyhow!("no status"))?;
+        Ok(status?)
+    }
+
+    /// The leader as the running nodes agree on it.
+    pub async fn leader(&self) -> anyhow::Result<u64> {
+        wait::until("an elected leader", Duration::from_secs(30), || async {
+            for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+                if let Ok(status) = self.status(node.id).await {
+                    if status.state == "leader" {
+                        return Some(status.node_id);
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied at least `revision`.
+    pub async fn wait_applied(&self, id: u64, revision: u64) -> anyhow::Result<()> {
+        let what = format!("node {id} to apply revision {revision}");
+        wait::until(&what, Duration::from_secs(30), || async {
+            let status = self.status(id).await.ok()?;
+            (status.applied_index >= revision).then_some(())
+        })
+        .await
+    }
+}
+
+impl RegistryCluster {
+    /// Marks the test as passed: its data and logs are removed on drop.
+    pub fn passed(mut self) {
+        self.passed = true;
+    }
+}
+
+impl Drop for RegistryCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if self.passed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("cluster data and logs kept in {}", self.dir.display());
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Cluster suites: real registry processes on loopback. Each file names the
+//! guarantee of DESIGN.md it checks.
+
+mod durability;
+mod regctl_up;
+mod replication;
+mod snapshot_catchup;
+
+use proto::v1;
+
+/// A small document set for tenant `id`, carrying `n` so reads can check it.
+pub(crate) fn documents(n: u64) -> v1::Documents {
+    v1::Documents {
+        config_json: Some(format!(r#"{{"public":{{"n":{n}}},"sla":"gold"}}"#)),
+        theme_json: Some(r##"{"colors":{"primary":"#123456"}}"##.to_owned()),
+        integrations_json: None,
+    }
+}
+
+/// Logs a test phase, openraft style.
+pub(crate) fn phase(text: &str) {
+    eprintln!("--- {text}");
+}

@@ -1,0 +1,70 @@
+//! Guarantee 1 (linearizable, replicated writes): a write sent to a follower
+//! is forwarded and succeeds; a linearizable read on every node sees it; the
+//! errors of bad input reach the client naming field and rule.
+
+use proto::v1::Consistency;
+use registry::client::WriteOptions;
+use registry::server::status;
+
+use super::{documents, phase};
+use cluster_tests::{ClusterOptions, RegistryCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("replication")).await?;
+    let leader = cluster.leader().await?;
+    let follower = (1..=3).find(|id| *id != leader).unwrap_or(1);
+
+    phase(&format!("write to follower {follower} (leader is {leader})"));
+    let written = cluster.node_client(follower).create_tenant("acme", documents(1), &WriteOptions::default()).await?;
+    let tenant = written.tenant.clone().unwrap_or_default();
+    assert_eq!(tenant.create_revision, written.revision);
+    assert_eq!(tenant.mod_revision, written.revision);
+
+    phase("linearizable read on every node sees it, at once");
+    for id in 1..=3 {
+        let got = cluster.node_client(id).get_tenant("acme", Consistency::Linearizable).await?;
+        let got = got.tenant.unwrap_or_default();
+        assert_eq!(got.mod_revision, written.revision, "node {id}");
+        assert_eq!(got.config_json, r#"{"public":{"n":1},"sla":"gold"}"#, "node {id}");
+    }
+
+    phase("compare-and-set through a follower: a stale revision is refused with both revisions");
+    let stale = WriteOptions { expected_revision: Some(written.revision - 1), ..Default::default() };
+    let refused = cluster.node_client(follower).update_tenant("acme", documents(2), &stale).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let detail = status::detail(&refused).expect("error detail");
+    assert_eq!(detail.rule, "revision-mismatch");
+    assert_eq!(detail.current_revision, Some(written.revision));
+    assert_eq!(detail.expected_revision, Some(written.revision - 1));
+    let fresh = WriteOptions { expected_revision: Some(written.revision), ..Default::default() };
+    let updated = cluster.node_client(follower).update_tenant("acme", documents(2), &fresh).await?;
+    assert!(updated.revision > written.revision);
+
+    phase("a retried request id applies once, through any node");
+    let options = WriteOptions { request_id: Some("retry-1".to_owned()), ..Default::default() };
+    let first = cluster.node_client(leader).create_tenant("globex", documents(3), &options).await?;
+    let again = cluster.node_client(follower).create_tenant("globex", documents(3), &options).await?;
+    assert!(!first.replayed);
+    assert!(again.replayed);
+    assert_eq!(again.revision, first.revision);
+
+    phase("bad input names field and rule and changes nothing");
+    let before = cluster.client().get_tenant("acme", Consistency::Linearizable).await?.revision;
+    let bad = v1_documents_with_config("[1,2]");
+    let refused = cluster.client().update_tenant("acme", bad, &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let detail = status::detail(&refused).expect("error detail");
+    assert_eq!((detail.field.as_str(), detail.rule.as_str()), ("documents.config", "json-object"));
+    let refused = cluster.client().create_tenant("Bad_Id", documents(1), &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(status::detail(&refused).expect("detail").field, "tenant_id");
+    let after = cluster.client().get_tenant("acme", Consistency::Linearizable).await?.revision;
+    assert_eq!(before, after, "refused writes commit nothing");
+
+    cluster.passed();
+    Ok(())
+}
+
+fn v1_documents_with_config(config: &str) -> proto::v1::Documents {
+    proto::v1::Documents { config_json: Some(config.to_owned()), ..Default::default() }
+}
