@@ -1,6 +1,9 @@
 //! Cluster suites: real registry processes on loopback. Each file names the
 //! guarantee of DESIGN.md it checks.
 
+// Tests may unwrap: a panic is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod durability;
 mod regctl_up;
 mod replication;
