@@ -8,6 +8,7 @@ mod durability;
 mod regctl_up;
 mod replication;
 mod snapshot_catchup;
+mod tidy;
 
 use proto::v1;
 

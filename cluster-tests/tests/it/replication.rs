@@ -3,7 +3,9 @@
 //! errors of bad input reach the client naming field and rule.
 
 use proto::v1::Consistency;
-use registry::client::WriteOptions;
+use std::time::Duration;
+
+use registry::client::{http_get, WriteOptions};
 use registry::server::status;
 
 use super::{documents, phase};
@@ -27,6 +29,28 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
         let got = got.tenant.unwrap_or_default();
         assert_eq!(got.mod_revision, written.revision, "node {id}");
         assert_eq!(got.config_json, r#"{"public":{"n":1},"sla":"gold"}"#, "node {id}");
+    }
+
+    phase("every node's HTTP port: alive, ready, metrics, status");
+    for node in &cluster.nodes {
+        let get = |path: &'static str| http_get(&node.http, path, Duration::from_secs(5));
+        assert_eq!(get("/healthz").await?.0, 200);
+        assert_eq!(get("/readyz").await?.0, 200);
+        let (code, metrics) = get("/metrics").await?;
+        assert_eq!(code, 200);
+        for metric in [
+            "tenantry_raft_term ",
+            "tenantry_raft_applied_index ",
+            "tenantry_tenants 1",
+            "tenantry_rpc_duration_seconds_bucket",
+        ] {
+            assert!(metrics.contains(metric), "node {}: /metrics lacks {metric}", node.id);
+        }
+        let (code, status) = get("/status").await?;
+        assert_eq!(code, 200);
+        let status: serde_json::Value = serde_json::from_str(&status)?;
+        assert_eq!(status["leader_id"], leader);
+        assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
     }
 
     phase("compare-and-set through a follower: a stale revision is refused with both revisions");
