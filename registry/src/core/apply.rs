@@ -6,8 +6,8 @@ use proto::Revision;
 
 use super::{
     canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError, DocumentKind,
-    DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, State, Tenant, TenantDocuments, TenantStatus,
-    WriteOutcome,
+    DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, SessionOutcome, State, Tenant, TenantDocuments,
+    TenantStatus, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -39,32 +39,36 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
 
     if let Some(request_id) = &meta.request_id {
         if let Some(session) = state.sessions.get(request_id) {
-            let mut response = session.response.clone();
-            if let Response::Written(outcome) = &mut response {
-                outcome.replayed = true;
-            }
+            let response = match &session.outcome {
+                SessionOutcome::Written { tenant } => {
+                    let unchanged = state.tenants.get(tenant).filter(|now| now.mod_revision == session.revision);
+                    Response::Written(WriteOutcome {
+                        revision: session.revision,
+                        tenant: unchanged.cloned(),
+                        replayed: true,
+                    })
+                }
+                SessionOutcome::Rejected(error) => Response::Rejected(error.clone()),
+            };
             return (response, changes);
         }
     }
 
-    let response = match execute(state, revision, command) {
+    let (response, outcome) = match execute(state, revision, command) {
         Ok(tenant) => {
             let tenant = Arc::new(tenant);
             state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
             record_audit(state, revision, command, &mut changes);
-            Response::Written(WriteOutcome { revision, tenant, replayed: false })
+            let outcome = SessionOutcome::Written { tenant: tenant.id.clone() };
+            (Response::Written(WriteOutcome { revision, tenant: Some(tenant), replayed: false }), outcome)
         }
-        Err(error) => Response::Rejected(error),
+        Err(error) => (Response::Rejected(error.clone()), SessionOutcome::Rejected(error)),
     };
 
     if let Some(request_id) = &meta.request_id {
-        let session = Arc::new(Session {
-            request_id: request_id.clone(),
-            revision,
-            at_unix_ms: meta.at_unix_ms,
-            response: response.clone(),
-        });
+        let session =
+            Arc::new(Session { request_id: request_id.clone(), revision, at_unix_ms: meta.at_unix_ms, outcome });
         state.insert_session(session.clone());
         changes.push(Change::PutSession(session));
         evict_sessions(state, meta.at_unix_ms, &mut changes);
@@ -273,7 +277,7 @@ mod tests {
         let mut state = State::default();
         let (response, changes) = apply(&mut state, Revision(3), &create("acme", r#"{"b":1,"a":{"public":2}}"#));
         assert_changes_replay(&State::default(), &changes, &state);
-        let tenant = &written(&response).tenant;
+        let tenant = written(&response).tenant.as_ref().expect("tenant");
         assert_eq!(tenant.create_revision, Revision(3));
         assert_eq!(tenant.mod_revision, Revision(3));
         assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "stored canonical");
@@ -282,14 +286,14 @@ mod tests {
         let before = state.clone();
         let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"color":"#fff"}"##));
         assert_changes_replay(&before, &changes, &state);
-        let tenant = &written(&response).tenant;
+        let tenant = written(&response).tenant.as_ref().expect("tenant");
         assert_eq!((tenant.create_revision, tenant.mod_revision), (Revision(3), Revision(5)));
         assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "config kept");
         assert!(tenant.public_bundle.json.contains(r#""configVersion":5"#));
 
         let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
         let (response, _) = apply(&mut state, Revision(6), &delete);
-        assert_eq!(written(&response).tenant.status, TenantStatus::Deleted);
+        assert_eq!(written(&response).tenant.as_ref().expect("tenant").status, TenantStatus::Deleted);
         assert_eq!(state.live_tenants(), 0);
 
         let history: Vec<_> = state.audit.values().map(|entry| entry.summary.as_str()).collect();
@@ -297,7 +301,7 @@ mod tests {
 
         // A tombstoned id can be created again, as a new incarnation.
         let (response, _) = apply(&mut state, Revision(9), &create("acme", "{}"));
-        assert_eq!(written(&response).tenant.create_revision, Revision(9));
+        assert_eq!(written(&response).tenant.as_ref().expect("tenant").create_revision, Revision(9));
     }
 
     #[test]
@@ -361,13 +365,20 @@ mod tests {
         let outcome = written(&replay);
         assert!(outcome.replayed);
         assert_eq!(outcome.revision, Revision(1));
+        assert_eq!(outcome.tenant.as_ref().map(|tenant| tenant.mod_revision), Some(Revision(1)), "unchanged since");
+
+        // Once a later write changed the tenant, a replay reports only the revision.
+        apply(&mut state, Revision(3), &update("acme", r#"{"v":3}"#));
+        let (replay, _) = apply(&mut state, Revision(4), &retry);
+        assert_eq!(written(&replay).revision, Revision(1));
+        assert_eq!(written(&replay).tenant, None);
 
         // A rejection is remembered too.
         let mut bad = update("ghost", "{}");
         bad.meta.request_id = Some("req-2".to_owned());
-        apply(&mut state, Revision(3), &bad);
-        apply(&mut state, Revision(4), &create("ghost", "{}"));
-        let (replay, _) = apply(&mut state, Revision(5), &bad);
+        apply(&mut state, Revision(5), &bad);
+        apply(&mut state, Revision(6), &create("ghost", "{}"));
+        let (replay, _) = apply(&mut state, Revision(7), &bad);
         assert!(matches!(rejected(&replay), CommandError::NotFound { .. }));
     }
 

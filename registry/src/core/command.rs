@@ -71,7 +71,9 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutcome {
     pub revision: Revision,
-    pub tenant: Arc<Tenant>,
+    /// The tenant as the write left it. On a replay, the tenant as it is now
+    /// if no later write changed it, else `None`.
+    pub tenant: Option<Arc<Tenant>>,
     /// True when this is the stored first result of a retried request id.
     pub replayed: bool,
 }

@@ -16,5 +16,5 @@ mod validate;
 pub use apply::{apply, Change};
 pub use bundle::{compile_bundles, Bundle};
 pub use command::{Command, CommandError, DocumentsPatch, Op, Response, WriteMeta, WriteOutcome};
-pub use state::{AuditEntry, Placement, Session, State, Tenant, TenantDocuments, TenantStatus};
+pub use state::{AuditEntry, Placement, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus};
 pub use validate::{canonical_document, validate_meta, DocumentKind, DocumentLimits};

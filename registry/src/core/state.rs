@@ -7,7 +7,7 @@ use proto::{Region, Revision, TenantId};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use super::{Bundle, Response};
+use super::{Bundle, CommandError};
 
 /// Lifecycle of a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,13 +80,23 @@ pub struct AuditEntry {
     pub at_unix_ms: u64,
 }
 
-/// The remembered result of a write that carried a request id.
+/// The remembered result of a write that carried a request id. Compact on
+/// purpose (no documents): the table holds up to `SESSIONS_MAX` entries and
+/// goes into every snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub request_id: String,
+    /// The revision of the entry that carried the request id.
     pub revision: Revision,
     pub at_unix_ms: u64,
-    pub response: Response,
+    pub outcome: SessionOutcome,
+}
+
+/// What the first attempt of a request did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionOutcome {
+    Written { tenant: TenantId },
+    Rejected(CommandError),
 }
 
 /// The whole replicated state. Maps hold `Arc`s so that a snapshot is a cheap

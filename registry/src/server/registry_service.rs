@@ -130,7 +130,7 @@ impl RegistryService {
                 Ok(written) => match written.data {
                     CoreResponse::Written(outcome) => Ok(Response::new(v1::WriteResponse {
                         revision: outcome.revision.get(),
-                        tenant: Some(convert::tenant(&outcome.tenant)),
+                        tenant: outcome.tenant.as_deref().map(convert::tenant),
                         replayed: outcome.replayed,
                     })),
                     CoreResponse::Rejected(error) => Err(status::from_command_error(&error)),
