@@ -2,7 +2,7 @@
 //! machine needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/tenantry/v1/registry.proto", "proto/tenantry/v1/raft.proto"];
+    let files = ["proto/tenantry/v1/registry.proto", "proto/tenantry/v1/raft.proto", "proto/tenantry/v1/agent.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

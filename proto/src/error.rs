@@ -4,8 +4,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field} `{value}`: {rule}")]
 pub struct DomainError {
-    /// The field that holds the value, e.g. `tenant_id`.
-    pub field: &'static str,
+    /// The field that holds the value, e.g. `tenant_id` or
+    /// `documents.integrations.oauth`.
+    pub field: String,
     /// The offending value, cut to a printable length.
     pub value: String,
     /// The rule, in words that say what is allowed.
@@ -15,13 +16,13 @@ pub struct DomainError {
 }
 
 impl DomainError {
-    pub(crate) fn new(field: &'static str, value: &str, rule_id: &'static str, rule: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, value: &str, rule_id: &'static str, rule: impl Into<String>) -> Self {
         // Cut hostile input so an error message never carries megabytes.
         const SHOWN_CHARS_MAX: usize = 80;
         let mut shown: String = value.chars().take(SHOWN_CHARS_MAX).collect();
         if value.chars().count() > SHOWN_CHARS_MAX {
             shown.push('…');
         }
-        Self { field, value: shown, rule: rule.into(), rule_id }
+        Self { field: field.into(), value: shown, rule: rule.into(), rule_id }
     }
 }

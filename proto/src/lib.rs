@@ -5,6 +5,7 @@
 //! [`Revision`] are the domain types that make invalid values unrepresentable
 //! past the edge of the system.
 
+pub mod document;
 mod error;
 mod region;
 mod revision;

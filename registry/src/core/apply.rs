@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use proto::Revision;
+use proto::{Revision, TenantId};
+use ulid::Ulid;
 
 use super::{
     canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError, DocumentKind,
@@ -21,6 +22,7 @@ pub enum Change {
     RemoveAudit(Revision),
     PutSession(Arc<Session>),
     RemoveSession(String),
+    SetClusterId(Ulid),
 }
 
 /// Applies `command`, the entry at log index `revision`, to `state`.
@@ -34,6 +36,14 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
     // A malformed request id is not remembered: it could never be retried.
     if let Err(error) = validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason) {
         return (Response::Rejected(error), changes);
+    }
+    if let Op::InitCluster { cluster_id } = &command.op {
+        // The first cluster id wins; a racing second proposal changes nothing.
+        if state.cluster_id.is_none() {
+            state.cluster_id = Some(*cluster_id);
+            changes.push(Change::SetClusterId(*cluster_id));
+        }
+        return (Response::None, changes);
     }
     evict_sessions(state, meta.at_unix_ms, &mut changes);
 
@@ -59,7 +69,7 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
             let tenant = Arc::new(tenant);
             state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
-            record_audit(state, revision, command, &mut changes);
+            record_audit(state, revision, &tenant.id, command, &mut changes);
             let outcome = SessionOutcome::Written { tenant: tenant.id.clone() };
             (Response::Written(WriteOutcome { revision, tenant: Some(tenant), replayed: false }), outcome)
         }
@@ -79,9 +89,11 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
 /// Computes the tenant record that `command` leaves, or why it is refused.
 fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenant, CommandError> {
     let meta = &command.meta;
-    let tenant_id = command.op.tenant();
+    let Some(tenant_id) = command.op.tenant() else {
+        return Err(CommandError::invalid("op", "tenant-op", "not a tenant operation"));
+    };
     let current = state.tenants.get(tenant_id).filter(|tenant| tenant.is_live());
-    check_expected_revision(current.map(|tenant| tenant.as_ref()), meta.expected_revision, command)?;
+    check_expected_revision(tenant_id, current.map(|tenant| tenant.as_ref()), meta.expected_revision)?;
 
     match &command.op {
         Op::CreateTenant { tenant, uid, documents } => {
@@ -115,24 +127,21 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             let current = current.ok_or_else(|| CommandError::NotFound { tenant: tenant.clone() })?;
             Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
         }
+        Op::InitCluster { .. } => Err(CommandError::invalid("op", "tenant-op", "not a tenant operation")),
     }
 }
 
 fn check_expected_revision(
+    tenant: &TenantId,
     current: Option<&Tenant>,
     expected: Option<u64>,
-    command: &Command,
 ) -> Result<(), CommandError> {
     let Some(expected) = expected else {
         return Ok(());
     };
     let current_revision = current.map_or(0, |tenant| tenant.mod_revision.get());
     if current_revision != expected {
-        return Err(CommandError::RevisionMismatch {
-            tenant: command.op.tenant().clone(),
-            expected,
-            current: current_revision,
-        });
+        return Err(CommandError::RevisionMismatch { tenant: tenant.clone(), expected, current: current_revision });
     }
     Ok(())
 }
@@ -153,16 +162,23 @@ fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<Ten
     Ok(documents)
 }
 
-fn record_audit(state: &mut State, revision: Revision, command: &Command, changes: &mut Vec<Change>) {
+fn record_audit(
+    state: &mut State,
+    revision: Revision,
+    tenant: &TenantId,
+    command: &Command,
+    changes: &mut Vec<Change>,
+) {
     let summary = match &command.op {
         Op::CreateTenant { .. } => "create".to_owned(),
         Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
         Op::DeleteTenant { .. } => "delete".to_owned(),
+        Op::InitCluster { .. } => "init cluster".to_owned(),
     };
     let entry = Arc::new(AuditEntry {
         revision,
         id: command.meta.change_id,
-        tenant: command.op.tenant().clone(),
+        tenant: tenant.clone(),
         actor: command.meta.actor.clone(),
         reason: command.meta.reason.clone(),
         summary,
@@ -266,6 +282,7 @@ mod tests {
                 }
                 Change::PutSession(session) => replayed.insert_session(session.clone()),
                 Change::RemoveSession(request_id) => replayed.remove_session(request_id),
+                Change::SetClusterId(cluster_id) => replayed.cluster_id = Some(*cluster_id),
             }
         }
         assert_eq!(&replayed, after);
@@ -302,6 +319,18 @@ mod tests {
         // A tombstoned id can be created again, as a new incarnation.
         let (response, _) = apply(&mut state, Revision(9), &create("acme", "{}"));
         assert_eq!(written(&response).tenant.as_ref().expect("tenant").create_revision, Revision(9));
+    }
+
+    #[test]
+    fn the_first_cluster_id_wins() {
+        let mut state = State::default();
+        let init = |n| Command { meta: meta(1), op: Op::InitCluster { cluster_id: Ulid::from_parts(n, 0) } };
+        let (response, changes) = apply(&mut state, Revision(2), &init(1));
+        assert_eq!(response, Response::None);
+        assert_changes_replay(&State::default(), &changes, &state);
+        let (_, changes) = apply(&mut state, Revision(3), &init(2));
+        assert!(changes.is_empty());
+        assert_eq!(state.cluster_id, Some(Ulid::from_parts(1, 0)));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use proto::{Revision, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::TenantDocuments;
 
@@ -21,7 +20,7 @@ impl Bundle {
         // serde_json's Map is a BTreeMap (no `preserve_order`), so keys come
         // out sorted and the same documents always give the same bytes.
         let json = value.to_string();
-        let sha256 = hex::encode(Sha256::digest(json.as_bytes()));
+        let sha256 = proto::document::sha256_hex(json.as_bytes());
         Self { json, sha256 }
     }
 }

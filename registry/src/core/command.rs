@@ -47,15 +47,33 @@ impl DocumentsPatch {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    CreateTenant { tenant: TenantId, uid: Ulid, documents: DocumentsPatch },
-    UpdateTenant { tenant: TenantId, documents: DocumentsPatch },
-    DeleteTenant { tenant: TenantId },
+    CreateTenant {
+        tenant: TenantId,
+        uid: Ulid,
+        documents: DocumentsPatch,
+    },
+    UpdateTenant {
+        tenant: TenantId,
+        documents: DocumentsPatch,
+    },
+    DeleteTenant {
+        tenant: TenantId,
+    },
+    /// Names the cluster, once: proposed by the first leader of a fresh
+    /// cluster. Agents holding another cluster's state resync from a snapshot.
+    InitCluster {
+        cluster_id: Ulid,
+    },
 }
 
 impl Op {
-    pub fn tenant(&self) -> &TenantId {
+    /// The tenant a tenant operation is about.
+    pub fn tenant(&self) -> Option<&TenantId> {
         match self {
-            Op::CreateTenant { tenant, .. } | Op::UpdateTenant { tenant, .. } | Op::DeleteTenant { tenant } => tenant,
+            Op::CreateTenant { tenant, .. } | Op::UpdateTenant { tenant, .. } | Op::DeleteTenant { tenant } => {
+                Some(tenant)
+            }
+            Op::InitCluster { .. } => None,
         }
     }
 }

@@ -108,6 +108,8 @@ pub struct State {
     pub sessions: BTreeMap<String, Arc<Session>>,
     /// Request ids by the revision that recorded them: the eviction order.
     pub sessions_by_revision: BTreeMap<Revision, String>,
+    /// Set once by the first leader; new after a restore from backup.
+    pub cluster_id: Option<Ulid>,
 }
 
 impl State {

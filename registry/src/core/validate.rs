@@ -36,18 +36,9 @@ pub struct DocumentLimits {
 /// canonical text (compact JSON, keys sorted).
 pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits) -> Result<String, CommandError> {
     let field = kind.field();
-    if text.len() > limits.document_bytes_max {
-        return Err(CommandError::invalid(
-            field,
-            "size",
-            format!("{} bytes is over the limit of {} bytes", text.len(), limits.document_bytes_max),
-        ));
-    }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|error| CommandError::invalid(field, "json", format!("is not valid JSON: {error}")))?;
-    let Value::Object(map) = &value else {
-        return Err(CommandError::invalid(field, "json-object", "must be a JSON object"));
-    };
+    let map = proto::document::parse_object(field, text, limits.document_bytes_max).map_err(|error| {
+        CommandError::Invalid { field: error.field, rule_id: error.rule_id.to_owned(), message: error.rule }
+    })?;
     if kind == DocumentKind::Integrations {
         if map.len() > INTEGRATIONS_PER_TENANT_MAX {
             return Err(CommandError::invalid(
@@ -71,7 +62,7 @@ pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits
             }
         }
     }
-    Ok(value.to_string())
+    Ok(Value::Object(map).to_string())
 }
 
 /// Checks request id, actor and reason.

@@ -64,7 +64,7 @@ pub fn from_domain_error(error: &DomainError) -> Status {
     with_detail(
         Code::InvalidArgument,
         error.to_string(),
-        ErrorDetail { field: error.field.to_owned(), rule: error.rule_id.to_owned(), ..Default::default() },
+        ErrorDetail { field: error.field.clone(), rule: error.rule_id.to_owned(), ..Default::default() },
     )
 }
 

@@ -44,7 +44,7 @@ impl raft_log::Types for WalTypes {
                         .map(|document| document.as_ref().map_or(0, String::len))
                         .sum()
                 }
-                crate::core::Op::DeleteTenant { .. } => 0,
+                crate::core::Op::DeleteTenant { .. } | crate::core::Op::InitCluster { .. } => 0,
             },
             _ => 0,
         };

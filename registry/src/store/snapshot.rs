@@ -34,6 +34,7 @@ enum Record {
     Tenant(Arc<Tenant>),
     Audit(Arc<AuditEntry>),
     Session(Arc<Session>),
+    Cluster(ulid::Ulid),
     End { records: u64, sha256: String },
 }
 
@@ -84,6 +85,10 @@ pub fn write_to(file: File, applied: &AppliedState) -> io::Result<()> {
     write_record(&mut writer, &header)?;
     let state = &applied.state;
     let mut records = 0u64;
+    if let Some(cluster_id) = state.cluster_id {
+        write_record(&mut writer, &Record::Cluster(cluster_id))?;
+        records += 1;
+    }
     for tenant in state.tenants.values() {
         write_record(&mut writer, &Record::Tenant(tenant.clone()))?;
         records += 1;
@@ -218,6 +223,10 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                 applied.state.insert_session(session);
                 records += 1;
             }
+            Record::Cluster(cluster_id) => {
+                applied.state.cluster_id = Some(cluster_id);
+                records += 1;
+            }
         }
         hasher.update(line.as_bytes());
     }
@@ -250,6 +259,7 @@ mod tests {
             apply(&mut applied.state, Revision(index as u64 + 1), &command);
         }
         applied.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 3));
+        applied.state.cluster_id = Some(ulid::Ulid::from_parts(7, 7));
         applied
     }
 

@@ -25,6 +25,7 @@ use crate::raft_types::{
 
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
+const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
 const PREFIX_TENANT: &str = "t/";
 const PREFIX_AUDIT: &str = "a/";
 const PREFIX_SESSION: &str = "s/";
@@ -103,6 +104,7 @@ fn mirror(batch: &mut sled::Batch, changes: &[Change]) -> io::Result<()> {
                 batch.insert(format!("{PREFIX_SESSION}{}", session.request_id).as_bytes(), json(session)?)
             }
             Change::RemoveSession(request_id) => batch.remove(format!("{PREFIX_SESSION}{request_id}").as_bytes()),
+            Change::SetClusterId(cluster_id) => batch.insert(KEY_CLUSTER_ID, json(cluster_id)?),
         }
     }
     Ok(())
@@ -126,6 +128,8 @@ fn load(db: &sled::Db) -> io::Result<AppliedState> {
             applied.last_applied = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.as_bytes() == KEY_MEMBERSHIP {
             applied.membership = serde_json::from_slice(&value).map_err(decode_error)?;
+        } else if key.as_bytes() == KEY_CLUSTER_ID {
+            applied.state.cluster_id = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.starts_with(PREFIX_TENANT) {
             let tenant: Arc<crate::core::Tenant> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.tenants.insert(tenant.id.clone(), tenant);
@@ -156,6 +160,7 @@ fn rewrite(db: &sled::Db, applied: &AppliedState) -> io::Result<()> {
         .map(|tenant| Change::PutTenant(tenant.clone()))
         .chain(state.audit.values().map(|entry| Change::PutAudit(entry.clone())))
         .chain(state.sessions.values().map(|session| Change::PutSession(session.clone())))
+        .chain(state.cluster_id.map(Change::SetClusterId))
         .collect::<Vec<_>>();
     mirror(&mut batch, &changes)?;
     add_meta(&mut batch, applied)?;

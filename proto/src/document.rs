@@ -1,0 +1,65 @@
+//! Rules for JSON documents and compiled bundles, shared by the registry
+//! (on write) and the agents (on apply), so both refuse the same things.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::DomainError;
+
+/// Parses `text` as the JSON object that `field` must hold, at most
+/// `bytes_max` bytes long.
+pub fn parse_object(field: &str, text: &str, bytes_max: usize) -> Result<Map<String, Value>, DomainError> {
+    // The value in errors is a size or a short reason: documents can be
+    // large, and an error message must not echo them.
+    if text.len() > bytes_max {
+        let rule = format!("{} bytes is over the limit of {bytes_max} bytes", text.len());
+        return Err(DomainError::new(field, "…", "size", rule));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(DomainError::new(field, "…", "json-object", "must be a JSON object")),
+        Err(error) => Err(DomainError::new(field, "…", "json", format!("is not valid JSON: {error}"))),
+    }
+}
+
+/// SHA-256 of `bytes` in lowercase hex: a bundle's content hash.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks a compiled bundle: UTF-8 JSON object within `bytes_max`, whose
+/// SHA-256 is `sha256`.
+pub fn verify_bundle(field: &str, json: &[u8], sha256: &str, bytes_max: usize) -> Result<(), DomainError> {
+    let text = std::str::from_utf8(json).map_err(|_| DomainError::new(field, "…", "utf8", "must be UTF-8"))?;
+    parse_object(field, text, bytes_max)?;
+    let actual = sha256_hex(json);
+    if actual != sha256 {
+        let rule = format!("content hashes to {actual}, not to the declared sha256 {sha256}");
+        return Err(DomainError::new(field, "…", "sha256", rule));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_only_within_the_limit() {
+        assert!(parse_object("doc", r#"{"a":1}"#, 100).is_ok());
+        assert_eq!(parse_object("doc", "[1]", 100).expect_err("array").rule_id, "json-object");
+        assert_eq!(parse_object("doc", "{", 100).expect_err("broken").rule_id, "json");
+        let error = parse_object("doc", r#"{"a":"long"}"#, 5).expect_err("big");
+        assert_eq!(error.rule_id, "size");
+        assert_eq!(error.to_string(), "doc `…`: 12 bytes is over the limit of 5 bytes");
+    }
+
+    #[test]
+    fn bundles_must_match_their_hash() {
+        let json = br#"{"tenant":"acme"}"#;
+        let sha = sha256_hex(json);
+        assert!(verify_bundle("public_bundle", json, &sha, 1024).is_ok());
+        assert_eq!(verify_bundle("public_bundle", json, &"0".repeat(64), 1024).expect_err("hash").rule_id, "sha256");
+        assert_eq!(verify_bundle("public_bundle", b"\xff", &sha, 1024).expect_err("utf8").rule_id, "utf8");
+    }
+}
