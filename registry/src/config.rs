@@ -66,6 +66,18 @@ pub struct NodeConfig {
     pub log_kept_after_snapshot_entries: u64,
     #[serde(default = "defaults::document_bytes_max")]
     pub document_bytes_max: usize,
+    /// Deltas kept for agents that resume.
+    #[serde(default = "defaults::watch_history_deltas_max")]
+    pub watch_history_deltas_max: usize,
+    /// Deltas an agent may fall behind before it is cut.
+    #[serde(default = "defaults::watch_queue_deltas_max")]
+    pub watch_queue_deltas_max: usize,
+    /// Interval of Progress messages on idle agent streams.
+    #[serde(default = "defaults::progress_interval_ms")]
+    pub progress_interval_ms: u64,
+    /// Agents this node serves at once.
+    #[serde(default = "defaults::agents_max")]
+    pub agents_max: usize,
 }
 
 mod defaults {
@@ -87,6 +99,18 @@ mod defaults {
     }
     pub(super) fn document_bytes_max() -> usize {
         limits::DOCUMENT_BYTES_MAX_DEFAULT
+    }
+    pub(super) fn watch_history_deltas_max() -> usize {
+        limits::WATCH_HISTORY_DELTAS_MAX_DEFAULT
+    }
+    pub(super) fn watch_queue_deltas_max() -> usize {
+        limits::WATCH_QUEUE_DELTAS_MAX_DEFAULT
+    }
+    pub(super) fn progress_interval_ms() -> u64 {
+        limits::PROGRESS_INTERVAL_MS_DEFAULT
+    }
+    pub(super) fn agents_max() -> usize {
+        limits::AGENTS_PER_NODE_MAX_DEFAULT
     }
 }
 
@@ -135,7 +159,21 @@ impl NodeConfig {
                 limits::DOCUMENT_BYTES_HARD_MAX
             ));
         }
+        if self.watch_queue_deltas_max == 0 || self.agents_max == 0 || self.progress_interval_ms == 0 {
+            return fail("watch_queue_deltas_max, agents_max, progress_interval_ms: must be > 0".to_owned());
+        }
         Ok(())
+    }
+
+    /// The watch hub's bounds.
+    pub fn watch_limits(&self) -> crate::watch::WatchLimits {
+        crate::watch::WatchLimits {
+            history_deltas_max: self.watch_history_deltas_max,
+            history_age_max: std::time::Duration::from_millis(limits::WATCH_HISTORY_AGE_MS_MAX),
+            queue_deltas_max: self.watch_queue_deltas_max,
+            progress_interval: std::time::Duration::from_millis(self.progress_interval_ms),
+            agents_max: self.agents_max,
+        }
     }
 
     /// Whether this node bootstraps a fresh cluster: the lowest id does.

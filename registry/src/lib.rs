@@ -14,3 +14,4 @@ pub mod limits;
 pub mod raft_types;
 pub mod server;
 pub mod store;
+pub mod watch;

@@ -85,3 +85,41 @@ pub const CLIENT_ROUNDS_MAX: usize = 3;
 /// Pause between two rounds over the endpoints, in milliseconds (doubled each
 /// round, with jitter).
 pub const CLIENT_ROUND_BACKOFF_MS: u64 = 200;
+
+/// Default number of recent deltas a node keeps for agents that resume.
+/// Deltas are one per Raft entry; at 100 writes/s this is 100 s of history.
+pub const WATCH_HISTORY_DELTAS_MAX_DEFAULT: usize = 10_000;
+
+/// How long a delta stays in the history at most, in milliseconds.
+pub const WATCH_HISTORY_AGE_MS_MAX: u64 = 10 * 60 * 1000;
+
+/// Default number of deltas a subscriber may fall behind the newest before
+/// it is cut (it then resumes from its own revision). Shared by all
+/// subscribers: memory does not grow with their number.
+pub const WATCH_QUEUE_DELTAS_MAX_DEFAULT: usize = 4096;
+
+/// Default interval of Progress messages on an idle stream, in milliseconds.
+pub const PROGRESS_INTERVAL_MS_DEFAULT: u64 = 1000;
+
+/// Default number of agents one node serves at once.
+pub const AGENTS_PER_NODE_MAX_DEFAULT: usize = 10_000;
+
+/// The most agents one node remembers (connected or not); the longest
+/// disconnected go first.
+pub const AGENTS_TRACKED_MAX: usize = 100_000;
+
+/// Tenants per snapshot chunk sent to an agent.
+pub const SNAPSHOT_CHUNK_TENANTS: usize = 1000;
+
+/// How long a node waits to catch up with an agent that is ahead of it, in
+/// milliseconds, before it tells the agent to try another node.
+pub const SINCE_REVISION_WAIT_MS_MAX: u64 = 10_000;
+
+/// How long a new stream may take to say Hello, in milliseconds.
+pub const HELLO_TIMEOUT_MS: u64 = 10_000;
+
+/// Encoded messages queued per stream before it waits for the network.
+pub const STREAM_QUEUE_MESSAGES: usize = 16;
+
+/// The longest agent id in bytes.
+pub const AGENT_ID_BYTES_MAX: usize = 128;

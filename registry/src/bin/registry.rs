@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use registry::config::{NodeConfig, Peer};
-use registry::limits;
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(name = "registry", version, about = "A Tenantry registry node (one per region, Raft-replicated).")]
@@ -20,10 +20,13 @@ enum Command {
     Serve(ServeArgs),
 }
 
-#[derive(clap::Args)]
+/// Every flag is a field of `NodeConfig` (same name with `_`); defaults are
+/// in `registry/src/limits.rs`.
+#[derive(clap::Args, Serialize)]
 struct ServeArgs {
     /// A TOML file with the fields below (id, region, grpc, http, data_dir, peers, ...).
     #[arg(long)]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// This node's id; must appear in --peer.
     #[arg(long)]
@@ -42,6 +45,7 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
     /// Every voter, this node included: ID=REGION@HOST:PORT (repeat).
     #[arg(long = "peer")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     peers: Vec<Peer>,
     /// Raft heartbeat interval [default: 250].
     #[arg(long)]
@@ -61,59 +65,34 @@ struct ServeArgs {
     /// Largest document in bytes [default: 262144].
     #[arg(long)]
     document_bytes_max: Option<usize>,
-}
-
-fn missing(flag: &str) -> anyhow::Error {
-    anyhow::anyhow!("--{flag} is required (or set it in --config)")
+    /// Deltas kept for agents that resume [default: 10000].
+    #[arg(long)]
+    watch_history_deltas_max: Option<usize>,
+    /// Deltas an agent may fall behind before it is cut [default: 4096].
+    #[arg(long)]
+    watch_queue_deltas_max: Option<usize>,
+    /// Interval of Progress messages to idle agents [default: 1000].
+    #[arg(long)]
+    progress_interval_ms: Option<u64>,
+    /// Agents this node serves at once [default: 10000].
+    #[arg(long)]
+    agents_max: Option<usize>,
 }
 
 impl ServeArgs {
+    /// The file's fields, overridden by every flag given.
     fn into_config(self) -> anyhow::Result<NodeConfig> {
-        let base = self.config.as_deref().map(NodeConfig::from_file).transpose()?;
-        let or = |flag: Option<u64>, from_file: Option<u64>, default: u64| flag.or(from_file).unwrap_or(default);
-        let config = NodeConfig {
-            id: self.id.or(base.as_ref().map(|config| config.id)).ok_or_else(|| missing("id"))?,
-            region: self
-                .region
-                .or(base.as_ref().map(|config| config.region.clone()))
-                .ok_or_else(|| missing("region"))?,
-            grpc: self.grpc.or(base.as_ref().map(|config| config.grpc)).ok_or_else(|| missing("grpc"))?,
-            http: self.http.or(base.as_ref().map(|config| config.http)).ok_or_else(|| missing("http"))?,
-            data_dir: self
-                .data_dir
-                .or(base.as_ref().map(|config| config.data_dir.clone()))
-                .ok_or_else(|| missing("data-dir"))?,
-            peers: if self.peers.is_empty() {
-                base.as_ref().map(|config| config.peers.clone()).ok_or_else(|| missing("peer"))?
-            } else {
-                self.peers
-            },
-            heartbeat_ms: or(self.heartbeat_ms, base.as_ref().map(|c| c.heartbeat_ms), limits::HEARTBEAT_MS_DEFAULT),
-            election_timeout_ms_min: or(
-                self.election_timeout_ms_min,
-                base.as_ref().map(|c| c.election_timeout_ms_min),
-                limits::ELECTION_TIMEOUT_MS_MIN_DEFAULT,
-            ),
-            election_timeout_ms_max: or(
-                self.election_timeout_ms_max,
-                base.as_ref().map(|c| c.election_timeout_ms_max),
-                limits::ELECTION_TIMEOUT_MS_MAX_DEFAULT,
-            ),
-            snapshot_every_entries: or(
-                self.snapshot_every_entries,
-                base.as_ref().map(|c| c.snapshot_every_entries),
-                limits::SNAPSHOT_EVERY_ENTRIES_DEFAULT,
-            ),
-            log_kept_after_snapshot_entries: or(
-                self.log_kept_after_snapshot_entries,
-                base.as_ref().map(|c| c.log_kept_after_snapshot_entries),
-                limits::LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT,
-            ),
-            document_bytes_max: self
-                .document_bytes_max
-                .or(base.as_ref().map(|c| c.document_bytes_max))
-                .unwrap_or(limits::DOCUMENT_BYTES_MAX_DEFAULT),
+        let mut table = match &self.config {
+            Some(path) => toml::from_str::<toml::Table>(&std::fs::read_to_string(path)?)
+                .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
+            None => toml::Table::new(),
         };
+        // `None` flags serialize to nothing, so they do not override the file.
+        let flags = toml::Table::try_from(&self)?;
+        table.extend(flags);
+        let config: NodeConfig = table.try_into().map_err(|error: toml::de::Error| {
+            anyhow::anyhow!("{} (give it as a flag or in --config)", error.message())
+        })?;
         config.validate()?;
         Ok(config)
     }

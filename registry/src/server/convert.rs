@@ -20,7 +20,7 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     }
 }
 
-fn status(status: TenantStatus) -> v1::TenantStatus {
+pub(crate) fn status(status: TenantStatus) -> v1::TenantStatus {
     match status {
         TenantStatus::Active => v1::TenantStatus::Active,
         TenantStatus::Suspended => v1::TenantStatus::Suspended,
@@ -29,11 +29,11 @@ fn status(status: TenantStatus) -> v1::TenantStatus {
     }
 }
 
-fn bundle(bundle: &Bundle) -> v1::Bundle {
+pub(crate) fn bundle(bundle: &Bundle) -> v1::Bundle {
     v1::Bundle { json: bundle.json.clone().into_bytes(), sha256: bundle.sha256.clone() }
 }
 
-fn placement(placement: &Placement) -> v1::Placement {
+pub(crate) fn placement(placement: &Placement) -> v1::Placement {
     v1::Placement {
         home_region: placement.home_region.as_ref().map(ToString::to_string).unwrap_or_default(),
         allowed_regions: placement.allowed_regions.iter().map(ToString::to_string).collect(),

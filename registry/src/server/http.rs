@@ -13,17 +13,26 @@ use proto::v1::registry_server::Registry;
 use proto::v1::Consistency;
 
 use super::registry_service::RegistryService;
+use crate::watch::{AgentDirectory, WatchHub};
 
-pub(crate) fn router(service: Arc<RegistryService>) -> Router {
+/// What the HTTP handlers read.
+#[derive(Clone)]
+pub(crate) struct HttpState {
+    pub(crate) service: Arc<RegistryService>,
+    pub(crate) hub: Arc<WatchHub>,
+    pub(crate) agents: Arc<AgentDirectory>,
+}
+
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(service)
+        .with_state(state)
 }
 
-async fn readyz(State(service): State<Arc<RegistryService>>) -> Response {
+async fn readyz(State(HttpState { service, .. }): State<HttpState>) -> Response {
     // A linearizable read barrier is exactly "a leader is reachable and this
     // node has applied up to its commit index".
     match service.ensure_read(Consistency::Linearizable as i32).await {
@@ -32,7 +41,7 @@ async fn readyz(State(service): State<Arc<RegistryService>>) -> Response {
     }
 }
 
-async fn status(State(service): State<Arc<RegistryService>>) -> Response {
+async fn status(State(HttpState { service, .. }): State<HttpState>) -> Response {
     match service.cluster_status(tonic::Request::new(proto::v1::ClusterStatusRequest {})).await {
         Ok(status) => {
             let status = status.into_inner();
@@ -59,7 +68,7 @@ async fn status(State(service): State<Arc<RegistryService>>) -> Response {
     }
 }
 
-async fn metrics(State(service): State<Arc<RegistryService>>) -> Response {
+async fn metrics(State(HttpState { service, hub, agents }): State<HttpState>) -> Response {
     let raft = service.raft.metrics().borrow().clone();
     let committed = service.raft.with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index)).await;
     let mut out = String::new();
@@ -83,6 +92,10 @@ async fn metrics(State(service): State<Arc<RegistryService>>) -> Response {
     );
     gauge("tenantry_raft_purged_index", "Last purged log index.", raft.purged.map_or(0, |id| id.index));
     gauge("tenantry_tenants", "Live (not deleted) tenants.", service.view.read().state.live_tenants() as u64);
+    gauge("tenantry_watch_published_revision", "Revision of the last delta pushed to agents.", hub.published());
+    gauge("tenantry_watch_history_deltas", "Deltas kept for resuming agents.", hub.history_len() as u64);
+    gauge("tenantry_watch_subscribers", "Agent streams subscribed now.", hub.subscribers() as u64);
+    gauge("tenantry_agents_connected", "Agents connected to this node.", agents.connected_count() as u64);
     service.metrics.render(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -2,7 +2,7 @@
 //! (public registry API and internal Raft traffic on one port) and the HTTP
 //! port (health, metrics, status).
 
-mod convert;
+pub(crate) mod convert;
 mod http;
 pub mod metrics;
 mod network;

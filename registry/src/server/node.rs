@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use proto::v1::agent_admin_server::AgentAdminServer;
 use proto::v1::raft_internal_server::RaftInternalServer;
 use proto::v1::registry_server::RegistryServer;
 use tokio::net::TcpListener;
@@ -20,6 +21,8 @@ use crate::error::Error;
 use crate::limits::{GRPC_CONCURRENT_STREAMS_MAX, GRPC_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX};
 use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
+use crate::watch::sync_service::SyncContext;
+use crate::watch::{AgentAdminService, AgentDirectory, AgentSyncServer, Freshness};
 
 /// What a running node exposes to the code that started it.
 #[derive(Clone)]
@@ -56,8 +59,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     config.validate()?;
     let log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
-    let state_machine = StateMachineStore::open(&config.data_dir)?;
+    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
     let view = state_machine.view();
+    let hub = state_machine.hub();
     let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
@@ -97,8 +101,24 @@ pub async fn run(
         let _ = receiver.wait_for(|stop| *stop).await;
     };
 
+    let freshness = Arc::new(Freshness::default());
+    let agents = Arc::new(AgentDirectory::new(config.id));
+    let probe_interval = Duration::from_millis((config.progress_interval_ms / 2).clamp(50, 500));
+    tokio::spawn(probe_freshness(service.clone(), freshness.clone(), probe_interval, stopped(stop_receiver.clone())));
+    tokio::spawn(name_cluster(raft.clone(), view.clone(), stopped(stop_receiver.clone())));
+    let sync_server = AgentSyncServer::new(SyncContext {
+        hub: hub.clone(),
+        view: view.clone(),
+        agents: agents.clone(),
+        freshness,
+        permits: Arc::new(tokio::sync::Semaphore::new(config.agents_max)),
+        stopping: stop_receiver.clone(),
+    });
+    let admin_server = AgentAdminServer::new(AgentAdminService { directory: agents.clone(), hub: hub.clone() });
+
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
+    health_reporter.set_serving::<AgentSyncServer>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -116,11 +136,14 @@ pub async fn run(
         .add_service(reflection)
         .add_service(registry_server)
         .add_service(raft_server)
+        .add_service(sync_server)
+        .add_service(admin_server)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stopped(stop_receiver.clone()),
         );
-    let http = axum::serve(http_listener, http::router(service)).with_graceful_shutdown(stopped(stop_receiver));
+    let http_state = http::HttpState { service, hub, agents };
+    let http = axum::serve(http_listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_receiver));
     let grpc = tokio::spawn(grpc);
     let http = tokio::spawn(async move { http.await });
 
@@ -163,5 +186,58 @@ pub async fn run(
     match fatal {
         Some(error) => Err(Error::Raft(error)),
         None => Ok(()),
+    }
+}
+
+/// Measures how fresh this node is: a linearizable read barrier started at
+/// `t0` that completes proves the node was current as of `t0`.
+async fn probe_freshness(
+    service: Arc<RegistryService>,
+    freshness: Arc<Freshness>,
+    interval: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    let probe = async {
+        loop {
+            let started = std::time::Instant::now();
+            if service.ensure_read(proto::v1::Consistency::Linearizable as i32).await.is_ok() {
+                freshness.record(started);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        () = probe => {}
+        () = stopped => {}
+    }
+}
+
+/// Names a fresh cluster: the first leader proposes a cluster id once.
+async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output = ()>) {
+    let name = async {
+        while view.read().state.cluster_id.is_none() {
+            let leads = raft.metrics().borrow().current_leader == Some(raft.metrics().borrow().id);
+            if leads {
+                let command = crate::core::Command {
+                    meta: crate::core::WriteMeta {
+                        expected_revision: None,
+                        request_id: None,
+                        actor: "registry".to_owned(),
+                        reason: "name the cluster".to_owned(),
+                        at_unix_ms: 0,
+                        change_id: ulid::Ulid::new(),
+                    },
+                    op: crate::core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
+                };
+                if let Err(error) = raft.client_write(command).await {
+                    tracing::debug!(%error, "naming the cluster failed; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        () = name => {}
+        () = stopped => {}
     }
 }

@@ -18,10 +18,11 @@ use proto::Revision;
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
-use crate::core::{apply, Change, Response};
+use crate::core::{apply, Change, Response, Tenant};
 use crate::raft_types::{
     storage_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
 
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
@@ -65,6 +66,7 @@ impl SharedState {
 /// snapshots.
 pub struct StateMachineStore {
     shared: StateView,
+    hub: Arc<WatchHub>,
     db: sled::Db,
     snapshot_dir: PathBuf,
     /// Where a snapshot being received from the leader is written.
@@ -173,7 +175,7 @@ impl StateMachineStore {
     /// Opens the state machine under `dir` (`dir/sm` for sled,
     /// `dir/snapshots` for snapshot files), rebuilding sled from the last
     /// snapshot when it is damaged, missing or behind it.
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    pub fn open(dir: &Path, watch_limits: WatchLimits) -> io::Result<Self> {
         let snapshot_dir = dir.join("snapshots");
         snapshot::prepare_dir(&snapshot_dir)?;
         let snapshot_path = snapshot::current(&snapshot_dir)?;
@@ -211,12 +213,18 @@ impl StateMachineStore {
             }
             _ => loaded,
         };
-        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), db, snapshot_dir, receiving: None })
+        let hub = WatchHub::new(applied.last_applied.map_or(0, |log_id| log_id.index), watch_limits);
+        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, db, snapshot_dir, receiving: None })
     }
 
     /// A read handle on the applied state.
     pub fn view(&self) -> StateView {
         self.shared.clone()
+    }
+
+    /// The hub that pushes every applied entry to the agents.
+    pub fn hub(&self) -> Arc<WatchHub> {
+        self.hub.clone()
     }
 
     /// A handle on sled, to flush it at shutdown (not needed for
@@ -242,7 +250,9 @@ impl StateMachineStore {
         })
         .await
         .map_err(to_io)??;
+        let revision = applied.last_applied.map_or(0, |log_id| log_id.index);
         *self.shared.write() = applied;
+        self.hub.reset(revision);
         Ok(())
     }
 }
@@ -262,6 +272,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         let mut batch = sled::Batch::default();
         let mut responses = Vec::new();
+        // The tenants each entry changed, for the agents' deltas.
+        let mut changed: Vec<(u64, Vec<Arc<Tenant>>)> = Vec::new();
         {
             let mut applied = self.shared.write();
             for entry in entries {
@@ -273,11 +285,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     applied.last_applied
                 );
                 applied.last_applied = Some(entry.log_id);
+                let mut tenants = Vec::new();
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::None,
                     EntryPayload::Normal(command) => {
                         let (response, changes) = apply(&mut applied.state, revision, &command);
                         mirror(&mut batch, &changes).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
+                        tenants.extend(changes.into_iter().filter_map(|change| match change {
+                            Change::PutTenant(tenant) => Some(tenant),
+                            _ => None,
+                        }));
                         response
                     }
                     EntryPayload::Membership(membership) => {
@@ -286,10 +303,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 };
                 responses.push(response);
+                changed.push((revision.get(), tenants));
             }
             add_meta(&mut batch, &applied).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
         }
         self.db.apply_batch(batch).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
+        // Encoded outside the state lock; one delta per entry, even when it
+        // changed no tenant, so an agent can tell a gap from a quiet entry.
+        self.hub.publish(changed.iter().map(|(revision, tenants)| DeltaFrames::new(*revision, tenants)).collect());
         Ok(responses)
     }
 

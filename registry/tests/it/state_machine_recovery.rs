@@ -38,7 +38,7 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected;
     {
-        let mut store = StateMachineStore::open(dir.path()).expect("open");
+        let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open");
         store.apply(vec![create(1, "acme"), create(2, "globex")]).await.expect("apply");
         let mut builder = store.get_snapshot_builder().await;
         builder.build_snapshot().await.expect("snapshot");
@@ -49,7 +49,7 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
 
     // A plain reopen loads everything from sled, including what came after the snapshot.
     {
-        let mut store = StateMachineStore::open(dir.path()).expect("reopen");
+        let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("reopen");
         assert_eq!(applied_tenants(&store).await, expected);
         let (last_applied, _) = store.applied_state().await.expect("applied state");
         assert_eq!(last_applied.map(|log_id| log_id.index), Some(3));
@@ -60,7 +60,7 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     for entry in walk(&dir.path().join("sm")) {
         std::fs::write(&entry, b"not a sled file").expect("damage");
     }
-    let mut store = StateMachineStore::open(dir.path()).expect("open after damage");
+    let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open after damage");
     let (last_applied, _) = store.applied_state().await.expect("applied state");
     assert_eq!(last_applied.map(|log_id| log_id.index), Some(2), "rebuilt to the snapshot");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
@@ -70,7 +70,7 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     // Missing entirely: the same.
     drop(store);
     std::fs::remove_dir_all(dir.path().join("sm")).expect("remove sled");
-    let store = StateMachineStore::open(dir.path()).expect("open without sled");
+    let store = StateMachineStore::open(dir.path(), Default::default()).expect("open without sled");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
 }
 

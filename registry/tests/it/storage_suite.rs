@@ -13,7 +13,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for OnDiskSt
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_store = LogStore::open(&dir.path().join("raft-log")).expect("open raft-log");
-        let state_machine = StateMachineStore::open(dir.path()).expect("open state machine");
+        let state_machine = StateMachineStore::open(dir.path(), Default::default()).expect("open state machine");
         Ok((dir, log_store, state_machine))
     }
 }

@@ -1,0 +1,170 @@
+//! The agents a node knows: who is connected, what each acknowledged and
+//! refused. Bounded: the longest-disconnected agents are forgotten first.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use proto::v1::agent_admin_server::AgentAdmin;
+use proto::v1::{self, AgentInfo};
+use tonic::{Request, Response, Status};
+
+use super::WatchHub;
+use crate::limits::AGENTS_TRACKED_MAX;
+use crate::raft_types::NodeId;
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+struct Tracked {
+    info: AgentInfo,
+    /// Which stream owns the entry, so a stale stream's end does not mark a
+    /// reconnected agent as gone.
+    connection: u64,
+}
+
+/// Per-agent state of one node.
+pub struct AgentDirectory {
+    node_id: NodeId,
+    agents: Mutex<HashMap<String, Tracked>>,
+    next_connection: std::sync::atomic::AtomicU64,
+}
+
+impl AgentDirectory {
+    pub fn new(node_id: NodeId) -> Self {
+        Self { node_id, agents: Mutex::default(), next_connection: Default::default() }
+    }
+
+    fn agents(&self) -> MutexGuard<'_, HashMap<String, Tracked>> {
+        match self.agents.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Records a new stream; returns its connection number.
+    pub fn connected(&self, hello: &v1::Hello) -> u64 {
+        let connection = self.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut agents = self.agents();
+        let previous = agents.remove(&hello.agent_id);
+        let info = AgentInfo {
+            agent_id: hello.agent_id.clone(),
+            region: hello.region.clone(),
+            kind: hello.kind,
+            node_id: self.node_id,
+            connected: true,
+            acked_revision: previous
+                .as_ref()
+                .map_or(0, |tracked| tracked.info.acked_revision)
+                .max(hello.since_revision),
+            last_ack_unix_ms: previous.as_ref().map_or(0, |tracked| tracked.info.last_ack_unix_ms),
+            since_unix_ms: now_unix_ms(),
+            last_nack: previous.as_ref().and_then(|tracked| tracked.info.last_nack.clone()),
+            last_nack_unix_ms: previous.as_ref().map_or(0, |tracked| tracked.info.last_nack_unix_ms),
+        };
+        agents.insert(hello.agent_id.clone(), Tracked { info, connection });
+        if agents.len() > AGENTS_TRACKED_MAX {
+            let oldest = agents
+                .iter()
+                .filter(|(_, tracked)| !tracked.info.connected)
+                .min_by_key(|(_, tracked)| tracked.info.since_unix_ms)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                agents.remove(&oldest);
+            }
+        }
+        connection
+    }
+
+    /// The agent applied up to `revision` (never goes back).
+    pub fn ack(&self, agent_id: &str, revision: u64) {
+        if let Some(tracked) = self.agents().get_mut(agent_id) {
+            tracked.info.acked_revision = tracked.info.acked_revision.max(revision);
+            tracked.info.last_ack_unix_ms = now_unix_ms();
+        }
+    }
+
+    /// The agent refused a record.
+    pub fn nack(&self, agent_id: &str, nack: v1::Nack) {
+        tracing::warn!(agent_id, revision = nack.revision, tenant = %nack.tenant_id, reason = %nack.reason, "agent refused an update");
+        if let Some(tracked) = self.agents().get_mut(agent_id) {
+            tracked.info.last_nack = Some(nack);
+            tracked.info.last_nack_unix_ms = now_unix_ms();
+        }
+    }
+
+    /// The stream `connection` of the agent ended.
+    pub fn disconnected(&self, agent_id: &str, connection: u64) {
+        if let Some(tracked) = self.agents().get_mut(agent_id) {
+            if tracked.connection == connection {
+                tracked.info.connected = false;
+                tracked.info.since_unix_ms = now_unix_ms();
+            }
+        }
+    }
+
+    /// Every known agent, sorted by id.
+    pub fn list(&self) -> Vec<AgentInfo> {
+        let mut agents: Vec<_> = self.agents().values().map(|tracked| tracked.info.clone()).collect();
+        agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
+        agents
+    }
+
+    /// Connected agents (for metrics).
+    pub fn connected_count(&self) -> usize {
+        self.agents().values().filter(|tracked| tracked.info.connected).count()
+    }
+}
+
+/// `AgentAdmin`: this node's view of its agents.
+pub struct AgentAdminService {
+    pub directory: Arc<AgentDirectory>,
+    pub hub: Arc<WatchHub>,
+}
+
+#[tonic::async_trait]
+impl AgentAdmin for AgentAdminService {
+    async fn list_agents(
+        &self,
+        _request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        Ok(Response::new(v1::ListAgentsResponse {
+            node_id: self.directory.node_id,
+            revision: self.hub.published(),
+            agents: self.directory.list(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(agent_id: &str, since_revision: u64) -> v1::Hello {
+        v1::Hello {
+            agent_id: agent_id.to_owned(),
+            region: "eu-west".to_owned(),
+            kind: v1::AgentKind::Api as i32,
+            since_revision,
+            cluster_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn acks_never_go_back_and_stale_streams_do_not_disconnect() {
+        let directory = AgentDirectory::new(2);
+        let first = directory.connected(&hello("a", 5));
+        directory.ack("a", 9);
+        directory.ack("a", 7);
+        assert_eq!(directory.list()[0].acked_revision, 9);
+        let second = directory.connected(&hello("a", 9));
+        directory.disconnected("a", first);
+        assert!(directory.list()[0].connected, "the old stream's end does not count");
+        directory.nack("a", v1::Nack { revision: 10, tenant_id: "acme".to_owned(), reason: "too big".to_owned() });
+        directory.disconnected("a", second);
+        let agent = &directory.list()[0];
+        assert!(!agent.connected);
+        assert_eq!(agent.last_nack.as_ref().map(|nack| nack.revision), Some(10));
+    }
+}

@@ -1,0 +1,85 @@
+//! Encoding what agents receive: tenant records per scope, deltas and
+//! snapshot chunks, as ready-to-send protobuf bytes.
+
+use std::sync::Arc;
+
+use prost::Message;
+use proto::v1::{self, registry_message::Kind};
+use tonic::codegen::Bytes;
+
+use crate::core::Tenant;
+use crate::server::convert;
+
+/// What an agent may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// API agents: public and private bundles.
+    Api,
+    /// Frontend agents: the public bundle only, never private data.
+    Frontend,
+}
+
+impl Scope {
+    pub fn of(kind: v1::AgentKind) -> Option<Self> {
+        match kind {
+            v1::AgentKind::Api => Some(Scope::Api),
+            v1::AgentKind::Frontend => Some(Scope::Frontend),
+            v1::AgentKind::Unspecified => None,
+        }
+    }
+}
+
+/// A tenant as an agent of `scope` sees it.
+pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
+    v1::TenantRecord {
+        id: tenant.id.to_string(),
+        uid: tenant.uid.to_string(),
+        status: convert::status(tenant.status) as i32,
+        create_revision: tenant.create_revision.get(),
+        mod_revision: tenant.mod_revision.get(),
+        placement: Some(convert::placement(&tenant.placement)),
+        public_bundle: Some(convert::bundle(&tenant.public_bundle)),
+        private_bundle: match scope {
+            Scope::Api => Some(convert::bundle(&tenant.private_bundle)),
+            Scope::Frontend => None,
+        },
+    }
+}
+
+/// Encodes a message once, to be sent as is to any number of streams.
+pub(super) fn encode(kind: Kind) -> Bytes {
+    Bytes::from(v1::RegistryMessage { kind: Some(kind) }.encode_to_vec())
+}
+
+/// The delta of one Raft entry, encoded for each scope.
+#[derive(Debug)]
+pub struct DeltaFrames {
+    pub revision: u64,
+    pub published_at: std::time::Instant,
+    api: Bytes,
+    frontend: Bytes,
+}
+
+impl DeltaFrames {
+    /// Encodes the delta of the entry at `revision`, which changed `tenants`.
+    pub fn new(revision: u64, tenants: &[Arc<Tenant>]) -> Self {
+        let delta = |scope| {
+            let tenants = tenants.iter().map(|tenant| tenant_record(tenant, scope)).collect();
+            encode(Kind::Delta(v1::Delta { revision, tenants }))
+        };
+        Self {
+            revision,
+            published_at: std::time::Instant::now(),
+            api: delta(Scope::Api),
+            frontend: delta(Scope::Frontend),
+        }
+    }
+
+    /// The encoded message for a subscriber of `scope`.
+    pub fn frame(&self, scope: Scope) -> Bytes {
+        match scope {
+            Scope::Api => self.api.clone(),
+            Scope::Frontend => self.frontend.clone(),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The watch hub: one delta per applied Raft entry, fanned out to every
+//! subscriber through a bounded broadcast ring, and a bounded history window
+//! for agents that resume.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use super::DeltaFrames;
+use crate::limits;
+
+/// The hub's bounds; see `limits.rs` for the defaults and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchLimits {
+    /// Deltas kept for resuming agents.
+    pub history_deltas_max: usize,
+    /// How long a delta stays in the history at most.
+    pub history_age_max: Duration,
+    /// Deltas a subscriber may fall behind before it is cut.
+    pub queue_deltas_max: usize,
+    /// How often an idle stream gets a Progress message.
+    pub progress_interval: Duration,
+    /// Agents one node serves at once.
+    pub agents_max: usize,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        Self {
+            history_deltas_max: limits::WATCH_HISTORY_DELTAS_MAX_DEFAULT,
+            history_age_max: Duration::from_millis(limits::WATCH_HISTORY_AGE_MS_MAX),
+            queue_deltas_max: limits::WATCH_QUEUE_DELTAS_MAX_DEFAULT,
+            progress_interval: Duration::from_millis(limits::PROGRESS_INTERVAL_MS_DEFAULT),
+            agents_max: limits::AGENTS_PER_NODE_MAX_DEFAULT,
+        }
+    }
+}
+
+/// What the ring carries.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    Delta(Arc<DeltaFrames>),
+    /// The node installed a snapshot: the delta sequence restarts, and every
+    /// subscriber must resume.
+    Reset,
+}
+
+/// Where a new subscriber starts.
+pub enum Start {
+    /// It is current: live deltas only.
+    Live,
+    /// Replay these history deltas (contiguous, after its revision), then live.
+    Replay(Vec<Arc<DeltaFrames>>),
+    /// Its revision has left the history window: a snapshot, then live.
+    Snapshot,
+}
+
+/// A new subscription: where to start, and the live ring from that moment.
+pub struct Subscription {
+    pub start: Start,
+    pub events: broadcast::Receiver<HubEvent>,
+}
+
+pub struct WatchHub {
+    history: Mutex<VecDeque<Arc<DeltaFrames>>>,
+    events: broadcast::Sender<HubEvent>,
+    /// The revision of the last delta published (the applied revision).
+    published: watch::Sender<u64>,
+    limits: WatchLimits,
+}
+
+impl WatchHub {
+    /// A hub whose sequence continues after `applied_revision`.
+    pub fn new(applied_revision: u64, limits: WatchLimits) -> Arc<Self> {
+        let (events, _) = broadcast::channel(limits.queue_deltas_max.max(1));
+        Arc::new(Self {
+            history: Mutex::new(VecDeque::new()),
+            events,
+            published: watch::Sender::new(applied_revision),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> WatchLimits {
+        self.limits
+    }
+
+    fn history(&self) -> MutexGuard<'_, VecDeque<Arc<DeltaFrames>>> {
+        match self.history.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Publishes the deltas of consecutive entries, in order. The state
+    /// machine applies entries gap-free, so a gap means the sequence was
+    /// broken elsewhere: subscribers then resume (as after a reset) rather
+    /// than ever see a gap.
+    pub fn publish(&self, deltas: Vec<DeltaFrames>) {
+        let Some(last) = deltas.last().map(|delta| delta.revision) else { return };
+        let mut history = self.history();
+        let mut expected = *self.published.borrow() + 1;
+        for delta in deltas {
+            if delta.revision != expected {
+                tracing::error!(expected, revision = delta.revision, "delta sequence gap; subscribers resume");
+                history.clear();
+                let _ = self.events.send(HubEvent::Reset);
+            }
+            expected = delta.revision + 1;
+            let delta = Arc::new(delta);
+            history.push_back(delta.clone());
+            // No receiver is fine: nobody is watching.
+            let _ = self.events.send(HubEvent::Delta(delta));
+        }
+        while history.len() > self.limits.history_deltas_max
+            || history.front().is_some_and(|oldest| oldest.published_at.elapsed() > self.limits.history_age_max)
+        {
+            history.pop_front();
+        }
+        // Published last: a subscriber that sees this revision and an empty
+        // ring has every delta up to it.
+        self.published.send_replace(last);
+    }
+
+    /// The node installed a snapshot at `revision`: forget the history and
+    /// make every subscriber resume.
+    pub fn reset(&self, revision: u64) {
+        let mut history = self.history();
+        history.clear();
+        let _ = self.events.send(HubEvent::Reset);
+        self.published.send_replace(revision);
+    }
+
+    /// The revision of the last published delta.
+    pub fn published(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// Waits until the published revision reaches `revision`, at most `timeout`.
+    pub async fn wait_published(&self, revision: u64, timeout: Duration) -> Result<(), u64> {
+        let mut receiver = self.published.subscribe();
+        let reached = tokio::time::timeout(timeout, receiver.wait_for(|published| *published >= revision)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(self.published()),
+        }
+    }
+
+    /// Subscribes an agent that has applied `since`. Taken under the history
+    /// lock, so the start and the live ring meet without a gap or an overlap
+    /// (except that a snapshot may already contain what the ring will carry;
+    /// the stream skips those).
+    pub fn subscribe(&self, since: u64) -> Subscription {
+        let history = self.history();
+        let events = self.events.subscribe();
+        let published = self.published();
+        let start = if since >= published {
+            Start::Live
+        } else if history.front().is_some_and(|oldest| oldest.revision <= since + 1) {
+            Start::Replay(history.iter().filter(|delta| delta.revision > since).cloned().collect())
+        } else {
+            Start::Snapshot
+        };
+        Subscription { start, events }
+    }
+
+    /// How many deltas the history holds (for metrics).
+    pub fn history_len(&self) -> usize {
+        self.history().len()
+    }
+
+    /// How many streams are subscribed now (for metrics).
+    pub fn subscribers(&self) -> usize {
+        self.events.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(history_deltas_max: usize) -> Arc<WatchHub> {
+        WatchHub::new(10, WatchLimits { history_deltas_max, queue_deltas_max: 4, ..Default::default() })
+    }
+
+    fn deltas(revisions: std::ops::RangeInclusive<u64>) -> Vec<DeltaFrames> {
+        revisions.map(|revision| DeltaFrames::new(revision, &[])).collect()
+    }
+
+    #[test]
+    fn start_is_live_replay_or_snapshot() {
+        let hub = hub(5);
+        assert!(matches!(hub.subscribe(10).start, Start::Live));
+        assert!(matches!(hub.subscribe(3).start, Start::Snapshot), "behind the (empty) history");
+        hub.publish(deltas(11..=20));
+        assert_eq!(hub.published(), 20);
+        assert_eq!(hub.history_len(), 5, "history is bounded by count");
+        match hub.subscribe(17).start {
+            Start::Replay(replay) => {
+                assert_eq!(replay.iter().map(|delta| delta.revision).collect::<Vec<_>>(), [18, 19, 20]);
+            }
+            _ => panic!("expected a replay"),
+        }
+        assert!(matches!(hub.subscribe(15).start, Start::Replay(_)), "16 is the oldest kept");
+        assert!(matches!(hub.subscribe(14).start, Start::Snapshot), "15 left the window");
+    }
+
+    #[test]
+    fn a_slow_subscriber_lags_instead_of_growing_memory() {
+        let hub = hub(100);
+        let mut slow = hub.subscribe(10).events;
+        hub.publish(deltas(11..=20));
+        assert!(matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(6))));
+    }
+
+    #[test]
+    fn a_gap_makes_subscribers_resume() {
+        let hub = hub(5);
+        let mut subscriber = hub.subscribe(10).events;
+        hub.publish(deltas(12..=12));
+        assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Reset)));
+        assert!(matches!(hub.subscribe(10).start, Start::Snapshot));
+    }
+
+    #[test]
+    fn reset_restarts_the_sequence() {
+        let hub = hub(5);
+        let mut subscriber = hub.subscribe(10).events;
+        hub.publish(deltas(11..=11));
+        hub.reset(50);
+        assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Delta(_))));
+        assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Reset)));
+        assert!(matches!(hub.subscribe(11).start, Start::Snapshot));
+        hub.publish(deltas(51..=51));
+    }
+}
