@@ -41,24 +41,37 @@ pub struct TenantId(String);
 impl TenantId {
     /// Validates `value` as a tenant id.
     pub fn parse(value: &str) -> Result<Self, DomainError> {
-        let error = |rule_id, rule: &str| Err(DomainError::new("tenant_id", value, rule_id, rule));
+        match Self::broken_rule(value) {
+            Some((rule_id, rule)) => Err(DomainError::new("tenant_id", value, rule_id, rule)),
+            None => Ok(Self(value.to_owned())),
+        }
+    }
+
+    /// Whether `value` is a valid tenant id; allocates nothing (for hot
+    /// paths such as resolving a Host header).
+    pub fn is_valid(value: &str) -> bool {
+        Self::broken_rule(value).is_none()
+    }
+
+    /// The first rule `value` breaks, as (rule id, words); allocates only
+    /// when a rule is broken.
+    fn broken_rule(value: &str) -> Option<(&'static str, String)> {
         if value.is_empty() {
-            return error("required", "must not be empty");
+            return Some(("required", "must not be empty".to_owned()));
         }
         if value.len() > TENANT_ID_LEN_MAX {
-            return error("dns-label", "must be at most 63 characters (a DNS label)");
+            return Some(("dns-label", "must be at most 63 characters (a DNS label)".to_owned()));
         }
         if let Some(bad) = value.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-            let rule = format!("only a-z, 0-9 and '-' are allowed (found {bad:?})");
-            return error("dns-label", &rule);
+            return Some(("dns-label", format!("only a-z, 0-9 and '-' are allowed (found {bad:?})")));
         }
         if value.starts_with('-') || value.ends_with('-') {
-            return error("dns-label", "must not start or end with '-'");
+            return Some(("dns-label", "must not start or end with '-'".to_owned()));
         }
         if RESERVED_TENANT_IDS.contains(&value) {
-            return error("reserved", "is a reserved name");
+            return Some(("reserved", "is a reserved name".to_owned()));
         }
-        Ok(Self(value.to_owned()))
+        None
     }
 
     /// The id as text.
@@ -111,6 +124,7 @@ mod tests {
             ("api", "reserved"),
         ];
         for (value, rule_id) in cases {
+            assert!(!TenantId::is_valid(value), "{value}");
             let error = TenantId::parse(value).expect_err(value);
             assert_eq!(error.rule_id, rule_id, "{value}");
             assert_eq!(error.field, "tenant_id");

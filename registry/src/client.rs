@@ -42,6 +42,7 @@ impl WriteOptions {
 
 struct Endpoint {
     addr: String,
+    channel: Channel,
     client: RegistryClient<Channel>,
 }
 
@@ -70,10 +71,10 @@ impl Client {
                 let addr = addr.as_ref().trim().to_owned();
                 let channel = crate::server::channel(&addr, Duration::from_secs(2))
                     .map_err(|error| Status::invalid_argument(format!("endpoint `{addr}`: {error}")))?;
-                let client = RegistryClient::new(channel)
+                let client = RegistryClient::new(channel.clone())
                     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-                Ok(Endpoint { addr, client })
+                Ok(Endpoint { addr, channel, client })
             })
             .collect::<Result<Vec<_>, Status>>()?;
         Ok(Self {
@@ -265,4 +266,41 @@ pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Res
     tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
     })
+}
+
+impl Client {
+    /// Every endpoint's list of its agents.
+    pub async fn list_agents(&self) -> Vec<(String, Result<v1::ListAgentsResponse, Status>)> {
+        let calls = self.endpoints.iter().map(|endpoint| async move {
+            let mut client = v1::agent_admin_client::AgentAdminClient::new(endpoint.channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+            let result = tokio::time::timeout(self.request_timeout, client.list_agents(v1::ListAgentsRequest {}))
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer")))
+                .map(tonic::Response::into_inner);
+            (endpoint.addr.clone(), result)
+        });
+        futures::future::join_all(calls).await
+    }
+}
+
+/// The whole fleet from every node's list: one entry per agent, the
+/// connected one if any (else the most recent), and the highest revision any
+/// node had published.
+pub fn merge_agents(lists: &[(String, Result<v1::ListAgentsResponse, Status>)]) -> (Vec<v1::AgentInfo>, u64) {
+    let mut merged: std::collections::BTreeMap<String, v1::AgentInfo> = std::collections::BTreeMap::new();
+    let mut revision = 0;
+    for list in lists.iter().filter_map(|(_, list)| list.as_ref().ok()) {
+        revision = revision.max(list.revision);
+        for agent in &list.agents {
+            let better = match merged.get(&agent.agent_id) {
+                None => true,
+                Some(known) => (agent.connected, agent.since_unix_ms) > (known.connected, known.since_unix_ms),
+            };
+            if better {
+                merged.insert(agent.agent_id.clone(), agent.clone());
+            }
+        }
+    }
+    (merged.into_values().collect(), revision)
 }

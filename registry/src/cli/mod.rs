@@ -50,6 +50,27 @@ enum Command {
     /// Cluster membership and Raft state.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The agent fleet, merged from every reachable node.
+    Agents {
+        /// Only agents that have not acknowledged the newest revision.
+        #[arg(long)]
+        lagging: bool,
+        /// Only agents of this region.
+        #[arg(long)]
+        region: Option<String>,
+    },
+    /// Wait until every connected agent has acknowledged a revision.
+    Wait {
+        /// The revision to wait for.
+        #[arg(long)]
+        revision: u64,
+        /// Only agents of this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Give up after this many seconds (exit 1, listing who has not).
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Start a local three-region cluster on loopback, seeded from configs/.
     Up(up::UpArgs),
 }
@@ -243,6 +264,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let history = client.history(tenant.as_str(), limit).await?;
             output::history(&history, format);
         }
+        Command::Agents { lagging, region } => {
+            let lists = client.list_agents().await;
+            if lists.iter().all(|(_, list)| list.is_err()) {
+                return Err(Failure("no endpoint answered".to_owned()));
+            }
+            let (agents, revision) = crate::client::merge_agents(&lists);
+            let agents: Vec<_> = agents
+                .into_iter()
+                .filter(|agent| region.as_ref().is_none_or(|region| &agent.region == region))
+                .filter(|agent| !lagging || !agent.connected || agent.acked_revision < revision)
+                .collect();
+            output::agents(&agents, revision, format);
+        }
+        Command::Wait { revision, region, timeout } => wait(&client, revision, region, timeout, format).await?,
         Command::Cluster(ClusterCommand::Status) => {
             let statuses = client.cluster_status().await;
             let reachable = statuses.iter().any(|(_, status)| status.is_ok());
@@ -253,6 +288,45 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `regctl wait`: polls every node's agent list until every connected agent
+/// (of `region`) acknowledged `revision`.
+async fn wait(
+    client: &Client,
+    revision: u64,
+    region: Option<String>,
+    timeout_s: u64,
+    format: Format,
+) -> Result<(), Failure> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    loop {
+        let lists = client.list_agents().await;
+        let answered = lists.iter().any(|(_, list)| list.is_ok());
+        let (agents, _) = crate::client::merge_agents(&lists);
+        let waiting_for: Vec<_> = agents
+            .into_iter()
+            .filter(|agent| agent.connected)
+            .filter(|agent| region.as_ref().is_none_or(|region| &agent.region == region))
+            .collect();
+        let behind: Vec<_> = waiting_for.iter().filter(|agent| agent.acked_revision < revision).cloned().collect();
+        if answered && behind.is_empty() {
+            output::info(
+                format,
+                &format!("all {} connected agents acknowledged revision {revision}", waiting_for.len()),
+            );
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            output::agents(&behind, revision, format);
+            return Err(Failure(format!(
+                "{} of {} connected agents had not acknowledged revision {revision} after {timeout_s} s (listed above)",
+                behind.len(),
+                waiting_for.len()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// regctl's entry point.

@@ -198,7 +198,7 @@ fn status_json(status: &v1::ClusterStatusResponse) -> Value {
         "leader_id": status.leader_id, "term": status.term, "last_log_index": status.last_log_index,
         "committed_index": status.committed_index, "applied_index": status.applied_index,
         "snapshot_index": status.snapshot_index, "purged_index": status.purged_index,
-        "tenants": status.tenants, "members": members,
+        "tenants": status.tenants, "cluster_id": status.cluster_id, "members": members,
     })
 }
 
@@ -263,7 +263,76 @@ pub(super) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusRespon
                     })
                     .collect();
                 println!("members: {}", members.join(", "));
+                println!("cluster id: {}", status.cluster_id);
             }
+        }
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match v1::AgentKind::try_from(kind) {
+        Ok(v1::AgentKind::Api) => "api",
+        Ok(v1::AgentKind::Frontend) => "frontend",
+        _ => "unknown",
+    }
+}
+
+fn ago(unix_ms: u64) -> String {
+    if unix_ms == 0 {
+        return "never".to_owned();
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_millis() as u64);
+    format!("{:.1}s ago", now.saturating_sub(unix_ms) as f64 / 1000.0)
+}
+
+/// The agent fleet; `revision` is the newest any node published.
+pub(super) fn agents(agents: &[v1::AgentInfo], revision: u64, format: Format) {
+    match format {
+        Format::Json => {
+            let agents: Vec<_> = agents
+                .iter()
+                .map(|agent| {
+                    json!({
+                        "agent_id": agent.agent_id, "region": agent.region, "kind": kind_name(agent.kind),
+                        "node_id": agent.node_id, "connected": agent.connected,
+                        "acked_revision": agent.acked_revision, "lag": revision.saturating_sub(agent.acked_revision),
+                        "last_ack_unix_ms": agent.last_ack_unix_ms, "since_unix_ms": agent.since_unix_ms,
+                        "last_nack": agent.last_nack.as_ref().map(|nack| json!({
+                            "revision": nack.revision, "tenant": nack.tenant_id, "reason": nack.reason,
+                            "at_unix_ms": agent.last_nack_unix_ms,
+                        })),
+                    })
+                })
+                .collect();
+            json_value(&json!({ "revision": revision, "agents": agents }));
+        }
+        Format::Human => {
+            println!(
+                "{:<28} {:<10} {:<9} {:>4} {:<12} {:>9} {:>6} {:<12} {}",
+                "AGENT", "REGION", "KIND", "NODE", "STATE", "ACKED", "LAG", "LAST ACK", "LAST NACK"
+            );
+            for agent in agents {
+                let state = if agent.connected { "connected" } else { "gone" };
+                let nack = agent
+                    .last_nack
+                    .as_ref()
+                    .map(|nack| format!("rev {} {}: {}", nack.revision, nack.tenant_id, nack.reason))
+                    .unwrap_or_default();
+                println!(
+                    "{:<28} {:<10} {:<9} {:>4} {:<12} {:>9} {:>6} {:<12} {}",
+                    agent.agent_id,
+                    agent.region,
+                    kind_name(agent.kind),
+                    agent.node_id,
+                    state,
+                    agent.acked_revision,
+                    revision.saturating_sub(agent.acked_revision),
+                    ago(agent.last_ack_unix_ms),
+                    nack
+                );
+            }
+            println!("{} agents; newest revision {revision}", agents.len());
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `regctl up`: a local three-region cluster on loopback, for trying
-//! Tenantry and for development. Starts the registry nodes as child
-//! processes (each in its own process group, so Ctrl-C reaches only regctl,
-//! which then stops them in order), seeds an empty cluster from `configs/`,
-//! and stops everything gracefully on Ctrl-C or SIGTERM.
+//! Tenantry and for development. Starts a registry node and an agent sidecar
+//! per region as child processes (each in its own process group, so Ctrl-C
+//! reaches only regctl, which then stops them in order), seeds an empty
+//! cluster from `configs/`, and stops everything gracefully on Ctrl-C or
+//! SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,95 +22,142 @@ use crate::client::{http_get, Client, WriteOptions};
 /// The regions of the local cluster, in node-id order.
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
 
-/// How long the nodes get to become ready.
+/// How long the processes get to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a node gets to stop after SIGTERM before it is killed.
+/// How long a process gets to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args)]
 pub(super) struct UpArgs {
-    /// Where node data and logs live (kept between runs).
+    /// Where data, logs and materialized config files live (kept between runs).
     #[arg(long, default_value = ".tenantry")]
     dir: PathBuf,
     /// The config repo that seeds an empty cluster.
     #[arg(long, default_value = "configs")]
     configs: PathBuf,
-    /// gRPC port of the first node; the others follow.
+    /// gRPC port of the first registry node; the others follow.
     #[arg(long, default_value_t = 7101)]
     grpc_port_base: u16,
-    /// HTTP port of the first node; the others follow.
+    /// HTTP port of the first registry node; the others follow.
     #[arg(long, default_value_t = 7201)]
     http_port_base: u16,
+    /// HTTP port of the first agent sidecar; the others follow.
+    #[arg(long, default_value_t = 7301)]
+    agent_port_base: u16,
     /// Do not seed from the config repo.
     #[arg(long)]
     no_seed: bool,
 }
 
-struct Node {
-    id: u64,
-    region: &'static str,
-    grpc: String,
+/// One child process: a registry node or an agent sidecar.
+struct Process {
+    name: String,
+    /// Its HTTP address (readiness and status).
     http: String,
+    /// The path that answers 200 once it is ready.
+    ready_path: &'static str,
     log: PathBuf,
     child: Child,
 }
 
-/// The `registry` binary next to this regctl. Under `cargo run` it is built
-/// (or found up to date) first, in the same profile, so that one command
-/// starts everything from a fresh clone.
-fn registry_binary() -> Result<PathBuf, Failure> {
+/// The directory of the workspace binaries next to this regctl. Under
+/// `cargo run` they are built (or found up to date) first, in the same
+/// profile, so that one command starts everything from a fresh clone.
+fn binaries() -> Result<PathBuf, Failure> {
     let current =
         std::env::current_exe().map_err(|error| Failure(format!("cannot find regctl's own path: {error}")))?;
-    let dir = current.parent().ok_or_else(|| Failure("regctl has no parent directory".to_owned()))?;
-    let binary = dir.join("registry");
+    let dir = current.parent().ok_or_else(|| Failure("regctl has no parent directory".to_owned()))?.to_path_buf();
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "--package", "registry", "--bin", "registry"]);
+        build.args([
+            "build",
+            "--quiet",
+            "--package",
+            "registry",
+            "--bin",
+            "registry",
+            "--package",
+            "agent",
+            "--bin",
+            "agent",
+        ]);
         if dir.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
         }
         let status = build.status().map_err(|error| Failure(format!("cannot run cargo build: {error}")))?;
         if !status.success() {
-            return Err(Failure("building the registry binary failed (see cargo's output above)".to_owned()));
+            return Err(Failure(
+                "building the registry and agent binaries failed (see cargo's output above)".to_owned(),
+            ));
         }
     }
-    if !binary.exists() {
-        return Err(Failure(format!(
-            "{} not found; build it with `cargo build --release --workspace` or run `cargo run --release --bin regctl -- up`",
-            binary.display()
-        )));
+    for binary in ["registry", "agent"] {
+        if !dir.join(binary).exists() {
+            return Err(Failure(format!(
+                "{} not found; build it with `cargo build --release --workspace` or run `cargo run --release --bin regctl -- up`",
+                dir.join(binary).display()
+            )));
+        }
     }
-    Ok(binary)
+    Ok(dir)
 }
 
-fn spawn(binary: &Path, args: &UpArgs, id: u64, region: &'static str) -> Result<Node, Failure> {
-    let port = |base: u16| base + (id as u16 - 1);
-    let grpc = format!("127.0.0.1:{}", port(args.grpc_port_base));
-    let http = format!("127.0.0.1:{}", port(args.http_port_base));
-    let data_dir = args.dir.join(format!("node-{id}-{region}"));
-    let logs = args.dir.join("logs");
+fn spawn(
+    dir: &Path,
+    name: String,
+    mut command: Command,
+    http: String,
+    ready_path: &'static str,
+) -> Result<Process, Failure> {
+    let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|error| Failure(format!("{}: {error}", logs.display())))?;
-    let log = logs.join(format!("node-{id}-{region}.log"));
+    let log = logs.join(format!("{name}.log"));
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)
         .map_err(|error| Failure(format!("{}: {error}", log.display())))?;
     let log_clone = log_file.try_clone().map_err(|error| Failure(format!("{}: {error}", log.display())))?;
-    let mut command = Command::new(binary);
+    command.stdin(Stdio::null()).stdout(log_file).stderr(log_clone).process_group(0).kill_on_drop(true);
+    let child = command.spawn().map_err(|error| Failure(format!("cannot start {name}: {error}")))?;
+    Ok(Process { name, http, ready_path, log, child })
+}
+
+fn grpc_addr(args: &UpArgs, index: usize) -> String {
+    format!("127.0.0.1:{}", args.grpc_port_base + index as u16)
+}
+
+fn registry_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+    let (id, region) = (index + 1, REGIONS[index]);
+    let http = format!("127.0.0.1:{}", args.http_port_base + index as u16);
+    let mut command = Command::new(bin.join("registry"));
     command
         .arg("serve")
-        .args(["--id", &id.to_string(), "--region", region, "--grpc", &grpc, "--http", &http])
+        .args(["--id", &id.to_string(), "--region", region, "--grpc", &grpc_addr(args, index), "--http", &http])
         .arg("--data-dir")
-        .arg(&data_dir);
+        .arg(args.dir.join(format!("node-{id}-{region}")));
     for (peer_index, peer_region) in REGIONS.iter().enumerate() {
-        let peer_port = args.grpc_port_base + peer_index as u16;
-        command.arg("--peer").arg(format!("{}={peer_region}@127.0.0.1:{peer_port}", peer_index + 1));
+        command.arg("--peer").arg(format!("{}={peer_region}@{}", peer_index + 1, grpc_addr(args, peer_index)));
     }
-    command.stdin(Stdio::null()).stdout(log_file).stderr(log_clone).process_group(0).kill_on_drop(true);
-    let child = command.spawn().map_err(|error| Failure(format!("cannot start {}: {error}", binary.display())))?;
-    Ok(Node { id, region, grpc, http, log, child })
+    spawn(&args.dir, format!("node-{id}-{region}"), command, http, "/readyz")
+}
+
+/// A frontend sidecar per region: its own region's node first, then the others.
+fn sidecar(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+    let region = REGIONS[index];
+    let http = format!("127.0.0.1:{}", args.agent_port_base + index as u16);
+    let endpoints: Vec<_> =
+        (0..REGIONS.len()).map(|offset| grpc_addr(args, (index + offset) % REGIONS.len())).collect();
+    let mut command = Command::new(bin.join("agent"));
+    command
+        .args(["--agent-id", &format!("frontend@{region}"), "--region", region, "--kind", "frontend"])
+        .args(["--endpoints", &endpoints.join(","), "--http", &http])
+        .arg("--data-dir")
+        .arg(args.dir.join(format!("agent-{region}")))
+        .arg("--materialize")
+        .arg(args.dir.join(format!("frontend-{region}")));
+    spawn(&args.dir, format!("agent-{region}"), command, http, "/healthz")
 }
 
 /// The last lines of a log, for error messages.
@@ -119,29 +167,27 @@ fn log_tail(path: &Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-async fn wait_ready(nodes: &mut [Node]) -> Result<(), Failure> {
+async fn wait_ready(processes: &mut [Process]) -> Result<(), Failure> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    for node in nodes.iter_mut() {
+    for process in processes.iter_mut() {
         loop {
-            if let Ok(Some(exit)) = node.child.try_wait() {
+            if let Ok(Some(exit)) = process.child.try_wait() {
                 return Err(Failure(format!(
-                    "node {} ({}) exited with {exit} while starting; its log {} ends with:\n{}",
-                    node.id,
-                    node.region,
-                    node.log.display(),
-                    log_tail(&node.log)
+                    "{} exited with {exit} while starting; its log {} ends with:\n{}",
+                    process.name,
+                    process.log.display(),
+                    log_tail(&process.log)
                 )));
             }
-            if let Ok((200, _)) = http_get(&node.http, "/readyz", Duration::from_secs(2)).await {
+            if let Ok((200, _)) = http_get(&process.http, process.ready_path, Duration::from_secs(2)).await {
                 break;
             }
             if Instant::now() > deadline {
                 return Err(Failure(format!(
-                    "node {} ({}) was not ready within {} s; see {}",
-                    node.id,
-                    node.region,
+                    "{} was not ready within {} s; see {}",
+                    process.name,
                     READY_TIMEOUT.as_secs(),
-                    node.log.display()
+                    process.log.display()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -170,8 +216,8 @@ async fn seed_if_empty(client: &Client, configs: &Path, format: Format) -> Resul
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM, or when a node exits by itself.
-async fn wait_for_stop(nodes: &mut [Node]) -> Option<String> {
+/// Resolves on Ctrl-C or SIGTERM (`None`), or when a process exits by itself.
+async fn wait_for_stop(processes: &mut [Process]) -> Option<String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let terminated = async {
         match terminate.as_mut() {
@@ -181,10 +227,10 @@ async fn wait_for_stop(nodes: &mut [Node]) -> Option<String> {
             None => std::future::pending().await,
         }
     };
-    let exits = futures::future::select_all(nodes.iter_mut().map(|node| {
+    let exits = futures::future::select_all(processes.iter_mut().map(|process| {
         Box::pin(async move {
-            let exit = node.child.wait().await;
-            format!("node {} ({}) exited on its own ({exit:?}); see {}", node.id, node.region, node.log.display())
+            let exit = process.child.wait().await;
+            format!("{} exited on its own ({exit:?}); see {}", process.name, process.log.display())
         })
     }));
     tokio::select! {
@@ -194,82 +240,89 @@ async fn wait_for_stop(nodes: &mut [Node]) -> Option<String> {
     }
 }
 
-/// Stops every node: SIGTERM, then a bounded wait, then SIGKILL.
-async fn stop(nodes: &mut [Node], format: Format) {
-    for node in nodes.iter() {
-        if let Some(pid) = node.child.id() {
+/// Stops the processes in reverse start order: SIGTERM, then a bounded wait,
+/// then SIGKILL.
+async fn stop(processes: &mut [Process], format: Format) {
+    for process in processes.iter_mut().rev() {
+        if let Some(pid) = process.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
-    }
-    for node in nodes.iter_mut() {
-        match tokio::time::timeout(STOP_TIMEOUT, node.child.wait()).await {
-            Ok(_) => output::info(format, &format!("node {} ({}) stopped", node.id, node.region)),
+        match tokio::time::timeout(STOP_TIMEOUT, process.child.wait()).await {
+            Ok(_) => output::info(format, &format!("{} stopped", process.name)),
             Err(_) => {
-                output::info(format, &format!("node {} ({}) did not stop in time; killing it", node.id, node.region));
-                let _ = node.child.kill().await;
+                output::info(format, &format!("{} did not stop in time; killing it", process.name));
+                let _ = process.child.kill().await;
             }
         }
     }
 }
 
 pub(super) async fn run(args: UpArgs, format: Format) -> Result<(), Failure> {
-    let binary = registry_binary()?;
-    let mut nodes = Vec::new();
-    for (index, region) in REGIONS.into_iter().enumerate() {
-        nodes.push(spawn(&binary, &args, index as u64 + 1, region)?);
+    let bin = binaries()?;
+    let mut processes = Vec::new();
+    let result = async {
+        for index in 0..REGIONS.len() {
+            processes.push(registry_node(&bin, &args, index)?);
+        }
+        wait_ready(&mut processes).await?;
+        let endpoints: Vec<_> = (0..REGIONS.len()).map(|index| grpc_addr(&args, index)).collect();
+        let client = Client::new(&endpoints)?;
+        if !args.no_seed {
+            seed_if_empty(&client, &args.configs, format).await?;
+        }
+        for index in 0..REGIONS.len() {
+            processes.push(sidecar(&bin, &args, index)?);
+        }
+        wait_ready(&mut processes).await?;
+        announce(&args, &processes, &endpoints, format);
+        match wait_for_stop(&mut processes).await {
+            None => {
+                output::info(format, "stopping…");
+                Ok(())
+            }
+            Some(message) => Err(Failure(message)),
+        }
     }
-    let result = serve(&args, &mut nodes, format).await;
-    stop(&mut nodes, format).await;
+    .await;
+    stop(&mut processes, format).await;
     result
 }
 
-async fn serve(args: &UpArgs, nodes: &mut [Node], format: Format) -> Result<(), Failure> {
-    wait_ready(nodes).await?;
-    let endpoints: Vec<_> = nodes.iter().map(|node| node.grpc.clone()).collect();
-    let client = Client::new(&endpoints)?;
-    if !args.no_seed {
-        seed_if_empty(&client, &args.configs, format).await?;
-    }
-    let endpoint_list = endpoints.join(",");
+fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: Format) {
     match format {
         Format::Json => output::json_value(&json!({
             "ready": true,
             "endpoints": endpoints,
-            "nodes": nodes.iter().map(|node| json!({
-                "id": node.id, "region": node.region, "grpc": node.grpc, "http": node.http,
-                "log": node.log.display().to_string(),
+            "processes": processes.iter().map(|process| json!({
+                "name": process.name, "http": process.http, "log": process.log.display().to_string(),
             })).collect::<Vec<_>>(),
             "dir": args.dir.display().to_string(),
         })),
         Format::Human => {
-            let mut text = String::from("\nTenantry is up: three registry nodes on loopback.\n\n");
-            for node in nodes.iter() {
+            let mut text =
+                String::from("\nTenantry is up: a registry node and an agent sidecar per region, on loopback.\n\n");
+            for (index, region) in REGIONS.iter().enumerate() {
                 text.push_str(&format!(
-                    "  node {} {:<9} gRPC {}   HTTP http://{}/status   log {}\n",
-                    node.id,
-                    node.region,
-                    node.grpc,
-                    node.http,
-                    node.log.display()
+                    "  {region:<9} registry gRPC {}  status http://127.0.0.1:{}/status\n            agent    http://127.0.0.1:{}/v1/tenants/acme  files {}\n",
+                    endpoints[index],
+                    args.http_port_base + index as u16,
+                    args.agent_port_base + index as u16,
+                    args.dir.join(format!("frontend-{region}")).display(),
                 ));
             }
             text.push_str(&format!(
-                "\nTry, in another terminal:\n  export TENANTRY_ENDPOINTS={endpoint_list}\n  \
+                "\nTry, in another terminal:\n  export TENANTRY_ENDPOINTS={}\n  \
                  cargo run --release --bin regctl -- tenant list\n  \
-                 cargo run --release --bin regctl -- tenant get acme\n  \
                  echo '{{\"colors\":{{\"primary\":\"#0b5fff\"}}}}' | cargo run --release --bin regctl -- tenant set acme --theme - --reason 'new brand color'\n  \
+                 cargo run --release --bin regctl -- agents\n  \
+                 curl 'http://127.0.0.1:{}/v1/resolve?host=acme.localhost'\n  \
                  cargo run --release --bin regctl -- history acme\n  \
-                 cargo run --release --bin regctl -- cluster status\n\nData in {}. Ctrl-C stops everything.\nready",
+                 cargo run --release --bin regctl -- cluster status\n\nLogs and data in {}. Ctrl-C stops everything.\nready",
+                endpoints.join(","),
+                args.agent_port_base,
                 args.dir.display()
             ));
             output::info(format, &text);
         }
-    }
-    match wait_for_stop(nodes).await {
-        None => {
-            output::info(format, "stopping…");
-            Ok(())
-        }
-        Some(message) => Err(Failure(message)),
     }
 }

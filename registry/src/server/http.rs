@@ -36,7 +36,7 @@ async fn readyz(State(HttpState { service, .. }): State<HttpState>) -> Response 
     // A linearizable read barrier is exactly "a leader is reachable and this
     // node has applied up to its commit index".
     match service.ensure_read(Consistency::Linearizable as i32).await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(status) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", status.message())).into_response(),
     }
 }

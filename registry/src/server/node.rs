@@ -200,8 +200,8 @@ async fn probe_freshness(
     let probe = async {
         loop {
             let started = std::time::Instant::now();
-            if service.ensure_read(proto::v1::Consistency::Linearizable as i32).await.is_ok() {
-                freshness.record(started);
+            if let Ok(read_index) = service.ensure_read(proto::v1::Consistency::Linearizable as i32).await {
+                freshness.record(started, read_index);
             }
             tokio::time::sleep(interval).await;
         }

@@ -151,10 +151,11 @@ impl RegistryService {
     }
 
     /// Makes this node's state at least as new as the leader's commit at the
-    /// time of the call (read index), unless the caller asked for a stale read.
-    pub(crate) async fn ensure_read(&self, consistency: i32) -> Result<(), Status> {
+    /// time of the call (read index), unless the caller asked for a stale
+    /// read. Returns the read index (0 for a stale read).
+    pub(crate) async fn ensure_read(&self, consistency: i32) -> Result<u64, Status> {
         if consistency == Consistency::Stale as i32 {
-            return Ok(());
+            return Ok(0);
         }
         bounded("read", async {
             let read_index = match self.raft.get_read_log_id().await {
@@ -176,7 +177,7 @@ impl RegistryService {
                 .map_err(|error| {
                     Status::unavailable(format!("read: this node is behind the leader ({error}); retry"))
                 })?;
-            Ok(())
+            Ok(read_index)
         })
         .await
     }
@@ -370,6 +371,7 @@ impl Registry for RegistryService {
             members,
             state: state.to_owned(),
             tenants: self.view.read().state.live_tenants() as u64,
+            cluster_id: self.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
 }

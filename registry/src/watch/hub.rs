@@ -98,7 +98,11 @@ impl WatchHub {
     /// machine applies entries gap-free, so a gap means the sequence was
     /// broken elsewhere: subscribers then resume (as after a reset) rather
     /// than ever see a gap.
-    pub fn publish(&self, deltas: Vec<DeltaFrames>) {
+    ///
+    /// Revision 0 (the initial membership entry) is the empty state every
+    /// agent starts from, not a delta.
+    pub fn publish(&self, mut deltas: Vec<DeltaFrames>) {
+        deltas.retain(|delta| delta.revision > 0);
         let Some(last) = deltas.last().map(|delta| delta.revision) else { return };
         let mut history = self.history();
         let mut expected = *self.published.borrow() + 1;
@@ -152,11 +156,13 @@ impl WatchHub {
     /// lock, so the start and the live ring meet without a gap or an overlap
     /// (except that a snapshot may already contain what the ring will carry;
     /// the stream skips those).
-    pub fn subscribe(&self, since: u64) -> Subscription {
+    pub fn subscribe(&self, since: u64, force_snapshot: bool) -> Subscription {
         let history = self.history();
         let events = self.events.subscribe();
         let published = self.published();
-        let start = if since >= published {
+        let start = if force_snapshot {
+            Start::Snapshot
+        } else if since >= published {
             Start::Live
         } else if history.front().is_some_and(|oldest| oldest.revision <= since + 1) {
             Start::Replay(history.iter().filter(|delta| delta.revision > since).cloned().collect())
@@ -192,25 +198,25 @@ mod tests {
     #[test]
     fn start_is_live_replay_or_snapshot() {
         let hub = hub(5);
-        assert!(matches!(hub.subscribe(10).start, Start::Live));
-        assert!(matches!(hub.subscribe(3).start, Start::Snapshot), "behind the (empty) history");
+        assert!(matches!(hub.subscribe(10, false).start, Start::Live));
+        assert!(matches!(hub.subscribe(3, false).start, Start::Snapshot), "behind the (empty) history");
         hub.publish(deltas(11..=20));
         assert_eq!(hub.published(), 20);
         assert_eq!(hub.history_len(), 5, "history is bounded by count");
-        match hub.subscribe(17).start {
+        match hub.subscribe(17, false).start {
             Start::Replay(replay) => {
                 assert_eq!(replay.iter().map(|delta| delta.revision).collect::<Vec<_>>(), [18, 19, 20]);
             }
             _ => panic!("expected a replay"),
         }
-        assert!(matches!(hub.subscribe(15).start, Start::Replay(_)), "16 is the oldest kept");
-        assert!(matches!(hub.subscribe(14).start, Start::Snapshot), "15 left the window");
+        assert!(matches!(hub.subscribe(15, false).start, Start::Replay(_)), "16 is the oldest kept");
+        assert!(matches!(hub.subscribe(14, false).start, Start::Snapshot), "15 left the window");
     }
 
     #[test]
     fn a_slow_subscriber_lags_instead_of_growing_memory() {
         let hub = hub(100);
-        let mut slow = hub.subscribe(10).events;
+        let mut slow = hub.subscribe(10, false).events;
         hub.publish(deltas(11..=20));
         assert!(matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(6))));
     }
@@ -218,21 +224,21 @@ mod tests {
     #[test]
     fn a_gap_makes_subscribers_resume() {
         let hub = hub(5);
-        let mut subscriber = hub.subscribe(10).events;
+        let mut subscriber = hub.subscribe(10, false).events;
         hub.publish(deltas(12..=12));
         assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Reset)));
-        assert!(matches!(hub.subscribe(10).start, Start::Snapshot));
+        assert!(matches!(hub.subscribe(10, false).start, Start::Snapshot));
     }
 
     #[test]
     fn reset_restarts_the_sequence() {
         let hub = hub(5);
-        let mut subscriber = hub.subscribe(10).events;
+        let mut subscriber = hub.subscribe(10, false).events;
         hub.publish(deltas(11..=11));
         hub.reset(50);
         assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Delta(_))));
         assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Reset)));
-        assert!(matches!(hub.subscribe(11).start, Start::Snapshot));
+        assert!(matches!(hub.subscribe(11, false).start, Start::Snapshot));
         hub.publish(deltas(51..=51));
     }
 }

@@ -168,9 +168,11 @@ async fn open(
     };
     let scope = validate_hello(&hello)?;
 
-    // An agent holding another cluster's state (e.g. before a restore) starts over.
+    // An agent holding another cluster's state (e.g. from before a restore)
+    // starts over from a snapshot, whatever its revision.
     let cluster_id = context.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default();
-    let since = if !hello.cluster_id.is_empty() && hello.cluster_id != cluster_id { 0 } else { hello.since_revision };
+    let other_cluster = !hello.cluster_id.is_empty() && hello.cluster_id != cluster_id;
+    let since = if other_cluster { 0 } else { hello.since_revision };
 
     // Never serve a revision below the agent's: wait (bounded) until this node caught up.
     if since > context.hub.published() {
@@ -182,10 +184,10 @@ async fn open(
         }
     }
 
-    let subscription = context.hub.subscribe(since);
+    let subscription = context.hub.subscribe(since, other_cluster);
     let (sender, receiver) = mpsc::channel(STREAM_QUEUE_MESSAGES);
     let connection = context.agents.connected(&hello);
-    let stream = Stream { context, agent_id: hello.agent_id, scope, cluster_id, last_sent: since, sender };
+    let stream = Stream { context, agent_id: hello.agent_id, scope, last_sent: since, sender };
     tokio::spawn(async move {
         let agent_id = stream.agent_id.clone();
         let context = stream.context.clone();
@@ -201,7 +203,6 @@ struct Stream {
     context: Arc<SyncContext>,
     agent_id: String,
     scope: Scope,
-    cluster_id: String,
     /// The revision of the last delta (or snapshot) sent.
     last_sent: u64,
     sender: mpsc::Sender<Result<Bytes, Status>>,
@@ -276,12 +277,8 @@ impl Stream {
                     Some(Err(_)) | None => return Err(End::AgentGone),
                 },
                 _ = progress.tick() => {
-                    // Only when nothing is pending: then the agent has every
-                    // delta up to the published revision.
-                    if events.is_empty() && self.last_sent >= self.context.hub.published() {
-                        let leader_contact_ms = self.context.freshness.age_ms();
-                        self.send(encode(Kind::Progress(v1::Progress { revision: self.last_sent, leader_contact_ms }))).await?;
-                    }
+                    let leader_contact_ms = self.context.freshness.age_ms_at(self.last_sent);
+                    self.send(encode(Kind::Progress(v1::Progress { revision: self.last_sent, leader_contact_ms }))).await?;
                 }
                 () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => {
                     return Err(End::Status(Status::unavailable("registry node stopping; connect to another node")));
@@ -308,21 +305,22 @@ impl Stream {
 
     /// Sends the whole state in chunks; deltas continue after its revision.
     async fn send_snapshot(&mut self) -> Result<(), End> {
-        let (revision, tenants) = {
+        let (revision, cluster_id, tenants) = {
             let applied = self.context.view.read();
             let revision = applied.last_applied.map_or(0, |log_id| log_id.index);
+            let cluster_id = applied.state.cluster_id.map(|id| id.to_string()).unwrap_or_default();
             let tenants: Vec<_> = applied.state.tenants.values().filter(|tenant| tenant.is_live()).cloned().collect();
-            (revision, tenants)
+            (revision, cluster_id, tenants)
         };
         let mut chunks = tenants.chunks(SNAPSHOT_CHUNK_TENANTS).peekable();
         if chunks.peek().is_none() {
-            let last = v1::SnapshotChunk { revision, cluster_id: self.cluster_id.clone(), tenants: vec![], last: true };
+            let last = v1::SnapshotChunk { revision, cluster_id: cluster_id.clone(), tenants: vec![], last: true };
             self.send(encode(Kind::Snapshot(last))).await?;
         }
         while let Some(chunk) = chunks.next() {
             let chunk = v1::SnapshotChunk {
                 revision,
-                cluster_id: self.cluster_id.clone(),
+                cluster_id: cluster_id.clone(),
                 tenants: chunk.iter().map(|tenant| tenant_record(tenant, self.scope)).collect(),
                 last: chunks.peek().is_none(),
             };

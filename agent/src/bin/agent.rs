@@ -1,0 +1,113 @@
+//! `agent`: the Tenantry sidecar. Follows the registry, serves the local
+//! HTTP API and, with `--materialize`, keeps a directory of runtime config
+//! files for a web server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agent::{Agent, AgentConfig, Kind};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Api,
+    Frontend,
+}
+
+#[derive(Parser)]
+#[command(name = "agent", version, about = "The Tenantry agent sidecar.")]
+struct Args {
+    /// Stable id of this agent, e.g. web-1@eu-west.
+    #[arg(long)]
+    agent_id: String,
+    /// The region this node serves.
+    #[arg(long)]
+    region: String,
+    /// api: public and private bundles; frontend: public bundles only.
+    #[arg(long, value_enum, default_value = "api")]
+    kind: KindArg,
+    /// Registry gRPC endpoints, this region's first, comma separated.
+    #[arg(long, env = "TENANTRY_ENDPOINTS", value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    /// Where the last-known-good copy lives.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Local HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:7301")]
+    http: SocketAddr,
+    /// Keep DIR/config/{tenant}.json and DIR/manifest.json up to date.
+    #[arg(long)]
+    materialize: Option<PathBuf>,
+    /// Domain under which {tenant}.{domain} hosts resolve (repeat).
+    #[arg(long = "base-domain", default_value = "localhost")]
+    base_domains: Vec<String>,
+    /// Largest bundle accepted, in bytes; bigger ones are refused (NACK).
+    #[arg(long, default_value_t = agent::limits::BUNDLE_BYTES_MAX_DEFAULT)]
+    bundle_bytes_max: usize,
+}
+
+async fn termination() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = AgentConfig {
+        agent_id: args.agent_id,
+        region: args.region,
+        kind: match args.kind {
+            KindArg::Api => Kind::Api,
+            KindArg::Frontend => Kind::Frontend,
+        },
+        endpoints: args.endpoints,
+        data_dir: Some(args.data_dir),
+        base_domains: args.base_domains,
+        bundle_bytes_max: args.bundle_bytes_max,
+    };
+    let agent = Arc::new(Agent::start(config).await?);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let materializer =
+        args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
+    let listener = tokio::net::TcpListener::bind(args.http).await?;
+    tracing::info!(http = %args.http, "agent sidecar serving");
+    axum::serve(listener, agent::sidecar::http::router(agent.clone())).with_graceful_shutdown(termination()).await?;
+    let _ = stop.send(true);
+    if let Some(materializer) = materializer {
+        materializer.await??;
+    }
+    match Arc::try_unwrap(agent) {
+        Ok(agent) => agent.shutdown().await,
+        Err(_) => tracing::warn!("agent still referenced at shutdown; not flushing"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn,h2=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agent: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `--materialize DIR`: the public bundle of every tenant as
+//! `DIR/config/{tenant}.json`, each written atomically (temp file, rename),
+//! deleted tenants removed, and `DIR/manifest.json` (revision and hashes)
+//! written last, so a web server can serve the runtime config straight from
+//! disk and a reader of the manifest finds every file it lists.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{Agent, View};
+
+/// Writes `bytes` to `path` atomically: a temp file in the same directory,
+/// then a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The files of one materialized directory.
+pub struct Materializer {
+    dir: PathBuf,
+    /// What is on disk: tenant id -> public bundle sha256.
+    written: HashMap<String, String>,
+}
+
+impl Materializer {
+    /// Prepares `dir`; files of tenants no longer in the view are removed on
+    /// the first sync.
+    pub fn new(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir.join("config"))?;
+        let mut written = HashMap::new();
+        for entry in std::fs::read_dir(dir.join("config"))? {
+            let path = entry?.path();
+            let stem = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_owned);
+            if let (Some(stem), Some("json")) = (stem, path.extension().and_then(|extension| extension.to_str())) {
+                // Unknown hash: rewritten on the first sync.
+                written.insert(stem, String::new());
+            }
+        }
+        Ok(Self { dir: dir.to_path_buf(), written })
+    }
+
+    /// Brings the directory to `view`: changed files, removals, then the manifest.
+    pub fn sync(&mut self, view: &View) -> io::Result<()> {
+        let config = self.dir.join("config");
+        for entry in view.tenants() {
+            if self.written.get(entry.id()).map(String::as_str) != Some(entry.public_sha256()) {
+                write_atomically(&config.join(format!("{}.json", entry.id())), entry.public_json())?;
+                self.written.insert(entry.id().to_owned(), entry.public_sha256().to_owned());
+            }
+        }
+        let gone: Vec<String> = self.written.keys().filter(|id| view.tenant(id).is_none()).cloned().collect();
+        for id in gone {
+            match std::fs::remove_file(config.join(format!("{id}.json"))) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+            self.written.remove(&id);
+        }
+        let tenants: serde_json::Map<String, serde_json::Value> = view
+            .tenants()
+            .map(|entry| {
+                (
+                    entry.id().to_owned(),
+                    json!({ "sha256": entry.public_sha256(), "configVersion": entry.config_version() }),
+                )
+            })
+            .collect();
+        let manifest = json!({ "revision": view.revision, "clusterId": view.cluster_id, "tenants": tenants });
+        write_atomically(&self.dir.join("manifest.json"), manifest.to_string().as_bytes())
+    }
+}
+
+/// Keeps `dir` in step with the agent until `stop` turns true. Changes that
+/// arrive while a sync runs are coalesced into the next one.
+pub async fn run(agent: Arc<Agent>, dir: PathBuf, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+    let mut materializer = Materializer::new(&dir)?;
+    let mut changed = agent.changed();
+    loop {
+        let view = Arc::clone(&agent.view());
+        if view.revision > 0 {
+            // Small files on local disk: done in place rather than shipped to
+            // a blocking thread with the materializer's state.
+            if let Err(error) = materializer.sync(&view) {
+                tracing::error!(%error, dir = %dir.display(), "materializing the config files failed; retrying on the next change");
+            }
+        }
+        tokio::select! {
+            result = changed.changed() => if result.is_err() { return Ok(()) },
+            _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        }
+    }
+}

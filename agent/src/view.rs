@@ -1,0 +1,279 @@
+//! The agent's view of the registry and the pure functions that advance it.
+//!
+//! A [`View`] is immutable; applying a delta or a snapshot makes a new one
+//! that shares everything unchanged (a persistent map), so the agent swaps it
+//! in atomically and readers never lock.
+//!
+//! Architecture Invariant: a view's revision never goes back, and a delta
+//! applies only to the view of the revision just before it.
+
+use std::sync::Arc;
+
+use proto::v1::{self, TenantRecord, TenantStatus};
+use proto::TenantId;
+
+/// What this agent may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// API node: public and private bundles.
+    Api,
+    /// Frontend node: public bundles only.
+    Frontend,
+}
+
+impl Kind {
+    pub fn wire(self) -> v1::AgentKind {
+        match self {
+            Kind::Api => v1::AgentKind::Api,
+            Kind::Frontend => v1::AgentKind::Frontend,
+        }
+    }
+}
+
+/// One tenant as the agent holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantEntry {
+    pub record: TenantRecord,
+}
+
+impl TenantEntry {
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The tenant's configVersion (its last change's revision).
+    pub fn config_version(&self) -> u64 {
+        self.record.mod_revision
+    }
+
+    /// The public bundle's JSON bytes (what a browser may see).
+    pub fn public_json(&self) -> &[u8] {
+        self.record.public_bundle.as_ref().map_or(&[], |bundle| &bundle.json)
+    }
+
+    pub fn public_sha256(&self) -> &str {
+        self.record.public_bundle.as_ref().map_or("", |bundle| &bundle.sha256)
+    }
+
+    /// The private bundle's JSON bytes; `None` on frontend agents.
+    pub fn private_json(&self) -> Option<&[u8]> {
+        self.record.private_bundle.as_ref().map(|bundle| bundle.json.as_slice())
+    }
+}
+
+/// An immutable view of every live tenant at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub revision: u64,
+    pub cluster_id: String,
+    tenants: imbl::HashMap<String, Arc<TenantEntry>>,
+}
+
+/// A record the agent refused, and why (becomes a NACK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub revision: u64,
+    pub tenant_id: String,
+    pub reason: String,
+}
+
+/// A delta that does not follow the view: the stream is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("delta for revision {got} does not follow the view at revision {have}")]
+pub struct SequenceError {
+    pub have: u64,
+    pub got: u64,
+}
+
+/// The agent's own rules for a record (on top of the registry's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub kind: Kind,
+    pub bundle_bytes_max: usize,
+}
+
+/// Checks a record with the same document rules the registry uses, plus the
+/// agent's scope and size limits.
+pub fn validate(record: &TenantRecord, revision: u64, rules: Rules) -> Result<(), String> {
+    TenantId::parse(&record.id).map_err(|error| error.to_string())?;
+    if record.mod_revision > revision {
+        return Err(format!("mod_revision: {} is after the delta's revision {revision}", record.mod_revision));
+    }
+    let Some(public) = &record.public_bundle else {
+        return Err("public_bundle: missing".to_owned());
+    };
+    proto::document::verify_bundle("public_bundle", &public.json, &public.sha256, rules.bundle_bytes_max)
+        .map_err(|error| error.to_string())?;
+    match (rules.kind, &record.private_bundle) {
+        (Kind::Api, Some(private)) => {
+            proto::document::verify_bundle("private_bundle", &private.json, &private.sha256, rules.bundle_bytes_max)
+                .map_err(|error| error.to_string())?;
+        }
+        (Kind::Api, None) => return Err("private_bundle: missing for an API agent".to_owned()),
+        (Kind::Frontend, Some(_)) => {
+            return Err("private_bundle: a frontend agent must never hold private data".to_owned());
+        }
+        (Kind::Frontend, None) => {}
+    }
+    Ok(())
+}
+
+fn is_deleted(record: &TenantRecord) -> bool {
+    record.status == TenantStatus::Deleted as i32
+}
+
+impl View {
+    /// A tenant by id; takes no lock and allocates nothing.
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantEntry>> {
+        self.tenants.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<TenantEntry>> {
+        self.tenants.values()
+    }
+
+    /// Applies the delta of the entry right after this view. Records that
+    /// fail validation are refused; their tenants keep their last good
+    /// version.
+    pub fn apply_delta(&self, delta: v1::Delta, rules: Rules) -> Result<(View, Vec<Refusal>), SequenceError> {
+        if delta.revision != self.revision + 1 {
+            return Err(SequenceError { have: self.revision, got: delta.revision });
+        }
+        let mut next = self.clone();
+        next.revision = delta.revision;
+        let mut refusals = Vec::new();
+        for record in delta.tenants {
+            if let Err(reason) = validate(&record, delta.revision, rules) {
+                refusals.push(Refusal { revision: delta.revision, tenant_id: record.id, reason });
+            } else if is_deleted(&record) {
+                next.tenants.remove(&record.id);
+            } else {
+                next.tenants.insert(record.id.clone(), Arc::new(TenantEntry { record }));
+            }
+        }
+        Ok((next, refusals))
+    }
+
+    /// Replaces the view with a snapshot. A refused record keeps this view's
+    /// version of the tenant, if it has one.
+    pub fn apply_snapshot(
+        &self,
+        revision: u64,
+        cluster_id: String,
+        records: Vec<TenantRecord>,
+        rules: Rules,
+    ) -> (View, Vec<Refusal>) {
+        let mut tenants = imbl::HashMap::new();
+        let mut refusals = Vec::new();
+        for record in records {
+            match validate(&record, revision, rules) {
+                Ok(()) if !is_deleted(&record) => {
+                    tenants.insert(record.id.clone(), Arc::new(TenantEntry { record }));
+                }
+                Ok(()) => {}
+                Err(reason) => {
+                    if let Some(kept) = self.tenants.get(&record.id) {
+                        tenants.insert(record.id.clone(), kept.clone());
+                    }
+                    refusals.push(Refusal { revision, tenant_id: record.id, reason });
+                }
+            }
+        }
+        (View { revision, cluster_id, tenants }, refusals)
+    }
+
+    /// A view rebuilt from the agent's disk.
+    pub fn restored(revision: u64, cluster_id: String, records: impl IntoIterator<Item = TenantRecord>) -> View {
+        let tenants = records.into_iter().map(|record| (record.id.clone(), Arc::new(TenantEntry { record }))).collect();
+        View { revision, cluster_id, tenants }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const API: Rules = Rules { kind: Kind::Api, bundle_bytes_max: 1024 };
+    const FRONTEND: Rules = Rules { kind: Kind::Frontend, bundle_bytes_max: 1024 };
+
+    fn bundle(json: &str) -> v1::Bundle {
+        v1::Bundle { json: json.as_bytes().to_vec(), sha256: proto::document::sha256_hex(json.as_bytes()) }
+    }
+
+    fn record(id: &str, revision: u64, private: bool) -> TenantRecord {
+        TenantRecord {
+            id: id.to_owned(),
+            uid: "01".to_owned(),
+            status: TenantStatus::Active as i32,
+            create_revision: revision,
+            mod_revision: revision,
+            placement: None,
+            public_bundle: Some(bundle(&format!(r#"{{"tenant":"{id}","configVersion":{revision}}}"#))),
+            private_bundle: private.then(|| bundle(r#"{"secret_ref":"vault:kv/x"}"#)),
+        }
+    }
+
+    fn delta(revision: u64, tenants: Vec<TenantRecord>) -> v1::Delta {
+        v1::Delta { revision, tenants }
+    }
+
+    #[test]
+    fn deltas_apply_in_order_and_gaps_are_refused() {
+        let view = View::default();
+        let (view, refusals) = view.apply_delta(delta(1, vec![record("acme", 1, true)]), API).expect("in order");
+        assert!(refusals.is_empty());
+        let (view, _) = view.apply_delta(delta(2, vec![]), API).expect("an empty delta advances the revision");
+        assert_eq!(view.revision, 2);
+        assert_eq!(view.apply_delta(delta(4, vec![]), API).expect_err("gap"), SequenceError { have: 2, got: 4 });
+        assert_eq!(view.apply_delta(delta(2, vec![]), API).expect_err("replay"), SequenceError { have: 2, got: 2 });
+        assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
+    }
+
+    #[test]
+    fn a_refused_record_keeps_the_last_good_version() {
+        let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), API).expect("ok");
+        let mut bad = record("acme", 2, true);
+        bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec(), sha256: "0".repeat(64) });
+        let (view, refusals) = view.apply_delta(delta(2, vec![bad]), API).expect("in order");
+        assert_eq!(view.revision, 2, "the revision still advances");
+        assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
+        assert_eq!(refusals.len(), 1);
+        assert!(refusals[0].reason.contains("sha256"), "{}", refusals[0].reason);
+
+        let mut big = record("acme", 3, true);
+        let text = format!(r#"{{"x":"{}"}}"#, "y".repeat(2000));
+        big.private_bundle = Some(bundle(&text));
+        let (_, refusals) = view.apply_delta(delta(3, vec![big]), API).expect("in order");
+        assert!(refusals[0].reason.contains("over the limit"), "{}", refusals[0].reason);
+    }
+
+    #[test]
+    fn scope_is_checked_both_ways() {
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), FRONTEND).expect("ok");
+        assert!(refusals[0].reason.contains("never hold private data"));
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), API).expect("ok");
+        assert!(refusals[0].reason.contains("missing"));
+    }
+
+    #[test]
+    fn deletes_remove_and_snapshots_replace() {
+        let (view, _) = View::default()
+            .apply_delta(delta(1, vec![record("acme", 1, true), record("globex", 1, true)]), API)
+            .expect("ok");
+        let mut gone = record("globex", 2, true);
+        gone.status = TenantStatus::Deleted as i32;
+        let (view, _) = view.apply_delta(delta(2, vec![gone]), API).expect("ok");
+        assert!(view.tenant("globex").is_none());
+        let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], API);
+        assert_eq!((view.revision, view.len()), (9, 1));
+        assert!(view.tenant("acme").is_none(), "a snapshot replaces everything");
+    }
+}
