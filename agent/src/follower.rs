@@ -23,7 +23,7 @@ use tonic::transport::Endpoint;
 use crate::error::Error;
 use crate::host::tenant_label;
 use crate::limits::{
-    CONNECT_TIMEOUT_MS, HEALTHY_SESSION_MS, HOST_BYTES_MAX, NACK_QUEUE_MAX, RECONNECT_BACKOFF_MS_MAX,
+    CONNECT_TIMEOUT_MS, HEALTHY_SESSION_MS, HOST_BYTES_MAX, NACK_QUEUE_MAX, OPEN_TIMEOUT_MS, RECONNECT_BACKOFF_MS_MAX,
     RECONNECT_BACKOFF_MS_MIN, SNAPSHOT_TENANTS_MAX, STREAM_SILENCE_MS_MAX,
 };
 use crate::store::DiskStore;
@@ -277,7 +277,11 @@ async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
     // The queue is empty: the Hello always fits.
     let _ = outbound.try_send(send(agent_message::Kind::Hello(hello)));
     let mut client = AgentSyncClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-    let mut inbound = client.sync(ReceiverStream::new(outbound_receiver)).await?.into_inner();
+    let open = client.sync(ReceiverStream::new(outbound_receiver));
+    let mut inbound = tokio::time::timeout(Duration::from_millis(OPEN_TIMEOUT_MS), open)
+        .await
+        .map_err(|_| SessionError::Silent(OPEN_TIMEOUT_MS))??
+        .into_inner();
     if let Ok(mut current) = shared.endpoint.lock() {
         *current = Some(endpoint.to_owned());
     }

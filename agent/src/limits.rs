@@ -18,6 +18,10 @@ pub const RECONNECT_BACKOFF_MS_MAX: u64 = 5_000;
 /// How long a connection attempt may take, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
 
+/// How long opening a stream may take, in milliseconds: above the
+/// registry's own bounded wait for a node that is behind the agent (10 s).
+pub const OPEN_TIMEOUT_MS: u64 = 15_000;
+
 /// A stream silent for this long (no delta, no progress) is presumed dead
 /// and replaced, in milliseconds. Several progress intervals.
 pub const STREAM_SILENCE_MS_MAX: u64 = 10_000;

@@ -5,6 +5,7 @@
 //! Logs and data of a failed test are kept under `target/cluster-tests/`
 //! and their path is printed; a passing test removes them.
 
+pub mod agents;
 pub mod binaries;
 pub mod registry_cluster;
 pub mod wait;

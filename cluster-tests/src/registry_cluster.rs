@@ -26,6 +26,8 @@ pub struct ClusterOptions {
     pub election_timeout_ms_max: u64,
     pub snapshot_every_entries: u64,
     pub log_kept_after_snapshot_entries: u64,
+    /// More `registry serve` flags, e.g. `--watch-history-deltas-max 10`.
+    pub extra_args: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -37,7 +39,14 @@ impl ClusterOptions {
             election_timeout_ms_max: 1000,
             snapshot_every_entries: 10_000,
             log_kept_after_snapshot_entries: 1_000,
+            extra_args: Vec::new(),
         }
+    }
+
+    /// Adds `registry serve` flags.
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
     }
 }
 
@@ -64,6 +73,13 @@ pub struct RegistryCluster {
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Node {
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl RegistryCluster {
@@ -123,6 +139,7 @@ impl RegistryCluster {
         for peer in &peers {
             command.args(["--peer", peer]);
         }
+        command.args(&options.extra_args);
         command.env(
             "RUST_LOG",
             "info,openraft=info,sled=warn,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn",
@@ -159,6 +176,35 @@ impl RegistryCluster {
                 Err(error)
             }
         }
+    }
+
+    /// SIGSTOP: the process stays, but does nothing (a hung node).
+    pub fn pause(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGSTOP)
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self, id: u64) -> anyhow::Result<()> {
+        self.signal(id, Signal::SIGCONT)
+    }
+
+    fn signal(&self, id: u64, signal: Signal) -> anyhow::Result<()> {
+        let child = self.node(id).child.as_ref().ok_or_else(|| anyhow::anyhow!("node {id} is not running"))?;
+        kill(Pid::from_raw(child.id() as i32), signal)?;
+        Ok(())
+    }
+
+    /// The gRPC endpoints with node `first` first, then the others in order:
+    /// how an agent of `first`'s region lists them.
+    pub fn endpoints_from(&self, first: u64) -> Vec<String> {
+        let mut endpoints = vec![self.node(first).grpc.clone()];
+        endpoints.extend(self.nodes.iter().filter(|node| node.id != first).map(|node| node.grpc.clone()));
+        endpoints
+    }
+
+    /// The linearizable list of live tenants and the revision it was read at.
+    pub async fn tenants(&self) -> anyhow::Result<(Vec<v1::Tenant>, u64)> {
+        Ok(self.client().list_tenants(v1::Consistency::Linearizable, false).await?)
     }
 
     pub fn is_running(&self, id: u64) -> bool {

@@ -4,6 +4,15 @@
 // Tests may unwrap: a panic is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent_cold_start;
+mod agent_fleet;
+mod agent_frontend_scope;
+mod agent_history_window;
+mod agent_materialize;
+mod agent_nack;
+mod agent_ordering;
+mod agent_resume;
+mod agent_slow_consumer;
 mod durability;
 mod regctl_up;
 mod replication;

@@ -37,10 +37,12 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let grpc_base = free_port_block(3);
     let http_base = free_port_block(3);
+    let agent_base = free_port_block(3);
 
     phase("regctl up on a fresh directory");
     let mut up = Command::new(binary("regctl"))
         .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
+        .args(["--agent-port-base", &agent_base.to_string()])
         .arg("--dir")
         .arg(&dir)
         .arg("--configs")
@@ -91,7 +93,16 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     assert_eq!(ids, ["acme", "globex", "hooli", "initech", "soylent", "umbrella"]);
     assert_eq!(listed["tenants"][1]["config"]["placement"]["allowedRegions"][0], "eu-west");
 
-    phase("SIGTERM stops regctl up and its nodes cleanly");
+    phase("each region's sidecar materialized the public bundles");
+    let acme = &listed["tenants"][0];
+    for region in ["us-east", "eu-west", "ap-south"] {
+        let path = dir.join(format!("frontend-{region}")).join("config").join("acme.json");
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("materialized file")).expect("JSON");
+        assert_eq!(on_disk, acme["public_bundle"]["json"], "{}", path.display());
+    }
+
+    phase("SIGTERM stops regctl up, its sidecars and nodes cleanly");
     kill(Pid::from_raw(up.id() as i32), Signal::SIGTERM).expect("signal");
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
@@ -103,7 +114,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     };
     assert!(status.success(), "regctl up exit: {status}");
     let rest: Vec<String> = lines.try_iter().collect();
-    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 3, "{rest:?}");
+    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 6, "{rest:?}");
     let still_listening = (0..3).any(|offset| std::net::TcpStream::connect(("127.0.0.1", grpc_base + offset)).is_ok());
     assert!(!still_listening, "no node is left running");
     let _ = std::fs::remove_dir_all(&dir);

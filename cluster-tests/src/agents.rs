@@ -1,0 +1,70 @@
+//! Agents for the suites: real `agent` libraries in the test process, one
+//! gRPC connection each, as separate nodes would have.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent::{Agent, AgentConfig, Kind};
+use proto::v1;
+
+use crate::registry_cluster::{RegistryCluster, REGIONS};
+use crate::wait;
+
+/// Starts an agent of node `home`'s region (its node first, then the others).
+pub async fn start(
+    cluster: &RegistryCluster,
+    agent_id: &str,
+    home: u64,
+    kind: Kind,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Agent> {
+    start_with(cluster, agent_id, home, kind, data_dir, cluster.endpoints_from(home)).await
+}
+
+/// Starts an agent with an explicit endpoint list.
+pub async fn start_with(
+    _cluster: &RegistryCluster,
+    agent_id: &str,
+    home: u64,
+    kind: Kind,
+    data_dir: Option<PathBuf>,
+    endpoints: Vec<String>,
+) -> anyhow::Result<Agent> {
+    let config = AgentConfig {
+        agent_id: agent_id.to_owned(),
+        region: REGIONS[(home - 1) as usize].to_owned(),
+        kind,
+        endpoints,
+        data_dir,
+        base_domains: vec!["example.com".to_owned()],
+        bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+    };
+    Ok(Agent::start(config).await?)
+}
+
+/// Waits until `agent` has applied `revision`.
+pub async fn wait_for(agent: &Agent, revision: u64) -> anyhow::Result<()> {
+    let what = format!("agent {} to reach revision {revision} (at {})", agent.config().agent_id, agent.revision());
+    wait::until(&what, Duration::from_secs(30), || async { (agent.revision() >= revision).then_some(()) }).await
+}
+
+/// Checks that the agent holds exactly the registry's live tenants, with the
+/// same configVersion and bundles (per its scope).
+pub fn assert_matches(agent: &Agent, tenants: &[v1::Tenant]) {
+    let view = agent.view();
+    let id = &agent.config().agent_id;
+    assert_eq!(view.len(), tenants.len(), "agent {id}: tenant count at revision {}", view.revision);
+    for tenant in tenants {
+        let entry = view.tenant(&tenant.id).unwrap_or_else(|| panic!("agent {id}: missing tenant {}", tenant.id));
+        assert_eq!(entry.config_version(), tenant.mod_revision, "agent {id}: {} configVersion", tenant.id);
+        let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.as_slice()).unwrap_or_default();
+        assert_eq!(entry.public_json(), public, "agent {id}: {} public bundle", tenant.id);
+        match agent.config().kind {
+            Kind::Api => {
+                let private = tenant.private_bundle.as_ref().map(|bundle| bundle.json.as_slice());
+                assert_eq!(entry.private_json(), private, "agent {id}: {} private bundle", tenant.id);
+            }
+            Kind::Frontend => assert_eq!(entry.private_json(), None, "agent {id}: frontend holds no private bundle"),
+        }
+    }
+}
