@@ -5,13 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The directory holding this build's binaries (`target/debug` or
-/// `target/release`), derived from the running test executable
-/// (`target/<profile>/deps/<test>`).
+/// `target/release`), derived from the running executable: a test
+/// (`target/<profile>/deps/<test>`) or a binary (`target/<profile>/<bin>`).
 fn profile_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let deps = exe.parent().ok_or_else(|| anyhow::anyhow!("test binary has no parent directory"))?;
-    let profile = deps.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent", deps.display()))?;
-    Ok(profile.to_path_buf())
+    let dir = exe.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent directory", exe.display()))?;
+    if dir.file_name().is_some_and(|name| name == "deps") {
+        let profile = dir.parent().ok_or_else(|| anyhow::anyhow!("{} has no parent", dir.display()))?;
+        return Ok(profile.to_path_buf());
+    }
+    Ok(dir.to_path_buf())
 }
 
 fn build(profile_dir: &Path) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ mod agent_nack;
 mod agent_ordering;
 mod agent_resume;
 mod agent_slow_consumer;
+mod bench_smoke;
 mod durability;
 mod regctl_up;
 mod replication;
