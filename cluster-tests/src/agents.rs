@@ -30,6 +30,11 @@ pub async fn start_with(
     data_dir: Option<PathBuf>,
     endpoints: Vec<String>,
 ) -> anyhow::Result<Agent> {
+    // In-process agents log only when asked: TEST_LOG=agent=debug.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+        .with_test_writer()
+        .try_init();
     let config = AgentConfig {
         agent_id: agent_id.to_owned(),
         region: REGIONS[(home - 1) as usize].to_owned(),

@@ -21,7 +21,13 @@ async fn cold_start_from_disk_with_every_registry_node_down() -> anyhow::Result<
     phase("the agent syncs, then stops");
     let agent = agents::start(&cluster, "api-cold", 2, Kind::Api, Some(data_dir.clone())).await?;
     agents::wait_for(&agent, revision).await?;
-    assert!(agent.staleness().is_some(), "a connected agent knows its staleness");
+    // Its first Progress (right after the initial sync) proves it current.
+    cluster_tests::wait::until(
+        "a connected agent to know its staleness",
+        std::time::Duration::from_secs(5),
+        || async { agent.staleness() },
+    )
+    .await?;
     agent.shutdown().await;
 
     phase("every registry node dies; the agent starts from disk");

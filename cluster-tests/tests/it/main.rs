@@ -4,6 +4,7 @@
 // Tests may unwrap: a panic is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agent_cluster_change;
 mod agent_cold_start;
 mod agent_fleet;
 mod agent_frontend_scope;

@@ -168,10 +168,11 @@ async fn open(
     };
     let scope = validate_hello(&hello)?;
 
-    // An agent holding another cluster's state (e.g. from before a restore)
-    // starts over from a snapshot, whatever its revision.
+    // An agent holding another cluster's state (e.g. from before a restore),
+    // or not knowing which cluster it follows yet, starts from a snapshot,
+    // whatever its revision: snapshots are what carry the cluster id.
     let cluster_id = context.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default();
-    let other_cluster = !hello.cluster_id.is_empty() && hello.cluster_id != cluster_id;
+    let other_cluster = hello.cluster_id != cluster_id;
     let since = if other_cluster { 0 } else { hello.since_revision };
 
     // Never serve a revision below the agent's: wait (bounded) until this node caught up.
