@@ -324,7 +324,12 @@ async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
                     }
                 }
             }
-            Some(Message::Progress(_)) => {}
+            Some(Message::Progress(progress)) => {
+                tracing::debug!(
+                    revision = progress.revision,
+                    "progress from a node that cannot yet prove this revision current"
+                );
+            }
             None => {}
         }
         // Acknowledge what is applied and persisted. Never blocks: if the

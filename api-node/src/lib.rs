@@ -1,6 +1,13 @@
 //! The reference Tenantry API instance: resolves the tenant from the `Host`
-//! header, serves `/config/{tenant}.json`, enforces region safety and routes
-//! tenant data to its shard, all through its embedded agent.
+//! header, serves `/config/{tenant}.json` with `X-Config-Version`, and
+//! answers health, all from its embedded agent.
 //!
-//! This crate is filled by the api-node work; it exists now so that the
-//! workspace layout of DESIGN.md holds from the first commit.
+//! * [`resolve`]: Host (or a trusted proxy's X-Forwarded-Host) to tenant id.
+//! * [`server`]: the axum router and handlers.
+//!
+//! Work in progress toward the full api-node (region safety, the
+//! tenant-scoped data API, the demo page and the smoke suite come next).
+
+pub mod limits;
+pub mod resolve;
+pub mod server;

@@ -20,7 +20,17 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
 fn build(profile_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| option_env!("CARGO").unwrap_or("cargo").to_owned());
     let mut command = std::process::Command::new(cargo);
-    command.args(["build", "--quiet", "--package", "registry", "--package", "agent", "--bins"]);
+    command.args([
+        "build",
+        "--quiet",
+        "--package",
+        "registry",
+        "--package",
+        "agent",
+        "--package",
+        "api-node",
+        "--bins",
+    ]);
     if profile_dir.file_name().is_some_and(|name| name == "release") {
         command.arg("--release");
     }

@@ -7,6 +7,8 @@
 
 pub mod agents;
 pub mod binaries;
+pub mod http;
+pub mod process;
 pub mod registry_cluster;
 pub mod wait;
 

@@ -12,6 +12,7 @@ use registry::client::{http_get, WriteOptions};
 
 use super::{documents, phase};
 use cluster_tests::binaries::binary;
+use cluster_tests::process::ChildGuard;
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,17 +23,19 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
 
     phase("a frontend sidecar process with --materialize");
     let log = std::fs::File::create(cluster.dir.join("sidecar.log"))?;
-    let mut sidecar = Command::new(binary("agent"))
-        .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
-        .args(["--endpoints", &cluster.endpoints_from(2).join(","), "--http", &http])
-        .args(["--base-domain", "example.com"])
-        .arg("--data-dir")
-        .arg(cluster.dir.join("sidecar-data"))
-        .arg("--materialize")
-        .arg(&www)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
+    let sidecar = ChildGuard::new(
+        Command::new(binary("agent"))
+            .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
+            .args(["--endpoints", &cluster.endpoints_from(2).join(","), "--http", &http])
+            .args(["--base-domain", "example.com"])
+            .arg("--data-dir")
+            .arg(cluster.dir.join("sidecar-data"))
+            .arg("--materialize")
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
 
     phase("a burst: 40 creates, 20 updates, 10 deletes");
     let client = cluster.client();
@@ -91,8 +94,7 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
         assert_eq!(on_disk, public, "{}", tenant.id);
     }
 
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sidecar.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let status = sidecar.wait()?;
+    let status = sidecar.terminate()?;
     assert!(status.success(), "the sidecar stops cleanly on SIGTERM: {status}");
     cluster.passed();
     Ok(())

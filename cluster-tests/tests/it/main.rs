@@ -14,6 +14,7 @@ mod agent_nack;
 mod agent_ordering;
 mod agent_resume;
 mod agent_slow_consumer;
+mod api_node_config;
 mod bench_smoke;
 mod durability;
 mod regctl_up;

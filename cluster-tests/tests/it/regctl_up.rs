@@ -6,11 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
 use super::phase;
 use cluster_tests::binaries::{binary, test_dir};
+use cluster_tests::process::ChildGuard;
 
 fn free_port_block(count: u16) -> u16 {
     // Three consecutive free ports: try bases until all bind.
@@ -40,20 +38,22 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let agent_base = free_port_block(3);
 
     phase("regctl up on a fresh directory");
-    let mut up = Command::new(binary("regctl"))
-        .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
-        .args(["--agent-port-base", &agent_base.to_string()])
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--configs")
-        .arg(&configs)
-        // No CARGO: the harness already built the binaries.
-        .env_remove("CARGO")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn regctl up");
-    let stdout = up.stdout.take().expect("stdout");
+    let mut up = ChildGuard::new(
+        Command::new(binary("regctl"))
+            .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
+            .args(["--agent-port-base", &agent_base.to_string()])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--configs")
+            .arg(&configs)
+            // No CARGO: the harness already built the binaries.
+            .env_remove("CARGO")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn regctl up"),
+    );
+    let stdout = up.child().and_then(|child| child.stdout.take()).expect("stdout");
     let (lines_sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -68,10 +68,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(remaining) {
             Ok(line) => output.push(line),
-            Err(_) => {
-                let _ = up.kill();
-                panic!("regctl up not ready in time; output so far:\n{}", output.join("\n"));
-            }
+            Err(_) => panic!("regctl up not ready in time; output so far:\n{}", output.join("\n")),
         }
     }
     assert!(output.iter().any(|line| line.starts_with("seeded 6 tenants")), "{output:?}");
@@ -103,15 +100,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     }
 
     phase("SIGTERM stops regctl up, its sidecars and nodes cleanly");
-    kill(Pid::from_raw(up.id() as i32), Signal::SIGTERM).expect("signal");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = up.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "regctl up did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = up.terminate().expect("regctl up stops");
     assert!(status.success(), "regctl up exit: {status}");
     let rest: Vec<String> = lines.try_iter().collect();
     assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 6, "{rest:?}");

@@ -1,0 +1,18 @@
+//! Every limit of the api-node, in one place, with units in the names.
+
+/// Default staleness bound `S`: a view older than this makes the node
+/// read-only (DESIGN.md guarantee 5). A few Progress intervals.
+pub const STALENESS_MS_MAX_DEFAULT: u64 = 5_000;
+
+/// `Cache-Control: max-age` of `/config/{tenant}.json`, in seconds: short,
+/// so a browser revalidates soon after a change (cheap with the ETag).
+pub const CONFIG_MAX_AGE_S: u64 = 5;
+
+/// The largest request body, in bytes.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Requests served at once; more wait for a slot.
+pub const CONCURRENT_REQUESTS_MAX: usize = 4_096;
+
+/// How long in-flight requests get at shutdown, in milliseconds.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;

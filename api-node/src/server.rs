@@ -1,0 +1,259 @@
+//! The HTTP server: tenant resolution, the runtime config, health and
+//! metrics, all answered from the embedded agent's view.
+//!
+//! Architecture Invariant: the api-node never talks to the registry
+//! directly; everything it knows comes through its agent.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::limits::HOST_BYTES_MAX;
+use agent::{Agent, TenantEntry};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use proto::v1::TenantStatus;
+use serde_json::json;
+
+use crate::limits::CONFIG_MAX_AGE_S;
+use crate::resolve::{tenant_id, HostError, HostRules};
+
+/// What every handler reads.
+pub struct Node {
+    pub agent: Arc<Agent>,
+    pub region: String,
+    pub rules: HostRules,
+    pub staleness_max: Duration,
+    pub metrics: Metrics,
+}
+
+/// Request counters by outcome, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub config_served: AtomicU64,
+    pub config_not_modified: AtomicU64,
+    pub not_found: AtomicU64,
+    pub bad_requests: AtomicU64,
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/config/{file}", get(config))
+        .route("/health", get(health))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(node)
+}
+
+/// An RFC 9457 problem response.
+pub fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+}
+
+/// The one answer for "no tenant here", whatever the reason, so that
+/// responses reveal nothing about which tenants exist.
+fn not_found(node: &Node) -> Response {
+    node.metrics.not_found.fetch_add(1, Ordering::Relaxed);
+    problem(StatusCode::NOT_FOUND, "no tenant is served at this address")
+}
+
+/// Why a request is not served for a tenant.
+pub enum Refusal {
+    /// 400, with what is wrong.
+    BadRequest(String),
+    /// 404, the same whatever the reason.
+    NotFound,
+    /// 403.
+    Suspended(Arc<TenantEntry>),
+}
+
+impl Refusal {
+    pub fn into_response(self, node: &Node) -> Response {
+        match self {
+            Refusal::BadRequest(detail) => {
+                node.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+                problem(StatusCode::BAD_REQUEST, &detail)
+            }
+            Refusal::NotFound => not_found(node),
+            Refusal::Suspended(entry) => {
+                with_tenant_headers(problem(StatusCode::FORBIDDEN, "this tenant is suspended"), &entry, &node.region)
+            }
+        }
+    }
+}
+
+impl Node {
+    /// The view's staleness, if the registry ever proved it current.
+    pub fn staleness(&self) -> Option<Duration> {
+        self.agent.staleness()
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.staleness().is_some_and(|staleness| staleness < self.staleness_max)
+    }
+
+    /// The tenant a request names, or why it names none.
+    pub fn tenant(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Arc<TenantEntry>, Refusal> {
+        let text = |name: &str| headers.get(name).map(|value| value.to_str().map_err(|_| ()));
+        let host = text(header::HOST.as_str()).transpose();
+        let forwarded = text("x-forwarded-host").transpose();
+        let (Ok(host), Ok(forwarded)) = (host, forwarded) else {
+            return Err(Refusal::BadRequest("host: not a valid header value".to_owned()));
+        };
+        let mut buffer = [0u8; HOST_BYTES_MAX];
+        let id = match tenant_id(host, forwarded, peer.ip(), &self.rules, &mut buffer) {
+            Ok(id) => id,
+            Err(HostError::Missing) => return Err(Refusal::BadRequest("host: the Host header is required".to_owned())),
+            Err(HostError::Malformed(why)) => return Err(Refusal::BadRequest(format!("host: {why}"))),
+            Err(HostError::NotATenant) => return Err(Refusal::NotFound),
+        };
+        let entry = self.agent.tenant(id).ok_or(Refusal::NotFound)?;
+        if entry.record.status == TenantStatus::Suspended as i32 {
+            return Err(Refusal::Suspended(entry));
+        }
+        Ok(entry)
+    }
+}
+
+/// Adds `X-Tenant`, `X-Config-Version` and `X-Region` to a tenant response.
+pub fn with_tenant_headers(mut response: Response, entry: &TenantEntry, region: &str) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(tenant) = HeaderValue::from_str(entry.id()) {
+        headers.insert("x-tenant", tenant);
+    }
+    headers.insert("x-config-version", HeaderValue::from(entry.config_version()));
+    if let Ok(region) = HeaderValue::from_str(region) {
+        headers.insert("x-region", region);
+    }
+    response
+}
+
+/// Whether `If-None-Match` matches `etag` (a list, weak tags, or `*`).
+fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// `GET /config/{tenant}.json`: the public bundle as stored. `?v=` and any
+/// other query are ignored: the ETag decides freshness.
+async fn config(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let entry = match node.tenant(&headers, peer) {
+        Ok(entry) => entry,
+        Err(refusal) => return refusal.into_response(&node),
+    };
+    // The path must name the Host's tenant; anything else is "not here".
+    if file.strip_suffix(".json") != Some(entry.id()) {
+        return not_found(&node);
+    }
+    let etag = format!("\"{}\"", entry.public_sha256());
+    let cache_control = format!("public, max-age={CONFIG_MAX_AGE_S}");
+    let response = if matches_etag(&headers, &etag) {
+        node.metrics.config_not_modified.fetch_add(1, Ordering::Relaxed);
+        (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)]).into_response()
+    } else {
+        node.metrics.config_served.fetch_add(1, Ordering::Relaxed);
+        let headers = [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache_control),
+        ];
+        (headers, entry.public_json().to_vec()).into_response()
+    };
+    with_tenant_headers(response, &entry, &node.region)
+}
+
+/// `GET /health?tenant=auto`: what this node knows about the Host's tenant.
+async fn health(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let entry = match node.tenant(&headers, peer) {
+        Ok(entry) => entry,
+        Err(refusal) => return refusal.into_response(&node),
+    };
+    let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
+    let fresh = node.is_fresh();
+    let body = json!({
+        "status": if fresh { "ok" } else { "stale" },
+        "tenant": entry.id(),
+        "region": node.region,
+        "configVersion": entry.config_version(),
+        "registry": {
+            "revision": node.agent.revision(),
+            "stalenessMs": staleness_ms,
+            "stalenessMaxMs": node.staleness_max.as_millis() as u64,
+            "endpoint": node.agent.endpoint(),
+        },
+    });
+    let code = if fresh { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    with_tenant_headers((code, Json(body)).into_response(), &entry, &node.region)
+}
+
+/// Ready once the agent holds a view; a stale view still serves reads.
+async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    if node.agent.revision() == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no registry view yet\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    };
+    let counters = &node.metrics;
+    metric(
+        "tenantry_api_config_served_total",
+        "counter",
+        "Runtime configs served (200).",
+        counters.config_served.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_config_not_modified_total",
+        "counter",
+        "Runtime configs answered 304.",
+        counters.config_not_modified.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_not_found_total",
+        "counter",
+        "Requests naming no tenant (404).",
+        counters.not_found.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_bad_requests_total",
+        "counter",
+        "Malformed requests (400).",
+        counters.bad_requests.load(Ordering::Relaxed),
+    );
+    metric("tenantry_api_registry_revision", "gauge", "The agent's applied revision.", node.agent.revision());
+    metric(
+        "tenantry_api_staleness_ms",
+        "gauge",
+        "Milliseconds since the registry proved the view current (max if never).",
+        node.staleness().map_or(u64::MAX, |staleness| staleness.as_millis() as u64),
+    );
+    metric(
+        "tenantry_api_fresh",
+        "gauge",
+        "1 if the view is fresher than the staleness bound.",
+        u64::from(node.is_fresh()),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

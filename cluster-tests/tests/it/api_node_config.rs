@@ -1,0 +1,126 @@
+//! api-node's runtime config and tenant resolution, against a real cluster
+//! through its embedded agent: `/config/{tenant}.json` is the public bundle
+//! as stored with ETag, short Cache-Control, 304 on If-None-Match and the
+//! tenant headers; a config change shows up as a new version; anything that
+//! is not a tenant host gets the same 404 as an unknown tenant.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use proto::v1;
+use registry::client::WriteOptions;
+
+use super::{documents, phase};
+use cluster_tests::binaries::binary;
+use cluster_tests::http::get;
+use cluster_tests::process::ChildGuard;
+use cluster_tests::{wait, ClusterOptions, RegistryCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("api-node-config")).await?;
+    let client = cluster.client();
+    client.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
+    client.create_tenant("globex", documents(2), &WriteOptions::default()).await?;
+
+    phase("an api-node in us-east");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(cluster.dir.join("api-node.log"))?;
+    let api_node = ChildGuard::new(
+        Command::new(binary("api-node"))
+            .args(["--region", "us-east", "--endpoints", &cluster.endpoints_from(1).join(","), "--http", &addr])
+            .args(["--base-domain", "example.com", "--base-domain", "localhost"])
+            .arg("--data-dir")
+            .arg(cluster.dir.join("api-node-data"))
+            .env("RUST_LOG", "info,agent=debug,sled=warn,h2=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    let (tenants, _) = cluster.tenants().await?;
+    let acme = tenants.iter().find(|tenant| tenant.id == "acme").cloned().expect("acme");
+    wait::until("api-node to serve acme", Duration::from_secs(30), || async {
+        let response = get(&addr, "/config/acme.json", &[("Host", "acme.example.com")]).await.ok()?;
+        (response.status == 200).then_some(())
+    })
+    .await?;
+
+    phase("the public bundle as stored, with ETag, Cache-Control and tenant headers");
+    let response = get(&addr, "/config/acme.json?v=123", &[("Host", "ACME.example.com:443")]).await?;
+    let public = acme.public_bundle.clone().unwrap_or_default();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, public.json);
+    let etag = format!("\"{}\"", public.sha256);
+    assert_eq!(response.header("etag"), Some(etag.as_str()));
+    assert_eq!(response.header("cache-control"), Some("public, max-age=5"));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.header("x-tenant"), Some("acme"));
+    assert_eq!(response.header("x-config-version"), Some(acme.mod_revision.to_string().as_str()));
+    assert_eq!(response.header("x-region"), Some("us-east"));
+
+    phase("If-None-Match with the ETag: 304, no body, same headers");
+    let response =
+        get(&addr, "/config/acme.json", &[("Host", "acme.localhost:8080"), ("If-None-Match", &etag)]).await?;
+    assert_eq!(response.status, 304);
+    assert!(response.body.is_empty());
+    assert_eq!(response.header("x-config-version"), Some(acme.mod_revision.to_string().as_str()));
+    let weak = format!("W/{etag}, \"other\"");
+    assert_eq!(
+        get(&addr, "/config/acme.json", &[("Host", "acme.example.com"), ("If-None-Match", &weak)]).await?.status,
+        304
+    );
+
+    phase("not a tenant here: the same 404, whatever the reason");
+    let unknown = get(&addr, "/config/nope.json", &[("Host", "nope.example.com")]).await?;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
+    let reasons = [
+        ("/config/acme.json", "globex.example.com"),
+        ("/config/acme.json", "127.0.0.1"),
+        ("/config/acme.json", "a.acme.example.com"),
+        ("/config/acme.json", "acme.evil.com"),
+        ("/config/www.json", "www.example.com"),
+        ("/config/acme", "acme.example.com"),
+    ];
+    for (path, host) in reasons {
+        let response = get(&addr, path, &[("Host", host)]).await?;
+        assert_eq!((response.status, response.body.clone()), (404, unknown.body.clone()), "{host}{path}");
+        assert_eq!(response.header("x-tenant"), None, "{host}{path} reveals no tenant");
+    }
+    let no_host = cluster_tests::http::exchange(&addr, "GET /config/acme.json HTTP/1.0").await?;
+    assert_eq!(no_host.status, 400, "{}", no_host.text());
+    assert!(no_host.text().contains("host"), "{}", no_host.text());
+
+    phase("health resolves the Host's tenant, fresh once a Progress proved the view current");
+    let started = std::time::Instant::now();
+    let health = wait::until("a fresh health", Duration::from_secs(5), || async {
+        let health = get(&addr, "/health?tenant=auto", &[("Host", "globex.example.com")]).await.ok()?;
+        (health.status == 200).then_some(health)
+    })
+    .await?;
+    eprintln!("health fresh after {} ms", started.elapsed().as_millis());
+    let body: serde_json::Value = serde_json::from_slice(&health.body)?;
+    assert_eq!(body["tenant"], "globex");
+    assert_eq!(body["region"], "us-east");
+    assert_eq!(body["status"], "ok");
+    assert!(body["registry"]["stalenessMs"].as_u64().is_some());
+
+    phase("a theme change: a new version and ETag, and the old ETag no longer matches");
+    let theme =
+        v1::Documents { theme_json: Some(r##"{"colors":{"primary":"#ff0000"}}"##.to_owned()), ..Default::default() };
+    let written = client.update_tenant("acme", theme, &WriteOptions::default()).await?;
+    let response = wait::until("the new configVersion", Duration::from_secs(10), || async {
+        let response =
+            get(&addr, "/config/acme.json", &[("Host", "acme.example.com"), ("If-None-Match", &etag)]).await.ok()?;
+        (response.header("x-config-version") == Some(written.revision.to_string().as_str())).then_some(response)
+    })
+    .await?;
+    assert_eq!(response.status, 200);
+    assert_ne!(response.header("etag"), Some(etag.as_str()));
+    assert!(response.text().contains("#ff0000"));
+
+    assert!(api_node.terminate()?.success(), "api-node stops cleanly on SIGTERM");
+    cluster.passed();
+    Ok(())
+}
