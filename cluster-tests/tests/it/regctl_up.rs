@@ -36,12 +36,13 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let grpc_base = free_port_block(3);
     let http_base = free_port_block(3);
     let agent_base = free_port_block(3);
+    let api_base = free_port_block(3);
 
     phase("regctl up on a fresh directory");
     let mut up = ChildGuard::new(
         Command::new(binary("regctl"))
             .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
-            .args(["--agent-port-base", &agent_base.to_string()])
+            .args(["--agent-port-base", &agent_base.to_string(), "--api-port-base", &api_base.to_string()])
             .arg("--dir")
             .arg(&dir)
             .arg("--configs")
@@ -99,11 +100,24 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
         assert_eq!(on_disk, acme["public_bundle"]["json"], "{}", path.display());
     }
 
-    phase("SIGTERM stops regctl up, its sidecars and nodes cleanly");
+    phase("each region's api-node serves acme's runtime config by Host");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    for offset in 0..3 {
+        let addr = format!("127.0.0.1:{}", api_base + offset);
+        let host = format!("acme.localhost:{}", api_base + offset);
+        let response = runtime
+            .block_on(cluster_tests::http::get(&addr, "/config/acme.json", &[("Host", &host)]))
+            .expect("GET /config/acme.json");
+        assert_eq!(response.status, 200, "{}", response.text());
+        let served: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
+        assert_eq!(served, acme["public_bundle"]["json"]);
+    }
+
+    phase("SIGTERM stops regctl up, its api-nodes, sidecars and nodes cleanly");
     let status = up.terminate().expect("regctl up stops");
     assert!(status.success(), "regctl up exit: {status}");
     let rest: Vec<String> = lines.try_iter().collect();
-    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 6, "{rest:?}");
+    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 9, "{rest:?}");
     let still_listening = (0..3).any(|offset| std::net::TcpStream::connect(("127.0.0.1", grpc_base + offset)).is_ok());
     assert!(!still_listening, "no node is left running");
     let _ = std::fs::remove_dir_all(&dir);

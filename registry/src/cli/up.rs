@@ -1,6 +1,6 @@
 //! `regctl up`: a local three-region cluster on loopback, for trying
-//! Tenantry and for development. Starts a registry node and an agent sidecar
-//! per region as child processes (each in its own process group, so Ctrl-C
+//! Tenantry and for development. Starts a registry node, an agent sidecar
+//! and an api-node per region as child processes (each in its own process group, so Ctrl-C
 //! reaches only regctl, which then stops them in order), seeds an empty
 //! cluster from `configs/`, and stops everything gracefully on Ctrl-C or
 //! SIGTERM.
@@ -21,6 +21,9 @@ use crate::client::{http_get, Client, WriteOptions};
 
 /// The regions of the local cluster, in node-id order.
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
+
+/// The binaries `regctl up` runs; each is its package's binary of the same name.
+const BINARIES: [&str; 3] = ["registry", "agent", "api-node"];
 
 /// How long the processes get to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +48,9 @@ pub(super) struct UpArgs {
     /// HTTP port of the first agent sidecar; the others follow.
     #[arg(long, default_value_t = 7301)]
     agent_port_base: u16,
+    /// HTTP port of the first api-node; the others follow.
+    #[arg(long, default_value_t = 8081)]
+    api_port_base: u16,
     /// Do not seed from the config repo.
     #[arg(long)]
     no_seed: bool,
@@ -70,18 +76,10 @@ fn binaries() -> Result<PathBuf, Failure> {
     let dir = current.parent().ok_or_else(|| Failure("regctl has no parent directory".to_owned()))?.to_path_buf();
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut build = std::process::Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "--package",
-            "registry",
-            "--bin",
-            "registry",
-            "--package",
-            "agent",
-            "--bin",
-            "agent",
-        ]);
+        build.args(["build", "--quiet"]);
+        for binary in BINARIES {
+            build.args(["--package", binary, "--bin", binary]);
+        }
         if dir.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
         }
@@ -92,7 +90,7 @@ fn binaries() -> Result<PathBuf, Failure> {
             ));
         }
     }
-    for binary in ["registry", "agent"] {
+    for binary in BINARIES {
         if !dir.join(binary).exists() {
             return Err(Failure(format!(
                 "{} not found; build it with `cargo build --release --workspace` or run `cargo run --release --bin regctl -- up`",
@@ -158,6 +156,21 @@ fn sidecar(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> 
         .arg("--materialize")
         .arg(args.dir.join(format!("frontend-{region}")));
     spawn(&args.dir, format!("agent-{region}"), command, http, "/healthz")
+}
+
+/// An api-node per region, serving `{tenant}.localhost:PORT`.
+fn api_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+    let region = REGIONS[index];
+    let http = format!("127.0.0.1:{}", args.api_port_base + index as u16);
+    let endpoints: Vec<_> =
+        (0..REGIONS.len()).map(|offset| grpc_addr(args, (index + offset) % REGIONS.len())).collect();
+    let mut command = Command::new(bin.join("api-node"));
+    command
+        .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", &http])
+        .args(["--base-domain", "localhost"])
+        .arg("--data-dir")
+        .arg(args.dir.join(format!("api-node-{region}")));
+    spawn(&args.dir, format!("api-node-{region}"), command, http, "/readyz")
 }
 
 /// The last lines of a log, for error messages.
@@ -272,6 +285,7 @@ pub(super) async fn run(args: UpArgs, format: Format) -> Result<(), Failure> {
         }
         for index in 0..REGIONS.len() {
             processes.push(sidecar(&bin, &args, index)?);
+            processes.push(api_node(&bin, &args, index)?);
         }
         wait_ready(&mut processes).await?;
         announce(&args, &processes, &endpoints, format);
@@ -299,15 +313,19 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: 
             "dir": args.dir.display().to_string(),
         })),
         Format::Human => {
-            let mut text =
-                String::from("\nTenantry is up: a registry node and an agent sidecar per region, on loopback.\n\n");
+            let mut text = String::from(
+                "\nTenantry is up: a registry node, an agent sidecar and an api-node per region, on loopback.\n\n",
+            );
             for (index, region) in REGIONS.iter().enumerate() {
                 text.push_str(&format!(
-                    "  {region:<9} registry gRPC {}  status http://127.0.0.1:{}/status\n            agent    http://127.0.0.1:{}/v1/tenants/acme  files {}\n",
+                    "  {region:<9} registry gRPC {}  status http://127.0.0.1:{}/status\n            \
+                     agent    http://127.0.0.1:{}/v1/tenants/acme  files {}\n            \
+                     api-node http://acme.localhost:{}/config/acme.json\n",
                     endpoints[index],
                     args.http_port_base + index as u16,
                     args.agent_port_base + index as u16,
                     args.dir.join(format!("frontend-{region}")).display(),
+                    args.api_port_base + index as u16,
                 ));
             }
             text.push_str(&format!(
