@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::limits::HOST_BYTES_MAX;
+use agent::sidecar::problem;
 use agent::{Agent, TenantEntry};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -48,12 +49,6 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(node)
-}
-
-/// An RFC 9457 problem response.
-pub fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }
 
 /// The one answer for "no tenant here", whatever the reason, so that

@@ -47,20 +47,6 @@ struct Args {
     bundle_bytes_max: usize,
 }
 
-async fn termination() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = AgentConfig {
         agent_id: args.agent_id,
@@ -80,7 +66,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
     let listener = tokio::net::TcpListener::bind(args.http).await?;
     tracing::info!(http = %args.http, "agent sidecar serving");
-    axum::serve(listener, agent::sidecar::http::router(agent.clone())).with_graceful_shutdown(termination()).await?;
+    axum::serve(listener, agent::sidecar::http::router(agent.clone()))
+        .with_graceful_shutdown(agent::sidecar::termination())
+        .await?;
     let _ = stop.send(true);
     if let Some(materializer) = materializer {
         materializer.await??;

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::problem;
 use crate::limits::{WAIT_MS_DEFAULT, WAIT_MS_MAX};
 use crate::{Agent, TenantEntry};
 
@@ -29,12 +30,6 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(agent)
-}
-
-/// An RFC 9457 problem response.
-fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = json!({ "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -4,3 +4,29 @@
 
 pub mod http;
 pub mod materialize;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// An RFC 9457 problem response (also used by api-node).
+pub fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail,
+    });
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+}
+
+/// Resolves on SIGTERM or Ctrl-C: when a server should stop accepting.
+pub async fn termination() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

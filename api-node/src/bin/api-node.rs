@@ -42,20 +42,6 @@ struct Args {
     agent_id: Option<String>,
 }
 
-async fn termination() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let agent_id = args.agent_id.unwrap_or_else(|| format!("api@{}:{}", args.region, args.http.port()));
     let agent = Arc::new(
@@ -91,7 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
             .await
     });
-    termination().await;
+    agent::sidecar::termination().await;
     let _ = stopping.send(());
     // In-flight requests get a deadline, then the node exits anyway.
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), server).await.is_err() {
