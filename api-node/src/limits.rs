@@ -8,6 +8,9 @@ pub const STALENESS_MS_MAX_DEFAULT: u64 = 5_000;
 /// so a browser revalidates soon after a change (cheap with the ETag).
 pub const CONFIG_MAX_AGE_S: u64 = 5;
 
+/// `Retry-After` of a 503 (stale view or tenant being moved), in seconds.
+pub const RETRY_AFTER_S: u64 = 2;
+
 /// The largest request body, in bytes.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 

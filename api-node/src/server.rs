@@ -17,10 +17,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use proto::v1::TenantStatus;
 use serde_json::json;
 
-use crate::limits::CONFIG_MAX_AGE_S;
+use crate::limits::{CONFIG_MAX_AGE_S, RETRY_AFTER_S};
+use crate::policy::{decide, Access, Denial};
 use crate::resolve::{tenant_id, HostError, HostRules};
 
 /// What every handler reads.
@@ -64,8 +64,8 @@ pub enum Refusal {
     BadRequest(String),
     /// 404, the same whatever the reason.
     NotFound,
-    /// 403.
-    Suspended(Arc<TenantEntry>),
+    /// 403, 421 or 503, as region safety decided.
+    Policy(Arc<TenantEntry>, Denial),
 }
 
 impl Refusal {
@@ -76,8 +76,32 @@ impl Refusal {
                 problem(StatusCode::BAD_REQUEST, &detail)
             }
             Refusal::NotFound => not_found(node),
-            Refusal::Suspended(entry) => {
-                with_tenant_headers(problem(StatusCode::FORBIDDEN, "this tenant is suspended"), &entry, &node.region)
+            Refusal::Policy(entry, denial) => {
+                let response = match denial {
+                    Denial::Suspended => problem(StatusCode::FORBIDDEN, "this tenant is suspended"),
+                    Denial::Misdirected { home_region } => {
+                        let detail = match &home_region {
+                            Some(home) => format!("this tenant is served in region {home}; send the request there"),
+                            None => "this tenant has no home region that accepts this request".to_owned(),
+                        };
+                        let mut response = problem(StatusCode::MISDIRECTED_REQUEST, &detail);
+                        if let Some(home) = home_region.and_then(|home| HeaderValue::from_str(&home).ok()) {
+                            response.headers_mut().insert("x-home-region", home);
+                        }
+                        response
+                    }
+                    Denial::ReadOnly | Denial::Locked => {
+                        let detail = if denial == Denial::Locked {
+                            "this tenant is being moved; writes resume shortly"
+                        } else {
+                            "this node's view is stale: read-only until the registry is reachable again"
+                        };
+                        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, detail);
+                        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+                        response
+                    }
+                };
+                with_tenant_headers(response, &entry, &node.region)
             }
         }
     }
@@ -93,8 +117,8 @@ impl Node {
         self.staleness().is_some_and(|staleness| staleness < self.staleness_max)
     }
 
-    /// The tenant a request names, or why it names none.
-    pub fn tenant(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Arc<TenantEntry>, Refusal> {
+    /// The tenant a request names, if this node may serve it `access`.
+    pub fn tenant(&self, headers: &HeaderMap, peer: SocketAddr, access: Access) -> Result<Arc<TenantEntry>, Refusal> {
         let text = |name: &str| headers.get(name).map(|value| value.to_str().map_err(|_| ()));
         let host = text(header::HOST.as_str()).transpose();
         let forwarded = text("x-forwarded-host").transpose();
@@ -109,10 +133,10 @@ impl Node {
             Err(HostError::NotATenant) => return Err(Refusal::NotFound),
         };
         let entry = self.agent.tenant(id).ok_or(Refusal::NotFound)?;
-        if entry.record.status == TenantStatus::Suspended as i32 {
-            return Err(Refusal::Suspended(entry));
+        match decide(&entry.record, &self.region, access, self.is_fresh()) {
+            Ok(()) => Ok(entry),
+            Err(denial) => Err(Refusal::Policy(entry, denial)),
         }
-        Ok(entry)
     }
 }
 
@@ -145,7 +169,7 @@ async fn config(
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let entry = match node.tenant(&headers, peer) {
+    let entry = match node.tenant(&headers, peer, Access::Read) {
         Ok(entry) => entry,
         Err(refusal) => return refusal.into_response(&node),
     };
@@ -176,9 +200,17 @@ async fn health(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let entry = match node.tenant(&headers, peer) {
+    let entry = match node.tenant(&headers, peer, Access::Read) {
         Ok(entry) => entry,
         Err(refusal) => return refusal.into_response(&node),
+    };
+    let writes = match decide(&entry.record, &node.region, Access::Write, node.is_fresh()) {
+        Ok(()) => "accepted".to_owned(),
+        Err(Denial::Suspended) => "refused: suspended".to_owned(),
+        Err(Denial::Misdirected { home_region: Some(home) }) => format!("refused: home region is {home}"),
+        Err(Denial::Misdirected { home_region: None }) => "refused: no home region assigned".to_owned(),
+        Err(Denial::ReadOnly) => "refused: read-only (stale view)".to_owned(),
+        Err(Denial::Locked) => "refused: locked for a move".to_owned(),
     };
     let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
     let fresh = node.is_fresh();
@@ -187,6 +219,7 @@ async fn health(
         "tenant": entry.id(),
         "region": node.region,
         "configVersion": entry.config_version(),
+        "writes": writes,
         "registry": {
             "revision": node.agent.revision(),
             "stalenessMs": staleness_ms,

@@ -105,6 +105,8 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_eq!(body["region"], "us-east");
     assert_eq!(body["status"], "ok");
     assert!(body["registry"]["stalenessMs"].as_u64().is_some());
+    // No placement is assigned yet, and only a home region accepts writes.
+    assert_eq!(body["writes"], "refused: no home region assigned");
 
     phase("a theme change: a new version and ETag, and the old ETag no longer matches");
     let theme =
