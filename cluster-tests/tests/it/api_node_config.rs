@@ -20,8 +20,12 @@ use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Result<()> {
     let cluster = RegistryCluster::start(ClusterOptions::new("api-node-config")).await?;
     let client = cluster.client();
-    client.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
-    client.create_tenant("globex", documents(2), &WriteOptions::default()).await?;
+    let placed = |home: &str| v1::Documents {
+        config_json: Some(format!(r#"{{"public":{{"n":1}},"placement":{{"homeRegion":"{home}"}}}}"#)),
+        ..documents(1)
+    };
+    client.create_tenant("acme", placed("us-east"), &WriteOptions::default()).await?;
+    client.create_tenant("globex", placed("eu-west"), &WriteOptions::default()).await?;
 
     phase("an api-node in us-east");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -105,8 +109,10 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_eq!(body["region"], "us-east");
     assert_eq!(body["status"], "ok");
     assert!(body["registry"]["stalenessMs"].as_u64().is_some());
-    // No placement is assigned yet, and only a home region accepts writes.
-    assert_eq!(body["writes"], "refused: no home region assigned");
+    assert_eq!(body["writes"], "refused: home region is eu-west", "only the home region accepts writes");
+    let health = get(&addr, "/health?tenant=auto", &[("Host", "acme.example.com")]).await?;
+    let body: serde_json::Value = serde_json::from_slice(&health.body)?;
+    assert_eq!(body["writes"], "accepted", "us-east is acme's home region");
 
     phase("a theme change: a new version and ETag, and the old ETag no longer matches");
     let theme =

@@ -6,9 +6,9 @@ use proto::{Revision, TenantId};
 use ulid::Ulid;
 
 use super::{
-    canonical_document, compile_bundles, validate_meta, AuditEntry, Command, CommandError, DocumentKind,
-    DocumentLimits, DocumentsPatch, Op, Placement, Response, Session, SessionOutcome, State, Tenant, TenantDocuments,
-    TenantStatus, WriteOutcome,
+    canonical_document, compile_bundles, initial_placement, validate_meta, AuditEntry, Command, CommandError,
+    DocumentKind, DocumentLimits, DocumentsPatch, Op, Response, Session, SessionOutcome, State, Tenant,
+    TenantDocuments, TenantStatus, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -96,11 +96,12 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
     check_expected_revision(tenant_id, current.map(|tenant| tenant.as_ref()), meta.expected_revision)?;
 
     match &command.op {
-        Op::CreateTenant { tenant, uid, documents } => {
+        Op::CreateTenant { tenant, uid, documents, proposer_region } => {
             if let Some(current) = current {
                 return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
             }
             let documents = patched(TenantDocuments::default(), documents)?;
+            let placement = initial_placement(&documents.config, proposer_region.as_ref())?;
             let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
             Ok(Tenant {
                 id: tenant.clone(),
@@ -109,7 +110,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 documents,
                 public_bundle,
                 private_bundle,
-                placement: Placement::default(),
+                placement,
                 create_revision: revision,
                 mod_revision: revision,
             })
@@ -242,7 +243,12 @@ mod tests {
         let documents = DocumentsPatch { config: Some(config.to_owned()), ..Default::default() };
         Command {
             meta: meta(1000),
-            op: Op::CreateTenant { tenant: tenant_id(id), uid: Ulid::from_parts(1, 2), documents },
+            op: Op::CreateTenant {
+                tenant: tenant_id(id),
+                uid: Ulid::from_parts(1, 2),
+                documents,
+                proposer_region: None,
+            },
         }
     }
 
@@ -452,6 +458,7 @@ mod tests {
                             integrations: Some(r#"{"oauth":"x"}"#.to_owned()),
                             ..Default::default()
                         },
+                        proposer_region: None,
                     },
                 },
                 "documents.integrations.oauth",

@@ -51,6 +51,10 @@ pub enum Op {
         tenant: TenantId,
         uid: Ulid,
         documents: DocumentsPatch,
+        /// The proposing node's region: the home region of a tenant whose
+        /// config requests none.
+        #[serde(default)]
+        proposer_region: Option<proto::Region>,
     },
     UpdateTenant {
         tenant: TenantId,

@@ -197,7 +197,9 @@ impl Registry for RegistryService {
         let forwarded = is_forwarded(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
-        let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents: self.documents(message.documents.clone())? };
+        let documents = self.documents(message.documents.clone())?;
+        let proposer_region = proto::Region::parse(&self.region).ok();
+        let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents, proposer_region };
         let command = Command { meta: self.write_meta(message.meta.clone())?, op };
         self.write(
             forwarded,

@@ -254,6 +254,7 @@ mod tests {
                     tenant: TenantId::parse(id).expect("valid"),
                     uid: ulid::Ulid::nil(),
                     documents: DocumentsPatch { config: Some(r#"{"a":1}"#.to_owned()), ..Default::default() },
+                    proposer_region: None,
                 },
             };
             apply(&mut applied.state, Revision(index as u64 + 1), &command);

@@ -22,6 +22,7 @@ fn create(index: u64, tenant: &str) -> Entry {
             tenant: TenantId::parse(tenant).expect("valid id"),
             uid: ulid::Ulid::from_parts(index, 1),
             documents: DocumentsPatch { config: Some(format!(r#"{{"n":{index}}}"#)), ..Default::default() },
+            proposer_region: None,
         },
     };
     Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
