@@ -30,6 +30,8 @@ pub struct Node {
     pub rules: HostRules,
     pub staleness_max: Duration,
     pub metrics: Metrics,
+    pub shards: crate::shard::ShardStores,
+    pub sessions: crate::auth::SessionKeys,
 }
 
 /// Request counters by outcome, for `/metrics`.
@@ -48,6 +50,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::data::routes())
         .with_state(node)
 }
 

@@ -13,7 +13,6 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 
 /// The longest item title, in bytes.
 pub const TITLE_BYTES_MAX: usize = 1024;
@@ -125,7 +124,10 @@ impl TenantScope {
             return Err(ShardError::Invalid { field: "title", rule });
         }
         if let Some(key) = idempotency_key {
-            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+            if key.is_empty()
+                || key.len() > IDEMPOTENCY_KEY_BYTES_MAX
+                || !key.bytes().all(|byte| byte.is_ascii_graphic())
+            {
                 let rule = format!("must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} printable ASCII characters");
                 return Err(ShardError::Invalid { field: "Idempotency-Key", rule });
             }
@@ -142,8 +144,9 @@ impl TenantScope {
         let item_key = self.key("item", &item.id);
         // One transaction: the epoch check, the idempotency lookup and the
         // insert happen together or not at all.
-        let result = (&*self.db).transaction(|tx| {
-            let seen = tx.get(&epoch_key)?.map_or(0, |bytes| u64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0; 8])));
+        let result = self.db.transaction(|tx| {
+            let seen =
+                tx.get(&epoch_key)?.map_or(0, |bytes| u64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0; 8])));
             if self.epoch < seen {
                 return Err(ConflictableTransactionError::Abort(ShardError::StaleEpoch { got: self.epoch, seen }));
             }
@@ -154,7 +157,9 @@ impl TenantScope {
                 if let Some(first_id) = tx.get(idempotency_key)? {
                     let first_key = [self.key("item", ""), first_id.to_vec()].concat();
                     let first = tx.get(first_key)?.ok_or_else(|| {
-                        ConflictableTransactionError::Abort(ShardError::Store("idempotency key without its item".to_owned()))
+                        ConflictableTransactionError::Abort(ShardError::Store(
+                            "idempotency key without its item".to_owned(),
+                        ))
                     })?;
                     let first: Item = serde_json::from_slice(&first)
                         .map_err(|error| ConflictableTransactionError::Abort(store_error(error)))?;

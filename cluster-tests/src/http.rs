@@ -27,9 +27,16 @@ impl HttpResponse {
 /// Sends `request_head` (request line and headers, without the blank line)
 /// to `addr` with `Connection: close`, and reads the whole response.
 pub async fn exchange(addr: &str, request_head: &str) -> anyhow::Result<HttpResponse> {
+    exchange_with_body(addr, request_head, b"").await
+}
+
+/// Like [`exchange`], with a body (its `Content-Length` is added).
+pub async fn exchange_with_body(addr: &str, request_head: &str, body: &[u8]) -> anyhow::Result<HttpResponse> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(format!("{request_head}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let length = if body.is_empty() { String::new() } else { format!("\r\nContent-Length: {}", body.len()) };
+        stream.write_all(format!("{request_head}{length}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        stream.write_all(body).await?;
         let mut raw = Vec::new();
         stream.take(16 * 1024 * 1024).read_to_end(&mut raw).await?;
         parse(&raw)
@@ -44,6 +51,15 @@ pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> anyhow::Re
         head.push_str(&format!("\r\n{name}: {value}"));
     }
     exchange(addr, &head).await
+}
+
+/// `POST path` with the given headers and a JSON body.
+pub async fn post_json(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> anyhow::Result<HttpResponse> {
+    let mut head = format!("POST {path} HTTP/1.1\r\nContent-Type: application/json");
+    for (name, value) in headers {
+        head.push_str(&format!("\r\n{name}: {value}"));
+    }
+    exchange_with_body(addr, &head, body.as_bytes()).await
 }
 
 fn parse(raw: &[u8]) -> anyhow::Result<HttpResponse> {

@@ -6,6 +6,7 @@
 //! and their path is printed; a passing test removes them.
 
 pub mod agents;
+pub mod api_nodes;
 pub mod binaries;
 pub mod http;
 pub mod process;

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{Agent, AgentConfig, Kind};
+use api_node::auth::SessionKeys;
 use api_node::limits::{CONCURRENT_REQUESTS_MAX, REQUEST_BODY_BYTES_MAX, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT};
 use api_node::resolve::{HostRules, IpNet};
 use api_node::server::{router, Metrics, Node};
+use api_node::shard::ShardStores;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -21,9 +23,14 @@ struct Args {
     /// Registry gRPC endpoints, this region's first, comma separated.
     #[arg(long, env = "TENANTRY_ENDPOINTS", value_delimiter = ',', required = true)]
     endpoints: Vec<String>,
-    /// Where the embedded agent keeps its last-known-good copy.
+    /// Where the embedded agent's copy (`agent/`) and the shard stores
+    /// (`shards/`) live.
     #[arg(long)]
     data_dir: PathBuf,
+    /// The key that signs session tokens; every api-node of a fleet shares it.
+    /// Created (32 random bytes, hex) if missing.
+    #[arg(long)]
+    session_key_file: PathBuf,
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -50,7 +57,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             region: args.region.clone(),
             kind: Kind::Api,
             endpoints: args.endpoints,
-            data_dir: Some(args.data_dir),
+            data_dir: Some(args.data_dir.join("agent")),
             base_domains: args.base_domains.clone(),
             bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
         })
@@ -62,6 +69,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rules: HostRules { base_domains: args.base_domains, trusted_proxies: args.trusted_proxies },
         staleness_max: Duration::from_millis(args.staleness_max_ms),
         metrics: Metrics::default(),
+        shards: ShardStores::new(&args.data_dir.join("shards")),
+        sessions: SessionKeys::new(session_key(&args.session_key_file)?),
     });
     let app = router(node.clone())
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
@@ -88,6 +97,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         agent.shutdown().await;
     }
     Ok(())
+}
+
+/// Reads the session key, creating it (readable by its owner only) if
+/// missing. Created whole or not at all (temp file, then a hard link), so
+/// api-nodes starting together agree on one key.
+fn session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.exists() {
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(hex::encode(fresh).as_bytes())?;
+        file.sync_all()?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(anyhow::anyhow!("session key {}: {error}", path.display())),
+        }
+    }
+    let text = std::fs::read_to_string(path)?;
+    let key = hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("session key {}: must be hex", path.display()))?;
+    anyhow::ensure!(key.len() >= 16, "session key {}: at least 16 bytes", path.display());
+    Ok(key)
 }
 
 #[tokio::main]

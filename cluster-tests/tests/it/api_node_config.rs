@@ -4,17 +4,14 @@
 //! tenant headers; a config change shows up as a new version; anything that
 //! is not a tenant host gets the same 404 as an unknown tenant.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use proto::v1;
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::binaries::binary;
 use cluster_tests::http::get;
-use cluster_tests::process::ChildGuard;
-use cluster_tests::{wait, ClusterOptions, RegistryCluster};
+use cluster_tests::{api_nodes, wait, ClusterOptions, RegistryCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Result<()> {
@@ -28,20 +25,8 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     client.create_tenant("globex", placed("eu-west"), &WriteOptions::default()).await?;
 
     phase("an api-node in us-east");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let addr = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(cluster.dir.join("api-node.log"))?;
-    let api_node = ChildGuard::new(
-        Command::new(binary("api-node"))
-            .args(["--region", "us-east", "--endpoints", &cluster.endpoints_from(1).join(","), "--http", &addr])
-            .args(["--base-domain", "example.com", "--base-domain", "localhost"])
-            .arg("--data-dir")
-            .arg(cluster.dir.join("api-node-data"))
-            .env("RUST_LOG", "info,agent=debug,sled=warn,h2=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?,
-    );
+    let api_node = api_nodes::start(&cluster, 1).await?;
+    let addr = api_node.addr.clone();
     let (tenants, _) = cluster.tenants().await?;
     let acme = tenants.iter().find(|tenant| tenant.id == "acme").cloned().expect("acme");
     wait::until("api-node to serve acme", Duration::from_secs(30), || async {
@@ -128,7 +113,7 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_ne!(response.header("etag"), Some(etag.as_str()));
     assert!(response.text().contains("#ff0000"));
 
-    assert!(api_node.terminate()?.success(), "api-node stops cleanly on SIGTERM");
+    assert!(api_node.process.terminate()?.success(), "api-node stops cleanly on SIGTERM");
     cluster.passed();
     Ok(())
 }

@@ -15,6 +15,7 @@ mod agent_ordering;
 mod agent_resume;
 mod agent_slow_consumer;
 mod api_node_config;
+mod api_node_data;
 mod bench_smoke;
 mod durability;
 mod regctl_up;

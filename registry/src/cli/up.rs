@@ -169,7 +169,9 @@ fn api_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure>
         .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", &http])
         .args(["--base-domain", "localhost"])
         .arg("--data-dir")
-        .arg(args.dir.join(format!("api-node-{region}")));
+        .arg(args.dir.join(format!("api-node-{region}")))
+        .arg("--session-key-file")
+        .arg(args.dir.join("session.key"));
     spawn(&args.dir, format!("api-node-{region}"), command, http, "/readyz")
 }
 

@@ -1,0 +1,46 @@
+//! api-node processes for the suites: one per call, in the region of a
+//! registry node, its agent following that node first.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::binaries::binary;
+use crate::process::ChildGuard;
+use crate::registry_cluster::{RegistryCluster, REGIONS};
+use crate::wait;
+
+/// A running api-node: its HTTP address and region.
+pub struct ApiNode {
+    pub addr: String,
+    pub region: &'static str,
+    pub process: ChildGuard,
+}
+
+/// Starts an api-node in node `home`'s region, resolving `{tenant}.example.com`
+/// and `{tenant}.localhost`, with the cluster's shared session key, and waits
+/// until it holds a view.
+pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
+    let region = REGIONS[(home - 1) as usize];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(cluster.dir.join(format!("api-node-{port}.log")))?;
+    let process = ChildGuard::new(
+        Command::new(binary("api-node"))
+            .args(["--region", region, "--endpoints", &cluster.endpoints_from(home).join(","), "--http", &addr])
+            .args(["--base-domain", "example.com", "--base-domain", "localhost"])
+            .arg("--data-dir")
+            .arg(cluster.dir.join(format!("api-node-{port}")))
+            .arg("--session-key-file")
+            .arg(cluster.dir.join("session.key"))
+            .env("RUST_LOG", "info,agent=debug,sled=warn,h2=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    wait::until("the api-node to be ready", Duration::from_secs(30), || async {
+        let response = crate::http::get(&addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
+        (response.status == 200).then_some(())
+    })
+    .await?;
+    Ok(ApiNode { addr, region, process })
+}
