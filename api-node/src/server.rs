@@ -45,6 +45,7 @@ pub struct Metrics {
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
+        .route("/", get(demo_page))
         .route("/config/{file}", get(config))
         .route("/health", get(health))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -194,6 +195,29 @@ async fn config(
         ];
         (headers, entry.public_json().to_vec()).into_response()
     };
+    with_tenant_headers(response, &entry, &node.region)
+}
+
+/// The demo page: plain HTML and JS, no build step. It fetches the tenant's
+/// runtime config and shows its name, colors, logo and configVersion.
+const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+
+async fn demo_page(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let entry = match node.tenant(&headers, peer, Access::Read) {
+        Ok(entry) => entry,
+        Err(refusal) => return refusal.into_response(&node),
+    };
+    // Tenant ids and region names are [a-z0-9-] (validated), safe in HTML and JS strings.
+    let page = DEMO_PAGE
+        .replace("{{TENANT}}", entry.id())
+        .replace("{{REGION}}", &node.region)
+        .replace("{{VERSION}}", &entry.config_version().to_string());
+    let response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], page)
+        .into_response();
     with_tenant_headers(response, &entry, &node.region)
 }
 

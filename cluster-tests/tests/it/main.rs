@@ -16,6 +16,7 @@ mod agent_resume;
 mod agent_slow_consumer;
 mod api_node_config;
 mod api_node_data;
+mod api_node_demo;
 mod bench_smoke;
 mod durability;
 mod regctl_up;
