@@ -246,26 +246,15 @@ impl Client {
     }
 }
 
-/// A minimal HTTP/1.1 GET to a node's HTTP port (`/readyz`, `/status`,
-/// `/metrics`), bounded by `timeout`. Returns the status code and body.
+/// `GET path` on a node's HTTP port (`/readyz`, `/status`, `/metrics`),
+/// bounded by `timeout`: the status code and the body.
 pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        // Bounded: these endpoints answer a few KiB; metrics a few tens.
-        stream.take(16 * 1024 * 1024).read_to_end(&mut response).await?;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP response");
-        let code = response.split(' ').nth(1).and_then(|code| code.parse::<u16>().ok()).ok_or_else(bad)?;
-        let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-        Ok((code, body))
-    };
-    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
-    })
+    let host = [("Host", addr)];
+    let response =
+        tokio::time::timeout(timeout, crate::http_client::get(addr, path, &host)).await.unwrap_or_else(|_| {
+            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
+        })?;
+    Ok((response.status, response.text()))
 }
 
 impl Client {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod http_client;
 pub mod limits;
 pub mod raft_types;
 pub mod server;

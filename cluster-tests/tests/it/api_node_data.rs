@@ -33,7 +33,7 @@ async fn post(
     if let Some(key) = idempotency_key {
         headers.push(("Idempotency-Key", key));
     }
-    post_json(addr, path, &headers, body).await
+    Ok(post_json(addr, path, &headers, body).await?)
 }
 
 async fn login(addr: &str, host: &str, user: &str, password: &str) -> anyhow::Result<HttpResponse> {

@@ -113,6 +113,23 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
         assert_eq!(served, acme["public_bundle"]["json"]);
     }
 
+    phase("regctl smoke passes against it, and fails (exit 1) with a wrong password");
+    let apis = (0..3).map(|offset| format!("127.0.0.1:{}", api_base + offset)).collect::<Vec<_>>().join(",");
+    let smoke = Command::new(binary("regctl"))
+        .args(["--endpoints", &endpoints, "smoke", "--api", &apis])
+        .output()
+        .expect("run regctl smoke");
+    let said = String::from_utf8_lossy(&smoke.stdout);
+    assert!(smoke.status.success(), "{said}{}", String::from_utf8_lossy(&smoke.stderr));
+    assert!(said.contains("24 of 24 checks passed"), "{said}");
+    assert!(said.contains("refused outside its pin"), "pinned tenants are checked outside their regions: {said}");
+    let wrong = Command::new(binary("regctl"))
+        .args(["--endpoints", &endpoints, "smoke", "--api", &apis, "--password", "wrong"])
+        .output()
+        .expect("run regctl smoke");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("FAIL: login"));
+
     phase("SIGTERM stops regctl up, its api-nodes, sidecars and nodes cleanly");
     let status = up.terminate().expect("regctl up stops");
     assert!(status.success(), "regctl up exit: {status}");

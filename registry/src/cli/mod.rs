@@ -5,6 +5,7 @@
 
 mod output;
 mod seed;
+mod smoke;
 mod up;
 
 use std::io::Read;
@@ -73,6 +74,8 @@ enum Command {
     },
     /// Start a local three-region cluster on loopback, seeded from configs/.
     Up(up::UpArgs),
+    /// End-to-end checks of every tenant through api-nodes.
+    Smoke(smoke::SmokeArgs),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +236,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let client = Client::new(&cli.endpoints)?;
     match cli.command {
         Command::Up(args) => up::run(args, format).await?,
+        Command::Smoke(args) => smoke::run(args, &client, format).await?,
         Command::Tenant(TenantCommand::Create { tenant, documents, write }) => {
             let written = client.create_tenant(tenant.as_str(), documents.read()?, &write.options()).await?;
             output::write_response("created", &written, format);

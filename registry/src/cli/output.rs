@@ -336,3 +336,40 @@ pub(super) fn agents(agents: &[v1::AgentInfo], revision: u64, format: Format) {
         }
     }
 }
+
+/// One smoke check's result.
+pub(super) struct SmokeRow {
+    pub(super) tenant: String,
+    pub(super) api: String,
+    pub(super) check: &'static str,
+    pub(super) result: Result<(), String>,
+}
+
+pub(super) fn smoke(rows: &[SmokeRow], format: Format) {
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|row| {
+                    json!({
+                        "tenant": row.tenant, "api": row.api, "check": row.check,
+                        "ok": row.result.is_ok(), "error": row.result.as_ref().err(),
+                    })
+                })
+                .collect();
+            json_value(&json!({ "checks": rows }));
+        }
+        Format::Human => {
+            println!("{:<24} {:<22} {:<24} RESULT", "TENANT", "API", "CHECK");
+            for row in rows {
+                let result = match &row.result {
+                    Ok(()) => "ok".to_owned(),
+                    Err(error) => format!("FAIL: {error}"),
+                };
+                println!("{:<24} {:<22} {:<24} {result}", row.tenant, row.api, row.check);
+            }
+            let passed = rows.iter().filter(|row| row.result.is_ok()).count();
+            println!("{passed} of {} checks passed", rows.len());
+        }
+    }
+}
