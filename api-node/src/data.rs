@@ -34,11 +34,12 @@ fn now_unix_ms() -> u64 {
 
 /// The shard that holds a tenant's rows. Until the registry's routing map
 /// names shards, each region has one.
-fn shard_of(node: &Node) -> String {
+pub fn shard_of(node: &Node) -> String {
     format!("default-{}", node.region)
 }
 
-fn scope(node: &Node, entry: &TenantEntry) -> Result<TenantScope, ShardError> {
+/// The tenant's scope on its shard, writing at its placement's epoch.
+pub fn scope(node: &Node, entry: &TenantEntry) -> Result<TenantScope, ShardError> {
     let epoch = entry.record.placement.as_ref().map_or(0, |placement| placement.epoch);
     node.shards.scope(&shard_of(node), &entry.record.uid, epoch)
 }

@@ -1,6 +1,7 @@
 //! The reference Tenantry API instance: resolves the tenant from the `Host`
-//! header, serves `/config/{tenant}.json` with `X-Config-Version`, and
-//! answers health, all from its embedded agent.
+//! header, serves `/config/{tenant}.json` with `X-Config-Version`, a demo
+//! page, health, and a small tenant-scoped data API, all from its embedded
+//! agent and its shard stores.
 //!
 //! * [`resolve`]: Host (or a trusted proxy's X-Forwarded-Host) to tenant id.
 //! * [`policy`]: region safety and tenant status, one pure decision per request.
@@ -8,8 +9,8 @@
 //!   and its per-shard stores.
 //! * [`server`]: the axum router and handlers.
 //!
-//! Work in progress toward the full api-node (the demo page, the smoke
-//! suite and the routing map's shards come next).
+//! Architecture Invariant: the api-node never talks to the registry
+//! directly; everything it knows comes through its agent.
 
 pub mod auth;
 pub mod data;

@@ -240,13 +240,15 @@ async fn health(
         Err(Denial::Locked) => "refused: locked for a move".to_owned(),
     };
     let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
-    let fresh = node.is_fresh();
+    let shard_reachable = crate::data::scope(&node, &entry).is_ok_and(|scope| scope.reachable());
+    let fresh = node.is_fresh() && shard_reachable;
     let body = json!({
         "status": if fresh { "ok" } else { "stale" },
         "tenant": entry.id(),
         "region": node.region,
         "configVersion": entry.config_version(),
         "writes": writes,
+        "shard": { "id": crate::data::shard_of(&node), "reachable": shard_reachable },
         "registry": {
             "revision": node.agent.revision(),
             "stalenessMs": staleness_ms,

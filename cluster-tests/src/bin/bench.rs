@@ -5,6 +5,9 @@
 //! three-node registry on loopback (real fsync), connects agents (one gRPC
 //! connection each, spread over the three regions), writes at a fixed rate,
 //! and measures how long each change takes to reach the agents.
+//!
+//! `… --bin bench -- api` compares an api-node's tenant route with a bare
+//! route on the same server.
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -38,6 +41,16 @@ enum Suite {
         #[arg(long, default_value_t = 100)]
         rate: u64,
         /// Seconds of writing per fleet size.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// An api-node's tenant route (Host resolution, config lookup, headers)
+    /// against a bare route on the same server.
+    Api {
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per route.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
@@ -184,6 +197,121 @@ fn print_fanout(rows: &[FanoutRow], rate: u64, json_output: bool) {
     }
 }
 
+/// One keep-alive connection sending `request` until `deadline`; the
+/// latency of each response.
+async fn hammer(addr: String, request: String, deadline: Instant) -> anyhow::Result<Vec<Duration>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut latencies = Vec::new();
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        writer.write_all(request.as_bytes()).await?;
+        let mut length = 0usize;
+        let mut status_ok = false;
+        loop {
+            line.clear();
+            anyhow::ensure!(reader.read_line(&mut line).await? > 0, "connection closed");
+            if line == "\r\n" {
+                break;
+            }
+            if line.starts_with("HTTP/1.1 200") {
+                status_ok = true;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse()?;
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).await?;
+        anyhow::ensure!(status_ok, "a response was not 200");
+        latencies.push(sent.elapsed());
+    }
+    Ok(latencies)
+}
+
+struct ApiRow {
+    route: &'static str,
+    requests: usize,
+    per_second: f64,
+    latency: Percentiles,
+}
+
+async fn load(
+    addr: &str,
+    route: &'static str,
+    request: String,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<ApiRow> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let workers: Vec<_> =
+        (0..connections).map(|_| tokio::spawn(hammer(addr.to_owned(), request.clone(), deadline))).collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(ApiRow {
+        route,
+        requests: latencies.len(),
+        per_second: latencies.len() as f64 / elapsed,
+        latency: percentiles(latencies),
+    })
+}
+
+async fn api(connections: usize, seconds: u64, json_output: bool) -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("bench-api")).await?;
+    let theme = r##"{"colors":{"primary":"#0b5fff"},"texts":{"productName":"Acme Portal"}}"##;
+    let documents = v1::Documents { theme_json: Some(theme.to_owned()), ..Default::default() };
+    cluster.client().create_tenant("acme", documents, &WriteOptions::default()).await?;
+    let node = cluster_tests::api_nodes::start(&cluster, 1).await?;
+    let tenant = format!(
+        "GET /config/acme.json HTTP/1.1\r\nHost: acme.localhost:{}\r\n\r\n",
+        node.addr.rsplit(':').next().unwrap_or_default()
+    );
+    let bare = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned();
+    // Warm up both routes (and wait until the api-node holds acme).
+    cluster_tests::wait::until("the api-node to serve acme", Duration::from_secs(20), || async {
+        load(&node.addr, "warm-up", tenant.clone(), 1, 1).await.ok().filter(|row| row.requests > 0)
+    })
+    .await?;
+    let rows = vec![
+        load(&node.addr, "bare /healthz", bare, connections, seconds).await?,
+        load(&node.addr, "tenant /config/acme.json", tenant, connections, seconds).await?,
+    ];
+    let ratio = rows[1].per_second / rows[0].per_second;
+    if json_output {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|row| json!({ "route": row.route, "requests": row.requests, "per_second": row.per_second, "p50_ms": row.latency.p50, "p99_ms": row.latency.p99, "max_ms": row.latency.max }))
+            .collect();
+        println!("{}", json!({ "suite": "api", "connections": connections, "rows": rows, "tenant_over_bare": ratio }));
+    } else {
+        println!(
+            "api: one api-node on loopback, {connections} keep-alive connections, {seconds} s per route; times in ms"
+        );
+        println!("{:<26} {:>10} {:>10} {:>24}", "route", "requests", "req/s", "p50 / p99 / max");
+        for row in &rows {
+            println!(
+                "{:<26} {:>10} {:>10.0} {:>24}",
+                row.route,
+                row.requests,
+                row.per_second,
+                format!("{:.2} / {:.2} / {:.2}", row.latency.p50, row.latency.p99, row.latency.max)
+            );
+        }
+        println!("tenant route / bare route: {ratio:.3}");
+    }
+    drop(node);
+    cluster.passed();
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -207,6 +335,10 @@ async fn main() -> anyhow::Result<()> {
             }
             print_fanout(&rows, rate, args.json);
             cluster.passed();
+        }
+        Suite::Api { connections, seconds } => {
+            anyhow::ensure!(connections > 0 && seconds > 0, "--connections and --seconds must be > 0");
+            api(connections, seconds, args.json).await?;
         }
     }
     Ok(())

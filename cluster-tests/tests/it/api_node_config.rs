@@ -95,6 +95,7 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_eq!(body["status"], "ok");
     assert!(body["registry"]["stalenessMs"].as_u64().is_some());
     assert_eq!(body["writes"], "refused: home region is eu-west", "only the home region accepts writes");
+    assert_eq!(body["shard"]["reachable"], true, "{body}");
     let health = get(&addr, "/health?tenant=auto", &[("Host", "acme.example.com")]).await?;
     let body: serde_json::Value = serde_json::from_slice(&health.body)?;
     assert_eq!(body["writes"], "accepted", "us-east is acme's home region");

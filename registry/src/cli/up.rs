@@ -322,7 +322,7 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: 
                 text.push_str(&format!(
                     "  {region:<9} registry gRPC {}  status http://127.0.0.1:{}/status\n            \
                      agent    http://127.0.0.1:{}/v1/tenants/acme  files {}\n            \
-                     api-node http://acme.localhost:{}/config/acme.json\n",
+                     api-node http://acme.localhost:{}/\n",
                     endpoints[index],
                     args.http_port_base + index as u16,
                     args.agent_port_base + index as u16,
