@@ -16,9 +16,13 @@ pub struct ApiNode {
     pub process: ChildGuard,
 }
 
+/// The staleness bound `S` of test api-nodes, in milliseconds: the
+/// product's default, with room for a loaded test machine.
+pub const STALENESS_MS_MAX: u64 = 5_000;
+
 /// Starts an api-node in node `home`'s region, resolving `{tenant}.example.com`
-/// and `{tenant}.localhost`, with the cluster's shared session key, and waits
-/// until it holds a view.
+/// and `{tenant}.localhost`, with the cluster's shared session key and a
+/// staleness bound of [`STALENESS_MS_MAX`], and waits until it holds a view.
 pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -28,6 +32,7 @@ pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNo
         Command::new(binary("api-node"))
             .args(["--region", region, "--endpoints", &cluster.endpoints_from(home).join(","), "--http", &addr])
             .args(["--base-domain", "example.com", "--base-domain", "localhost"])
+            .args(["--staleness-max-ms", &STALENESS_MS_MAX.to_string()])
             .arg("--data-dir")
             .arg(cluster.dir.join(format!("api-node-{port}")))
             .arg("--session-key-file")

@@ -161,6 +161,29 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
         }
     }
 
+    phase("every registry node dies: after S the api-node is read-only (503 + Retry-After), reads go on");
+    let mut cluster = cluster;
+    for id in 1..=3 {
+        cluster.kill(id)?;
+    }
+    let acme_token = format!("Bearer {}", tokens["acme"]);
+    let stale =
+        cluster_tests::wait::until("the api-node to turn read-only", std::time::Duration::from_secs(15), || async {
+            let response =
+                post(&api.addr, "/api/items", &host("acme"), Some(&tokens["acme"]), None, r#"{"title":"acme-late"}"#)
+                    .await
+                    .ok()?;
+            (response.status == 503).then_some(response)
+        })
+        .await?;
+    assert_eq!(stale.header("retry-after"), Some("2"), "{}", stale.text());
+    let read = get(&api.addr, "/api/items", &[("Host", &host("acme")), ("Authorization", &acme_token)]).await?;
+    assert_eq!(read.status, 200, "degraded mode still serves reads");
+    let config = get(&api.addr, "/config/acme.json", &[("Host", &host("acme"))]).await?;
+    assert_eq!(config.status, 200);
+    let health = get(&api.addr, "/health?tenant=auto", &[("Host", &host("acme"))]).await?;
+    assert_eq!(health.status, 503, "{}", health.text());
+
     drop(api);
     cluster.passed();
     Ok(())
