@@ -3,14 +3,13 @@
 //! request's tenant: its session token, its region-safety decision, and its
 //! [`TenantScope`](crate::shard::TenantScope) on the shard that holds it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agent::sidecar::problem;
 use agent::TenantEntry;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,8 +19,7 @@ use serde_json::json;
 
 use crate::auth::{declared_hash, verify_password, AuthError, SESSION_TTL_S};
 use crate::limits::RETRY_AFTER_S;
-use crate::policy::Access;
-use crate::server::{with_tenant_headers, Node};
+use crate::server::{with_tenant_headers, Node, ReadTenant, WriteTenant};
 use crate::shard::{ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {
@@ -87,16 +85,7 @@ struct Login {
     password: String,
 }
 
-async fn login(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Read) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
+async fn login(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, body: Bytes) -> Response {
     let login: Login = match parse_body(&body) {
         Ok(login) => login,
         Err(detail) => return with_tenant_headers(problem(StatusCode::BAD_REQUEST, &detail), &entry, &node.region),
@@ -119,15 +108,7 @@ async fn login(
     with_tenant_headers(Json(body).into_response(), &entry, &node.region)
 }
 
-async fn list_items(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Read) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
+async fn list_items(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, headers: HeaderMap) -> Response {
     let response = match session_user(&node, &headers, &entry) {
         Err(error) => unauthorized(error),
         Ok(_) => match scope(&node, &entry).and_then(|scope| scope.items()) {
@@ -145,14 +126,10 @@ struct NewItem {
 
 async fn create_item(
     State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    WriteTenant(entry): WriteTenant,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Write) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
     let response = match session_user(&node, &headers, &entry) {
         Err(error) => unauthorized(error),
         Ok(user) => match parse_body::<NewItem>(&body) {

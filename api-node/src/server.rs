@@ -12,7 +12,8 @@ use std::time::Duration;
 use agent::limits::HOST_BYTES_MAX;
 use agent::sidecar::problem;
 use agent::{Agent, TenantEntry};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -144,6 +145,38 @@ impl Node {
     }
 }
 
+/// The request's tenant, when this node may serve it reads; otherwise the
+/// handler never runs and the refusal is the response.
+pub struct ReadTenant(pub Arc<TenantEntry>);
+
+/// The request's tenant, when this node may take its writes.
+pub struct WriteTenant(pub Arc<TenantEntry>);
+
+fn tenant_of(parts: &Parts, node: &Node, access: Access) -> Result<Arc<TenantEntry>, Refusal> {
+    // Without a peer address no proxy is trusted.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |ConnectInfo(peer)| *peer);
+    node.tenant(&parts.headers, peer, access)
+}
+
+impl FromRequestParts<Arc<Node>> for ReadTenant {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, Response> {
+        tenant_of(parts, node, Access::Read).map(ReadTenant).map_err(|refusal| refusal.into_response(node))
+    }
+}
+
+impl FromRequestParts<Arc<Node>> for WriteTenant {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, Response> {
+        tenant_of(parts, node, Access::Write).map(WriteTenant).map_err(|refusal| refusal.into_response(node))
+    }
+}
+
 /// Adds `X-Tenant`, `X-Config-Version` and `X-Region` to a tenant response.
 pub fn with_tenant_headers(mut response: Response, entry: &TenantEntry, region: &str) -> Response {
     let headers = response.headers_mut();
@@ -169,14 +202,10 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
 /// other query are ignored: the ETag decides freshness.
 async fn config(
     State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ReadTenant(entry): ReadTenant,
     Path(file): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Read) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
     // The path must name the Host's tenant; anything else is "not here".
     if file.strip_suffix(".json") != Some(entry.id()) {
         return not_found(&node);
@@ -202,15 +231,7 @@ async fn config(
 /// runtime config and shows its name, colors, logo and configVersion.
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
-async fn demo_page(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Read) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
+async fn demo_page(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) -> Response {
     // Tenant ids and region names are [a-z0-9-] (validated), safe in HTML and JS strings.
     let page = DEMO_PAGE
         .replace("{{TENANT}}", entry.id())
@@ -222,15 +243,7 @@ async fn demo_page(
 }
 
 /// `GET /health?tenant=auto`: what this node knows about the Host's tenant.
-async fn health(
-    State(node): State<Arc<Node>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let entry = match node.tenant(&headers, peer, Access::Read) {
-        Ok(entry) => entry,
-        Err(refusal) => return refusal.into_response(&node),
-    };
+async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) -> Response {
     let writes = match decide(&entry.record, &node.region, Access::Write, node.is_fresh()) {
         Ok(()) => "accepted".to_owned(),
         Err(Denial::Suspended) => "refused: suspended".to_owned(),
