@@ -30,3 +30,16 @@ pub async fn termination() {
         }
     }
 }
+
+/// Logs to stderr (`RUST_LOG` filters; colors only on a terminal), for the
+/// agent sidecar and the api-node.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn,h2=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
