@@ -1,0 +1,286 @@
+//! Tests of `apply`: every command, rejection and session rule, each
+//! checking that the emitted changes replay to the same state.
+
+use proto::TenantId;
+use ulid::Ulid;
+
+use super::*;
+use crate::core::WriteMeta;
+
+fn tenant_id(id: &str) -> TenantId {
+    TenantId::parse(id).expect("valid id")
+}
+
+fn meta(at_unix_ms: u64) -> WriteMeta {
+    WriteMeta {
+        expected_revision: None,
+        request_id: None,
+        actor: "test".to_owned(),
+        reason: "unit test".to_owned(),
+        at_unix_ms,
+        change_id: Ulid::from_parts(at_unix_ms, 1),
+    }
+}
+
+fn create(id: &str, config: &str) -> Command {
+    let documents = DocumentsPatch { config: Some(config.to_owned()), ..Default::default() };
+    Command {
+        meta: meta(1000),
+        op: Op::CreateTenant { tenant: tenant_id(id), uid: Ulid::from_parts(1, 2), documents, proposer_region: None },
+    }
+}
+
+fn update(id: &str, theme: &str) -> Command {
+    let documents = DocumentsPatch { theme: Some(theme.to_owned()), ..Default::default() };
+    Command { meta: meta(2000), op: Op::UpdateTenant { tenant: tenant_id(id), documents } }
+}
+
+fn written(response: &Response) -> &WriteOutcome {
+    match response {
+        Response::Written(outcome) => outcome,
+        other => panic!("expected a write, got {other:?}"),
+    }
+}
+
+fn rejected(response: &Response) -> &CommandError {
+    match response {
+        Response::Rejected(error) => error,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// Replays `changes` on `before` and checks that it gives `after`: the
+/// storage adapter's mirror stays exact.
+fn assert_changes_replay(before: &State, changes: &[Change], after: &State) {
+    let mut replayed = before.clone();
+    for change in changes {
+        match change {
+            Change::PutTenant(tenant) => {
+                replayed.tenants.insert(tenant.id.clone(), tenant.clone());
+            }
+            Change::PutAudit(entry) => {
+                replayed.audit.insert(entry.revision, entry.clone());
+            }
+            Change::RemoveAudit(revision) => {
+                replayed.audit.remove(revision);
+            }
+            Change::PutSession(session) => replayed.insert_session(session.clone()),
+            Change::RemoveSession(request_id) => replayed.remove_session(request_id),
+            Change::SetClusterId(cluster_id) => replayed.cluster_id = Some(*cluster_id),
+        }
+    }
+    assert_eq!(&replayed, after);
+    after.validate().expect("state invariants");
+}
+
+#[test]
+fn create_update_delete() {
+    let mut state = State::default();
+    let (response, changes) = apply(&mut state, Revision(3), &create("acme", r#"{"b":1,"a":{"public":2}}"#));
+    assert_changes_replay(&State::default(), &changes, &state);
+    let tenant = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(tenant.create_revision, Revision(3));
+    assert_eq!(tenant.mod_revision, Revision(3));
+    assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "stored canonical");
+    assert_eq!(tenant.documents.theme, "{}");
+
+    let before = state.clone();
+    let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"color":"#fff"}"##));
+    assert_changes_replay(&before, &changes, &state);
+    let tenant = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!((tenant.create_revision, tenant.mod_revision), (Revision(3), Revision(5)));
+    assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "config kept");
+    assert!(tenant.public_bundle.json.contains(r#""configVersion":5"#));
+
+    let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
+    let (response, _) = apply(&mut state, Revision(6), &delete);
+    assert_eq!(written(&response).tenant.as_ref().expect("tenant").status, TenantStatus::Deleted);
+    assert_eq!(state.live_tenants(), 0);
+
+    let history: Vec<_> = state.audit.values().map(|entry| entry.summary.as_str()).collect();
+    assert_eq!(history, ["create", "update theme", "delete"]);
+
+    // A tombstoned id can be created again, as a new incarnation.
+    let (response, _) = apply(&mut state, Revision(9), &create("acme", "{}"));
+    assert_eq!(written(&response).tenant.as_ref().expect("tenant").create_revision, Revision(9));
+}
+
+#[test]
+fn the_first_cluster_id_wins() {
+    let mut state = State::default();
+    let init = |n| Command { meta: meta(1), op: Op::InitCluster { cluster_id: Ulid::from_parts(n, 0) } };
+    let (response, changes) = apply(&mut state, Revision(2), &init(1));
+    assert_eq!(response, Response::None);
+    assert_changes_replay(&State::default(), &changes, &state);
+    let (_, changes) = apply(&mut state, Revision(3), &init(2));
+    assert!(changes.is_empty());
+    assert_eq!(state.cluster_id, Some(Ulid::from_parts(1, 0)));
+}
+
+#[test]
+fn create_twice_and_missing_tenants() {
+    let mut state = State::default();
+    apply(&mut state, Revision(1), &create("acme", "{}"));
+    let (response, changes) = apply(&mut state, Revision(2), &create("acme", "{}"));
+    assert!(changes.is_empty());
+    assert!(matches!(rejected(&response), CommandError::AlreadyExists { revision: Revision(1), .. }));
+    let (response, _) = apply(&mut state, Revision(3), &update("ghost", "{}"));
+    assert!(matches!(rejected(&response), CommandError::NotFound { .. }));
+    let delete = Command { meta: meta(1), op: Op::DeleteTenant { tenant: tenant_id("ghost") } };
+    assert!(matches!(rejected(&apply(&mut state, Revision(4), &delete).0), CommandError::NotFound { .. }));
+}
+
+#[test]
+fn compare_and_set_conflict_names_both_revisions() {
+    let mut state = State::default();
+    apply(&mut state, Revision(4), &create("acme", "{}"));
+    let mut stale = update("acme", "{}");
+    stale.meta.expected_revision = Some(3);
+    let before = state.clone();
+    let (response, changes) = apply(&mut state, Revision(5), &stale);
+    assert!(changes.is_empty());
+    assert_eq!(state, before, "a conflict changes nothing");
+    let error = rejected(&response);
+    assert_eq!(error, &CommandError::RevisionMismatch { tenant: tenant_id("acme"), expected: 3, current: 4 });
+    assert!(error.to_string().contains("expected revision 3 but it is at 4"));
+
+    let mut fresh = update("acme", "{}");
+    fresh.meta.expected_revision = Some(4);
+    assert_eq!(written(&apply(&mut state, Revision(6), &fresh).0).revision, Revision(6));
+
+    // expected_revision 0 on create means "must not exist yet".
+    let mut create_new = create("beta", "{}");
+    create_new.meta.expected_revision = Some(0);
+    assert!(matches!(apply(&mut state, Revision(7), &create_new).0, Response::Written(_)));
+    let mut create_again = create("beta", "{}");
+    create_again.meta.expected_revision = Some(0);
+    assert!(matches!(
+        rejected(&apply(&mut state, Revision(8), &create_again).0),
+        CommandError::RevisionMismatch { current: 7, .. }
+    ));
+}
+
+#[test]
+fn retried_request_id_returns_the_first_result() {
+    let mut state = State::default();
+    let mut first = create("acme", r#"{"v":1}"#);
+    first.meta.request_id = Some("req-1".to_owned());
+    let (response, _) = apply(&mut state, Revision(1), &first);
+    assert!(!written(&response).replayed);
+
+    // The retry carries other documents: it must still apply nothing.
+    let mut retry = update("acme", r#"{"v":2}"#);
+    retry.meta.request_id = Some("req-1".to_owned());
+    let before = state.clone();
+    let (replay, changes) = apply(&mut state, Revision(2), &retry);
+    assert!(changes.is_empty());
+    assert_eq!(state, before);
+    let outcome = written(&replay);
+    assert!(outcome.replayed);
+    assert_eq!(outcome.revision, Revision(1));
+    assert_eq!(outcome.tenant.as_ref().map(|tenant| tenant.mod_revision), Some(Revision(1)), "unchanged since");
+
+    // Once a later write changed the tenant, a replay reports only the revision.
+    apply(&mut state, Revision(3), &update("acme", r#"{"v":3}"#));
+    let (replay, _) = apply(&mut state, Revision(4), &retry);
+    assert_eq!(written(&replay).revision, Revision(1));
+    assert_eq!(written(&replay).tenant, None);
+
+    // A rejection is remembered too.
+    let mut bad = update("ghost", "{}");
+    bad.meta.request_id = Some("req-2".to_owned());
+    apply(&mut state, Revision(5), &bad);
+    apply(&mut state, Revision(6), &create("ghost", "{}"));
+    let (replay, _) = apply(&mut state, Revision(7), &bad);
+    assert!(matches!(rejected(&replay), CommandError::NotFound { .. }));
+}
+
+#[test]
+fn sessions_expire_by_age() {
+    let mut state = State::default();
+    let mut first = create("acme", "{}");
+    first.meta.request_id = Some("req-1".to_owned());
+    apply(&mut state, Revision(1), &first);
+    let mut later = update("acme", "{}");
+    later.meta.at_unix_ms = first.meta.at_unix_ms + SESSION_AGE_MS_MAX + 1;
+    let before = state.clone();
+    let (_, changes) = apply(&mut state, Revision(2), &later);
+    assert!(changes.contains(&Change::RemoveSession("req-1".to_owned())));
+    assert_changes_replay(&before, &changes, &state);
+    assert!(state.sessions.is_empty());
+}
+
+#[test]
+fn every_validation_error_names_field_and_rule() {
+    let big = format!(r#"{{"x":"{}"}}"#, "y".repeat(DOCUMENT_BYTES_HARD_MAX));
+    let cases: Vec<(Command, &str, &str)> = vec![
+        (create("acme", "[1]"), "documents.config", "json-object"),
+        (create("acme", "{"), "documents.config", "json"),
+        (create("acme", r#"{"public":3}"#), "documents.config.public", "json-object"),
+        (create("acme", &big), "documents.config", "size"),
+        (
+            Command {
+                meta: meta(1),
+                op: Op::UpdateTenant { tenant: tenant_id("acme"), documents: DocumentsPatch::default() },
+            },
+            "documents",
+            "required",
+        ),
+        (
+            Command {
+                meta: meta(1),
+                op: Op::CreateTenant {
+                    tenant: tenant_id("acme"),
+                    uid: Ulid::nil(),
+                    documents: DocumentsPatch {
+                        integrations: Some(r#"{"oauth":"x"}"#.to_owned()),
+                        ..Default::default()
+                    },
+                    proposer_region: None,
+                },
+            },
+            "documents.integrations.oauth",
+            "json-object",
+        ),
+        (
+            Command { meta: WriteMeta { request_id: Some("a b".to_owned()), ..meta(1) }, ..create("acme", "{}") },
+            "meta.request_id",
+            "printable",
+        ),
+        (
+            Command { meta: WriteMeta { request_id: Some("r".repeat(129)), ..meta(1) }, ..create("acme", "{}") },
+            "meta.request_id",
+            "length",
+        ),
+        (
+            Command { meta: WriteMeta { reason: "r".repeat(1025), ..meta(1) }, ..create("acme", "{}") },
+            "meta.reason",
+            "length",
+        ),
+        (
+            Command { meta: WriteMeta { actor: "a".repeat(129), ..meta(1) }, ..create("acme", "{}") },
+            "meta.actor",
+            "length",
+        ),
+    ];
+    let mut base = State::default();
+    apply(&mut base, Revision(1), &create("acme", "{}"));
+    for (command, field, rule) in cases {
+        let mut state = base.clone();
+        // Updates need the tenant; creates need it absent.
+        if matches!(command.op, Op::CreateTenant { .. }) {
+            state.tenants.clear();
+        }
+        let before = state.clone();
+        let (response, changes) = apply(&mut state, Revision(2), &command);
+        match rejected(&response) {
+            CommandError::Invalid { field: got_field, rule_id, message } => {
+                assert_eq!((got_field.as_str(), rule_id.as_str()), (field, rule), "{message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{field}: expected Invalid, got {other:?}"),
+        }
+        assert!(changes.is_empty(), "{field}: a rejected write changes nothing");
+        assert_eq!(state, before);
+    }
+}
