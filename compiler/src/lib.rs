@@ -1,0 +1,104 @@
+//! The config compiler: one library for every place that judges tenant
+//! documents. regctl runs it over the config repo before anything is
+//! published, the registry runs it again on every write (so a client that
+//! skips regctl gets the same refusals), and agents run its public-bundle
+//! check on apply.
+//!
+//! * [`schema`]: the shape of `config.json`, `theme.json` and each
+//!   integration, with JSON-pointer paths in errors;
+//! * [`secrets`]: no secrets anywhere: secret-looking key names and
+//!   high-entropy values are refused; private config may hold references;
+//! * [`endpoints`]: every URL and custom domain matches the tenant's
+//!   `allowedHosts` and is never an internal address (SSRF guard);
+//! * [`logo`]: logos by magic bytes, size and dimensions; SVG without
+//!   scripts or external references;
+//! * [`bundle`]: the deterministic, content-hashed public and private bundles;
+//! * [`repo`]: reading and compiling a config repo directory;
+//! * [`generate`]: valid repos of any size, for tests and benchmarks.
+//!
+//! Architecture Invariant: pure functions of their input (no clock, no
+//! network); the same documents always give the same verdict and the same
+//! bundle bytes.
+
+pub mod bundle;
+pub mod endpoints;
+pub mod generate;
+pub mod limits;
+pub mod logo;
+pub mod placement;
+pub mod repo;
+pub mod schema;
+pub mod secrets;
+
+use std::fmt;
+
+pub use bundle::{compile_bundles, Bundle};
+pub use schema::{validate_documents, Documents};
+
+/// One broken rule: the file, the JSON pointer inside it, the rule's id and
+/// a message that says what is allowed. Displays as
+/// `tenants/acme/theme.json: /colors/primary: "#12345" is not a #rrggbb color`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, relative to the tenant directory (`config.json`,
+    /// `theme.json`, `integrations/{name}.json`, `branding/logo.svg`) until
+    /// [`Problem::in_dir`] prefixes it.
+    pub file: String,
+    /// RFC 6901 pointer into the file; empty for the whole file.
+    pub pointer: String,
+    /// A short machine-readable name of the rule, e.g. `color`.
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(file: &str, pointer: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), pointer: pointer.into(), rule, message: message.into() }
+    }
+
+    /// The same problem with its file under `dir` (e.g. `tenants/acme`).
+    pub fn in_dir(mut self, dir: &str) -> Self {
+        self.file = format!("{dir}/{}", self.file);
+        self
+    }
+
+    /// The registry's name of the request field at fault: `documents.config`,
+    /// `documents.theme` or `documents.integrations`, then the pointer (an
+    /// integration's pointer starts with its name).
+    pub fn registry_field(&self) -> String {
+        let (document, prefix) = match self.file.rsplit_once("integrations/") {
+            Some((_, name)) => ("integrations", format!("/{}", name.trim_end_matches(".json"))),
+            None if self.file.ends_with("theme.json") || self.file.contains("branding/") => ("theme", String::new()),
+            None => ("config", String::new()),
+        };
+        format!("documents.{document}{prefix}{}", self.pointer)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.pointer, self.message)
+        }
+    }
+}
+
+/// Appends a key to a JSON pointer, escaping `~` and `/` (RFC 6901).
+pub(crate) fn pointer_push(pointer: &str, key: &str) -> String {
+    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+/// A value shown in an error message: JSON text, cut to a printable length
+/// so that an error never echoes a large document.
+pub(crate) fn shown(value: &serde_json::Value) -> String {
+    const SHOWN_CHARS_MAX: usize = 60;
+    let text = value.to_string();
+    if text.chars().count() <= SHOWN_CHARS_MAX {
+        return text;
+    }
+    let mut cut: String = text.chars().take(SHOWN_CHARS_MAX).collect();
+    cut.push('…');
+    cut
+}

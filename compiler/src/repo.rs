@@ -1,0 +1,278 @@
+//! A config repo on disk, read and compiled:
+//!
+//! ```text
+//! tenants/{id}/config.json          features, API base, SLA tier, placement request, allowedHosts
+//! tenants/{id}/theme.json           colors, logo URL, texts
+//! tenants/{id}/integrations/*.json  one object per integration, named by the file
+//! branding/{id}/logo.(svg|png|jpg|webp)
+//! golden.txt                        tenants that get deep smoke tests, one per line
+//! ```
+//!
+//! [`compile_repo`] reports every problem of every file at once, so one run
+//! shows all that must be fixed; it returns bundles only for a clean repo.
+
+use std::fs;
+use std::path::Path;
+
+use proto::TenantId;
+use serde_json::{Map, Value};
+
+use crate::limits::{DOCUMENT_BYTES_MAX, REPO_TENANTS_MAX};
+use crate::logo::LOGO_EXTENSIONS;
+use crate::schema::{CONFIG_FILE, THEME_FILE};
+use crate::{compile_bundles, logo, validate_documents, Bundle, Documents, Problem};
+
+/// The file that lists golden tenants.
+pub const GOLDEN_FILE: &str = "golden.txt";
+
+/// One tenant, compiled: canonical document texts (what the registry
+/// stores) and the bundles they give.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompiledTenant {
+    pub id: TenantId,
+    pub config: String,
+    pub theme: String,
+    pub integrations: String,
+    pub public: Bundle,
+    pub private: Bundle,
+}
+
+impl CompiledTenant {
+    pub fn compile(id: TenantId, documents: &Documents) -> Self {
+        let (public, private) = compile_bundles(id.as_str(), documents);
+        let text = |map: &Map<String, Value>| Value::Object(map.clone()).to_string();
+        Self {
+            config: text(&documents.config),
+            theme: text(&documents.theme),
+            integrations: text(&documents.integrations),
+            id,
+            public,
+            private,
+        }
+    }
+}
+
+/// A compiled repo: tenants sorted by id, and the golden ones.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledRepo {
+    pub tenants: Vec<CompiledTenant>,
+    pub golden: Vec<TenantId>,
+}
+
+fn read(path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
+    match fs::read(path) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            problems.push(Problem::new(name, "", "read", error.to_string()));
+            None
+        }
+    }
+}
+
+fn read_object(path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
+    let bytes = read(path, name, problems)?;
+    if bytes.len() > DOCUMENT_BYTES_MAX {
+        let message = format!("{} bytes is over the limit of {DOCUMENT_BYTES_MAX} bytes", bytes.len());
+        problems.push(Problem::new(name, "", "size", message));
+        return None;
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(_) => {
+            problems.push(Problem::new(name, "", "json-object", "is not a JSON object"));
+            None
+        }
+        Err(error) => {
+            problems.push(Problem::new(name, "", "json", format!("is not valid JSON: {error}")));
+            None
+        }
+    }
+}
+
+/// The entries of a directory, sorted by name; none if it does not exist.
+fn entries(dir: &Path, name: &str, problems: &mut Vec<Problem>) -> Vec<(String, std::path::PathBuf)> {
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    let mut found: Vec<(String, std::path::PathBuf)> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+            .filter(|(file, _)| !file.starts_with('.'))
+            .collect(),
+        Err(error) => {
+            problems.push(Problem::new(name, "", "read", error.to_string()));
+            Vec::new()
+        }
+    };
+    found.sort();
+    found
+}
+
+/// Reads one tenant directory (and its branding) into documents.
+fn read_tenant(repo: &Path, id: &str, problems: &mut Vec<Problem>) -> Option<Documents> {
+    let dir = repo.join("tenants").join(id);
+    let prefix = format!("tenants/{id}");
+    let before = problems.len();
+    let mut documents = Documents::default();
+    for (file, path) in entries(&dir, &prefix, problems) {
+        let name = format!("{prefix}/{file}");
+        match file.as_str() {
+            CONFIG_FILE => documents.config = read_object(&path, &name, problems).unwrap_or_default(),
+            THEME_FILE => documents.theme = read_object(&path, &name, problems).unwrap_or_default(),
+            "integrations" => {
+                for (file, path) in entries(&path, &name, problems) {
+                    let name = format!("{prefix}/integrations/{file}");
+                    match file.strip_suffix(".json") {
+                        Some(integration) => {
+                            if let Some(object) = read_object(&path, &name, problems) {
+                                documents.integrations.insert(integration.to_owned(), Value::Object(object));
+                            }
+                        }
+                        None => problems.push(Problem::new(&name, "", "unknown-file", "integrations are *.json files")),
+                    }
+                }
+            }
+            _ => problems.push(Problem::new(
+                &name,
+                "",
+                "unknown-file",
+                "a tenant directory holds config.json, theme.json and integrations/",
+            )),
+        }
+    }
+    if !dir.join(CONFIG_FILE).is_file() {
+        problems.push(Problem::new(
+            &format!("{prefix}/{CONFIG_FILE}"),
+            "",
+            "required",
+            "every tenant has a config.json",
+        ));
+        return None;
+    }
+    let branding = repo.join("branding").join(id);
+    let logos: Vec<_> = entries(&branding, &format!("branding/{id}"), problems);
+    for (file, path) in &logos {
+        let name = format!("branding/{id}/{file}");
+        let extension = file.strip_prefix("logo.").filter(|_| logos.len() == 1);
+        let Some(extension) = extension else {
+            let message = format!("a tenant's branding is one file logo.({})", LOGO_EXTENSIONS.join("|"));
+            problems.push(Problem::new(&name, "", "unknown-file", message));
+            continue;
+        };
+        if documents.theme.contains_key("logo") {
+            let message = format!("theme.json's logo comes from {name}; remove it from theme.json");
+            problems.push(Problem::new(&format!("{prefix}/{THEME_FILE}"), "/logo", "logo-source", message));
+            continue;
+        }
+        let Some(bytes) = read(path, &name, problems) else { continue };
+        match logo::compile(extension, &bytes) {
+            Ok(embedded) => {
+                documents.theme.insert("logo".to_owned(), embedded);
+            }
+            Err((rule, message)) => problems.push(Problem::new(&name, "", rule, message)),
+        }
+    }
+    // Integrations are stored as one document; its size counts too.
+    let integrations_bytes = Value::Object(documents.integrations.clone()).to_string().len();
+    if integrations_bytes > DOCUMENT_BYTES_MAX {
+        let message = format!("{integrations_bytes} bytes together is over the limit of {DOCUMENT_BYTES_MAX} bytes");
+        problems.push(Problem::new(&format!("{prefix}/integrations"), "", "size", message));
+    }
+    let theme_bytes = Value::Object(documents.theme.clone()).to_string().len();
+    if theme_bytes > DOCUMENT_BYTES_MAX {
+        let message = format!("{theme_bytes} bytes with the logo is over the limit of {DOCUMENT_BYTES_MAX} bytes");
+        problems.push(Problem::new(&format!("{prefix}/{THEME_FILE}"), "", "size", message));
+    }
+    problems.extend(validate_documents(&documents).into_iter().map(|problem| {
+        // A logo problem is the branding file's.
+        match logos.first() {
+            Some((file, _)) if problem.file == THEME_FILE && problem.pointer == "/logo" => {
+                Problem { file: format!("branding/{id}/{file}"), pointer: String::new(), ..problem }
+            }
+            _ => problem.in_dir(&prefix),
+        }
+    }));
+    (problems.len() == before).then_some(documents)
+}
+
+/// Reads and compiles the repo at `dir`; every problem, or the compiled repo.
+pub fn compile_repo(dir: &Path) -> Result<CompiledRepo, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let tenants_dir = dir.join("tenants");
+    if !tenants_dir.is_dir() {
+        return Err(vec![Problem::new(
+            "tenants",
+            "",
+            "required",
+            format!("{} has no tenants/ directory", dir.display()),
+        )]);
+    }
+    let ids = entries(&tenants_dir, "tenants", &mut problems);
+    if ids.len() > REPO_TENANTS_MAX {
+        let message = format!("{} tenants is over the limit of {REPO_TENANTS_MAX}", ids.len());
+        return Err(vec![Problem::new("tenants", "", "count", message)]);
+    }
+    let mut repo = CompiledRepo::default();
+    for (name, path) in &ids {
+        if !path.is_dir() {
+            problems.push(Problem::new(
+                &format!("tenants/{name}"),
+                "",
+                "unknown-file",
+                "tenants/ holds one directory per tenant",
+            ));
+            continue;
+        }
+        let id = match TenantId::parse(name) {
+            Ok(id) => id,
+            Err(error) => {
+                problems.push(Problem::new(
+                    &format!("tenants/{name}"),
+                    "",
+                    error.rule_id,
+                    format!("the directory name is the tenant id: {}", error.rule),
+                ));
+                continue;
+            }
+        };
+        if let Some(documents) = read_tenant(dir, name, &mut problems) {
+            repo.tenants.push(CompiledTenant::compile(id, &documents));
+        }
+    }
+    for (name, _) in entries(&dir.join("branding"), "branding", &mut problems) {
+        if !ids.iter().any(|(id, _)| *id == name) {
+            problems.push(Problem::new(
+                &format!("branding/{name}"),
+                "",
+                "unknown-tenant",
+                "no tenants/ directory has this name",
+            ));
+        }
+    }
+    let golden_path = dir.join(GOLDEN_FILE);
+    if golden_path.is_file() {
+        let text =
+            read(&golden_path, GOLDEN_FILE, &mut problems).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        for (number, line) in text.unwrap_or_default().lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match TenantId::parse(line) {
+                Ok(id) if ids.iter().any(|(name, _)| name == id.as_str()) => repo.golden.push(id),
+                _ => problems.push(Problem::new(
+                    GOLDEN_FILE,
+                    format!("line {}", number + 1),
+                    "unknown-tenant",
+                    format!("{line:?} is not a tenant of this repo"),
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(repo)
+    } else {
+        Err(problems)
+    }
+}

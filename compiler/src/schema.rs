@@ -1,0 +1,301 @@
+//! The shape of a tenant's documents (documented in
+//! `configs/schemas/*.schema.json`, which a test keeps in step with the
+//! field lists here), and [`validate_documents`], which runs every rule.
+//!
+//! `config.json` may carry application-specific keys beyond the known ones
+//! (they still pass the secret and endpoint rules); `theme.json` is a fixed
+//! contract with the UI, so an unknown key there is a typo and is refused.
+
+use proto::Region;
+use serde_json::{Map, Value};
+
+use crate::limits::{
+    ALLOWED_HOSTS_MAX, CUSTOM_DOMAINS_MAX, DEMO_USERS_MAX, INTEGRATIONS_PER_TENANT_MAX, PBKDF2_ITERATIONS_MAX,
+    TEXT_CHARS_MAX,
+};
+use crate::{endpoints, logo, placement, pointer_push, secrets, shown, Problem};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const THEME_FILE: &str = "theme.json";
+
+/// The known keys of `config.json`, of its `public` object, and of
+/// `theme.json` (the schema files list the same).
+pub const CONFIG_KEYS: &[&str] =
+    &["public", "slaTier", "placement", "limits", "demoUsers", "allowedHosts", "customDomains", "secrets"];
+pub const PUBLIC_KEYS: &[&str] = &["apiBase", "features", "supportEmail"];
+pub const THEME_KEYS: &[&str] = &["colors", "logoUrl", "logo", "texts"];
+
+/// The SLA tiers a tenant may be on.
+pub const SLA_TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
+
+/// A tenant's three documents, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Documents {
+    pub config: Map<String, Value>,
+    pub theme: Map<String, Value>,
+    /// Integration name → its object (one file `integrations/{name}.json` each).
+    pub integrations: Map<String, Value>,
+}
+
+/// The file an integration comes from.
+pub fn integration_file(name: &str) -> String {
+    format!("integrations/{name}.json")
+}
+
+/// Every problem of a tenant's documents, in file order; empty when they
+/// may be published.
+pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_config(&documents.config, &mut problems);
+    check_theme(&documents.theme, &mut problems);
+    check_integrations(&documents.integrations, &mut problems);
+
+    secrets::check(CONFIG_FILE, &documents.config, &mut problems);
+    secrets::check(THEME_FILE, &documents.theme, &mut problems);
+    for (name, integration) in &documents.integrations {
+        if let Value::Object(integration) = integration {
+            secrets::check(&integration_file(name), integration, &mut problems);
+        }
+    }
+
+    let allowlist = endpoints::Allowlist::from_config(&documents.config);
+    endpoints::check_urls(CONFIG_FILE, &documents.config, &allowlist, &mut problems);
+    endpoints::check_urls(THEME_FILE, &documents.theme, &allowlist, &mut problems);
+    for (name, integration) in &documents.integrations {
+        if let Value::Object(integration) = integration {
+            endpoints::check_urls(&integration_file(name), integration, &allowlist, &mut problems);
+        }
+    }
+    if let Some(Value::Array(domains)) = documents.config.get("customDomains") {
+        for (index, domain) in domains.iter().enumerate() {
+            if let Some(domain) = domain.as_str() {
+                if let Err((rule, message)) = endpoints::check_host(domain, &allowlist) {
+                    problems.push(Problem::new(CONFIG_FILE, format!("/customDomains/{index}"), rule, message));
+                }
+            }
+        }
+    }
+    if let Some(embedded) = documents.theme.get("logo") {
+        if let Err(problem) = logo::check_embedded(embedded) {
+            problems.push(problem);
+        }
+    }
+    problems
+}
+
+fn problem(problems: &mut Vec<Problem>, file: &str, pointer: &str, rule: &'static str, message: String) {
+    problems.push(Problem::new(file, pointer, rule, message));
+}
+
+fn object<'a>(
+    value: &'a Value,
+    file: &str,
+    pointer: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<&'a Map<String, Value>> {
+    let object = value.as_object();
+    if object.is_none() {
+        problem(problems, file, pointer, "json-object", format!("{} is not a JSON object", shown(value)));
+    }
+    object
+}
+
+fn string<'a>(value: &'a Value, file: &str, pointer: &str, problems: &mut Vec<Problem>) -> Option<&'a str> {
+    let text = value.as_str();
+    if text.is_none() {
+        problem(problems, file, pointer, "string", format!("{} is not a string", shown(value)));
+    }
+    text
+}
+
+fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    const FILE: &str = CONFIG_FILE;
+    if let Some(public) = config.get("public").and_then(|public| object(public, FILE, "/public", problems)) {
+        if let Some(api_base) = public.get("apiBase") {
+            string(api_base, FILE, "/public/apiBase", problems);
+        }
+        if let Some(features) =
+            public.get("features").and_then(|value| object(value, FILE, "/public/features", problems))
+        {
+            for (name, flag) in features {
+                if !flag.is_boolean() {
+                    let pointer = pointer_push("/public/features", name);
+                    problem(problems, FILE, &pointer, "boolean", format!("{} is not true or false", shown(flag)));
+                }
+            }
+        }
+        if let Some(email) = public.get("supportEmail") {
+            if let Some(text) = string(email, FILE, "/public/supportEmail", problems) {
+                if !is_email(text) {
+                    let message = format!("{} is not an e-mail address (local@domain)", shown(email));
+                    problem(problems, FILE, "/public/supportEmail", "email", message);
+                }
+            }
+        }
+    }
+    if let Some(tier) = config.get("slaTier") {
+        if !tier.as_str().is_some_and(|tier| SLA_TIERS.contains(&tier)) {
+            let message = format!("{} is not one of {}", shown(tier), SLA_TIERS.join(", "));
+            problem(problems, FILE, "/slaTier", "enum", message);
+        }
+    }
+    if let Some(request) = config.get("placement") {
+        if let Err(error) = placement::requested(request) {
+            problems.push(error);
+        }
+    }
+    if let Some(limits) = config.get("limits").and_then(|value| object(value, FILE, "/limits", problems)) {
+        for (name, limit) in limits {
+            if limit.as_u64().is_none_or(|limit| limit > 1_000_000_000) {
+                let pointer = pointer_push("/limits", name);
+                let message = format!("{} is not a whole number from 0 to 1000000000", shown(limit));
+                problem(problems, FILE, &pointer, "limit", message);
+            }
+        }
+    }
+    if let Some(users) = config.get("demoUsers").and_then(|value| object(value, FILE, "/demoUsers", problems)) {
+        if users.len() > DEMO_USERS_MAX {
+            let message = format!("{} users is over the limit of {DEMO_USERS_MAX}", users.len());
+            problem(problems, FILE, "/demoUsers", "count", message);
+        }
+        for (user, hash) in users {
+            let pointer = pointer_push("/demoUsers", user);
+            if !is_user_name(user) {
+                problem(problems, FILE, &pointer, "user-name", "a user name is 1 to 64 of a-z 0-9 . _ -".to_owned());
+            }
+            if !hash.as_str().is_some_and(is_password_hash) {
+                let message = format!(
+                    "{} is not a password hash (pbkdf2-sha256$ITERATIONS$SALT_HEX$HASH_HEX, at most \
+                     {PBKDF2_ITERATIONS_MAX} iterations); documents never hold passwords",
+                    shown(hash)
+                );
+                problem(problems, FILE, &pointer, "password-hash", message);
+            }
+        }
+    }
+    for (key, max) in [("allowedHosts", ALLOWED_HOSTS_MAX), ("customDomains", CUSTOM_DOMAINS_MAX)] {
+        let Some(value) = config.get(key) else { continue };
+        let pointer = format!("/{key}");
+        let Some(entries) = value.as_array() else {
+            problem(problems, FILE, &pointer, "array", format!("{} is not an array of host names", shown(value)));
+            continue;
+        };
+        if entries.len() > max {
+            problem(problems, FILE, &pointer, "count", format!("{} entries is over the limit of {max}", entries.len()));
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            let wildcard_allowed = key == "allowedHosts";
+            let valid = entry.as_str().is_some_and(|host| endpoints::is_host_pattern(host, wildcard_allowed));
+            if !valid {
+                let what = if wildcard_allowed { "a host name or *.domain" } else { "a host name" };
+                let message = format!("{} is not {what} (lowercase DNS labels)", shown(entry));
+                problem(problems, FILE, &format!("{pointer}/{index}"), "host-name", message);
+            }
+        }
+    }
+    if let Some(references) = config.get("secrets").and_then(|value| object(value, FILE, "/secrets", problems)) {
+        for (name, reference) in references {
+            if !reference.as_str().is_some_and(secrets::is_reference) {
+                let pointer = pointer_push("/secrets", name);
+                let message = format!(
+                    "{} is not a secret reference ({}…); the registry holds references, never values",
+                    shown(reference),
+                    secrets::REFERENCE_SCHEMES.join("…, ")
+                );
+                problem(problems, FILE, &pointer, "secret-reference", message);
+            }
+        }
+    }
+}
+
+fn check_theme(theme: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    const FILE: &str = THEME_FILE;
+    for key in theme.keys().filter(|key| !THEME_KEYS.contains(&key.as_str())) {
+        let message = format!("unknown field; theme.json holds {}", THEME_KEYS.join(", "));
+        problem(problems, FILE, &pointer_push("", key), "unknown-field", message);
+    }
+    if let Some(colors) = theme.get("colors").and_then(|value| object(value, FILE, "/colors", problems)) {
+        for (name, color) in colors {
+            if !color.as_str().is_some_and(is_color) {
+                let pointer = pointer_push("/colors", name);
+                problem(problems, FILE, &pointer, "color", format!("{} is not a #rrggbb color", shown(color)));
+            }
+        }
+    }
+    if let Some(url) = theme.get("logoUrl") {
+        string(url, FILE, "/logoUrl", problems);
+    }
+    if let Some(texts) = theme.get("texts").and_then(|value| object(value, FILE, "/texts", problems)) {
+        for (name, text) in texts {
+            let pointer = pointer_push("/texts", name);
+            if let Some(text) = string(text, FILE, &pointer, problems) {
+                let chars = text.chars().count();
+                if chars > TEXT_CHARS_MAX {
+                    let message = format!("{chars} characters is over the limit of {TEXT_CHARS_MAX}");
+                    problem(problems, FILE, &pointer, "length", message);
+                }
+            }
+        }
+    }
+}
+
+fn check_integrations(integrations: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    if integrations.len() > INTEGRATIONS_PER_TENANT_MAX {
+        let message = format!("{} integrations is over the limit of {INTEGRATIONS_PER_TENANT_MAX}", integrations.len());
+        problem(problems, "integrations", "", "count", message);
+    }
+    for (name, integration) in integrations {
+        let file = integration_file(name);
+        if !is_integration_name(name) {
+            problem(problems, &file, "", "integration-name", "a name is 1 to 63 of a-z 0-9 _ -".to_owned());
+        }
+        object(integration, &file, "", problems);
+    }
+}
+
+/// `#rrggbb`.
+pub fn is_color(text: &str) -> bool {
+    text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+/// `local@domain`, with a dotted lowercase domain.
+pub fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else { return false };
+    text.len() <= 254
+        && !local.is_empty()
+        && local.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".+_-".contains(&byte))
+        && domain.contains('.')
+        && endpoints::is_host_pattern(domain, false)
+}
+
+fn is_user_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"._-".contains(&byte))
+}
+
+fn is_integration_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-".contains(&byte))
+}
+
+/// `pbkdf2-sha256$ITERATIONS$SALT_HEX$HASH_HEX`: a verifier, not a secret.
+pub fn is_password_hash(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('$').collect();
+    let hex = |part: &str| {
+        !part.is_empty() && part.len().is_multiple_of(2) && part.bytes().all(|byte| byte.is_ascii_hexdigit())
+    };
+    parts.len() == 4
+        && parts[0] == "pbkdf2-sha256"
+        && parts[1].parse::<u32>().is_ok_and(|iterations| (1..=PBKDF2_ITERATIONS_MAX).contains(&iterations))
+        && hex(parts[2])
+        && parts[3].len() == 64
+        && hex(parts[3])
+}
+
+/// A region name in a document, as the placement rules read it.
+pub(crate) fn region(value: &Value, pointer: &str) -> Result<Region, Problem> {
+    let text = value.as_str().ok_or_else(|| {
+        Problem::new(CONFIG_FILE, pointer, "region-name", format!("{} is not a region name", shown(value)))
+    })?;
+    Region::parse(text).map_err(|error| Problem::new(CONFIG_FILE, pointer, error.rule_id, error.rule))
+}

@@ -1,0 +1,156 @@
+//! No secrets in any document. Two rules, run over every key and string:
+//!
+//! * a key whose name says "secret" (`secret`, `password`, `token`,
+//!   `api_key`, `private_key`, …) may hold only a URL (an endpoint such as
+//!   `token_url`) or, in private documents, a reference to a secret store
+//!   (`vault:kv/acme/stripe`): never a value;
+//! * a string that looks random (high Shannon entropy, like a key or a
+//!   token) is refused wherever it is, except in the fields that hold
+//!   hashes by design (a logo's content hash and data, demo users'
+//!   password verifiers).
+//!
+//! Public documents (`config.public`, `theme.json`) hold no references
+//! either: a vault path is an internal detail.
+
+use serde_json::{Map, Value};
+
+use crate::limits::{ENTROPY_BITS_MAX, ENTROPY_CHECK_CHARS_MIN, HEX_CHECK_CHARS_MIN, HEX_ENTROPY_BITS_MAX};
+use crate::schema::{CONFIG_FILE, THEME_FILE};
+use crate::{pointer_push, Problem};
+
+/// Words that make a key name a secret's name, compared after lowercasing
+/// and removing `_`, `-` and `.`.
+pub const SECRET_KEY_WORDS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "signingkey",
+    "sessionkey",
+];
+
+/// Secret stores a reference may point into.
+pub const REFERENCE_SCHEMES: &[&str] = &["vault:", "env:", "aws-sm:", "gcp-sm:", "azure-kv:"];
+
+/// Pointers (in `file`) whose values are hashes or encoded data by design.
+const HASH_FIELDS: &[(&str, &str)] = &[(THEME_FILE, "/logo/data"), (THEME_FILE, "/logo/sha256")];
+
+/// Whether a key names a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let normalized: String =
+        key.chars().filter(|c| !matches!(c, '_' | '-' | '.')).flat_map(char::to_lowercase).collect();
+    SECRET_KEY_WORDS.iter().any(|word| normalized.contains(word))
+}
+
+/// `vault:kv/acme/stripe` and the like: a scheme from [`REFERENCE_SCHEMES`]
+/// and a path of `A-Za-z0-9 _ . / -`.
+pub fn is_reference(text: &str) -> bool {
+    REFERENCE_SCHEMES.iter().any(|scheme| {
+        text.strip_prefix(scheme).is_some_and(|path| {
+            (1..=256).contains(&path.len())
+                && path.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_./-".contains(&byte))
+        })
+    })
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
+}
+
+/// Shannon entropy of `text` in bits per character.
+pub fn entropy_bits(text: &str) -> f64 {
+    let mut counts = std::collections::HashMap::<char, usize>::new();
+    let mut total = 0usize;
+    for c in text.chars() {
+        *counts.entry(c).or_default() += 1;
+        total += 1;
+    }
+    let total = total as f64;
+    counts.values().map(|&count| count as f64 / total).map(|p| -p * p.log2()).sum()
+}
+
+/// Whether `text` looks like a key or token: long, without whitespace, not
+/// a URL, reference, e-mail address or host name, and as random as one.
+pub fn looks_random(text: &str) -> bool {
+    let chars = text.chars().count();
+    if chars < ENTROPY_CHECK_CHARS_MIN
+        || text.chars().any(char::is_whitespace)
+        || is_url(text)
+        || is_reference(text)
+        || crate::schema::is_email(text)
+        || crate::endpoints::is_host_pattern(text, true)
+    {
+        return false;
+    }
+    let entropy = entropy_bits(text);
+    if text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return chars >= HEX_CHECK_CHARS_MIN && entropy >= HEX_ENTROPY_BITS_MAX;
+    }
+    entropy >= ENTROPY_BITS_MAX
+}
+
+/// Runs both rules over one document (`file` says which, and so whether it
+/// is public).
+pub fn check(file: &str, document: &Map<String, Value>, problems: &mut Vec<Problem>) {
+    for (key, value) in document {
+        // In config.json only `public` is public. The schema holds `demoUsers`
+        // to password verifiers and `secrets` to references.
+        let public = file == THEME_FILE || (file == CONFIG_FILE && key == "public");
+        if file == CONFIG_FILE && (key == "demoUsers" || key == "secrets") {
+            continue;
+        }
+        walk(file, public, &pointer_push("", key), key, value, false, problems);
+    }
+}
+
+fn walk(
+    file: &str,
+    public: bool,
+    pointer: &str,
+    key: &str,
+    value: &Value,
+    under_secret: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let secret_named = under_secret || is_secret_key(key);
+    match value {
+        Value::Object(map) => {
+            for (child, value) in map {
+                walk(file, public, &pointer_push(pointer, child), child, value, secret_named, problems);
+            }
+        }
+        Value::Array(items) => {
+            for (index, value) in items.iter().enumerate() {
+                walk(file, public, &format!("{pointer}/{index}"), key, value, secret_named, problems);
+            }
+        }
+        Value::String(text) => {
+            if HASH_FIELDS.contains(&(file, pointer)) {
+                return;
+            }
+            let reference = is_reference(text);
+            if reference && public {
+                let message = "a public document holds no secret references: they are for private config";
+                problems.push(Problem::new(file, pointer, "secret-reference", message));
+            } else if secret_named && !is_url(text) && !reference {
+                let message = format!(
+                    "{key:?} names a secret: documents hold no secrets{}",
+                    if public { "" } else { "; private config may hold a reference such as \"vault:kv/acme/stripe\"" }
+                );
+                problems.push(Problem::new(file, pointer, "secret-key", message));
+            } else if looks_random(text) {
+                let message = format!(
+                    "looks like a key or token ({:.1} bits of entropy per character): documents hold no secrets",
+                    entropy_bits(text)
+                );
+                problems.push(Problem::new(file, pointer, "high-entropy", message));
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,98 @@
+//! Reading and compiling config repos: the example repo, generated repos,
+//! a broken repo (every problem at once, with paths), and the schema files
+//! in step with the rules.
+
+// Tests may unwrap: a panic is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use compiler::repo::compile_repo;
+use compiler::schema::{CONFIG_KEYS, PUBLIC_KEYS, THEME_KEYS};
+use serde_json::Value;
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+#[test]
+fn the_example_repo_compiles() {
+    let repo = compile_repo(&configs()).unwrap_or_else(|problems| panic!("{problems:#?}"));
+    assert!(repo.tenants.len() >= 12, "about a dozen example tenants");
+    let ids: Vec<&str> = repo.tenants.iter().map(|tenant| tenant.id.as_str()).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "sorted by id");
+    assert!(!repo.golden.is_empty());
+    let acme = repo.tenants.iter().find(|tenant| tenant.id.as_str() == "acme").expect("acme");
+    assert!(acme.public.json.contains(r#""mediaType":"image/svg+xml""#), "the branding logo is embedded");
+    assert!(!acme.public.json.contains("vault:"), "references stay private");
+}
+
+#[test]
+fn a_generated_repo_of_500_compiles_and_is_deterministic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    compiler::generate::generate(dir.path(), 500).expect("generate");
+    let repo = compile_repo(dir.path()).unwrap_or_else(|problems| panic!("{problems:#?}"));
+    assert_eq!(repo.tenants.len(), 500);
+    assert_eq!(repo.golden.len(), 20);
+    let again = tempfile::tempdir().expect("tempdir");
+    compiler::generate::generate(again.path(), 500).expect("generate");
+    let second = compile_repo(again.path()).expect("compiles");
+    assert_eq!(repo.tenants, second.tenants, "same size, same repo");
+    assert!(compiler::generate::generate(dir.path(), 1).is_err(), "never overwrites a repo");
+}
+
+#[test]
+fn a_broken_repo_reports_every_problem_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    compiler::generate::generate(dir.path(), 3).expect("generate");
+    let root = dir.path();
+    fs::write(root.join("tenants/tenant-000001/theme.json"), r##"{"colors":{"primary":"#12345"}}"##).expect("write");
+    fs::remove_file(root.join("tenants/tenant-000002/config.json")).expect("remove");
+    fs::write(root.join("tenants/tenant-000003/notes.txt"), "hi").expect("write");
+    fs::create_dir_all(root.join("tenants/Bad_Id")).expect("mkdir");
+    fs::create_dir_all(root.join("branding/tenant-000003")).expect("mkdir");
+    fs::write(root.join("branding/tenant-000003/logo.png"), b"GIF89a").expect("write");
+    fs::create_dir_all(root.join("branding/ghost")).expect("mkdir");
+    fs::write(root.join("golden.txt"), "tenant-000001\nnobody\n").expect("write");
+    let problems = compile_repo(root).expect_err("broken");
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "tenants/Bad_Id: the directory name is the tenant id: only a-z, 0-9 and '-' are allowed (found 'B')"
+                .to_owned(),
+            r##"tenants/tenant-000001/theme.json: /colors/primary: "#12345" is not a #rrggbb color"##.to_owned(),
+            "tenants/tenant-000002/config.json: every tenant has a config.json".to_owned(),
+            "tenants/tenant-000003/notes.txt: a tenant directory holds config.json, theme.json and integrations/"
+                .to_owned(),
+            "branding/tenant-000003/logo.png: declared image/png but the content is no known image format".to_owned(),
+            "branding/ghost: no tenants/ directory has this name".to_owned(),
+            r#"golden.txt: line 2: "nobody" is not a tenant of this repo"#.to_owned(),
+        ]
+    );
+}
+
+/// The documented schemas list exactly the keys the rules know.
+#[test]
+fn the_schema_files_match_the_rules() {
+    let read = |name: &str| -> Value {
+        let text = fs::read_to_string(configs().join("schemas").join(name)).expect("schema file");
+        serde_json::from_str(&text).expect("schema JSON")
+    };
+    let keys = |value: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = value.as_object().map(|map| map.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    let sorted = |keys: &[&str]| -> Vec<String> {
+        let mut keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+        keys.sort();
+        keys
+    };
+    let config = read("config.schema.json");
+    assert_eq!(keys(&config["properties"]), sorted(CONFIG_KEYS));
+    assert_eq!(keys(&config["properties"]["public"]["properties"]), sorted(PUBLIC_KEYS));
+    assert_eq!(keys(&read("theme.schema.json")["properties"]), sorted(THEME_KEYS));
+    assert_eq!(config["properties"]["slaTier"]["enum"], serde_json::json!(compiler::schema::SLA_TIERS));
+}
