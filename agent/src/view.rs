@@ -41,9 +41,18 @@ impl TenantEntry {
         &self.record.id
     }
 
-    /// The tenant's configVersion (its last change's revision).
+    /// The tenant's configVersion: the revision of its live bundles.
     pub fn config_version(&self) -> u64 {
-        self.record.mod_revision
+        self.record.config_revision
+    }
+
+    /// The staged canary's configVersion and public bundle, if one is staged.
+    pub fn canary_public(&self) -> Option<(u64, &v1::Bundle)> {
+        self.record
+            .canary_public_bundle
+            .as_ref()
+            .filter(|_| self.record.canary_revision > 0)
+            .map(|bundle| (self.record.canary_revision, bundle))
     }
 
     /// The public bundle's JSON bytes (what a browser may see).
@@ -92,26 +101,45 @@ pub struct Rules {
     pub bundle_bytes_max: usize,
 }
 
-/// Checks a record with the same document rules the registry uses, plus the
-/// agent's scope and size limits.
+/// Checks a record with the same rules the registry uses (the bundles'
+/// hashes, and the config compiler's check that a public bundle holds only
+/// public parts and no secrets), plus the agent's scope and size limits.
 pub fn validate(record: &TenantRecord, revision: u64, rules: Rules) -> Result<(), String> {
     TenantId::parse(&record.id).map_err(|error| error.to_string())?;
-    if record.mod_revision > revision {
-        return Err(format!("mod_revision: {} is after the delta's revision {revision}", record.mod_revision));
+    if record.mod_revision > revision || record.config_revision > record.mod_revision {
+        return Err(format!(
+            "mod_revision {} / config_revision {}: after the delta's revision {revision}",
+            record.mod_revision, record.config_revision
+        ));
     }
-    let Some(public) = &record.public_bundle else {
-        return Err("public_bundle: missing".to_owned());
+    validate_bundles(("public_bundle", "private_bundle"), &record.public_bundle, &record.private_bundle, rules)?;
+    if record.canary_revision > 0 {
+        let names = ("canary_public_bundle", "canary_private_bundle");
+        validate_bundles(names, &record.canary_public_bundle, &record.canary_private_bundle, rules)?;
+    }
+    Ok(())
+}
+
+fn validate_bundles(
+    (public_name, private_name): (&str, &str),
+    public: &Option<v1::Bundle>,
+    private: &Option<v1::Bundle>,
+    rules: Rules,
+) -> Result<(), String> {
+    let Some(public) = public else {
+        return Err(format!("{public_name}: missing"));
     };
-    proto::document::verify_bundle("public_bundle", &public.json, &public.sha256, rules.bundle_bytes_max)
+    proto::document::verify_bundle(public_name, &public.json, &public.sha256, rules.bundle_bytes_max)
         .map_err(|error| error.to_string())?;
-    match (rules.kind, &record.private_bundle) {
+    compiler::bundle::check_public_bundle(&public.json).map_err(|problem| format!("{public_name}: {problem}"))?;
+    match (rules.kind, private) {
         (Kind::Api, Some(private)) => {
-            proto::document::verify_bundle("private_bundle", &private.json, &private.sha256, rules.bundle_bytes_max)
+            proto::document::verify_bundle(private_name, &private.json, &private.sha256, rules.bundle_bytes_max)
                 .map_err(|error| error.to_string())?;
         }
-        (Kind::Api, None) => return Err("private_bundle: missing for an API agent".to_owned()),
+        (Kind::Api, None) => return Err(format!("{private_name}: missing for an API agent")),
         (Kind::Frontend, Some(_)) => {
-            return Err("private_bundle: a frontend agent must never hold private data".to_owned());
+            return Err(format!("{private_name}: a frontend agent must never hold private data"));
         }
         (Kind::Frontend, None) => {}
     }
@@ -216,8 +244,10 @@ mod tests {
             create_revision: revision,
             mod_revision: revision,
             placement: None,
-            public_bundle: Some(bundle(&format!(r#"{{"tenant":"{id}","configVersion":{revision}}}"#))),
+            public_bundle: Some(bundle(&format!(r#"{{"config":{{"n":{revision}}},"tenant":"{id}"}}"#))),
             private_bundle: private.then(|| bundle(r#"{"secret_ref":"vault:kv/x"}"#)),
+            config_revision: revision,
+            ..Default::default()
         }
     }
 
@@ -253,6 +283,26 @@ mod tests {
         big.private_bundle = Some(bundle(&text));
         let (_, refusals) = view.apply_delta(delta(3, vec![big]), API).expect("in order");
         assert!(refusals[0].reason.contains("over the limit"), "{}", refusals[0].reason);
+    }
+
+    #[test]
+    fn public_bundles_with_secrets_and_bad_canaries_are_refused() {
+        let mut leaky = record("acme", 1, true);
+        leaky.public_bundle = Some(bundle(r#"{"config":{"apiToken":"abc"},"tenant":"acme"}"#));
+        let (view, refusals) = View::default().apply_delta(delta(1, vec![leaky]), API).expect("ok");
+        assert!(view.tenant("acme").is_none());
+        assert!(refusals[0].reason.contains("names a secret"), "{}", refusals[0].reason);
+
+        let mut staged = record("acme", 2, true);
+        staged.canary_revision = 2;
+        staged.canary_public_bundle = Some(bundle(r#"{"config":{"n":3},"tenant":"acme"}"#));
+        let (view, refusals) = view.apply_delta(delta(2, vec![staged.clone()]), API).expect("ok");
+        assert!(refusals[0].reason.contains("canary_private_bundle: missing"), "{}", refusals[0].reason);
+        staged.canary_private_bundle = Some(bundle("{}"));
+        let (view, refusals) = view.apply_delta(delta(3, vec![staged]), API).expect("ok");
+        assert!(refusals.is_empty(), "{refusals:?}");
+        let entry = view.tenant("acme").expect("applied");
+        assert_eq!(entry.canary_public().map(|(revision, _)| revision), Some(2));
     }
 
     #[test]

@@ -198,8 +198,21 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
     value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// `GET /config/{tenant}.json`: the public bundle as stored. `?v=` and any
-/// other query are ignored: the ETag decides freshness.
+/// Whether a request opts in to canaries: header `X-Config-Canary: 1` or
+/// cookie `config_canary=1`.
+fn wants_canary(headers: &HeaderMap) -> bool {
+    let header = headers.get("x-config-canary").is_some_and(|value| value.as_bytes() == b"1");
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|cookies| cookies.split(';').any(|pair| pair.trim() == "config_canary=1"));
+    header || cookie
+}
+
+/// `GET /config/{tenant}.json`: the public bundle as stored, or the staged
+/// canary's to a request that opts in (`X-Config-Version` says which was
+/// served). `?v=` and any other query are ignored: the ETag decides freshness.
 async fn config(
     State(node): State<Arc<Node>>,
     ReadTenant(entry): ReadTenant,
@@ -210,21 +223,35 @@ async fn config(
     if file.strip_suffix(".json") != Some(entry.id()) {
         return not_found(&node);
     }
-    let etag = format!("\"{}\"", entry.public_sha256());
+    let canary = entry.canary_public().filter(|_| wants_canary(&headers));
+    let (version, json, sha256) = match canary {
+        Some((revision, bundle)) => (revision, bundle.json.as_slice(), bundle.sha256.as_str()),
+        None => (entry.config_version(), entry.public_json(), entry.public_sha256()),
+    };
+    let etag = format!("\"{sha256}\"");
     let cache_control = format!("public, max-age={CONFIG_MAX_AGE_S}");
-    let response = if matches_etag(&headers, &etag) {
+    // Caches must keep the canary and the live version apart.
+    let vary = "X-Config-Canary, Cookie".to_owned();
+    let mut response = if matches_etag(&headers, &etag) {
         node.metrics.config_not_modified.fetch_add(1, Ordering::Relaxed);
-        (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)]).into_response()
+        let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control), (header::VARY, vary)];
+        (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
         node.metrics.config_served.fetch_add(1, Ordering::Relaxed);
         let headers = [
             (header::CONTENT_TYPE, "application/json".to_owned()),
             (header::ETAG, etag),
             (header::CACHE_CONTROL, cache_control),
+            (header::VARY, vary),
         ];
-        (headers, entry.public_json().to_vec()).into_response()
+        (headers, json.to_vec()).into_response()
     };
-    with_tenant_headers(response, &entry, &node.region)
+    if canary.is_some() {
+        response.headers_mut().insert("x-config-canary", HeaderValue::from_static("1"));
+    }
+    let mut response = with_tenant_headers(response, &entry, &node.region);
+    response.headers_mut().insert("x-config-version", HeaderValue::from(version));
+    response
 }
 
 /// The demo page: plain HTML and JS, no build step. It fetches the tenant's
@@ -274,11 +301,13 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
 }
 
 /// Ready once the agent holds a view; a stale view still serves reads.
+/// `X-Region` names the region this node serves.
 async fn readyz(State(node): State<Arc<Node>>) -> Response {
+    let region = [("x-region", node.region.clone())];
     if node.agent.revision() == 0 {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: no registry view yet\n").into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, region, "not ready: no registry view yet\n").into_response();
     }
-    (StatusCode::OK, "ready\n").into_response()
+    (StatusCode::OK, region, "ready\n").into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -61,7 +61,7 @@ pub fn assert_matches(agent: &Agent, tenants: &[v1::Tenant]) {
     assert_eq!(view.len(), tenants.len(), "agent {id}: tenant count at revision {}", view.revision);
     for tenant in tenants {
         let entry = view.tenant(&tenant.id).unwrap_or_else(|| panic!("agent {id}: missing tenant {}", tenant.id));
-        assert_eq!(entry.config_version(), tenant.mod_revision, "agent {id}: {} configVersion", tenant.id);
+        assert_eq!(entry.config_version(), tenant.config_revision, "agent {id}: {} configVersion", tenant.id);
         let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.as_slice()).unwrap_or_default();
         assert_eq!(entry.public_json(), public, "agent {id}: {} public bundle", tenant.id);
         match agent.config().kind {

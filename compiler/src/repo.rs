@@ -196,6 +196,19 @@ fn read_tenant(repo: &Path, id: &str, problems: &mut Vec<Problem>) -> Option<Doc
     (problems.len() == before).then_some(documents)
 }
 
+/// Reads and compiles one tenant of the repo at `dir` (for a canary).
+pub fn compile_tenant(dir: &Path, id: &TenantId) -> Result<CompiledTenant, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if !dir.join("tenants").join(id.as_str()).is_dir() {
+        let message = format!("{} has no tenants/{id} directory", dir.display());
+        return Err(vec![Problem::new(&format!("tenants/{id}"), "", "required", message)]);
+    }
+    match read_tenant(dir, id.as_str(), &mut problems) {
+        Some(documents) if problems.is_empty() => Ok(CompiledTenant::compile(id.clone(), &documents)),
+        _ => Err(problems),
+    }
+}
+
 /// Reads and compiles the repo at `dir`; every problem, or the compiled repo.
 pub fn compile_repo(dir: &Path) -> Result<CompiledRepo, Vec<Problem>> {
     let mut problems = Vec::new();

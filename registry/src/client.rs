@@ -185,6 +185,60 @@ impl Client {
         .await
     }
 
+    pub async fn rollback_tenant(
+        &self,
+        tenant_id: &str,
+        to_revision: u64,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request =
+            v1::RollbackTenantRequest { tenant_id: tenant_id.to_owned(), to_revision, meta: Some(options.meta()) };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.rollback_tenant(request).await }
+        })
+        .await
+    }
+
+    pub async fn stage_canary(
+        &self,
+        tenant_id: &str,
+        documents: v1::Documents,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::StageCanaryRequest {
+            tenant_id: tenant_id.to_owned(),
+            documents: Some(documents),
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.stage_canary(request).await }
+        })
+        .await
+    }
+
+    /// Promotes (`promote`) or aborts the staged canary of a tenant.
+    pub async fn finish_canary(
+        &self,
+        tenant_id: &str,
+        promote: bool,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::TenantActionRequest { tenant_id: tenant_id.to_owned(), meta: Some(options.meta()) };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move {
+                if promote {
+                    client.promote_canary(request).await
+                } else {
+                    client.abort_canary(request).await
+                }
+            }
+        })
+        .await
+    }
+
     pub async fn get_tenant(&self, tenant_id: &str, consistency: Consistency) -> Result<v1::GetTenantResponse, Status> {
         let request = v1::GetTenantRequest { tenant_id: tenant_id.to_owned(), consistency: consistency as i32 };
         self.call(|mut client| {

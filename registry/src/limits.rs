@@ -3,8 +3,10 @@
 //! A limit that an operator may need to change is a default here and a flag
 //! or config field in [`crate::config`]; the rest are fixed.
 
-/// The largest document (config, theme or integrations) in bytes, by default.
-pub const DOCUMENT_BYTES_MAX_DEFAULT: usize = 256 * 1024;
+/// The largest document (config, theme or integrations) in bytes, by
+/// default: the config compiler's limit. Limits of document content (texts,
+/// logos, integrations per tenant) are the compiler's ([`compiler::limits`]).
+pub const DOCUMENT_BYTES_MAX_DEFAULT: usize = compiler::limits::DOCUMENT_BYTES_MAX;
 
 /// The longest request id (idempotency key) in bytes.
 pub const REQUEST_ID_BYTES_MAX: usize = 128;
@@ -14,9 +16,6 @@ pub const ACTOR_BYTES_MAX: usize = 128;
 
 /// The longest reason in bytes.
 pub const REASON_BYTES_MAX: usize = 1024;
-
-/// The most integrations one tenant may declare.
-pub const INTEGRATIONS_PER_TENANT_MAX: usize = 64;
 
 /// The most remembered request ids (client sessions); the oldest go first.
 pub const SESSIONS_MAX: usize = 100_000;

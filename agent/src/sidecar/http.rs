@@ -61,7 +61,7 @@ fn tenant_json(entry: &TenantEntry) -> Value {
     let mut tenant = json!({
         "id": record.id,
         "uid": record.uid,
-        "configVersion": record.mod_revision,
+        "configVersion": record.config_revision,
         "createRevision": record.create_revision,
         "placement": {
             "homeRegion": placement.home_region,

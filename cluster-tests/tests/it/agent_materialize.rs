@@ -58,7 +58,7 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
     assert!(answer["revision"].as_u64() >= Some(revision));
     assert_eq!(
         answer["tenant"]["configVersion"].as_u64(),
-        tenants.iter().find(|t| t.id == "m-05").map(|t| t.mod_revision)
+        tenants.iter().find(|t| t.id == "m-05").map(|t| t.config_revision)
     );
     assert!(answer["tenant"].get("private").is_none(), "a frontend sidecar serves no private bundle");
     let (code, _) = http_get(&http, "/v1/resolve?host=m-07.example.com", Duration::from_secs(5)).await?;

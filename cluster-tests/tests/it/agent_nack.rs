@@ -32,7 +32,9 @@ async fn a_refused_update_is_nacked_kept_back_and_visible_in_regctl_agents() -> 
     agents::wait_for(&agent, good.revision).await?;
 
     phase("an update with a 4 KiB theme: valid for the registry, too big for this agent");
-    let big = v1::Documents { theme_json: Some(format!(r#"{{"logo":"{}"}}"#, "x".repeat(4096))), ..Default::default() };
+    let texts: Vec<String> = (0..10).map(|index| format!(r#""t{index}":"{}""#, "x".repeat(450))).collect();
+    let big =
+        v1::Documents { theme_json: Some(format!(r#"{{"texts":{{{}}}}}"#, texts.join(","))), ..Default::default() };
     let refused = client.update_tenant("acme", big, &WriteOptions::default()).await?;
     agents::wait_for(&agent, refused.revision).await?;
     let kept = agent.tenant("acme").expect("acme is kept");

@@ -45,7 +45,7 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_eq!(response.header("cache-control"), Some("public, max-age=5"));
     assert_eq!(response.header("content-type"), Some("application/json"));
     assert_eq!(response.header("x-tenant"), Some("acme"));
-    assert_eq!(response.header("x-config-version"), Some(acme.mod_revision.to_string().as_str()));
+    assert_eq!(response.header("x-config-version"), Some(acme.config_revision.to_string().as_str()));
     assert_eq!(response.header("x-region"), Some("us-east"));
 
     phase("If-None-Match with the ETag: 304, no body, same headers");
@@ -53,7 +53,7 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
         get(&addr, "/config/acme.json", &[("Host", "acme.localhost:8080"), ("If-None-Match", &etag)]).await?;
     assert_eq!(response.status, 304);
     assert!(response.body.is_empty());
-    assert_eq!(response.header("x-config-version"), Some(acme.mod_revision.to_string().as_str()));
+    assert_eq!(response.header("x-config-version"), Some(acme.config_revision.to_string().as_str()));
     let weak = format!("W/{etag}, \"other\"");
     assert_eq!(
         get(&addr, "/config/acme.json", &[("Host", "acme.example.com"), ("If-None-Match", &weak)]).await?.status,

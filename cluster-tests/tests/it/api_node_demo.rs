@@ -62,7 +62,7 @@ async fn the_demo_page_shows_each_tenants_branding_and_new_versions_after_a_relo
     let port = api.addr.rsplit(':').next().unwrap_or_default().to_owned();
     let profile = cluster.dir.join("chromium-profile");
     let (tenants, _) = cluster.tenants().await?;
-    let version = |id: &str| tenants.iter().find(|tenant| tenant.id == id).map_or(0, |tenant| tenant.mod_revision);
+    let version = |id: &str| tenants.iter().find(|tenant| tenant.id == id).map_or(0, |tenant| tenant.config_revision);
     wait::until("the api-node to serve globex", Duration::from_secs(20), || async {
         let response = get(&api.addr, "/config/globex.json", &[("Host", "globex.localhost")]).await.ok()?;
         (response.status == 200).then_some(())

@@ -18,6 +18,8 @@ mod api_node_config;
 mod api_node_data;
 mod api_node_demo;
 mod bench_smoke;
+mod config_canary;
+mod config_publish;
 mod durability;
 mod regctl_up;
 mod replication;
@@ -33,6 +35,18 @@ pub(crate) fn documents(n: u64) -> v1::Documents {
         theme_json: Some(r##"{"colors":{"primary":"#123456"}}"##.to_owned()),
         integrations_json: None,
     }
+}
+
+/// Runs regctl against `endpoints`; its exit status, stdout and stderr.
+pub(crate) fn regctl(endpoints: &[String], args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let output = std::process::Command::new(cluster_tests::binaries::binary("regctl"))
+        .arg("--endpoints")
+        .arg(endpoints.join(","))
+        .args(args)
+        .output()
+        .expect("regctl runs");
+    eprintln!("regctl {args:?}: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    output
 }
 
 /// Logs a test phase, openraft style.

@@ -72,7 +72,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
             Err(_) => panic!("regctl up not ready in time; output so far:\n{}", output.join("\n")),
         }
     }
-    assert!(output.iter().any(|line| line.starts_with("seeded 6 tenants")), "{output:?}");
+    assert!(output.iter().any(|line| line.starts_with("seeded 12 tenants")), "{output:?}");
 
     phase("regctl tenant list -o json against it");
     let endpoints = (0..3).map(|offset| format!("127.0.0.1:{}", grpc_base + offset)).collect::<Vec<_>>().join(",");
@@ -88,8 +88,27 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
         .iter()
         .map(|tenant| tenant["id"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(ids, ["acme", "globex", "hooli", "initech", "soylent", "umbrella"]);
-    assert_eq!(listed["tenants"][1]["config"]["placement"]["allowedRegions"][0], "eu-west");
+    assert_eq!(
+        ids,
+        [
+            "acme",
+            "cyberdyne",
+            "globex",
+            "hooli",
+            "initech",
+            "oceanic",
+            "soylent",
+            "stark",
+            "tyrell",
+            "umbrella",
+            "wayne",
+            "wonka"
+        ]
+    );
+    assert_eq!(
+        listed["tenants"][2]["config"]["placement"]["allowedRegions"][0], "eu-west",
+        "globex is pinned to the EU"
+    );
 
     phase("each region's sidecar materialized the public bundles");
     let acme = &listed["tenants"][0];
@@ -121,7 +140,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
         .expect("run regctl smoke");
     let said = String::from_utf8_lossy(&smoke.stdout);
     assert!(smoke.status.success(), "{said}{}", String::from_utf8_lossy(&smoke.stderr));
-    assert!(said.contains("24 of 24 checks passed"), "{said}");
+    assert!(said.contains("48 of 48 checks passed"), "{said}");
     assert!(said.contains("refused outside its pin"), "pinned tenants are checked outside their regions: {said}");
     let wrong = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "smoke", "--api", &apis, "--password", "wrong"])

@@ -4,7 +4,8 @@
 //! Exit codes: 0 success, 1 failure, 2 usage.
 
 mod output;
-mod seed;
+mod publish;
+mod repo;
 mod smoke;
 mod up;
 
@@ -40,6 +41,35 @@ enum Command {
     /// Create, read, change and delete tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Compile a config repo and publish what changed, in gated cohorts.
+    Publish(publish::PublishArgs),
+    /// Compare a compiled config repo with the registry (exit 1 when they differ).
+    Diff {
+        /// The config repo.
+        dir: PathBuf,
+    },
+    /// Write a valid config repo of N generated tenants.
+    GenConfigs {
+        /// How many tenants.
+        #[arg(long)]
+        tenants: usize,
+        /// Where to write it (must not hold a repo).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Stage, promote or abort a tenant's canary version.
+    #[command(subcommand)]
+    Canary(CanaryCommand),
+    /// Restore a tenant's documents as of a revision, as a new revision.
+    Rollback {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        /// The revision whose documents to restore.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
     /// The audit history of a tenant, newest first.
     History {
         #[arg(value_parser = parse_tenant_id)]
@@ -115,6 +145,34 @@ enum TenantCommand {
     },
     /// Delete (tombstone) a tenant.
     Delete {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CanaryCommand {
+    /// Stage the tenant as compiled from a config repo; api-nodes serve it only
+    /// with `X-Config-Canary: 1` or cookie `config_canary=1`.
+    Stage {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        /// The config repo holding the candidate.
+        dir: PathBuf,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Make the staged canary the live version.
+    Promote {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Drop the staged canary.
+    Abort {
         #[arg(value_parser = parse_tenant_id)]
         tenant: TenantId,
         #[command(flatten)]
@@ -215,7 +273,7 @@ impl DocumentArgs {
     }
 }
 
-fn actor() -> String {
+pub(super) fn actor() -> String {
     std::env::var("USER").map(|user| format!("regctl:{user}")).unwrap_or_else(|_| "regctl".to_owned())
 }
 
@@ -263,6 +321,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant(TenantCommand::List { read, include_deleted }) => {
             let (tenants, revision) = client.list_tenants(read.consistency(), include_deleted).await?;
             output::tenant_list(&tenants, revision, format);
+        }
+        Command::Publish(args) => publish::run(args, &client, format).await?,
+        Command::Diff { dir } => {
+            let compiled = repo::compile(&dir, format)?;
+            let (live, _) = client.list_tenants(Consistency::Linearizable, false).await?;
+            let rows = repo::diff(&compiled, &live);
+            output::diff(&rows, format);
+            let differ = rows.iter().filter(|row| row.state != "unchanged").count();
+            if differ > 0 {
+                return Err(Failure(format!("{differ} tenants differ between {} and the registry", dir.display())));
+            }
+        }
+        Command::GenConfigs { tenants, out } => {
+            compiler::generate::generate(&out, tenants)
+                .map_err(|error| Failure(format!("{}: {error}", out.display())))?;
+            output::info(format, &format!("wrote {tenants} tenants to {}", out.display()));
+        }
+        Command::Canary(CanaryCommand::Stage { tenant, dir, write }) => {
+            let compiled = repo::compile_one(&dir, &tenant, format)?;
+            let written = client.stage_canary(tenant.as_str(), repo::documents(&compiled), &write.options()).await?;
+            output::write_response("staged a canary of", &written, format);
+        }
+        Command::Canary(CanaryCommand::Promote { tenant, write }) => {
+            let written = client.finish_canary(tenant.as_str(), true, &write.options()).await?;
+            output::write_response("promoted the canary of", &written, format);
+        }
+        Command::Canary(CanaryCommand::Abort { tenant, write }) => {
+            let written = client.finish_canary(tenant.as_str(), false, &write.options()).await?;
+            output::write_response("aborted the canary of", &written, format);
+        }
+        Command::Rollback { tenant, to, write } => {
+            let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
+            output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
         Command::History { tenant, limit } => {
             let history = client.history(tenant.as_str(), limit).await?;

@@ -47,6 +47,23 @@ fn parse_or_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub(super) fn utc(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
+}
+
 fn status_name(status: i32) -> &'static str {
     match v1::TenantStatus::try_from(status) {
         Ok(v1::TenantStatus::Active) => "active",
@@ -76,6 +93,12 @@ pub(super) fn tenant_json(tenant: &v1::Tenant) -> Value {
         "status": status_name(tenant.status),
         "create_revision": tenant.create_revision,
         "mod_revision": tenant.mod_revision,
+        "config_revision": tenant.config_revision,
+        "canary": tenant.canary.as_ref().map(|canary| json!({
+            "revision": canary.revision,
+            "public_bundle": bundle_json(&canary.public_bundle),
+            "private_bundle": bundle_json(&canary.private_bundle),
+        })),
         "config": parse_or_text(&tenant.config_json),
         "theme": parse_or_text(&tenant.theme_json),
         "integrations": parse_or_text(&tenant.integrations_json),
@@ -116,7 +139,12 @@ pub(super) fn tenant(got: &v1::GetTenantResponse, format: Format) {
             println!("uid:             {}", tenant.uid);
             println!("status:          {}", status_name(tenant.status));
             println!("create_revision: {}", tenant.create_revision);
-            println!("mod_revision:    {}  (configVersion)", tenant.mod_revision);
+            println!("mod_revision:    {}", tenant.mod_revision);
+            println!("configVersion:   {}", tenant.config_revision);
+            if let Some(canary) = &tenant.canary {
+                let sha = canary.public_bundle.as_ref().map_or("", |bundle| bundle.sha256.as_str());
+                println!("canary:          configVersion {} (public sha256 {sha})", canary.revision);
+            }
             println!("public bundle:   sha256 {}", tenant.public_bundle.as_ref().map_or("", |b| b.sha256.as_str()));
             println!("private bundle:  sha256 {}", tenant.private_bundle.as_ref().map_or("", |b| b.sha256.as_str()));
             println!("config:\n{}", pretty("config"));
@@ -168,11 +196,15 @@ pub(super) fn history(history: &v1::HistoryResponse, format: Format) {
             json_value(&json!({ "revision": history.revision, "entries": entries }));
         }
         Format::Human => {
-            println!("{:>10}  {:<26} {:<24} {:<20} {}", "REVISION", "CHANGE", "ACTOR", "SUMMARY", "REASON");
+            println!("{:>10}  {:<20} {:<24} {:<28} {}", "REVISION", "TIME (UTC)", "ACTOR", "SUMMARY", "REASON");
             for entry in &history.entries {
                 println!(
-                    "{:>10}  {:<26} {:<24} {:<20} {}",
-                    entry.revision, entry.id, entry.actor, entry.summary, entry.reason
+                    "{:>10}  {:<20} {:<24} {:<28} {}",
+                    entry.revision,
+                    utc(entry.at_unix_ms),
+                    entry.actor,
+                    entry.summary,
+                    entry.reason
                 );
             }
             if history.entries.is_empty() {
@@ -370,6 +402,165 @@ pub(super) fn smoke(rows: &[SmokeRow], format: Format) {
             }
             let passed = rows.iter().filter(|row| row.result.is_ok()).count();
             println!("{passed} of {} checks passed", rows.len());
+        }
+    }
+}
+
+/// The problems that stopped a compile, one per line (stderr: they are errors).
+pub(super) fn problems(problems: &[compiler::Problem], format: Format) {
+    match format {
+        Format::Json => json_value(&json!({
+            "problems": problems
+                .iter()
+                .map(|problem| json!({
+                    "file": problem.file, "pointer": problem.pointer, "rule": problem.rule, "message": problem.message,
+                }))
+                .collect::<Vec<_>>(),
+        })),
+        Format::Human => {
+            for problem in problems {
+                eprintln!("{problem}");
+            }
+        }
+    }
+}
+
+/// A progress line on stderr, redrawn in place; only on a terminal.
+pub(super) fn progress(done: usize, total: usize, label: &str) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return;
+    }
+    const WIDTH: usize = 30;
+    let filled = done * WIDTH / total;
+    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled));
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\r[{bar}] {done}/{total} {label:<40}");
+    if done == total {
+        let _ = writeln!(stderr);
+    }
+    let _ = stderr.flush();
+}
+
+/// One tenant's difference between a compiled repo and the registry.
+pub(super) struct DiffRow {
+    pub(super) tenant: String,
+    /// "added", "changed", "unchanged" or "only in registry".
+    pub(super) state: &'static str,
+    /// `(document, pointer, registry value, repo value)`; values absent on one side are `None`.
+    pub(super) changes: Vec<(&'static str, String, Option<Value>, Option<Value>)>,
+}
+
+pub(super) fn diff(rows: &[DiffRow], format: Format) {
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|row| {
+                    let changes: Vec<_> = row
+                        .changes
+                        .iter()
+                        .map(|(document, pointer, live, repo)| {
+                            json!({ "document": document, "pointer": pointer, "registry": live, "repo": repo })
+                        })
+                        .collect();
+                    json!({ "tenant": row.tenant, "state": row.state, "changes": changes })
+                })
+                .collect();
+            json_value(&json!({ "tenants": rows }));
+        }
+        Format::Human => {
+            let shown = |value: &Value| {
+                let text = value.to_string();
+                if text.chars().count() > 72 {
+                    format!("{}…", text.chars().take(72).collect::<String>())
+                } else {
+                    text
+                }
+            };
+            for row in rows.iter().filter(|row| row.state != "unchanged") {
+                println!("{} ({})", row.tenant, row.state);
+                for (document, pointer, live, repo) in &row.changes {
+                    match (live, repo) {
+                        (Some(live), Some(repo)) => {
+                            println!("  ~ {document}{pointer}: {} -> {}", shown(live), shown(repo))
+                        }
+                        (None, Some(repo)) => println!("  + {document}{pointer}: {}", shown(repo)),
+                        (Some(live), None) => println!("  - {document}{pointer}: {}", shown(live)),
+                        (None, None) => {}
+                    }
+                }
+            }
+            let count = |state: &str| rows.iter().filter(|row| row.state == state).count();
+            println!(
+                "{} added, {} changed, {} unchanged, {} only in the registry",
+                count("added"),
+                count("changed"),
+                count("unchanged"),
+                count("only in registry")
+            );
+        }
+    }
+}
+
+/// One cohort of a publish, as it went.
+pub(super) struct CohortRow {
+    pub(super) number: usize,
+    pub(super) label: String,
+    pub(super) tenants: usize,
+    /// First and last revision written.
+    pub(super) revisions: Option<(u64, u64)>,
+    pub(super) acked_ms: Option<u64>,
+    pub(super) smoked: usize,
+    pub(super) result: Result<(), String>,
+}
+
+pub(super) fn publish_plan(rows: &[CohortRow], unchanged: usize, only_live: usize, format: Format) {
+    if format == Format::Json {
+        return;
+    }
+    println!(
+        "plan: {} cohorts, {unchanged} tenants unchanged, {only_live} only in the registry (left alone)",
+        rows.len()
+    );
+    for row in rows {
+        println!("  cohort {:>3}  {:<9} {:>5} tenants, {} golden", row.number, row.label, row.tenants, row.smoked);
+    }
+}
+
+pub(super) fn publish_summary(rows: &[CohortRow], format: Format) {
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|row| {
+                    json!({
+                        "cohort": row.number, "kind": row.label, "tenants": row.tenants,
+                        "revisions": row.revisions.map(|(first, last)| [first, last]),
+                        "acked_ms": row.acked_ms, "smoke_checked": row.smoked,
+                        "ok": row.result.is_ok(), "error": row.result.as_ref().err(),
+                    })
+                })
+                .collect();
+            json_value(&json!({ "cohorts": rows }));
+        }
+        Format::Human => {
+            println!(
+                "{:>6}  {:<9} {:>7}  {:<15} {:>9} {:>6}  RESULT",
+                "COHORT", "KIND", "TENANTS", "REVISIONS", "ACKED", "SMOKE"
+            );
+            for row in rows {
+                let revisions = row.revisions.map_or("-".to_owned(), |(first, last)| format!("{first}..{last}"));
+                let acked = row.acked_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+                let result = match &row.result {
+                    Ok(()) => "ok".to_owned(),
+                    Err(error) => error.clone(),
+                };
+                println!(
+                    "{:>6}  {:<9} {:>7}  {:<15} {:>9} {:>6}  {result}",
+                    row.number, row.label, row.tenants, revisions, acked, row.smoked
+                );
+            }
         }
     }
 }

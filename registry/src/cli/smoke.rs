@@ -39,14 +39,29 @@ pub(super) struct SmokeArgs {
     password: String,
 }
 
-struct Api {
-    addr: String,
-    region: String,
+/// An api-node and the region it serves.
+pub(super) struct Api {
+    pub(super) addr: String,
+    pub(super) region: String,
 }
 
-fn host(args: &SmokeArgs, tenant: &str, addr: &str) -> String {
+/// How to reach tenants on api-nodes and log in to them.
+pub(super) struct Target {
+    pub(super) base_domain: String,
+    pub(super) user: String,
+    /// `{tenant}` stands for the tenant id.
+    pub(super) password: String,
+}
+
+impl SmokeArgs {
+    fn target(&self) -> Target {
+        Target { base_domain: self.base_domain.clone(), user: self.user.clone(), password: self.password.clone() }
+    }
+}
+
+fn host(target: &Target, tenant: &str, addr: &str) -> String {
     let port = addr.rsplit_once(':').map_or("80", |(_, port)| port);
-    format!("{tenant}.{}:{port}", args.base_domain)
+    format!("{tenant}.{}:{port}", target.base_domain)
 }
 
 fn json(response: &HttpResponse) -> Value {
@@ -54,8 +69,8 @@ fn json(response: &HttpResponse) -> Value {
 }
 
 /// Health, config and branding of `tenant` on `api`; the first failure, if any.
-async fn check_serving(args: &SmokeArgs, api: &Api, tenant: &v1::Tenant) -> Result<(), String> {
-    let host = host(args, &tenant.id, &api.addr);
+pub(super) async fn check_serving(target: &Target, api: &Api, tenant: &v1::Tenant) -> Result<(), String> {
+    let host = host(target, &tenant.id, &api.addr);
     let health =
         get(&api.addr, "/health?tenant=auto", &[("Host", &host)]).await.map_err(|error| format!("health: {error}"))?;
     if json(&health)["tenant"] != tenant.id {
@@ -68,14 +83,14 @@ async fn check_serving(args: &SmokeArgs, api: &Api, tenant: &v1::Tenant) -> Resu
             .await
             .map_err(|error| format!("config: {error}"))?;
         let version = config.header("x-config-version").and_then(|version| version.parse::<u64>().ok());
-        if config.status == 200 && config.body == public.json && version == Some(tenant.mod_revision) {
+        if config.status == 200 && config.body == public.json && version == Some(tenant.config_revision) {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
                 "config: HTTP {}, configVersion {version:?} (registry: {}), bundle {}",
                 config.status,
-                tenant.mod_revision,
+                tenant.config_revision,
                 if config.body == public.json { "equal" } else { "different" }
             ));
         }
@@ -90,8 +105,8 @@ async fn check_serving(args: &SmokeArgs, api: &Api, tenant: &v1::Tenant) -> Resu
 
 /// A pinned tenant must be refused (421, naming its home region) by an
 /// api-node outside its allowed regions: its data is never served there.
-async fn check_refused(args: &SmokeArgs, api: &Api, tenant: &v1::Tenant) -> Result<(), String> {
-    let host = host(args, &tenant.id, &api.addr);
+async fn check_refused(target: &Target, api: &Api, tenant: &v1::Tenant) -> Result<(), String> {
+    let host = host(target, &tenant.id, &api.addr);
     let home = tenant.placement.clone().unwrap_or_default().home_region;
     let config = get(&api.addr, &format!("/config/{}.json", tenant.id), &[("Host", &host)])
         .await
@@ -102,18 +117,37 @@ async fn check_refused(args: &SmokeArgs, api: &Api, tenant: &v1::Tenant) -> Resu
     Ok(())
 }
 
+/// POSTs, and again while the api-node answers 503 (a view not yet proven
+/// fresh, as right after it starts) for up to [`CONVERGE_TIMEOUT`]. Safe for
+/// item creation: it carries an Idempotency-Key.
+async fn post_when_available(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpResponse, String> {
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    loop {
+        let response = post_json(addr, path, headers, body).await.map_err(|error| error.to_string())?;
+        if response.status != 503 || Instant::now() > deadline {
+            return Ok(response);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Login, create an item, and find it in the list, on an api-node of the
 /// tenant's home region.
-async fn check_data(args: &SmokeArgs, apis: &[Api], tenant: &v1::Tenant) -> Result<String, String> {
+pub(super) async fn check_data(target: &Target, apis: &[Api], tenant: &v1::Tenant) -> Result<String, String> {
     let home = tenant.placement.clone().unwrap_or_default().home_region;
     let api = apis
         .iter()
         .find(|api| api.region == home)
         .ok_or_else(|| format!("data: no api-node given in home region {home:?}"))?;
-    let host = host(args, &tenant.id, &api.addr);
-    let password = args.password.replace("{tenant}", &tenant.id);
-    let credentials = serde_json::json!({ "user": args.user, "password": password }).to_string();
-    let login = post_json(&api.addr, "/api/login", &[("Host", &host)], &credentials)
+    let host = host(target, &tenant.id, &api.addr);
+    let password = target.password.replace("{tenant}", &tenant.id);
+    let credentials = serde_json::json!({ "user": target.user, "password": password }).to_string();
+    let login = post_when_available(&api.addr, "/api/login", &[("Host", &host)], &credentials)
         .await
         .map_err(|error| format!("login: {error}"))?;
     let token = json(&login)["token"]
@@ -124,8 +158,9 @@ async fn check_data(args: &SmokeArgs, apis: &[Api], tenant: &v1::Tenant) -> Resu
     let key = format!("smoke-{}", ulid::Ulid::new());
     let title = serde_json::json!({ "title": format!("smoke {key}") }).to_string();
     let headers = [("Host", host.as_str()), ("Authorization", bearer.as_str()), ("Idempotency-Key", key.as_str())];
-    let created =
-        post_json(&api.addr, "/api/items", &headers, &title).await.map_err(|error| format!("create: {error}"))?;
+    let created = post_when_available(&api.addr, "/api/items", &headers, &title)
+        .await
+        .map_err(|error| format!("create: {error}"))?;
     let id = json(&created)["id"]
         .as_str()
         .map(str::to_owned)
@@ -139,6 +174,21 @@ async fn check_data(args: &SmokeArgs, apis: &[Api], tenant: &v1::Tenant) -> Resu
     Ok(api.addr.clone())
 }
 
+/// Checks that each api-node is ready and learns the region it serves.
+pub(super) async fn discover(addrs: &[String]) -> Result<Vec<Api>, Failure> {
+    let mut apis = Vec::new();
+    for addr in addrs {
+        match get(addr, "/readyz", &[("Host", "localhost")]).await {
+            Ok(ready) if ready.status == 200 => {
+                let region = ready.header("x-region").unwrap_or_default().to_owned();
+                apis.push(Api { addr: addr.clone(), region });
+            }
+            other => return Err(Failure(format!("api-node {addr} is not ready: {other:?}"))),
+        }
+    }
+    Ok(apis)
+}
+
 pub(super) async fn run(args: SmokeArgs, client: &Client, format: Format) -> Result<(), Failure> {
     let (mut tenants, _) = client.list_tenants(Consistency::Linearizable, false).await?;
     if args.tenants != "all" {
@@ -148,37 +198,20 @@ pub(super) async fn run(args: SmokeArgs, client: &Client, format: Format) -> Res
             wanted.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
         tenants.retain(|tenant| wanted.contains(&tenant.id.as_str()));
     }
-    let mut apis = Vec::new();
-    for addr in &args.api {
-        let ready = get(addr, "/readyz", &[("Host", "localhost")]).await;
-        if !matches!(&ready, Ok(response) if response.status == 200) {
-            return Err(Failure(format!("api-node {addr} is not ready: {ready:?}")));
-        }
-        // The region an api-node serves shows on any tenant response.
-        let region = match tenants.first() {
-            Some(tenant) => {
-                let host = host(&args, &tenant.id, addr);
-                let response = get(addr, "/health?tenant=auto", &[("Host", &host)])
-                    .await
-                    .map_err(|error| Failure(format!("{addr}: {error}")))?;
-                response.header("x-region").unwrap_or_default().to_owned()
-            }
-            None => String::new(),
-        };
-        apis.push(Api { addr: addr.clone(), region });
-    }
+    let target = args.target();
+    let apis = discover(&args.api).await?;
     let mut rows = Vec::new();
     for tenant in &tenants {
         let allowed = tenant.placement.clone().unwrap_or_default().allowed_regions;
         for api in &apis {
             let (check, result) = if allowed.is_empty() || allowed.contains(&api.region) {
-                ("health+config+branding", check_serving(&args, api, tenant).await)
+                ("health+config+branding", check_serving(&target, api, tenant).await)
             } else {
-                ("refused outside its pin", check_refused(&args, api, tenant).await)
+                ("refused outside its pin", check_refused(&target, api, tenant).await)
             };
             rows.push(SmokeRow { tenant: tenant.id.clone(), api: api.addr.clone(), check, result });
         }
-        let (api, result) = match check_data(&args, &apis, tenant).await {
+        let (api, result) = match check_data(&target, &apis, tenant).await {
             Ok(api) => (api, Ok(())),
             Err(error) => ("-".to_owned(), Err(error)),
         };

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use super::output::{self, Format};
-use super::{seed, Failure};
+use super::{repo, Failure};
 use crate::client::{http_get, Client, WriteOptions};
 
 /// The regions of the local cluster, in node-id order.
@@ -217,17 +217,17 @@ async fn seed_if_empty(client: &Client, configs: &Path, format: Format) -> Resul
         output::info(format, &format!("cluster already holds {} tenants; not seeding", existing.len()));
         return Ok(());
     }
-    let tenants = seed::load(configs)?;
-    for tenant in &tenants {
+    let compiled = repo::compile(configs, format)?;
+    for tenant in &compiled.tenants {
         let options = WriteOptions {
             expected_revision: Some(0),
             request_id: Some(format!("seed-{}", tenant.id)),
             actor: "regctl up".to_owned(),
             reason: format!("seed from {}", configs.display()),
         };
-        client.create_tenant(&tenant.id, tenant.documents.clone(), &options).await?;
+        client.create_tenant(tenant.id.as_str(), repo::documents(tenant), &options).await?;
     }
-    output::info(format, &format!("seeded {} tenants from {}", tenants.len(), configs.display()));
+    output::info(format, &format!("seeded {} tenants from {}", compiled.tenants.len(), configs.display()));
     Ok(())
 }
 

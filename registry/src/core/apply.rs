@@ -6,7 +6,7 @@ use proto::{Revision, TenantId};
 use ulid::Ulid;
 
 use super::{
-    canonical_document, compile_bundles, initial_placement, validate_meta, AuditEntry, Command, CommandError,
+    canonical_document, compile, initial_placement, validate_meta, AuditEntry, Canary, Command, CommandError,
     DocumentKind, DocumentLimits, DocumentsPatch, Op, Response, Session, SessionOutcome, State, Tenant,
     TenantDocuments, TenantStatus, WriteOutcome,
 };
@@ -69,7 +69,7 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
             let tenant = Arc::new(tenant);
             state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
-            record_audit(state, revision, &tenant.id, command, &mut changes);
+            record_audit(state, revision, &tenant, command, &mut changes);
             let outcome = SessionOutcome::Written { tenant: tenant.id.clone() };
             (Response::Written(WriteOutcome { revision, tenant: Some(tenant), replayed: false }), outcome)
         }
@@ -94,6 +94,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
     };
     let current = state.tenants.get(tenant_id).filter(|tenant| tenant.is_live());
     check_expected_revision(tenant_id, current.map(|tenant| tenant.as_ref()), meta.expected_revision)?;
+    let live = || current.ok_or_else(|| CommandError::NotFound { tenant: tenant_id.clone() });
 
     match &command.op {
         Op::CreateTenant { tenant, uid, documents, proposer_region } => {
@@ -101,35 +102,116 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
             }
             let documents = patched(TenantDocuments::default(), documents)?;
-            let placement = initial_placement(&documents.config, proposer_region.as_ref())?;
-            let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
+            let (public_bundle, private_bundle) = compile(tenant, &documents)?;
+            let placement = initial_placement(&documents.config, proposer_region.as_ref());
             Ok(Tenant {
                 id: tenant.clone(),
                 uid: *uid,
                 status: TenantStatus::Active,
-                documents,
+                documents: Arc::new(documents),
                 public_bundle,
                 private_bundle,
                 placement,
                 create_revision: revision,
                 mod_revision: revision,
+                config_revision: revision,
+                canary: None,
             })
         }
-        Op::UpdateTenant { tenant, documents } => {
-            let current = current.ok_or_else(|| CommandError::NotFound { tenant: tenant.clone() })?;
-            if documents.names().is_empty() {
-                return Err(CommandError::invalid("documents", "required", "set at least one document"));
-            }
-            let documents = patched(current.documents.clone(), documents)?;
-            let (public_bundle, private_bundle) = compile_bundles(tenant, revision, &documents);
-            Ok(Tenant { documents, public_bundle, private_bundle, mod_revision: revision, ..Tenant::clone(current) })
+        Op::UpdateTenant { documents, .. } => {
+            let current = live()?;
+            let documents = patched(current.documents.as_ref().clone(), non_empty(documents)?)?;
+            with_documents(current, revision, Arc::new(documents))
         }
-        Op::DeleteTenant { tenant } => {
-            let current = current.ok_or_else(|| CommandError::NotFound { tenant: tenant.clone() })?;
-            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
+        Op::DeleteTenant { .. } => {
+            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(live()?) })
+        }
+        Op::RollbackTenant { to, .. } => {
+            let current = live()?;
+            with_documents(current, revision, documents_at(state, current, *to)?)
+        }
+        Op::StageCanary { tenant, documents } => {
+            let current = live()?;
+            let documents = patched(current.documents.as_ref().clone(), non_empty(documents)?)?;
+            let (public_bundle, private_bundle) = compile(tenant, &documents)?;
+            let canary = Canary { revision, documents, public_bundle, private_bundle };
+            Ok(Tenant { canary: Some(Arc::new(canary)), mod_revision: revision, ..Tenant::clone(current) })
+        }
+        Op::PromoteCanary { tenant } => {
+            let current = live()?;
+            let canary = current.canary.as_ref().ok_or_else(|| CommandError::NoCanary { tenant: tenant.clone() })?;
+            // The candidate keeps the version it was served under as a canary.
+            Ok(Tenant {
+                documents: Arc::new(canary.documents.clone()),
+                public_bundle: canary.public_bundle.clone(),
+                private_bundle: canary.private_bundle.clone(),
+                config_revision: canary.revision,
+                mod_revision: revision,
+                canary: None,
+                ..Tenant::clone(current)
+            })
+        }
+        Op::AbortCanary { tenant } => {
+            let current = live()?;
+            if current.canary.is_none() {
+                return Err(CommandError::NoCanary { tenant: tenant.clone() });
+            }
+            Ok(Tenant { canary: None, mod_revision: revision, ..Tenant::clone(current) })
         }
         Op::InitCluster { .. } => Err(CommandError::invalid("op", "tenant-op", "not a tenant operation")),
     }
+}
+
+fn non_empty(patch: &DocumentsPatch) -> Result<&DocumentsPatch, CommandError> {
+    if patch.names().is_empty() {
+        return Err(CommandError::invalid("documents", "required", "set at least one document"));
+    }
+    Ok(patch)
+}
+
+/// The tenant with new live documents (and their bundles) at `revision`.
+fn with_documents(
+    current: &Tenant,
+    revision: Revision,
+    documents: Arc<TenantDocuments>,
+) -> Result<Tenant, CommandError> {
+    let (public_bundle, private_bundle) = compile(&current.id, &documents)?;
+    Ok(Tenant {
+        documents,
+        public_bundle,
+        private_bundle,
+        mod_revision: revision,
+        config_revision: revision,
+        ..Tenant::clone(current)
+    })
+}
+
+/// The live documents `tenant` had at revision `to`: those of its last
+/// change at or before `to` that set documents, in this incarnation.
+fn documents_at(state: &State, tenant: &Tenant, to: Revision) -> Result<Arc<TenantDocuments>, CommandError> {
+    if to < tenant.create_revision {
+        return Err(CommandError::invalid(
+            "to_revision",
+            "history",
+            format!("revision {to} is before tenant `{}` was created (at {})", tenant.id, tenant.create_revision),
+        ));
+    }
+    state
+        .audit
+        .range(tenant.create_revision..=to)
+        .rev()
+        .find_map(|(_, entry)| entry.documents.clone().filter(|_| entry.tenant == tenant.id))
+        .ok_or_else(|| {
+            let oldest = state.audit.keys().next().map_or(0, |revision| revision.get());
+            CommandError::invalid(
+                "to_revision",
+                "history",
+                format!(
+                    "the audit log no longer holds tenant `{}`'s documents at revision {to} (oldest entry kept: {oldest})",
+                    tenant.id
+                ),
+            )
+        })
 }
 
 fn check_expected_revision(
@@ -163,27 +245,33 @@ fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<Ten
     Ok(documents)
 }
 
-fn record_audit(
-    state: &mut State,
-    revision: Revision,
-    tenant: &TenantId,
-    command: &Command,
-    changes: &mut Vec<Change>,
-) {
+fn record_audit(state: &mut State, revision: Revision, tenant: &Tenant, command: &Command, changes: &mut Vec<Change>) {
     let summary = match &command.op {
         Op::CreateTenant { .. } => "create".to_owned(),
         Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
         Op::DeleteTenant { .. } => "delete".to_owned(),
+        Op::RollbackTenant { to, .. } => format!("rollback to {to}"),
+        Op::StageCanary { documents, .. } => format!("stage canary {}", documents.names().join(",")),
+        Op::PromoteCanary { .. } => format!("promote canary of {}", tenant.config_revision),
+        Op::AbortCanary { .. } => "abort canary".to_owned(),
         Op::InitCluster { .. } => "init cluster".to_owned(),
+    };
+    // What a rollback to this revision restores: the live documents, when this change set them.
+    let documents = match &command.op {
+        Op::CreateTenant { .. } | Op::UpdateTenant { .. } | Op::RollbackTenant { .. } | Op::PromoteCanary { .. } => {
+            Some(tenant.documents.clone())
+        }
+        _ => None,
     };
     let entry = Arc::new(AuditEntry {
         revision,
         id: command.meta.change_id,
-        tenant: tenant.clone(),
+        tenant: tenant.id.clone(),
         actor: command.meta.actor.clone(),
         reason: command.meta.reason.clone(),
         summary,
         at_unix_ms: command.meta.at_unix_ms,
+        documents,
     });
     state.audit.insert(revision, entry.clone());
     changes.push(Change::PutAudit(entry));

@@ -85,12 +85,13 @@ fn create_update_delete() {
     assert_eq!(tenant.documents.theme, "{}");
 
     let before = state.clone();
-    let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"color":"#fff"}"##));
+    let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"colors":{"primary":"#ffffff"}}"##));
     assert_changes_replay(&before, &changes, &state);
     let tenant = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!((tenant.create_revision, tenant.mod_revision), (Revision(3), Revision(5)));
     assert_eq!(tenant.documents.config, r#"{"a":{"public":2},"b":1}"#, "config kept");
-    assert!(tenant.public_bundle.json.contains(r#""configVersion":5"#));
+    assert_eq!(tenant.config_revision, Revision(5));
+    assert!(tenant.public_bundle.json.contains("#ffffff"));
 
     let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
     let (response, _) = apply(&mut state, Revision(6), &delete);
@@ -169,7 +170,7 @@ fn retried_request_id_returns_the_first_result() {
     assert!(!written(&response).replayed);
 
     // The retry carries other documents: it must still apply nothing.
-    let mut retry = update("acme", r#"{"v":2}"#);
+    let mut retry = update("acme", r##"{"texts":{"v":"2"}}"##);
     retry.meta.request_id = Some("req-1".to_owned());
     let before = state.clone();
     let (replay, changes) = apply(&mut state, Revision(2), &retry);
@@ -181,7 +182,7 @@ fn retried_request_id_returns_the_first_result() {
     assert_eq!(outcome.tenant.as_ref().map(|tenant| tenant.mod_revision), Some(Revision(1)), "unchanged since");
 
     // Once a later write changed the tenant, a replay reports only the revision.
-    apply(&mut state, Revision(3), &update("acme", r#"{"v":3}"#));
+    apply(&mut state, Revision(3), &update("acme", r##"{"texts":{"v":"3"}}"##));
     let (replay, _) = apply(&mut state, Revision(4), &retry);
     assert_eq!(written(&replay).revision, Revision(1));
     assert_eq!(written(&replay).tenant, None);
@@ -216,7 +217,13 @@ fn every_validation_error_names_field_and_rule() {
     let cases: Vec<(Command, &str, &str)> = vec![
         (create("acme", "[1]"), "documents.config", "json-object"),
         (create("acme", "{"), "documents.config", "json"),
-        (create("acme", r#"{"public":3}"#), "documents.config.public", "json-object"),
+        (create("acme", r#"{"public":3}"#), "documents.config/public", "json-object"),
+        (create("acme", r#"{"public":{"password":"hunter2"}}"#), "documents.config/public/password", "secret-key"),
+        (
+            create("acme", r#"{"placement":{"homeRegion":"EU"}}"#),
+            "documents.config/placement/homeRegion",
+            "region-name",
+        ),
         (create("acme", &big), "documents.config", "size"),
         (
             Command {
@@ -239,7 +246,7 @@ fn every_validation_error_names_field_and_rule() {
                     proposer_region: None,
                 },
             },
-            "documents.integrations.oauth",
+            "documents.integrations/oauth",
             "json-object",
         ),
         (
@@ -283,4 +290,88 @@ fn every_validation_error_names_field_and_rule() {
         assert!(changes.is_empty(), "{field}: a rejected write changes nothing");
         assert_eq!(state, before);
     }
+}
+
+fn op(at_unix_ms: u64, op: Op) -> Command {
+    Command { meta: meta(at_unix_ms), op }
+}
+
+#[test]
+fn rollback_restores_old_documents_and_bundles_under_a_new_revision() {
+    let mut state = State::default();
+    let theme = |color: &str| DocumentsPatch {
+        theme: Some(format!(r#"{{"colors":{{"primary":"{color}"}}}}"#)),
+        ..Default::default()
+    };
+    apply(&mut state, Revision(1), &create("acme", "{}"));
+    apply(&mut state, Revision(2), &op(2, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#111111") }));
+    let old = state.tenants[&tenant_id("acme")].clone();
+    apply(&mut state, Revision(3), &op(3, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#222222") }));
+
+    let before = state.clone();
+    let rollback = op(4, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(2) });
+    let (response, changes) = apply(&mut state, Revision(4), &rollback);
+    assert_changes_replay(&before, &changes, &state);
+    let restored = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(restored.public_bundle, old.public_bundle, "byte-equal bundle");
+    assert_eq!(restored.documents, old.documents);
+    assert_eq!((restored.mod_revision, restored.config_revision), (Revision(4), Revision(4)));
+    assert_eq!(state.audit[&Revision(4)].summary, "rollback to 2");
+
+    // "As of" a revision that changed other things: the documents live then.
+    let (response, _) =
+        apply(&mut state, Revision(5), &op(5, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(3) }));
+    assert!(written(&response).tenant.as_ref().expect("tenant").public_bundle.json.contains("#222222"));
+
+    let (response, changes) =
+        apply(&mut state, Revision(6), &op(6, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(0) }));
+    assert!(changes.is_empty());
+    assert!(matches!(rejected(&response), CommandError::Invalid { rule_id, .. } if rule_id == "history"));
+}
+
+#[test]
+fn canary_stage_promote_and_abort() {
+    let mut state = State::default();
+    let candidate =
+        DocumentsPatch { theme: Some(r##"{"colors":{"primary":"#00ff00"}}"##.to_owned()), ..Default::default() };
+    apply(&mut state, Revision(1), &create("acme", "{}"));
+    let live = state.tenants[&tenant_id("acme")].clone();
+
+    let (response, changes) = apply(&mut state, Revision(2), &op(2, Op::PromoteCanary { tenant: tenant_id("acme") }));
+    assert!(changes.is_empty());
+    assert!(matches!(rejected(&response), CommandError::NoCanary { .. }));
+
+    let before = state.clone();
+    let stage = op(2, Op::StageCanary { tenant: tenant_id("acme"), documents: candidate.clone() });
+    let (response, changes) = apply(&mut state, Revision(2), &stage);
+    assert_changes_replay(&before, &changes, &state);
+    let staged = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(staged.public_bundle, live.public_bundle, "the live version is untouched");
+    assert_eq!((staged.mod_revision, staged.config_revision), (Revision(2), Revision(1)));
+    let canary = staged.canary.as_ref().expect("staged");
+    assert_eq!(canary.revision, Revision(2));
+    assert!(canary.public_bundle.json.contains("#00ff00"));
+
+    let before = state.clone();
+    let (response, changes) = apply(&mut state, Revision(3), &op(3, Op::AbortCanary { tenant: tenant_id("acme") }));
+    assert_changes_replay(&before, &changes, &state);
+    let aborted = written(&response).tenant.as_ref().expect("tenant");
+    assert!(aborted.canary.is_none());
+    assert_eq!(aborted.public_bundle, live.public_bundle);
+
+    apply(&mut state, Revision(4), &op(4, Op::StageCanary { tenant: tenant_id("acme"), documents: candidate }));
+    let (response, _) = apply(&mut state, Revision(5), &op(5, Op::PromoteCanary { tenant: tenant_id("acme") }));
+    let promoted = written(&response).tenant.as_ref().expect("tenant");
+    assert!(promoted.canary.is_none());
+    assert!(promoted.public_bundle.json.contains("#00ff00"));
+    assert_eq!(promoted.config_revision, Revision(4), "served as canary version 4, live as version 4");
+    let summaries: Vec<_> = state.audit.values().map(|entry| entry.summary.as_str()).collect();
+    assert_eq!(
+        summaries,
+        ["create", "stage canary theme", "abort canary", "stage canary theme", "promote canary of 4"]
+    );
+
+    // Promote recorded documents: a rollback to it restores the promoted version.
+    assert!(state.audit[&Revision(5)].documents.is_some());
+    assert!(state.audit[&Revision(2)].documents.is_none());
 }

@@ -63,6 +63,23 @@ pub enum Op {
     DeleteTenant {
         tenant: TenantId,
     },
+    /// Restores the tenant's documents as of revision `to` (its last change
+    /// at or before `to` that set documents, from the audit log).
+    RollbackTenant {
+        tenant: TenantId,
+        to: Revision,
+    },
+    /// Stages a candidate: the live documents patched with `documents`.
+    StageCanary {
+        tenant: TenantId,
+        documents: DocumentsPatch,
+    },
+    PromoteCanary {
+        tenant: TenantId,
+    },
+    AbortCanary {
+        tenant: TenantId,
+    },
     /// Names the cluster, once: proposed by the first leader of a fresh
     /// cluster. Agents holding another cluster's state resync from a snapshot.
     InitCluster {
@@ -74,9 +91,13 @@ impl Op {
     /// The tenant a tenant operation is about.
     pub fn tenant(&self) -> Option<&TenantId> {
         match self {
-            Op::CreateTenant { tenant, .. } | Op::UpdateTenant { tenant, .. } | Op::DeleteTenant { tenant } => {
-                Some(tenant)
-            }
+            Op::CreateTenant { tenant, .. }
+            | Op::UpdateTenant { tenant, .. }
+            | Op::DeleteTenant { tenant }
+            | Op::RollbackTenant { tenant, .. }
+            | Op::StageCanary { tenant, .. }
+            | Op::PromoteCanary { tenant }
+            | Op::AbortCanary { tenant } => Some(tenant),
             Op::InitCluster { .. } => None,
         }
     }
@@ -112,6 +133,8 @@ pub enum CommandError {
     AlreadyExists { tenant: TenantId, revision: Revision },
     #[error("tenant `{tenant}`: expected revision {expected} but it is at {current}; read it again and retry")]
     RevisionMismatch { tenant: TenantId, expected: u64, current: u64 },
+    #[error("tenant `{tenant}` has no staged canary; stage one with `regctl canary stage`")]
+    NoCanary { tenant: TenantId },
 }
 
 impl CommandError {

@@ -8,15 +8,14 @@
 //! adapters around this module.
 
 mod apply;
-mod bundle;
 mod command;
 mod placement;
 mod state;
 mod validate;
 
 pub use apply::{apply, Change};
-pub use bundle::{compile_bundles, Bundle};
 pub use command::{Command, CommandError, DocumentsPatch, Op, Response, WriteMeta, WriteOutcome};
+pub use compiler::Bundle;
 pub use placement::initial_placement;
-pub use state::{AuditEntry, Placement, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus};
-pub use validate::{canonical_document, validate_meta, DocumentKind, DocumentLimits};
+pub use state::{AuditEntry, Canary, Placement, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus};
+pub use validate::{canonical_document, compile, validate_meta, DocumentKind, DocumentLimits};

@@ -7,7 +7,9 @@ use proto::{Region, Revision, TenantId};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use super::{Bundle, CommandError};
+use compiler::Bundle;
+
+use super::CommandError;
 
 /// Lifecycle of a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,13 +55,28 @@ pub struct Tenant {
     /// Never reused: a tenant created again after a delete gets a new uid.
     pub uid: Ulid,
     pub status: TenantStatus,
-    pub documents: TenantDocuments,
+    /// The live documents; shared with the audit entries that restore them.
+    pub documents: Arc<TenantDocuments>,
     pub public_bundle: Bundle,
     pub private_bundle: Bundle,
     pub placement: Placement,
     pub create_revision: Revision,
-    /// The tenant's configVersion.
+    /// The record's last change (compare-and-set compares it).
     pub mod_revision: Revision,
+    /// The tenant's configVersion: the revision that made the live documents.
+    pub config_revision: Revision,
+    /// A staged candidate, served only to requests that opt in.
+    pub canary: Option<Arc<Canary>>,
+}
+
+/// A candidate version of a tenant's documents, staged beside the live one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// The revision that staged it: its configVersion.
+    pub revision: Revision,
+    pub documents: TenantDocuments,
+    pub public_bundle: Bundle,
+    pub private_bundle: Bundle,
 }
 
 impl Tenant {
@@ -78,6 +95,9 @@ pub struct AuditEntry {
     pub reason: String,
     pub summary: String,
     pub at_unix_ms: u64,
+    /// The tenant's live documents after this change, when it changed them
+    /// (create, update, rollback, promote): what a rollback restores.
+    pub documents: Option<Arc<TenantDocuments>>,
 }
 
 /// The remembered result of a write that carried a request id. Compact on
@@ -153,8 +173,8 @@ impl State {
             if &tenant.id != id {
                 return Err(format!("tenant stored under {id} has id {}", tenant.id));
             }
-            if tenant.create_revision > tenant.mod_revision {
-                return Err(format!("tenant {id}: create_revision after mod_revision"));
+            if tenant.create_revision > tenant.mod_revision || tenant.config_revision > tenant.mod_revision {
+                return Err(format!("tenant {id}: create_revision or config_revision after mod_revision"));
             }
         }
         Ok(())

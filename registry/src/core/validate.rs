@@ -1,12 +1,14 @@
 //! Validation in one place: documents and write metadata. Errors name the
-//! field and the rule. The gRPC service runs these before proposing, and
-//! `apply` runs them again so that a replica never stores what a bad
-//! proposer let through.
+//! field and the rule. The gRPC service parses documents before proposing;
+//! `apply` parses them again and runs the config compiler's rules, so that
+//! a replica never stores what a bad proposer let through.
 
+use compiler::{compile_bundles, validate_documents, Bundle, Documents};
+use proto::TenantId;
 use serde_json::Value;
 
-use super::CommandError;
-use crate::limits::{ACTOR_BYTES_MAX, INTEGRATIONS_PER_TENANT_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX};
+use super::{CommandError, TenantDocuments};
+use crate::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX};
 
 /// Which document a text is, for error messages and per-kind rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,37 +34,33 @@ pub struct DocumentLimits {
     pub document_bytes_max: usize,
 }
 
-/// Parses a document, checks it against the rules, and returns its
-/// canonical text (compact JSON, keys sorted).
+/// Parses a document (a JSON object within the size limit) and returns its
+/// canonical text (compact JSON, keys sorted). The content rules run on the
+/// whole tenant in [`compile`].
 pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits) -> Result<String, CommandError> {
-    let field = kind.field();
-    let map = proto::document::parse_object(field, text, limits.document_bytes_max).map_err(|error| {
+    let map = proto::document::parse_object(kind.field(), text, limits.document_bytes_max).map_err(|error| {
         CommandError::Invalid { field: error.field, rule_id: error.rule_id.to_owned(), message: error.rule }
     })?;
-    if kind == DocumentKind::Integrations {
-        if map.len() > INTEGRATIONS_PER_TENANT_MAX {
-            return Err(CommandError::invalid(
-                field,
-                "count",
-                format!("{} integrations is over the limit of {INTEGRATIONS_PER_TENANT_MAX}", map.len()),
-            ));
-        }
-        if let Some((name, _)) = map.iter().find(|(_, integration)| !integration.is_object()) {
-            return Err(CommandError::invalid(
-                format!("{field}.{name}"),
-                "json-object",
-                "each integration must be a JSON object",
-            ));
-        }
-    }
-    if kind == DocumentKind::Config {
-        if let Some(public) = map.get("public") {
-            if !public.is_object() {
-                return Err(CommandError::invalid(format!("{field}.public"), "json-object", "must be a JSON object"));
-            }
-        }
-    }
     Ok(Value::Object(map).to_string())
+}
+
+/// Runs the config compiler's rules over a tenant's documents (canonical
+/// texts) and compiles its bundles: the same verdict regctl gives before a
+/// publish, so a client that skips regctl is refused alike.
+pub fn compile(tenant: &TenantId, documents: &TenantDocuments) -> Result<(Bundle, Bundle), CommandError> {
+    let parse = |kind: DocumentKind, text: &str| match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(CommandError::invalid(kind.field(), "json-object", "must be a JSON object")),
+    };
+    let documents = Documents {
+        config: parse(DocumentKind::Config, &documents.config)?,
+        theme: parse(DocumentKind::Theme, &documents.theme)?,
+        integrations: parse(DocumentKind::Integrations, &documents.integrations)?,
+    };
+    if let Some(problem) = validate_documents(&documents).into_iter().next() {
+        return Err(CommandError::invalid(problem.registry_field(), problem.rule, problem.message));
+    }
+    Ok(compile_bundles(tenant.as_str(), &documents))
 }
 
 /// Checks request id, actor and reason.

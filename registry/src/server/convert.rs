@@ -17,6 +17,15 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
         placement: Some(placement(&tenant.placement)),
         create_revision: tenant.create_revision.get(),
         mod_revision: tenant.mod_revision.get(),
+        config_revision: tenant.config_revision.get(),
+        canary: tenant.canary.as_ref().map(|canary| v1::Canary {
+            revision: canary.revision.get(),
+            config_json: canary.documents.config.clone(),
+            theme_json: canary.documents.theme.clone(),
+            integrations_json: canary.documents.integrations.clone(),
+            public_bundle: Some(bundle(&canary.public_bundle)),
+            private_bundle: Some(bundle(&canary.private_bundle)),
+        }),
     }
 }
 

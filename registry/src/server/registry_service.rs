@@ -10,7 +10,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::registry_server::Registry;
 use proto::v1::{self, Consistency};
-use proto::TenantId;
+use proto::{Revision, TenantId};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -245,6 +245,69 @@ impl Registry for RegistryService {
             |mut client, request| async move { client.delete_tenant(request).await },
         )
         .await
+    }
+
+    async fn rollback_tenant(
+        &self,
+        request: Request<v1::RollbackTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "RollbackTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::RollbackTenant { tenant: parse_tenant(&message.tenant_id)?, to: Revision(message.to_revision) };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.rollback_tenant(request).await },
+        )
+        .await
+    }
+
+    async fn stage_canary(
+        &self,
+        request: Request<v1::StageCanaryRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "StageCanary");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let tenant = parse_tenant(&message.tenant_id)?;
+        let op = Op::StageCanary { tenant, documents: self.documents(message.documents.clone())? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(forwarded, message, command, |mut client, request| async move { client.stage_canary(request).await })
+            .await
+    }
+
+    async fn promote_canary(
+        &self,
+        request: Request<v1::TenantActionRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "PromoteCanary");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::PromoteCanary { tenant: parse_tenant(&message.tenant_id)? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.promote_canary(request).await },
+        )
+        .await
+    }
+
+    async fn abort_canary(
+        &self,
+        request: Request<v1::TenantActionRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "AbortCanary");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::AbortCanary { tenant: parse_tenant(&message.tenant_id)? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(forwarded, message, command, |mut client, request| async move { client.abort_canary(request).await })
+            .await
     }
 
     async fn get_tenant(

@@ -56,6 +56,11 @@ pub fn from_command_error(error: &CommandError) -> Status {
                 ..Default::default()
             },
         ),
+        CommandError::NoCanary { .. } => with_detail(
+            Code::FailedPrecondition,
+            message,
+            ErrorDetail { field: "tenant_id".to_owned(), rule: "canary-staged".to_owned(), ..Default::default() },
+        ),
     }
 }
 

@@ -38,13 +38,15 @@ impl raft_log::Types for WalTypes {
         // An estimate for raft-log's cache accounting: documents dominate.
         let documents = match &payload.0.payload {
             openraft::EntryPayload::Normal(command) => match &command.op {
-                crate::core::Op::CreateTenant { documents, .. } | crate::core::Op::UpdateTenant { documents, .. } => {
+                crate::core::Op::CreateTenant { documents, .. }
+                | crate::core::Op::UpdateTenant { documents, .. }
+                | crate::core::Op::StageCanary { documents, .. } => {
                     [&documents.config, &documents.theme, &documents.integrations]
                         .into_iter()
                         .map(|document| document.as_ref().map_or(0, String::len))
                         .sum()
                 }
-                crate::core::Op::DeleteTenant { .. } | crate::core::Op::InitCluster { .. } => 0,
+                _ => 0,
             },
             _ => 0,
         };

@@ -31,6 +31,10 @@ impl Scope {
 
 /// A tenant as an agent of `scope` sees it.
 pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
+    let private = |bundle| match scope {
+        Scope::Api => Some(convert::bundle(bundle)),
+        Scope::Frontend => None,
+    };
     v1::TenantRecord {
         id: tenant.id.to_string(),
         uid: tenant.uid.to_string(),
@@ -39,10 +43,11 @@ pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
         mod_revision: tenant.mod_revision.get(),
         placement: Some(convert::placement(&tenant.placement)),
         public_bundle: Some(convert::bundle(&tenant.public_bundle)),
-        private_bundle: match scope {
-            Scope::Api => Some(convert::bundle(&tenant.private_bundle)),
-            Scope::Frontend => None,
-        },
+        private_bundle: private(&tenant.private_bundle),
+        config_revision: tenant.config_revision.get(),
+        canary_revision: tenant.canary.as_ref().map_or(0, |canary| canary.revision.get()),
+        canary_public_bundle: tenant.canary.as_ref().map(|canary| convert::bundle(&canary.public_bundle)),
+        canary_private_bundle: tenant.canary.as_ref().and_then(|canary| private(&canary.private_bundle)),
     }
 }
 
