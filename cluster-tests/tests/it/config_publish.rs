@@ -4,7 +4,10 @@
 //! agents acknowledge and golden tenants pass smoke checks; a publish whose
 //! third cohort an agent NACKs (a bundle over that agent's limit) halts,
 //! rolls that cohort back byte for byte and keeps the earlier ones; the
-//! corrected re-run continues from there and finishes.
+//! corrected re-run continues from there and finishes; a golden tenant's
+//! failed smoke check halts and rolls back too; with `--no-rollback` a
+//! refused cohort stays, and a re-run of unchanged content says why it
+//! cannot help.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -165,6 +168,35 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
     agents::wait_for(&small, revision).await?;
     agents::assert_matches(&small, &tenants);
     assert_eq!(tenants.len(), TENANTS);
+
+    phase("a golden tenant that fails its smoke check halts its cohort, which is rolled back");
+    let theme_path = repo.join("tenants/tenant-000026/theme.json");
+    let good_theme = std::fs::read_to_string(&theme_path)?;
+    let mut theme: Value = serde_json::from_str(&good_theme)?;
+    theme["colors"].as_object_mut().map(|colors| colors.remove("primary"));
+    std::fs::write(&theme_path, theme.to_string())?;
+    let before = live_hashes(&cluster).await?;
+    let halted = publish(&[]);
+    assert_eq!(halted.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&halted.stderr);
+    assert!(stderr.contains("smoke check of golden tenant tenant-000026"), "{stderr}");
+    assert!(stderr.contains("theme.colors.primary is missing"), "{stderr}");
+    assert_eq!(live_hashes(&cluster).await?, before, "rolled back byte for byte");
+    std::fs::write(&theme_path, good_theme)?;
+
+    phase("with --no-rollback a refused cohort stays; a re-run says it cannot help until the repo changes");
+    std::fs::write(repo.join("branding/tenant-000250/logo.svg"), svg_logo(12 * 1024))?;
+    let halted = publish(&["--no-rollback"]);
+    assert_eq!(halted.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&halted.stderr).contains("left as written (--no-rollback)"));
+    let again = publish(&[]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("live tenants that agents refused, unchanged in the repo"), "{stderr}");
+    assert!(stderr.contains("agent api-small@eu-west refused it"), "{stderr}");
+    std::fs::write(repo.join("branding/tenant-000250/logo.svg"), svg_logo(512))?;
+    assert!(publish(&[]).status.success());
+    assert_eq!(live_hashes(&cluster).await?, compiled_hashes(&repo));
 
     small.shutdown().await;
     drop(api);

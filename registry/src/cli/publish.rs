@@ -124,6 +124,7 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
             }),
         }
     }
+    refused_at_live_revision(client, &live, &compiled.tenants).await?;
     let only_live = live.iter().filter(|tenant| !compiled.tenants.iter().any(|c| c.id.as_str() == tenant.id)).count();
     if let Some(unknown) = args.canary.iter().find(|canary| !compiled.tenants.iter().any(|c| &c.id == *canary)) {
         return Err(Failure(format!("--canary: {unknown} is not a tenant of {}", args.dir.display())));
@@ -208,6 +209,43 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
     output::publish_summary(&rows, format);
     output::info(format, &format!("published {total} tenants in {} cohorts ({unchanged} unchanged)", rows.len()));
     Ok(())
+}
+
+/// A publish that crashed after writing a cohort but before its gate left
+/// tenants live that no gate judged. If an agent refused one of them at its
+/// live revision, say so before anything else: republishing the same
+/// content cannot fix it.
+async fn refused_at_live_revision(
+    client: &Client,
+    live: &[v1::Tenant],
+    repo: &[CompiledTenant],
+) -> Result<(), Failure> {
+    let (agents, _) = merge_agents(&client.list_agents().await);
+    let refusals: Vec<String> = agents
+        .iter()
+        .filter_map(|agent| agent.last_nack.as_ref().map(|nack| (agent, nack)))
+        .filter(|(_, nack)| {
+            live.iter().any(|tenant| tenant.id == nack.tenant_id && tenant.mod_revision == nack.revision)
+                && repo.iter().any(|compiled| {
+                    compiled.id.as_str() == nack.tenant_id
+                        && live.iter().any(|tenant| tenant.id == nack.tenant_id && repo::is_live(compiled, tenant))
+                })
+        })
+        .map(|(agent, nack)| {
+            format!(
+                "{} at revision {}: agent {} refused it: {}",
+                nack.tenant_id, nack.revision, agent.agent_id, nack.reason
+            )
+        })
+        .collect();
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    Err(Failure(format!(
+        "live tenants that agents refused, unchanged in the repo (republishing them cannot help; change them or \
+         `regctl rollback` them):\n  {}",
+        refusals.join("\n  ")
+    )))
 }
 
 fn confirm(args: &PublishArgs, tenants: usize, cohorts: usize) -> Result<(), Failure> {
