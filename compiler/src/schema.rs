@@ -68,7 +68,8 @@ pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
     }
     if let Some(Value::Array(domains)) = documents.config.get("customDomains") {
         for (index, domain) in domains.iter().enumerate() {
-            if let Some(domain) = domain.as_str() {
+            // A malformed name is the schema's problem, reported once.
+            if let Some(domain) = domain.as_str().filter(|domain| endpoints::is_host_pattern(domain, false)) {
                 if let Err((rule, message)) = endpoints::check_host(domain, &allowlist) {
                     problems.push(Problem::new(CONFIG_FILE, format!("/customDomains/{index}"), rule, message));
                 }

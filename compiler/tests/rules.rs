@@ -62,6 +62,15 @@ fn the_valid_tenant_is_valid() {
 }
 
 #[test]
+fn the_integration_count_is_limited() {
+    let mut documents = valid();
+    for index in 0..65 {
+        documents.integrations.insert(format!("i{index}"), json!({}));
+    }
+    assert_eq!(only_problem(&documents), "tenants/acme/integrations: 67 integrations is over the limit of 64");
+}
+
+#[test]
 fn each_rule_fails_with_its_exact_error() {
     let cases: Vec<(&str, Value, &str)> = vec![
         // Schema.
@@ -82,6 +91,13 @@ fn each_rule_fails_with_its_exact_error() {
         ("/config/secrets/stripe", json!("sk_live_abc"), r#"tenants/acme/config.json: /secrets/stripe: "sk_live_abc" is not a secret reference (vault:…, env:…, aws-sm:…, gcp-sm:…, azure-kv:…); the registry holds references, never values"#),
         ("/integrations/Bad Name", json!({}), "tenants/acme/integrations/Bad Name.json: a name is 1 to 63 of a-z 0-9 _ -"),
         ("/integrations/slack", json!("https://hooks.acme.example/x"), r#"tenants/acme/integrations/slack.json: "https://hooks.acme.example/x" is not a JSON object"#),
+        ("/config/public", json!(3), "tenants/acme/config.json: /public: 3 is not a JSON object"),
+        ("/config/placement/allowedRegions", json!("eu-west"), r#"tenants/acme/config.json: /placement/allowedRegions: "eu-west" is not an array of region names"#),
+        ("/config/customDomains", json!(["Portal.acme.example"]), r#"tenants/acme/config.json: /customDomains/0: "Portal.acme.example" is not a host name (lowercase DNS labels)"#),
+        ("/config/demoUsers/Demo User", json!(compiler::generate::password_hash("u", "p", 1000)), "tenants/acme/config.json: /demoUsers/Demo User: a user name is 1 to 64 of a-z 0-9 . _ -"),
+        ("/config/demoUsers", json!((0..17).map(|i| (format!("u{i}"), json!(compiler::generate::password_hash("u", "p", 1)))).collect::<serde_json::Map<_, _>>()), "tenants/acme/config.json: /demoUsers: 17 users is over the limit of 16"),
+        ("/config/allowedHosts", json!((0..33).map(|i| format!("h{i}.acme.example")).chain(["acme.example".to_owned(), "*.acme.example".to_owned(), "cdn.example.com".to_owned()]).collect::<Vec<_>>()), "tenants/acme/config.json: /allowedHosts: 36 entries is over the limit of 32"),
+        ("/theme/logo", json!("logo.svg"), r#"tenants/acme/theme.json: /logo: mediaType "" is not a logo format"#),
         // Secrets.
         ("/integrations/oauth/client_secret", json!("s3cr3t"), r#"tenants/acme/integrations/oauth.json: /client_secret: "client_secret" names a secret: documents hold no secrets; private config may hold a reference such as "vault:kv/acme/stripe""#),
         ("/config/public/apiToken", json!("abc"), r#"tenants/acme/config.json: /public/apiToken: "apiToken" names a secret: documents hold no secrets"#),
