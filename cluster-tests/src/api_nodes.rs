@@ -22,7 +22,10 @@ pub const STALENESS_MS_MAX: u64 = 5_000;
 
 /// Starts an api-node in node `home`'s region, resolving `{tenant}.example.com`
 /// and `{tenant}.localhost`, with the cluster's shared session key and a
-/// staleness bound of [`STALENESS_MS_MAX`], and waits until it holds a view.
+/// staleness bound of [`STALENESS_MS_MAX`], and waits until it holds a view
+/// that the registry has proven current (it accepts writes only then; the
+/// proof comes with the stream's first Progress it can vouch for, up to a
+/// progress interval after it connects).
 pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -42,9 +45,11 @@ pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNo
             .stderr(log)
             .spawn()?,
     );
-    wait::until("the api-node to be ready", Duration::from_secs(30), || async {
-        let response = crate::http::get(&addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
-        (response.status == 200).then_some(())
+    wait::until("the api-node to be ready and fresh", Duration::from_secs(30), || async {
+        let ready = crate::http::get(&addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
+        let metrics = crate::http::get(&addr, "/metrics", &[("Host", "localhost")]).await.ok()?;
+        let fresh = String::from_utf8_lossy(&metrics.body).lines().any(|line| line == "tenantry_api_fresh 1");
+        (ready.status == 200 && fresh).then_some(())
     })
     .await?;
     Ok(ApiNode { addr, region, process })
