@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("tenantry_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Bundles as shared bytes: an api-node's response body is then a
+    // reference-count bump, not a copy of the bundle per request.
+    tonic_prost_build::configure().bytes(".tenantry.v1.Bundle.json").compile_fds(descriptors)?;
     Ok(())
 }

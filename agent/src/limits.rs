@@ -42,3 +42,12 @@ pub const WAIT_MS_MAX: u64 = 60_000;
 
 /// The default wait of a sidecar client that gives none, in milliseconds.
 pub const WAIT_MS_DEFAULT: u64 = 10_000;
+
+/// The journal of the last-known-good copy is folded into a new snapshot
+/// file beyond this many bytes.
+pub const DISK_JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// The largest frame the disk copy reads (a snapshot chunk of 1,000
+/// records of the largest bundles stays below it; a torn length never
+/// allocates more than the file holds).
+pub const DISK_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;

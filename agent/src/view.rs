@@ -66,7 +66,7 @@ impl TenantEntry {
 
     /// The private bundle's JSON bytes; `None` on frontend agents.
     pub fn private_json(&self) -> Option<&[u8]> {
-        self.record.private_bundle.as_ref().map(|bundle| bundle.json.as_slice())
+        self.record.private_bundle.as_ref().map(|bundle| bundle.json.as_ref())
     }
 }
 
@@ -233,7 +233,7 @@ mod tests {
     const FRONTEND: Rules = Rules { kind: Kind::Frontend, bundle_bytes_max: 1024 };
 
     fn bundle(json: &str) -> v1::Bundle {
-        v1::Bundle { json: json.as_bytes().to_vec(), sha256: proto::document::sha256_hex(json.as_bytes()) }
+        v1::Bundle { json: json.as_bytes().to_vec().into(), sha256: proto::document::sha256_hex(json.as_bytes()) }
     }
 
     fn record(id: &str, revision: u64, private: bool) -> TenantRecord {
@@ -271,7 +271,7 @@ mod tests {
     fn a_refused_record_keeps_the_last_good_version() {
         let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), API).expect("ok");
         let mut bad = record("acme", 2, true);
-        bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec(), sha256: "0".repeat(64) });
+        bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec().into(), sha256: "0".repeat(64) });
         let (view, refusals) = view.apply_delta(delta(2, vec![bad]), API).expect("in order");
         assert_eq!(view.revision, 2, "the revision still advances");
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));

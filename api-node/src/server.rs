@@ -198,6 +198,15 @@ fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
     value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
+/// `Cache-Control` of runtime configs: short, so a new version shows soon.
+static CONFIG_CACHE_CONTROL: std::sync::LazyLock<HeaderValue> = std::sync::LazyLock::new(|| {
+    HeaderValue::from_str(&format!("public, max-age={CONFIG_MAX_AGE_S}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"))
+});
+
+/// What an entry without a public bundle serves (never the case for a validated record).
+static EMPTY_BUNDLE: proto::v1::Bundle = proto::v1::Bundle { json: axum::body::Bytes::new(), sha256: String::new() };
+
 /// Whether a request opts in to canaries: header `X-Config-Canary: 1` or
 /// cookie `config_canary=1`.
 fn wants_canary(headers: &HeaderMap) -> bool {
@@ -224,27 +233,28 @@ async fn config(
         return not_found(&node);
     }
     let canary = entry.canary_public().filter(|_| wants_canary(&headers));
-    let (version, json, sha256) = match canary {
-        Some((revision, bundle)) => (revision, bundle.json.as_slice(), bundle.sha256.as_str()),
-        None => (entry.config_version(), entry.public_json(), entry.public_sha256()),
+    let (version, bundle) = match canary {
+        Some((revision, bundle)) => (revision, bundle),
+        None => (entry.config_version(), entry.record.public_bundle.as_ref().unwrap_or(&EMPTY_BUNDLE)),
     };
-    let etag = format!("\"{sha256}\"");
-    let cache_control = format!("public, max-age={CONFIG_MAX_AGE_S}");
-    // Caches must keep the canary and the live version apart.
-    let vary = "X-Config-Canary, Cookie".to_owned();
-    let mut response = if matches_etag(&headers, &etag) {
+    let etag = format!("\"{}\"", bundle.sha256);
+    let not_modified = matches_etag(&headers, &etag);
+    let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    // The headers' values are static; caches must keep the canary and the live version apart.
+    let headers = [
+        (header::ETAG, etag),
+        (header::CACHE_CONTROL, CONFIG_CACHE_CONTROL.clone()),
+        (header::VARY, HeaderValue::from_static("X-Config-Canary, Cookie")),
+    ];
+    let mut response = if not_modified {
         node.metrics.config_not_modified.fetch_add(1, Ordering::Relaxed);
-        let headers = [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control), (header::VARY, vary)];
         (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
         node.metrics.config_served.fetch_add(1, Ordering::Relaxed);
-        let headers = [
-            (header::CONTENT_TYPE, "application/json".to_owned()),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, cache_control),
-            (header::VARY, vary),
-        ];
-        (headers, json.to_vec()).into_response()
+        // A shared-bytes clone: no copy of the bundle per request.
+        let mut response = (headers, bundle.json.clone()).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
     };
     if canary.is_some() {
         response.headers_mut().insert("x-config-canary", HeaderValue::from_static("1"));

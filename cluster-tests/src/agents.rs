@@ -62,11 +62,11 @@ pub fn assert_matches(agent: &Agent, tenants: &[v1::Tenant]) {
     for tenant in tenants {
         let entry = view.tenant(&tenant.id).unwrap_or_else(|| panic!("agent {id}: missing tenant {}", tenant.id));
         assert_eq!(entry.config_version(), tenant.config_revision, "agent {id}: {} configVersion", tenant.id);
-        let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.as_slice()).unwrap_or_default();
+        let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.as_ref()).unwrap_or_default();
         assert_eq!(entry.public_json(), public, "agent {id}: {} public bundle", tenant.id);
         match agent.config().kind {
             Kind::Api => {
-                let private = tenant.private_bundle.as_ref().map(|bundle| bundle.json.as_slice());
+                let private = tenant.private_bundle.as_ref().map(|bundle| bundle.json.as_ref());
                 assert_eq!(entry.private_json(), private, "agent {id}: {} private bundle", tenant.id);
             }
             Kind::Frontend => assert_eq!(entry.private_json(), None, "agent {id}: frontend holds no private bundle"),

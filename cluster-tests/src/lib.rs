@@ -8,6 +8,8 @@
 pub mod agents;
 pub mod api_nodes;
 pub mod binaries;
+pub mod debian;
+pub mod etcd;
 pub mod http;
 pub mod process;
 pub mod registry_cluster;

@@ -71,7 +71,8 @@ pub struct RegistryCluster {
     passed: bool,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

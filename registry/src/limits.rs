@@ -122,3 +122,16 @@ pub const STREAM_QUEUE_MESSAGES: usize = 16;
 
 /// The longest agent id in bytes.
 pub const AGENT_ID_BYTES_MAX: usize = 128;
+
+/// The most writes proposed together as one Raft entry (group commit).
+pub const BATCH_COMMANDS_MAX: usize = 256;
+
+/// Writes waiting for the proposer; beyond it, writers wait to enqueue.
+pub const PROPOSALS_QUEUED_MAX: usize = 4096;
+
+/// The most bytes of log entries raft-log keeps cached in memory.
+pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// sled's page cache for the state machine's restart copy (the state itself
+/// is in memory).
+pub const SLED_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;

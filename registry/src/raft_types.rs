@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::{Command, Response};
+use crate::core::{Proposal, Response};
 
 /// A registry node as Raft membership records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,10 +22,11 @@ impl fmt::Display for Member {
 }
 
 openraft::declare_raft_types!(
-    /// The registry's Raft types: commands in, responses out, snapshots as files.
+    /// The registry's Raft types: batches of commands in, one response per
+    /// command out, snapshots as files.
     pub TypeConfig:
-        D = Command,
-        R = Response,
+        D = Proposal,
+        R = Vec<Response>,
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,

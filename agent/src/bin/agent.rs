@@ -64,7 +64,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let materializer =
         args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
-    let listener = tokio::net::TcpListener::bind(args.http).await?;
+    // Responses go out at once (no Nagle delay behind a client's delayed ACK).
+    let listener = axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(args.http).await?, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tracing::info!(http = %args.http, "agent sidecar serving");
     axum::serve(listener, agent::sidecar::http::router(agent.clone()))
         .with_graceful_shutdown(agent::sidecar::termination())

@@ -76,7 +76,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .layer(tower::limit::ConcurrencyLimitLayer::new(CONCURRENT_REQUESTS_MAX))
         .into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind(args.http).await?;
+    // Responses go out at once (no Nagle delay behind a client's delayed ACK).
+    let listener = axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(args.http).await?, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tracing::info!(http = %args.http, "api-node serving");
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

@@ -3,7 +3,7 @@
 //! configVersion, then a theme changed with the registry client, after a
 //! reload.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,23 +13,6 @@ use registry::client::WriteOptions;
 use super::phase;
 use cluster_tests::http::get;
 use cluster_tests::{api_nodes, wait, ClusterOptions, RegistryCluster};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Debian's Chromium, installed with apt-get if it is not there yet.
-fn chromium() -> anyhow::Result<PathBuf> {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("installing Debian's chromium for the browser test (apt-get)…");
-        let apt = |args: &[&str]| -> anyhow::Result<()> {
-            let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
-            anyhow::ensure!(status.success(), "apt-get {args:?} failed: {status}");
-            Ok(())
-        };
-        apt(&["update", "-qq"])?;
-        apt(&["install", "-y", "-qq", "chromium"])?;
-    }
-    Ok(PathBuf::from(CHROMIUM))
-}
 
 /// The DOM of `url` after its scripts ran.
 fn rendered(browser: &Path, profile: &Path, url: &str) -> anyhow::Result<String> {
@@ -51,7 +34,8 @@ fn theme(primary: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_page_shows_each_tenants_branding_and_new_versions_after_a_reload() -> anyhow::Result<()> {
-    let browser = tokio::task::spawn_blocking(chromium).await??;
+    let browser =
+        tokio::task::spawn_blocking(|| cluster_tests::debian::ensure("/usr/bin/chromium", "chromium")).await??;
     let cluster = RegistryCluster::start(ClusterOptions::new("api-node-demo")).await?;
     let client = cluster.client();
     for (tenant, primary, name) in [("acme", "#0b5fff", "Acme Portal"), ("globex", "#1f7a3a", "Globex Portal")] {

@@ -54,7 +54,7 @@ async fn config(addr: &str, headers: &[(&str, &str)], version: u64) -> anyhow::R
 }
 
 fn bundle(bundle: &Option<v1::Bundle>) -> Vec<u8> {
-    bundle.as_ref().map(|bundle| bundle.json.clone()).unwrap_or_default()
+    bundle.as_ref().map(|bundle| bundle.json.to_vec()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

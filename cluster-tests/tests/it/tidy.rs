@@ -50,12 +50,12 @@ fn no_stubs_or_debug_macros_in_product_code() {
 
 /// The only places that write to stdout: regctl's output module and the
 /// benchmark program's tables.
-const PRINTERS: [&str; 2] = ["registry/src/cli/output.rs", "cluster-tests/src/bin/bench.rs"];
+const PRINTERS: [&str; 2] = ["registry/src/cli/output.rs", "cluster-tests/src/bin/bench/"];
 
 #[test]
 fn only_regctl_output_prints_to_stdout() {
     for path in source_files() {
-        if PRINTERS.iter().any(|printer| path.ends_with(printer)) {
+        if PRINTERS.iter().any(|printer| path.to_string_lossy().contains(printer)) {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read");

@@ -7,7 +7,7 @@ use ulid::Ulid;
 
 use super::{
     canonical_document, compile, initial_placement, validate_meta, AuditEntry, Canary, Command, CommandError,
-    DocumentKind, DocumentLimits, DocumentsPatch, Op, Response, Session, SessionOutcome, State, Tenant,
+    DocumentKind, DocumentLimits, DocumentsPatch, Op, Position, Response, Session, SessionOutcome, State, Tenant,
     TenantDocuments, TenantStatus, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
@@ -19,18 +19,19 @@ use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SE
 pub enum Change {
     PutTenant(Arc<Tenant>),
     PutAudit(Arc<AuditEntry>),
-    RemoveAudit(Revision),
+    RemoveAudit(Position),
     PutSession(Arc<Session>),
     RemoveSession(String),
     SetClusterId(Ulid),
 }
 
-/// Applies `command`, the entry at log index `revision`, to `state`.
+/// Applies `command`, number `seq` of the entry at log index `revision`, to
+/// `state`.
 ///
-/// Deterministic: the result depends only on the state, the revision and the
+/// Deterministic: the result depends only on the state, the position and the
 /// command. A rejected command changes nothing but the session table (so that
 /// a retry gets the same rejection).
-pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Response, Vec<Change>) {
+pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command) -> (Response, Vec<Change>) {
     let mut changes = Vec::new();
     let meta = &command.meta;
     // A malformed request id is not remembered: it could never be retried.
@@ -69,7 +70,7 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
             let tenant = Arc::new(tenant);
             state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
-            record_audit(state, revision, &tenant, command, &mut changes);
+            record_audit(state, (revision, seq), &tenant, command, &mut changes);
             let outcome = SessionOutcome::Written { tenant: tenant.id.clone() };
             (Response::Written(WriteOutcome { revision, tenant: Some(tenant), replayed: false }), outcome)
         }
@@ -78,7 +79,7 @@ pub fn apply(state: &mut State, revision: Revision, command: &Command) -> (Respo
 
     if let Some(request_id) = &meta.request_id {
         let session =
-            Arc::new(Session { request_id: request_id.clone(), revision, at_unix_ms: meta.at_unix_ms, outcome });
+            Arc::new(Session { request_id: request_id.clone(), revision, seq, at_unix_ms: meta.at_unix_ms, outcome });
         state.insert_session(session.clone());
         changes.push(Change::PutSession(session));
         evict_sessions(state, meta.at_unix_ms, &mut changes);
@@ -198,11 +199,11 @@ fn documents_at(state: &State, tenant: &Tenant, to: Revision) -> Result<Arc<Tena
     }
     state
         .audit
-        .range(tenant.create_revision..=to)
+        .range((tenant.create_revision, 0)..=(to, u32::MAX))
         .rev()
         .find_map(|(_, entry)| entry.documents.clone().filter(|_| entry.tenant == tenant.id))
         .ok_or_else(|| {
-            let oldest = state.audit.keys().next().map_or(0, |revision| revision.get());
+            let oldest = state.audit.keys().next().map_or(0, |(revision, _)| revision.get());
             CommandError::invalid(
                 "to_revision",
                 "history",
@@ -245,7 +246,13 @@ fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<Ten
     Ok(documents)
 }
 
-fn record_audit(state: &mut State, revision: Revision, tenant: &Tenant, command: &Command, changes: &mut Vec<Change>) {
+fn record_audit(
+    state: &mut State,
+    (revision, seq): Position,
+    tenant: &Tenant,
+    command: &Command,
+    changes: &mut Vec<Change>,
+) {
     let summary = match &command.op {
         Op::CreateTenant { .. } => "create".to_owned(),
         Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
@@ -265,6 +272,7 @@ fn record_audit(state: &mut State, revision: Revision, tenant: &Tenant, command:
     };
     let entry = Arc::new(AuditEntry {
         revision,
+        seq,
         id: command.meta.change_id,
         tenant: tenant.id.clone(),
         actor: command.meta.actor.clone(),
@@ -273,7 +281,7 @@ fn record_audit(state: &mut State, revision: Revision, tenant: &Tenant, command:
         at_unix_ms: command.meta.at_unix_ms,
         documents,
     });
-    state.audit.insert(revision, entry.clone());
+    state.audit.insert((revision, seq), entry.clone());
     changes.push(Change::PutAudit(entry));
     while state.audit.len() > AUDIT_ENTRIES_MAX {
         if let Some((oldest, _)) = state.audit.pop_first() {
@@ -287,7 +295,7 @@ fn record_audit(state: &mut State, revision: Revision, tenant: &Tenant, command:
 /// can only make a session live shorter or longer, never break determinism.
 fn evict_sessions(state: &mut State, now_unix_ms: u64, changes: &mut Vec<Change>) {
     loop {
-        let Some((_, request_id)) = state.sessions_by_revision.first_key_value() else {
+        let Some((_, request_id)) = state.sessions_by_position.first_key_value() else {
             return;
         };
         let Some(session) = state.sessions.get(request_id) else {

@@ -59,10 +59,10 @@ fn assert_changes_replay(before: &State, changes: &[Change], after: &State) {
                 replayed.tenants.insert(tenant.id.clone(), tenant.clone());
             }
             Change::PutAudit(entry) => {
-                replayed.audit.insert(entry.revision, entry.clone());
+                replayed.audit.insert(entry.position(), entry.clone());
             }
-            Change::RemoveAudit(revision) => {
-                replayed.audit.remove(revision);
+            Change::RemoveAudit(position) => {
+                replayed.audit.remove(position);
             }
             Change::PutSession(session) => replayed.insert_session(session.clone()),
             Change::RemoveSession(request_id) => replayed.remove_session(request_id),
@@ -76,7 +76,7 @@ fn assert_changes_replay(before: &State, changes: &[Change], after: &State) {
 #[test]
 fn create_update_delete() {
     let mut state = State::default();
-    let (response, changes) = apply(&mut state, Revision(3), &create("acme", r#"{"b":1,"a":{"public":2}}"#));
+    let (response, changes) = apply(&mut state, Revision(3), 0, &create("acme", r#"{"b":1,"a":{"public":2}}"#));
     assert_changes_replay(&State::default(), &changes, &state);
     let tenant = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!(tenant.create_revision, Revision(3));
@@ -85,7 +85,8 @@ fn create_update_delete() {
     assert_eq!(tenant.documents.theme, "{}");
 
     let before = state.clone();
-    let (response, changes) = apply(&mut state, Revision(5), &update("acme", r##"{"colors":{"primary":"#ffffff"}}"##));
+    let (response, changes) =
+        apply(&mut state, Revision(5), 0, &update("acme", r##"{"colors":{"primary":"#ffffff"}}"##));
     assert_changes_replay(&before, &changes, &state);
     let tenant = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!((tenant.create_revision, tenant.mod_revision), (Revision(3), Revision(5)));
@@ -94,7 +95,7 @@ fn create_update_delete() {
     assert!(tenant.public_bundle.json.contains("#ffffff"));
 
     let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
-    let (response, _) = apply(&mut state, Revision(6), &delete);
+    let (response, _) = apply(&mut state, Revision(6), 0, &delete);
     assert_eq!(written(&response).tenant.as_ref().expect("tenant").status, TenantStatus::Deleted);
     assert_eq!(state.live_tenants(), 0);
 
@@ -102,7 +103,7 @@ fn create_update_delete() {
     assert_eq!(history, ["create", "update theme", "delete"]);
 
     // A tombstoned id can be created again, as a new incarnation.
-    let (response, _) = apply(&mut state, Revision(9), &create("acme", "{}"));
+    let (response, _) = apply(&mut state, Revision(9), 0, &create("acme", "{}"));
     assert_eq!(written(&response).tenant.as_ref().expect("tenant").create_revision, Revision(9));
 }
 
@@ -110,10 +111,10 @@ fn create_update_delete() {
 fn the_first_cluster_id_wins() {
     let mut state = State::default();
     let init = |n| Command { meta: meta(1), op: Op::InitCluster { cluster_id: Ulid::from_parts(n, 0) } };
-    let (response, changes) = apply(&mut state, Revision(2), &init(1));
+    let (response, changes) = apply(&mut state, Revision(2), 0, &init(1));
     assert_eq!(response, Response::None);
     assert_changes_replay(&State::default(), &changes, &state);
-    let (_, changes) = apply(&mut state, Revision(3), &init(2));
+    let (_, changes) = apply(&mut state, Revision(3), 0, &init(2));
     assert!(changes.is_empty());
     assert_eq!(state.cluster_id, Some(Ulid::from_parts(1, 0)));
 }
@@ -121,24 +122,24 @@ fn the_first_cluster_id_wins() {
 #[test]
 fn create_twice_and_missing_tenants() {
     let mut state = State::default();
-    apply(&mut state, Revision(1), &create("acme", "{}"));
-    let (response, changes) = apply(&mut state, Revision(2), &create("acme", "{}"));
+    apply(&mut state, Revision(1), 0, &create("acme", "{}"));
+    let (response, changes) = apply(&mut state, Revision(2), 0, &create("acme", "{}"));
     assert!(changes.is_empty());
     assert!(matches!(rejected(&response), CommandError::AlreadyExists { revision: Revision(1), .. }));
-    let (response, _) = apply(&mut state, Revision(3), &update("ghost", "{}"));
+    let (response, _) = apply(&mut state, Revision(3), 0, &update("ghost", "{}"));
     assert!(matches!(rejected(&response), CommandError::NotFound { .. }));
     let delete = Command { meta: meta(1), op: Op::DeleteTenant { tenant: tenant_id("ghost") } };
-    assert!(matches!(rejected(&apply(&mut state, Revision(4), &delete).0), CommandError::NotFound { .. }));
+    assert!(matches!(rejected(&apply(&mut state, Revision(4), 0, &delete).0), CommandError::NotFound { .. }));
 }
 
 #[test]
 fn compare_and_set_conflict_names_both_revisions() {
     let mut state = State::default();
-    apply(&mut state, Revision(4), &create("acme", "{}"));
+    apply(&mut state, Revision(4), 0, &create("acme", "{}"));
     let mut stale = update("acme", "{}");
     stale.meta.expected_revision = Some(3);
     let before = state.clone();
-    let (response, changes) = apply(&mut state, Revision(5), &stale);
+    let (response, changes) = apply(&mut state, Revision(5), 0, &stale);
     assert!(changes.is_empty());
     assert_eq!(state, before, "a conflict changes nothing");
     let error = rejected(&response);
@@ -147,16 +148,16 @@ fn compare_and_set_conflict_names_both_revisions() {
 
     let mut fresh = update("acme", "{}");
     fresh.meta.expected_revision = Some(4);
-    assert_eq!(written(&apply(&mut state, Revision(6), &fresh).0).revision, Revision(6));
+    assert_eq!(written(&apply(&mut state, Revision(6), 0, &fresh).0).revision, Revision(6));
 
     // expected_revision 0 on create means "must not exist yet".
     let mut create_new = create("beta", "{}");
     create_new.meta.expected_revision = Some(0);
-    assert!(matches!(apply(&mut state, Revision(7), &create_new).0, Response::Written(_)));
+    assert!(matches!(apply(&mut state, Revision(7), 0, &create_new).0, Response::Written(_)));
     let mut create_again = create("beta", "{}");
     create_again.meta.expected_revision = Some(0);
     assert!(matches!(
-        rejected(&apply(&mut state, Revision(8), &create_again).0),
+        rejected(&apply(&mut state, Revision(8), 0, &create_again).0),
         CommandError::RevisionMismatch { current: 7, .. }
     ));
 }
@@ -166,14 +167,14 @@ fn retried_request_id_returns_the_first_result() {
     let mut state = State::default();
     let mut first = create("acme", r#"{"v":1}"#);
     first.meta.request_id = Some("req-1".to_owned());
-    let (response, _) = apply(&mut state, Revision(1), &first);
+    let (response, _) = apply(&mut state, Revision(1), 0, &first);
     assert!(!written(&response).replayed);
 
     // The retry carries other documents: it must still apply nothing.
     let mut retry = update("acme", r##"{"texts":{"v":"2"}}"##);
     retry.meta.request_id = Some("req-1".to_owned());
     let before = state.clone();
-    let (replay, changes) = apply(&mut state, Revision(2), &retry);
+    let (replay, changes) = apply(&mut state, Revision(2), 0, &retry);
     assert!(changes.is_empty());
     assert_eq!(state, before);
     let outcome = written(&replay);
@@ -182,17 +183,17 @@ fn retried_request_id_returns_the_first_result() {
     assert_eq!(outcome.tenant.as_ref().map(|tenant| tenant.mod_revision), Some(Revision(1)), "unchanged since");
 
     // Once a later write changed the tenant, a replay reports only the revision.
-    apply(&mut state, Revision(3), &update("acme", r##"{"texts":{"v":"3"}}"##));
-    let (replay, _) = apply(&mut state, Revision(4), &retry);
+    apply(&mut state, Revision(3), 0, &update("acme", r##"{"texts":{"v":"3"}}"##));
+    let (replay, _) = apply(&mut state, Revision(4), 0, &retry);
     assert_eq!(written(&replay).revision, Revision(1));
     assert_eq!(written(&replay).tenant, None);
 
     // A rejection is remembered too.
     let mut bad = update("ghost", "{}");
     bad.meta.request_id = Some("req-2".to_owned());
-    apply(&mut state, Revision(5), &bad);
-    apply(&mut state, Revision(6), &create("ghost", "{}"));
-    let (replay, _) = apply(&mut state, Revision(7), &bad);
+    apply(&mut state, Revision(5), 0, &bad);
+    apply(&mut state, Revision(6), 0, &create("ghost", "{}"));
+    let (replay, _) = apply(&mut state, Revision(7), 0, &bad);
     assert!(matches!(rejected(&replay), CommandError::NotFound { .. }));
 }
 
@@ -201,11 +202,11 @@ fn sessions_expire_by_age() {
     let mut state = State::default();
     let mut first = create("acme", "{}");
     first.meta.request_id = Some("req-1".to_owned());
-    apply(&mut state, Revision(1), &first);
+    apply(&mut state, Revision(1), 0, &first);
     let mut later = update("acme", "{}");
     later.meta.at_unix_ms = first.meta.at_unix_ms + SESSION_AGE_MS_MAX + 1;
     let before = state.clone();
-    let (_, changes) = apply(&mut state, Revision(2), &later);
+    let (_, changes) = apply(&mut state, Revision(2), 0, &later);
     assert!(changes.contains(&Change::RemoveSession("req-1".to_owned())));
     assert_changes_replay(&before, &changes, &state);
     assert!(state.sessions.is_empty());
@@ -271,7 +272,7 @@ fn every_validation_error_names_field_and_rule() {
         ),
     ];
     let mut base = State::default();
-    apply(&mut base, Revision(1), &create("acme", "{}"));
+    apply(&mut base, Revision(1), 0, &create("acme", "{}"));
     for (command, field, rule) in cases {
         let mut state = base.clone();
         // Updates need the tenant; creates need it absent.
@@ -279,7 +280,7 @@ fn every_validation_error_names_field_and_rule() {
             state.tenants.clear();
         }
         let before = state.clone();
-        let (response, changes) = apply(&mut state, Revision(2), &command);
+        let (response, changes) = apply(&mut state, Revision(2), 0, &command);
         match rejected(&response) {
             CommandError::Invalid { field: got_field, rule_id, message } => {
                 assert_eq!((got_field.as_str(), rule_id.as_str()), (field, rule), "{message}");
@@ -303,28 +304,38 @@ fn rollback_restores_old_documents_and_bundles_under_a_new_revision() {
         theme: Some(format!(r#"{{"colors":{{"primary":"{color}"}}}}"#)),
         ..Default::default()
     };
-    apply(&mut state, Revision(1), &create("acme", "{}"));
-    apply(&mut state, Revision(2), &op(2, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#111111") }));
+    apply(&mut state, Revision(1), 0, &create("acme", "{}"));
+    apply(
+        &mut state,
+        Revision(2),
+        0,
+        &op(2, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#111111") }),
+    );
     let old = state.tenants[&tenant_id("acme")].clone();
-    apply(&mut state, Revision(3), &op(3, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#222222") }));
+    apply(
+        &mut state,
+        Revision(3),
+        0,
+        &op(3, Op::UpdateTenant { tenant: tenant_id("acme"), documents: theme("#222222") }),
+    );
 
     let before = state.clone();
     let rollback = op(4, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(2) });
-    let (response, changes) = apply(&mut state, Revision(4), &rollback);
+    let (response, changes) = apply(&mut state, Revision(4), 0, &rollback);
     assert_changes_replay(&before, &changes, &state);
     let restored = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!(restored.public_bundle, old.public_bundle, "byte-equal bundle");
     assert_eq!(restored.documents, old.documents);
     assert_eq!((restored.mod_revision, restored.config_revision), (Revision(4), Revision(4)));
-    assert_eq!(state.audit[&Revision(4)].summary, "rollback to 2");
+    assert_eq!(state.audit[&(Revision(4), 0)].summary, "rollback to 2");
 
     // "As of" a revision that changed other things: the documents live then.
     let (response, _) =
-        apply(&mut state, Revision(5), &op(5, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(3) }));
+        apply(&mut state, Revision(5), 0, &op(5, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(3) }));
     assert!(written(&response).tenant.as_ref().expect("tenant").public_bundle.json.contains("#222222"));
 
     let (response, changes) =
-        apply(&mut state, Revision(6), &op(6, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(0) }));
+        apply(&mut state, Revision(6), 0, &op(6, Op::RollbackTenant { tenant: tenant_id("acme"), to: Revision(0) }));
     assert!(changes.is_empty());
     assert!(matches!(rejected(&response), CommandError::Invalid { rule_id, .. } if rule_id == "history"));
 }
@@ -334,16 +345,17 @@ fn canary_stage_promote_and_abort() {
     let mut state = State::default();
     let candidate =
         DocumentsPatch { theme: Some(r##"{"colors":{"primary":"#00ff00"}}"##.to_owned()), ..Default::default() };
-    apply(&mut state, Revision(1), &create("acme", "{}"));
+    apply(&mut state, Revision(1), 0, &create("acme", "{}"));
     let live = state.tenants[&tenant_id("acme")].clone();
 
-    let (response, changes) = apply(&mut state, Revision(2), &op(2, Op::PromoteCanary { tenant: tenant_id("acme") }));
+    let (response, changes) =
+        apply(&mut state, Revision(2), 0, &op(2, Op::PromoteCanary { tenant: tenant_id("acme") }));
     assert!(changes.is_empty());
     assert!(matches!(rejected(&response), CommandError::NoCanary { .. }));
 
     let before = state.clone();
     let stage = op(2, Op::StageCanary { tenant: tenant_id("acme"), documents: candidate.clone() });
-    let (response, changes) = apply(&mut state, Revision(2), &stage);
+    let (response, changes) = apply(&mut state, Revision(2), 0, &stage);
     assert_changes_replay(&before, &changes, &state);
     let staged = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!(staged.public_bundle, live.public_bundle, "the live version is untouched");
@@ -353,14 +365,14 @@ fn canary_stage_promote_and_abort() {
     assert!(canary.public_bundle.json.contains("#00ff00"));
 
     let before = state.clone();
-    let (response, changes) = apply(&mut state, Revision(3), &op(3, Op::AbortCanary { tenant: tenant_id("acme") }));
+    let (response, changes) = apply(&mut state, Revision(3), 0, &op(3, Op::AbortCanary { tenant: tenant_id("acme") }));
     assert_changes_replay(&before, &changes, &state);
     let aborted = written(&response).tenant.as_ref().expect("tenant");
     assert!(aborted.canary.is_none());
     assert_eq!(aborted.public_bundle, live.public_bundle);
 
-    apply(&mut state, Revision(4), &op(4, Op::StageCanary { tenant: tenant_id("acme"), documents: candidate }));
-    let (response, _) = apply(&mut state, Revision(5), &op(5, Op::PromoteCanary { tenant: tenant_id("acme") }));
+    apply(&mut state, Revision(4), 0, &op(4, Op::StageCanary { tenant: tenant_id("acme"), documents: candidate }));
+    let (response, _) = apply(&mut state, Revision(5), 0, &op(5, Op::PromoteCanary { tenant: tenant_id("acme") }));
     let promoted = written(&response).tenant.as_ref().expect("tenant");
     assert!(promoted.canary.is_none());
     assert!(promoted.public_bundle.json.contains("#00ff00"));
@@ -372,6 +384,6 @@ fn canary_stage_promote_and_abort() {
     );
 
     // Promote recorded documents: a rollback to it restores the promoted version.
-    assert!(state.audit[&Revision(5)].documents.is_some());
-    assert!(state.audit[&Revision(2)].documents.is_none());
+    assert!(state.audit[&(Revision(5), 0)].documents.is_some());
+    assert!(state.audit[&(Revision(2), 0)].documents.is_none());
 }

@@ -103,11 +103,27 @@ impl Op {
     }
 }
 
-/// The application payload of a Raft entry.
+/// One write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {
     pub meta: WriteMeta,
     pub op: Op,
+}
+
+/// The application payload of a Raft entry: the commands that concurrent
+/// writers proposed together (group commit: one log append, one fsync and
+/// one replication round for all of them). They share the entry's
+/// revision and apply in order; each has its own response, audit entry and
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+impl Proposal {
+    pub fn single(command: Command) -> Self {
+        Self { commands: vec![command] }
+    }
 }
 
 /// A write that applied.

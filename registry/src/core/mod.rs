@@ -14,8 +14,10 @@ mod state;
 mod validate;
 
 pub use apply::{apply, Change};
-pub use command::{Command, CommandError, DocumentsPatch, Op, Response, WriteMeta, WriteOutcome};
+pub use command::{Command, CommandError, DocumentsPatch, Op, Proposal, Response, WriteMeta, WriteOutcome};
 pub use compiler::Bundle;
 pub use placement::initial_placement;
-pub use state::{AuditEntry, Canary, Placement, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus};
+pub use state::{
+    AuditEntry, Canary, Placement, Position, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus,
+};
 pub use validate::{canonical_document, compile, validate_meta, DocumentKind, DocumentLimits};

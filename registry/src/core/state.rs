@@ -85,10 +85,17 @@ impl Tenant {
     }
 }
 
+/// Where a command sits in the log: the revision (log index) of its entry
+/// and its place in that entry's batch of commands.
+pub type Position = (Revision, u32);
+
 /// One change in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub revision: Revision,
+    /// Its place in the batch of its entry (0 for the first command).
+    #[serde(default)]
+    pub seq: u32,
     pub id: Ulid,
     pub tenant: TenantId,
     pub actor: String,
@@ -108,8 +115,23 @@ pub struct Session {
     pub request_id: String,
     /// The revision of the entry that carried the request id.
     pub revision: Revision,
+    /// Its place in that entry's batch.
+    #[serde(default)]
+    pub seq: u32,
     pub at_unix_ms: u64,
     pub outcome: SessionOutcome,
+}
+
+impl Session {
+    pub fn position(&self) -> Position {
+        (self.revision, self.seq)
+    }
+}
+
+impl AuditEntry {
+    pub fn position(&self) -> Position {
+        (self.revision, self.seq)
+    }
 }
 
 /// What the first attempt of a request did.
@@ -124,10 +146,10 @@ pub enum SessionOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     pub tenants: BTreeMap<TenantId, Arc<Tenant>>,
-    pub audit: BTreeMap<Revision, Arc<AuditEntry>>,
+    pub audit: BTreeMap<Position, Arc<AuditEntry>>,
     pub sessions: BTreeMap<String, Arc<Session>>,
-    /// Request ids by the revision that recorded them: the eviction order.
-    pub sessions_by_revision: BTreeMap<Revision, String>,
+    /// Request ids by the position that recorded them: the eviction order.
+    pub sessions_by_position: BTreeMap<Position, String>,
     /// Set once by the first leader; new after a restore from backup.
     pub cluster_id: Option<Ulid>,
 }
@@ -135,16 +157,16 @@ pub struct State {
 impl State {
     /// Inserts a session and keeps the eviction index in step.
     pub fn insert_session(&mut self, session: Arc<Session>) {
-        self.sessions_by_revision.insert(session.revision, session.request_id.clone());
+        self.sessions_by_position.insert(session.position(), session.request_id.clone());
         if let Some(old) = self.sessions.insert(session.request_id.clone(), session) {
-            self.sessions_by_revision.remove(&old.revision);
+            self.sessions_by_position.remove(&old.position());
         }
     }
 
     /// Removes a session and its eviction index entry.
     pub fn remove_session(&mut self, request_id: &str) {
         if let Some(old) = self.sessions.remove(request_id) {
-            self.sessions_by_revision.remove(&old.revision);
+            self.sessions_by_position.remove(&old.position());
         }
     }
 
@@ -156,17 +178,22 @@ impl State {
     /// Checks the invariants that tie the maps together; used by tests and
     /// after loading a snapshot.
     pub fn validate(&self) -> Result<(), String> {
-        if self.sessions.len() != self.sessions_by_revision.len() {
+        if self.sessions.len() != self.sessions_by_position.len() {
             return Err(format!(
                 "{} sessions but {} eviction entries",
                 self.sessions.len(),
-                self.sessions_by_revision.len()
+                self.sessions_by_position.len()
             ));
         }
-        for (revision, request_id) in &self.sessions_by_revision {
+        for (position, request_id) in &self.sessions_by_position {
             match self.sessions.get(request_id) {
-                Some(session) if session.revision == *revision => {}
-                _ => return Err(format!("session index {revision} -> {request_id} has no matching session")),
+                Some(session) if session.position() == *position => {}
+                _ => return Err(format!("session index {position:?} -> {request_id} has no matching session")),
+            }
+        }
+        for (position, entry) in &self.audit {
+            if entry.position() != *position {
+                return Err(format!("audit entry stored at {position:?} says {:?}", entry.position()));
             }
         }
         for (id, tenant) in &self.tenants {

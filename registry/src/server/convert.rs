@@ -39,7 +39,7 @@ pub(crate) fn status(status: TenantStatus) -> v1::TenantStatus {
 }
 
 pub(crate) fn bundle(bundle: &Bundle) -> v1::Bundle {
-    v1::Bundle { json: bundle.json.clone().into_bytes(), sha256: bundle.sha256.clone() }
+    v1::Bundle { json: bundle.json.clone().into_bytes().into(), sha256: bundle.sha256.clone() }
 }
 
 pub(crate) fn placement(placement: &Placement) -> v1::Placement {

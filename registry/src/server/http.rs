@@ -1,5 +1,6 @@
-//! The node's HTTP port: `/healthz` (alive), `/readyz` (has a leader and has
-//! applied up to its commit), `/metrics` (Prometheus text) and `/status` (JSON).
+//! The node's HTTP port: `/healthz` (alive), `/readyz` (has a leader, has
+//! applied up to its commit, and the cluster is named, so agent streams are
+//! served), `/metrics` (Prometheus text) and `/status` (JSON).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -36,6 +37,9 @@ async fn readyz(State(HttpState { service, .. }): State<HttpState>) -> Response 
     // A linearizable read barrier is exactly "a leader is reachable and this
     // node has applied up to its commit index".
     match service.ensure_read(Consistency::Linearizable as i32).await {
+        Ok(_) if service.view.read().state.cluster_id.is_none() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the cluster is not named yet\n").into_response()
+        }
         Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         Err(status) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", status.message())).into_response(),
     }

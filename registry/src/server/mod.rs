@@ -8,6 +8,7 @@ pub mod metrics;
 mod network;
 pub(crate) use network::channel;
 mod node;
+mod proposer;
 mod raft_service;
 mod registry_service;
 pub mod status;

@@ -84,6 +84,7 @@ pub async fn run(
 
     let service = Arc::new(RegistryService {
         raft: raft.clone(),
+        proposer: super::proposer::Proposer::start(raft.clone()),
         view: view.clone(),
         node_id: config.id,
         region: config.region.clone(),
@@ -129,8 +130,11 @@ pub async fn run(
     let raft_server = RaftInternalServer::new(RaftService { raft: raft.clone() })
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    // TCP_NODELAY on accepted connections: the builder's `tcp_nodelay`
+    // applies only to listeners tonic binds itself. Without it a response's
+    // trailers wait for the client's delayed ACK (~40 ms per call).
+    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(Some(GRPC_CONCURRENT_STREAMS_MAX))
         .add_service(health_service)
         .add_service(reflection)
@@ -138,10 +142,7 @@ pub async fn run(
         .add_service(raft_server)
         .add_service(sync_server)
         .add_service(admin_server)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            stopped(stop_receiver.clone()),
-        );
+        .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_receiver.clone()));
     let http_state = http::HttpState { service, hub, agents };
     let http = axum::serve(http_listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_receiver));
     let grpc = tokio::spawn(grpc);
@@ -215,8 +216,12 @@ async fn probe_freshness(
 /// Names a fresh cluster: the first leader proposes a cluster id once.
 async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output = ()>) {
     let name = async {
+        let mut metrics = raft.metrics();
         while view.read().state.cluster_id.is_none() {
-            let leads = raft.metrics().borrow().current_leader == Some(raft.metrics().borrow().id);
+            let leads = {
+                let metrics = metrics.borrow();
+                metrics.current_leader == Some(metrics.id)
+            };
             if leads {
                 let command = crate::core::Command {
                     meta: crate::core::WriteMeta {
@@ -229,11 +234,12 @@ async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output =
                     },
                     op: crate::core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
                 };
-                if let Err(error) = raft.client_write(command).await {
+                if let Err(error) = raft.client_write(crate::core::Proposal::single(command)).await {
                     tracing::debug!(%error, "naming the cluster failed; retrying");
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // At once when this node becomes leader; every 200 ms otherwise.
+            let _ = tokio::time::timeout(Duration::from_millis(200), metrics.changed()).await;
         }
     };
     tokio::select! {

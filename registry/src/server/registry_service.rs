@@ -36,6 +36,8 @@ const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
 
 pub(crate) struct RegistryService {
     pub(crate) raft: Raft,
+    /// Writes go through it, batched into Raft entries.
+    pub(crate) proposer: super::proposer::Proposer,
     pub(crate) view: StateView,
     pub(crate) node_id: NodeId,
     pub(crate) region: String,
@@ -126,8 +128,8 @@ impl RegistryService {
         Fut: Future<Output = Result<Response<v1::WriteResponse>, Status>>,
     {
         bounded("write", async {
-            match self.raft.client_write(command).await {
-                Ok(written) => match written.data {
+            match self.proposer.propose(command).await {
+                Ok(response) => match response {
                     CoreResponse::Written(outcome) => Ok(Response::new(v1::WriteResponse {
                         revision: outcome.revision.get(),
                         tenant: outcome.tenant.as_deref().map(convert::tenant),

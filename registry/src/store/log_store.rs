@@ -37,17 +37,22 @@ impl raft_log::Types for WalTypes {
     fn payload_size(payload: &WalEntry) -> u64 {
         // An estimate for raft-log's cache accounting: documents dominate.
         let documents = match &payload.0.payload {
-            openraft::EntryPayload::Normal(command) => match &command.op {
-                crate::core::Op::CreateTenant { documents, .. }
-                | crate::core::Op::UpdateTenant { documents, .. }
-                | crate::core::Op::StageCanary { documents, .. } => {
-                    [&documents.config, &documents.theme, &documents.integrations]
-                        .into_iter()
-                        .map(|document| document.as_ref().map_or(0, String::len))
-                        .sum()
-                }
-                _ => 0,
-            },
+            openraft::EntryPayload::Normal(proposal) => proposal
+                .commands
+                .iter()
+                .map(|command| match &command.op {
+                    crate::core::Op::CreateTenant { documents, .. }
+                    | crate::core::Op::UpdateTenant { documents, .. }
+                    | crate::core::Op::StageCanary { documents, .. } => {
+                        [&documents.config, &documents.theme, &documents.integrations]
+                            .into_iter()
+                            .map(|document| document.as_ref().map_or(0, String::len))
+                            .sum::<usize>()
+                            + 256
+                    }
+                    _ => 256,
+                })
+                .sum(),
             _ => 0,
         };
         (documents + 256) as u64
@@ -158,7 +163,12 @@ impl LogStore {
     /// Opens (or creates) the WAL in `dir`.
     pub fn open(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let config = raft_log::Config::new(dir.display());
+        // raft-log caches log payloads (1 GiB by default); entries a lagging
+        // follower needs beyond the cache are read back from disk.
+        let config = raft_log::Config {
+            log_cache_capacity: Some(crate::limits::LOG_CACHE_BYTES_MAX),
+            ..raft_log::Config::new(dir.display())
+        };
         let wal = RaftLog::open(Arc::new(config))?;
         Ok(Self { wal: Arc::new(Mutex::new(wal)) })
     }

@@ -216,7 +216,7 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                 records += 1;
             }
             Record::Audit(entry) => {
-                applied.state.audit.insert(entry.revision, entry);
+                applied.state.audit.insert(entry.position(), entry);
                 records += 1;
             }
             Record::Session(session) => {
@@ -257,7 +257,7 @@ mod tests {
                     proposer_region: None,
                 },
             };
-            apply(&mut applied.state, Revision(index as u64 + 1), &command);
+            apply(&mut applied.state, Revision(index as u64 + 1), 0, &command);
         }
         applied.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 3));
         applied.state.cluster_id = Some(ulid::Ulid::from_parts(7, 7));

@@ -18,7 +18,7 @@ use proto::Revision;
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
-use crate::core::{apply, Change, Response, Tenant};
+use crate::core::{apply, Change, Position, Response, Tenant};
 use crate::raft_types::{
     storage_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -89,8 +89,8 @@ fn json<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(to_io)
 }
 
-fn audit_key(revision: Revision) -> String {
-    format!("{PREFIX_AUDIT}{:020}", revision.get())
+fn audit_key((revision, seq): Position) -> String {
+    format!("{PREFIX_AUDIT}{:020}/{seq:05}", revision.get())
 }
 
 /// Adds `changes` to a sled batch.
@@ -100,8 +100,8 @@ fn mirror(batch: &mut sled::Batch, changes: &[Change]) -> io::Result<()> {
             Change::PutTenant(tenant) => {
                 batch.insert(format!("{PREFIX_TENANT}{}", tenant.id).as_bytes(), json(tenant)?)
             }
-            Change::PutAudit(entry) => batch.insert(audit_key(entry.revision).as_bytes(), json(entry)?),
-            Change::RemoveAudit(revision) => batch.remove(audit_key(*revision).as_bytes()),
+            Change::PutAudit(entry) => batch.insert(audit_key(entry.position()).as_bytes(), json(entry)?),
+            Change::RemoveAudit(position) => batch.remove(audit_key(*position).as_bytes()),
             Change::PutSession(session) => {
                 batch.insert(format!("{PREFIX_SESSION}{}", session.request_id).as_bytes(), json(session)?)
             }
@@ -137,7 +137,7 @@ fn load(db: &sled::Db) -> io::Result<AppliedState> {
             applied.state.tenants.insert(tenant.id.clone(), tenant);
         } else if key.starts_with(PREFIX_AUDIT) {
             let entry: Arc<crate::core::AuditEntry> = serde_json::from_slice(&value).map_err(decode_error)?;
-            applied.state.audit.insert(entry.revision, entry);
+            applied.state.audit.insert(entry.position(), entry);
         } else if key.starts_with(PREFIX_SESSION) {
             applied.state.insert_session(serde_json::from_slice(&value).map_err(decode_error)?);
         } else {
@@ -185,7 +185,15 @@ impl StateMachineStore {
         };
 
         let sled_dir = dir.join("sm");
-        let opened = sled::open(&sled_dir).map_err(to_io).and_then(|db| load(&db).map(|applied| (db, applied)));
+        let open = |dir: &Path| {
+            // The state lives in memory; sled is its restart copy, so its page cache stays small.
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(crate::limits::SLED_CACHE_BYTES_MAX as u64)
+                .open()
+                .map_err(to_io)
+        };
+        let opened = open(&sled_dir).and_then(|db| load(&db).map(|applied| (db, applied)));
         let (db, loaded) = match opened {
             Ok(opened) => opened,
             Err(error) => {
@@ -195,7 +203,7 @@ impl StateMachineStore {
                 if sled_dir.exists() {
                     std::fs::rename(&sled_dir, &aside)?;
                 }
-                (sled::open(&sled_dir).map_err(to_io)?, AppliedState::default())
+                (open(&sled_dir)?, AppliedState::default())
             }
         };
 
@@ -265,7 +273,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -287,19 +295,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 applied.last_applied = Some(entry.log_id);
                 let mut tenants = Vec::new();
                 let response = match entry.payload {
-                    EntryPayload::Blank => Response::None,
-                    EntryPayload::Normal(command) => {
-                        let (response, changes) = apply(&mut applied.state, revision, &command);
-                        mirror(&mut batch, &changes).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
-                        tenants.extend(changes.into_iter().filter_map(|change| match change {
-                            Change::PutTenant(tenant) => Some(tenant),
-                            _ => None,
-                        }));
-                        response
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(proposal) => {
+                        let mut responses = Vec::with_capacity(proposal.commands.len());
+                        for (seq, command) in proposal.commands.iter().enumerate() {
+                            let (response, changes) = apply(&mut applied.state, revision, seq as u32, command);
+                            mirror(&mut batch, &changes).map_err(|error| sm_error(ErrorVerb::Write, &error))?;
+                            tenants.extend(changes.into_iter().filter_map(|change| match change {
+                                Change::PutTenant(tenant) => Some(tenant),
+                                _ => None,
+                            }));
+                            responses.push(response);
+                        }
+                        responses
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Response::None
+                        Vec::new()
                     }
                 };
                 responses.push(response);

@@ -171,7 +171,12 @@ async fn open(
     // An agent holding another cluster's state (e.g. from before a restore),
     // or not knowing which cluster it follows yet, starts from a snapshot,
     // whatever its revision: snapshots are what carry the cluster id.
-    let cluster_id = context.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default();
+    // A cluster that is not named yet (its first leader names it within
+    // moments of the election) serves no stream: deltas carry no cluster
+    // id, so an agent that started from them would never learn it.
+    let Some(cluster_id) = context.view.read().state.cluster_id.map(|id| id.to_string()) else {
+        return Err(Status::unavailable("this cluster is not named yet (no leader so far); retry"));
+    };
     let other_cluster = hello.cluster_id != cluster_id;
     let since = if other_cluster { 0 } else { hello.since_revision };
 

@@ -4,12 +4,19 @@
 use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use proto::TenantId;
-use registry::core::{Command, DocumentsPatch, Op, WriteMeta};
+use registry::core::{Command, DocumentsPatch, Op, Proposal, WriteMeta};
 use registry::raft_types::Entry;
 use registry::store::{LogStore, StateMachineStore};
 
 fn create(index: u64, tenant: &str) -> Entry {
-    let command = Command {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Proposal::single(create_command(index, tenant))),
+    }
+}
+
+fn create_command(index: u64, tenant: &str) -> Command {
+    Command {
         meta: WriteMeta {
             expected_revision: None,
             request_id: Some(format!("req-{index}")),
@@ -24,8 +31,7 @@ fn create(index: u64, tenant: &str) -> Entry {
             documents: DocumentsPatch { config: Some(format!(r#"{{"n":{index}}}"#)), ..Default::default() },
             proposer_region: None,
         },
-    };
-    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+    }
 }
 
 async fn applied_tenants(store: &StateMachineStore) -> Vec<(String, u64)> {
@@ -73,6 +79,46 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
     std::fs::remove_dir_all(dir.path().join("sm")).expect("remove sled");
     let store = StateMachineStore::open(dir.path(), Default::default()).expect("open without sled");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
+}
+
+/// Group commit: one entry carrying several commands applies each in turn,
+/// at the entry's revision, with its own response, audit entry and session,
+/// and all of it survives a reopen from sled.
+#[tokio::test]
+async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = Proposal {
+        commands: vec![create_command(10, "acme"), create_command(11, "globex"), create_command(12, "acme")],
+    };
+    let entry = Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), 1), payload: EntryPayload::Normal(batch) };
+    let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open");
+    let responses = store.apply(vec![entry]).await.expect("apply");
+    assert_eq!(responses.len(), 1, "one response list per entry");
+    let kinds: Vec<&str> = responses[0]
+        .iter()
+        .map(|response| match response {
+            registry::core::Response::Written(_) => "written",
+            registry::core::Response::Rejected(_) => "rejected",
+            registry::core::Response::None => "none",
+        })
+        .collect();
+    assert_eq!(kinds, ["written", "written", "rejected"], "the third creates acme again");
+    let positions: Vec<(u64, u32)> = {
+        let applied = store.view();
+        let applied = applied.read();
+        applied.state.validate().expect("invariants");
+        assert_eq!(applied.state.sessions.len(), 3);
+        applied.state.audit.keys().map(|(revision, seq)| (revision.get(), *seq)).collect()
+    };
+    assert_eq!(positions, [(1, 0), (1, 1)], "two audit entries at revision 1");
+    let expected = applied_tenants(&store).await;
+    drop(store);
+    let store = StateMachineStore::open(dir.path(), Default::default()).expect("reopen");
+    assert_eq!(applied_tenants(&store).await, expected);
+    let applied = store.view();
+    let applied = applied.read();
+    assert_eq!(applied.state.audit.len(), 2);
+    assert_eq!(applied.state.sessions.len(), 3);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
