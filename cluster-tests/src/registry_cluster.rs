@@ -110,6 +110,22 @@ impl RegistryCluster {
         Ok(cluster)
     }
 
+    /// Adds node `id` in `region` to the harness (ports, data dir, log), not
+    /// started and not a member: it joins through a membership change.
+    pub fn add_node(&mut self, id: u64, region: &'static str) -> anyhow::Result<&Node> {
+        anyhow::ensure!(self.nodes.iter().all(|node| node.id != id), "node {id} exists");
+        self.nodes.push(Node {
+            id,
+            region,
+            grpc: format!("127.0.0.1:{}", free_port()?),
+            http: format!("127.0.0.1:{}", free_port()?),
+            data_dir: self.dir.join(format!("node-{id}")),
+            log: self.dir.join(format!("node-{id}.log")),
+            child: None,
+        });
+        Ok(self.node(id))
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         &self.nodes[(id - 1) as usize]
     }

@@ -239,6 +239,34 @@ impl Client {
         .await
     }
 
+    /// Adds a learner and waits until it has caught up.
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        region: &str,
+        grpc_addr: &str,
+    ) -> Result<v1::MembershipResponse, Status> {
+        let request = v1::AddLearnerRequest { node_id, region: region.to_owned(), grpc_addr: grpc_addr.to_owned() };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.add_learner(request).await }
+        })
+        .await
+    }
+
+    /// Promotes a learner to voter (`promote`) or removes a member.
+    pub async fn change_member(&self, node_id: u64, promote: bool) -> Result<v1::MembershipResponse, Status> {
+        let request = v1::MemberRequest { node_id };
+        self.call(|mut client| async move {
+            if promote {
+                client.promote_member(request).await
+            } else {
+                client.remove_member(request).await
+            }
+        })
+        .await
+    }
+
     pub async fn get_tenant(&self, tenant_id: &str, consistency: Consistency) -> Result<v1::GetTenantResponse, Status> {
         let request = v1::GetTenantRequest { tenant_id: tenant_id.to_owned(), consistency: consistency as i32 };
         self.call(|mut client| {

@@ -21,6 +21,7 @@ mod bench_smoke;
 mod config_canary;
 mod config_publish;
 mod durability;
+mod membership;
 mod regctl_up;
 mod replication;
 mod snapshot_catchup;

@@ -7,6 +7,7 @@ mod http;
 pub mod metrics;
 mod network;
 pub(crate) use network::channel;
+mod membership;
 mod node;
 mod proposer;
 mod raft_service;

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use ulid::Ulid;
 
 use super::convert;
+use super::membership::MembershipChange;
 use super::metrics::{Metrics, Timer};
 use super::network::channel;
 use super::status;
@@ -32,7 +33,7 @@ use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
 
 /// Set on a request that a follower forwarded, so it is forwarded at most once.
-const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
+pub(crate) const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
 
 pub(crate) struct RegistryService {
     pub(crate) raft: Raft,
@@ -78,7 +79,7 @@ impl RegistryService {
         Ok(channel)
     }
 
-    fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
+    pub(crate) fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
         Ok(RegistryClient::new(self.channel(&leader.grpc_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
@@ -185,7 +186,7 @@ impl RegistryService {
     }
 }
 
-fn is_forwarded<T>(request: &Request<T>) -> bool {
+pub(crate) fn is_forwarded<T>(request: &Request<T>) -> bool {
     request.metadata().contains_key(FORWARDED_HEADER)
 }
 
@@ -390,6 +391,48 @@ impl Registry for RegistryService {
         }))
     }
 
+    async fn add_learner(
+        &self,
+        request: Request<v1::AddLearnerRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "AddLearner");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let change = super::membership::learner(&message)?;
+        self.change_membership(forwarded, message, change, |mut client, request| async move {
+            client.add_learner(request).await
+        })
+        .await
+    }
+
+    async fn promote_member(
+        &self,
+        request: Request<v1::MemberRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "PromoteMember");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let change = MembershipChange::Promote(super::membership::node_id(message.node_id)?);
+        self.change_membership(forwarded, message, change, |mut client, request| async move {
+            client.promote_member(request).await
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<v1::MemberRequest>,
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "RemoveMember");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let change = MembershipChange::Remove(super::membership::node_id(message.node_id)?);
+        self.change_membership(forwarded, message, change, |mut client, request| async move {
+            client.remove_member(request).await
+        })
+        .await
+    }
+
     async fn cluster_status(
         &self,
         _request: Request<v1::ClusterStatusRequest>,
@@ -401,23 +444,7 @@ impl Registry for RegistryService {
             .with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index))
             .await
             .map_err(|error| Status::unavailable(format!("raft stopped: {error}")))?;
-        let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let matched = |id: &NodeId| {
-            metrics.replication.as_ref().map(|replication| {
-                replication.get(id).and_then(|matched| matched.map(|log_id| log_id.index)).unwrap_or(0)
-            })
-        };
-        let members = membership
-            .nodes()
-            .map(|(id, member)| v1::Member {
-                id: *id,
-                region: member.region.clone(),
-                grpc_addr: member.grpc_addr.clone(),
-                voter: voters.contains(id),
-                matched_index: matched(id),
-            })
-            .collect();
+        let members = super::membership::members(&metrics);
         let state = match metrics.state {
             openraft::ServerState::Leader => "leader",
             openraft::ServerState::Follower => "follower",

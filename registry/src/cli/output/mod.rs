@@ -409,3 +409,24 @@ pub(super) fn smoke(rows: &[SmokeRow], format: Format) {
         }
     }
 }
+
+/// The members after a membership change.
+pub(super) fn membership(verb: &str, response: &v1::MembershipResponse, format: Format) {
+    let members: Vec<_> = response
+        .members
+        .iter()
+        .map(|member| {
+            json!({ "id": member.id, "region": member.region, "grpc_addr": member.grpc_addr, "voter": member.voter })
+        })
+        .collect();
+    match format {
+        Format::Json => json_value(&json!({ "revision": response.revision, "members": members })),
+        Format::Human => {
+            println!("{verb} at revision {}", response.revision);
+            for member in &response.members {
+                let role = if member.voter { "voter" } else { "learner" };
+                println!("  {:>3}  {:<10} {:<22} {role}", member.id, member.region, member.grpc_addr);
+            }
+        }
+    }
+}
