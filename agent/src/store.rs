@@ -182,11 +182,13 @@ impl DiskStore {
                 let chunk = v1::Delta { revision: 0, tenants: chunk.iter().map(|record| (*record).clone()).collect() };
                 write_frame(&mut out, &chunk.encode_to_vec())?;
             }
-            out.into_inner().map_err(|error| error.into_error())?.sync_data()?;
-            fs::rename(&temporary, &path)
+            out.into_inner().map_err(|error| error.into_error())?.sync_data()
         };
-        write().map_err(|error| store_error(&path, error))?;
-        self.has_snapshot.store(true, std::sync::atomic::Ordering::Release);
+        write().map_err(|error| store_error(&temporary, error))?;
+        // The journal is emptied before the new snapshot is renamed into
+        // place: a crash in between leaves the old snapshot without its
+        // journal (an older, consistent view), never the new snapshot with
+        // the old journal (whose deltas may belong to another cluster).
         let journal_path = self.dir.join(JOURNAL);
         let mut journal = self.journal.lock().map_err(|_| store_error(&journal_path, "journal lock poisoned"))?;
         journal
@@ -195,6 +197,8 @@ impl DiskStore {
             .and_then(|()| journal.0.get_ref().set_len(0))
             .map_err(|error| store_error(&journal_path, error))?;
         journal.1 = 0;
+        fs::rename(&temporary, &path).map_err(|error| store_error(&path, error))?;
+        self.has_snapshot.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 //!    tenant to its revision before, created tenants deleted) unless
 //!    `--no-rollback`; earlier cohorts stay.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -110,13 +110,16 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
     let compiled = repo::compile(&args.dir, format)?;
     let golden = golden_list(&args, &compiled.golden)?;
     let (live, _) = client.list_tenants(Consistency::Linearizable, false).await?;
-    let live_revision = |id: &str| live.iter().find(|tenant| tenant.id == id);
+    let live_by_id: HashMap<&str, &v1::Tenant> = live.iter().map(|tenant| (tenant.id.as_str(), tenant)).collect();
 
     let mut changed = Vec::new();
-    let mut unchanged = 0;
+    // Unchanged tenants and the revision they are live at.
+    let mut unchanged: HashMap<&str, u64> = HashMap::new();
     for tenant in &compiled.tenants {
-        match live_revision(tenant.id.as_str()) {
-            Some(current) if repo::is_live(tenant, current) => unchanged += 1,
+        match live_by_id.get(tenant.id.as_str()) {
+            Some(current) if repo::is_live(tenant, current) => {
+                unchanged.insert(tenant.id.as_str(), current.mod_revision);
+            }
             current => changed.push(Step {
                 tenant,
                 before: current.map(|current| current.mod_revision),
@@ -124,9 +127,10 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
             }),
         }
     }
-    refused_at_live_revision(client, &live, &compiled.tenants).await?;
-    let only_live = live.iter().filter(|tenant| !compiled.tenants.iter().any(|c| c.id.as_str() == tenant.id)).count();
-    if let Some(unknown) = args.canary.iter().find(|canary| !compiled.tenants.iter().any(|c| &c.id == *canary)) {
+    refused_at_live_revision(client, &unchanged).await?;
+    let in_repo: HashSet<&str> = compiled.tenants.iter().map(|tenant| tenant.id.as_str()).collect();
+    let only_live = live.iter().filter(|tenant| !in_repo.contains(tenant.id.as_str())).count();
+    if let Some(unknown) = args.canary.iter().find(|canary| !in_repo.contains(canary.as_str())) {
         return Err(Failure(format!("--canary: {unknown} is not a tenant of {}", args.dir.display())));
     }
     let mut cohorts: Vec<Cohort> = Vec::new();
@@ -152,6 +156,7 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
             result: Ok(()),
         })
         .collect();
+    let unchanged = unchanged.len();
     output::publish_plan(&planned, unchanged, only_live, format);
     if cohorts.is_empty() {
         output::info(format, &format!("nothing to publish: the registry serves {} as compiled", args.dir.display()));
@@ -215,22 +220,12 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
 /// tenants live that no gate judged. If an agent refused one of them at its
 /// live revision, say so before anything else: republishing the same
 /// content cannot fix it.
-async fn refused_at_live_revision(
-    client: &Client,
-    live: &[v1::Tenant],
-    repo: &[CompiledTenant],
-) -> Result<(), Failure> {
+async fn refused_at_live_revision(client: &Client, unchanged: &HashMap<&str, u64>) -> Result<(), Failure> {
     let (agents, _) = merge_agents(&client.list_agents().await);
     let refusals: Vec<String> = agents
         .iter()
         .filter_map(|agent| agent.last_nack.as_ref().map(|nack| (agent, nack)))
-        .filter(|(_, nack)| {
-            live.iter().any(|tenant| tenant.id == nack.tenant_id && tenant.mod_revision == nack.revision)
-                && repo.iter().any(|compiled| {
-                    compiled.id.as_str() == nack.tenant_id
-                        && live.iter().any(|tenant| tenant.id == nack.tenant_id && repo::is_live(compiled, tenant))
-                })
-        })
+        .filter(|(_, nack)| unchanged.get(nack.tenant_id.as_str()) == Some(&nack.revision))
         .map(|(agent, nack)| {
             format!(
                 "{} at revision {}: agent {} refused it: {}",

@@ -2,6 +2,7 @@
 //! nothing sent when there is one), turned into registry documents, and
 //! compared with the registry.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use compiler::repo::{compile_repo, compile_tenant, CompiledRepo, CompiledTenant};
@@ -46,10 +47,11 @@ pub(super) fn is_live(compiled: &CompiledTenant, live: &v1::Tenant) -> bool {
 /// Per tenant: added, changed (with each changed JSON path), unchanged, or
 /// only in the registry.
 pub(super) fn diff(repo: &CompiledRepo, live: &[v1::Tenant]) -> Vec<DiffRow> {
+    let live_by_id: HashMap<&str, &v1::Tenant> = live.iter().map(|tenant| (tenant.id.as_str(), tenant)).collect();
     let mut rows: Vec<DiffRow> = repo
         .tenants
         .iter()
-        .map(|compiled| match live.iter().find(|tenant| tenant.id == compiled.id.as_str()) {
+        .map(|compiled| match live_by_id.get(compiled.id.as_str()) {
             None => DiffRow { tenant: compiled.id.to_string(), state: "added", changes: Vec::new() },
             Some(tenant) if is_live(compiled, tenant) => {
                 DiffRow { tenant: tenant.id.clone(), state: "unchanged", changes: Vec::new() }
@@ -74,7 +76,8 @@ pub(super) fn diff(repo: &CompiledRepo, live: &[v1::Tenant]) -> Vec<DiffRow> {
             }
         })
         .collect();
-    for tenant in live.iter().filter(|tenant| !repo.tenants.iter().any(|compiled| compiled.id.as_str() == tenant.id)) {
+    let in_repo: HashSet<&str> = repo.tenants.iter().map(|compiled| compiled.id.as_str()).collect();
+    for tenant in live.iter().filter(|tenant| !in_repo.contains(tenant.id.as_str())) {
         rows.push(DiffRow { tenant: tenant.id.clone(), state: "only in registry", changes: Vec::new() });
     }
     rows
