@@ -200,6 +200,24 @@ impl Client {
         .await
     }
 
+    pub async fn pin_tenant(
+        &self,
+        tenant_id: &str,
+        allowed_regions: &[String],
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::PinTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            allowed_regions: allowed_regions.to_vec(),
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.pin_tenant(request).await }
+        })
+        .await
+    }
+
     pub async fn stage_canary(
         &self,
         tenant_id: &str,

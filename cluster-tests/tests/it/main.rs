@@ -22,6 +22,7 @@ mod config_canary;
 mod config_publish;
 mod durability;
 mod membership;
+mod placement_pins;
 mod regctl_up;
 mod replication;
 mod snapshot_catchup;

@@ -70,6 +70,17 @@ enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
+    /// Data residency: the regions a tenant's data and writes may be in
+    /// (refused if its home or DR region would fall outside).
+    Pin {
+        #[arg(value_parser = parse_tenant_id)]
+        tenant: TenantId,
+        /// Region names, comma separated, e.g. eu-west,eu-central.
+        #[arg(long, value_delimiter = ',', required = true)]
+        regions: Vec<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
     /// The audit history of a tenant, newest first.
     History {
         #[arg(value_parser = parse_tenant_id)]
@@ -374,6 +385,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rollback { tenant, to, write } => {
             let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
+        }
+        Command::Pin { tenant, regions, write } => {
+            let written = client.pin_tenant(tenant.as_str(), &regions, &write.options()).await?;
+            output::write_response("pinned", &written, format);
         }
         Command::History { tenant, limit } => {
             let history = client.history(tenant.as_str(), limit).await?;

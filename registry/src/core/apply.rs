@@ -7,8 +7,8 @@ use ulid::Ulid;
 
 use super::{
     canonical_document, compile, initial_placement, validate_meta, AuditEntry, Canary, Command, CommandError,
-    DocumentKind, DocumentLimits, DocumentsPatch, Op, Position, Response, Session, SessionOutcome, State, Tenant,
-    TenantDocuments, TenantStatus, WriteOutcome,
+    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session, SessionOutcome, State,
+    Tenant, TenantDocuments, TenantStatus, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -159,8 +159,35 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             }
             Ok(Tenant { canary: None, mod_revision: revision, ..Tenant::clone(current) })
         }
+        Op::PinTenant { allowed_regions, .. } => {
+            let current = live()?;
+            let placement = pinned(&current.placement, allowed_regions)?;
+            Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
+        }
         Op::InitCluster { .. } => Err(CommandError::invalid("op", "tenant-op", "not a tenant operation")),
     }
+}
+
+/// The placement with `allowed_regions` as its pin: at least one region,
+/// and the home and DR regions inside it (move them first, by failover).
+fn pinned(placement: &Placement, allowed_regions: &[proto::Region]) -> Result<Placement, CommandError> {
+    let mut allowed = allowed_regions.to_vec();
+    allowed.sort();
+    allowed.dedup();
+    if allowed.is_empty() {
+        return Err(CommandError::invalid("allowed_regions", "required", "name at least one region"));
+    }
+    let names = allowed.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    for (what, region) in [("home", &placement.home_region), ("DR", &placement.dr_region)] {
+        if let Some(region) = region.as_ref().filter(|region| !allowed.contains(region)) {
+            return Err(CommandError::invalid(
+                "allowed_regions",
+                "residency",
+                format!("the {what} region {region} would be outside {names}: move it first (regctl failover)"),
+            ));
+        }
+    }
+    Ok(Placement { allowed_regions: allowed, ..placement.clone() })
 }
 
 fn non_empty(patch: &DocumentsPatch) -> Result<&DocumentsPatch, CommandError> {
@@ -261,6 +288,10 @@ fn record_audit(
         Op::StageCanary { documents, .. } => format!("stage canary {}", documents.names().join(",")),
         Op::PromoteCanary { .. } => format!("promote canary of {}", tenant.config_revision),
         Op::AbortCanary { .. } => "abort canary".to_owned(),
+        Op::PinTenant { .. } => format!(
+            "pin {}",
+            tenant.placement.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        ),
         Op::InitCluster { .. } => "init cluster".to_owned(),
     };
     // What a rollback to this revision restores: the live documents, when this change set them.

@@ -387,3 +387,50 @@ fn canary_stage_promote_and_abort() {
     assert!(state.audit[&(Revision(5), 0)].documents.is_some());
     assert!(state.audit[&(Revision(2), 0)].documents.is_none());
 }
+
+#[test]
+fn pins_keep_home_and_dr_inside_and_are_audited() {
+    let region = |name: &str| proto::Region::parse(name).expect("region");
+    let mut state = State::default();
+    let placed =
+        r#"{"placement":{"homeRegion":"eu-west","allowedRegions":["eu-west","us-east"],"drRegion":"us-east"}}"#;
+    apply(&mut state, Revision(1), 0, &create("acme", placed));
+    let pin = |regions: &[&str]| {
+        op(
+            2,
+            Op::PinTenant {
+                tenant: tenant_id("acme"),
+                allowed_regions: regions.iter().map(|name| region(name)).collect(),
+            },
+        )
+    };
+
+    for (regions, message) in [
+        (vec!["eu-west"], "the DR region us-east would be outside eu-west: move it first (regctl failover)"),
+        (
+            vec!["us-east", "ap-south"],
+            "the home region eu-west would be outside ap-south,us-east: move it first (regctl failover)",
+        ),
+        (vec![], "name at least one region"),
+    ] {
+        let before = state.clone();
+        let (response, changes) = apply(&mut state, Revision(2), 0, &pin(&regions));
+        match rejected(&response) {
+            CommandError::Invalid { field, message: got, .. } => {
+                assert_eq!((field.as_str(), got.as_str()), ("allowed_regions", message), "{regions:?}")
+            }
+            other => panic!("{regions:?}: {other:?}"),
+        }
+        assert!(changes.is_empty());
+        assert_eq!(state, before);
+    }
+
+    let before = state.clone();
+    let (response, changes) = apply(&mut state, Revision(3), 0, &pin(&["us-east", "eu-west", "eu-central", "us-east"]));
+    assert_changes_replay(&before, &changes, &state);
+    let tenant = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(tenant.placement.allowed_regions, [region("eu-central"), region("eu-west"), region("us-east")]);
+    assert_eq!(tenant.placement.epoch, 1, "a pin moves nothing");
+    assert_eq!((tenant.mod_revision, tenant.config_revision), (Revision(3), Revision(1)));
+    assert_eq!(state.audit[&(Revision(3), 0)].summary, "pin eu-central,eu-west,us-east");
+}

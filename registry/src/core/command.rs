@@ -77,6 +77,12 @@ pub enum Op {
     PromoteCanary {
         tenant: TenantId,
     },
+    /// Data residency: the regions the tenant's data and writes may be in.
+    /// Refused if the home or DR region would fall outside.
+    PinTenant {
+        tenant: TenantId,
+        allowed_regions: Vec<proto::Region>,
+    },
     AbortCanary {
         tenant: TenantId,
     },
@@ -97,6 +103,7 @@ impl Op {
             | Op::RollbackTenant { tenant, .. }
             | Op::StageCanary { tenant, .. }
             | Op::PromoteCanary { tenant }
+            | Op::PinTenant { tenant, .. }
             | Op::AbortCanary { tenant } => Some(tenant),
             Op::InitCluster { .. } => None,
         }

@@ -268,6 +268,21 @@ impl Registry for RegistryService {
         .await
     }
 
+    async fn pin_tenant(&self, request: Request<v1::PinTenantRequest>) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "PinTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let allowed_regions = message
+            .allowed_regions
+            .iter()
+            .map(|region| proto::Region::parse(region).map_err(|error| status::from_domain_error(&error)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let op = Op::PinTenant { tenant: parse_tenant(&message.tenant_id)?, allowed_regions };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(forwarded, message, command, |mut client, request| async move { client.pin_tenant(request).await })
+            .await
+    }
+
     async fn stage_canary(
         &self,
         request: Request<v1::StageCanaryRequest>,
