@@ -6,8 +6,8 @@
 //! * A pinned tenant (non-empty `allowed_regions`) is served nowhere else:
 //!   421 with its home region, for reads and writes alike.
 //! * Reads are served from the last view, however stale (degraded mode).
-//! * Writes need, in this order: the tenant not locked for a move (503,
-//!   retry later), a fresh view (503 read-only: a stale node cannot know it
+//! * Writes need, in this order: the tenant not locked for a move nor
+//!   fenced for a failover (503, retry later), a fresh view (503 read-only: a stale node cannot know it
 //!   is still the home region), and this region being the home region (421
 //!   with the home region; a tenant without one accepts writes nowhere).
 
@@ -31,6 +31,8 @@ pub enum Denial {
     ReadOnly,
     /// 503 with `Retry-After`: the tenant is being moved between shards.
     Locked,
+    /// 503 with `Retry-After`: the tenant is failing over to this region.
+    FailingOver { to: String },
 }
 
 /// Decides `access` to `tenant` on a node of `region` whose view is `fresh`.
@@ -50,6 +52,9 @@ pub fn decide(tenant: &TenantRecord, region: &str, access: Access, fresh: bool) 
     }
     if tenant.status == TenantStatus::LockedForMove as i32 {
         return Err(Denial::Locked);
+    }
+    if !placement.failing_over_to.is_empty() {
+        return Err(Denial::FailingOver { to: placement.failing_over_to });
     }
     if !fresh {
         return Err(Denial::ReadOnly);
@@ -75,6 +80,7 @@ mod tests {
                 allowed_regions: allowed.iter().map(|region| (*region).to_owned()).collect(),
                 dr_region: String::new(),
                 epoch: 1,
+                failing_over_to: String::new(),
             }),
             ..Default::default()
         }
@@ -105,6 +111,14 @@ mod tests {
             ((Active, "", &[], "us-east", Read, true), Ok(())),
             ((Active, "", &[], "us-east", Write, true), Err(Denial::Misdirected { home_region: None })),
         ];
+        let mut fenced = tenant(Active, "us-east", &[]);
+        if let Some(placement) = fenced.placement.as_mut() {
+            placement.failing_over_to = "eu-west".to_owned();
+        }
+        let failing_over = Err(Denial::FailingOver { to: "eu-west".to_owned() });
+        assert_eq!(decide(&fenced, "us-east", Access::Write, true), failing_over, "no writes in the old home");
+        assert_eq!(decide(&fenced, "eu-west", Access::Write, true), failing_over, "nor yet in the new one");
+        assert_eq!(decide(&fenced, "us-east", Access::Read, true), Ok(()), "reads go on");
         for ((status, home, allowed, region, access, fresh), expected) in cases {
             let decision = decide(&tenant(status, home, allowed), region, access, fresh);
             assert_eq!(

@@ -95,13 +95,17 @@ impl Refusal {
                         }
                         response
                     }
-                    Denial::ReadOnly | Denial::Locked => {
-                        let detail = if denial == Denial::Locked {
-                            "this tenant is being moved; writes resume shortly"
-                        } else {
-                            "this node's view is stale: read-only until the registry is reachable again"
+                    Denial::ReadOnly | Denial::Locked | Denial::FailingOver { .. } => {
+                        let detail = match &denial {
+                            Denial::Locked => "this tenant is being moved; writes resume shortly".to_owned(),
+                            Denial::FailingOver { to } => {
+                                format!("this tenant is failing over to {to}; writes resume there shortly")
+                            }
+                            _ => {
+                                "this node's view is stale: read-only until the registry is reachable again".to_owned()
+                            }
                         };
-                        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, detail);
+                        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, &detail);
                         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
                         response
                     }
@@ -288,6 +292,7 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
         Err(Denial::Misdirected { home_region: None }) => "refused: no home region assigned".to_owned(),
         Err(Denial::ReadOnly) => "refused: read-only (stale view)".to_owned(),
         Err(Denial::Locked) => "refused: locked for a move".to_owned(),
+        Err(Denial::FailingOver { to }) => format!("refused: failing over to {to}"),
     };
     let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
     let shard_reachable = crate::data::scope(&node, &entry).is_ok_and(|scope| scope.reachable());

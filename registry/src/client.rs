@@ -218,6 +218,45 @@ impl Client {
         .await
     }
 
+    /// Fences a tenant for a failover to `to` (`None` lifts the fence).
+    pub async fn fence_tenant(
+        &self,
+        tenant_id: &str,
+        to: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::FenceTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            to: to.unwrap_or_default().to_owned(),
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.fence_tenant(request).await }
+        })
+        .await
+    }
+
+    pub async fn failover_tenant(
+        &self,
+        tenant_id: &str,
+        to: &str,
+        force: bool,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let request = v1::FailoverTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            to: to.to_owned(),
+            force,
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.failover_tenant(request).await }
+        })
+        .await
+    }
+
     pub async fn stage_canary(
         &self,
         tenant_id: &str,

@@ -21,6 +21,7 @@ mod bench_smoke;
 mod config_canary;
 mod config_publish;
 mod durability;
+mod failover;
 mod membership;
 mod placement_pins;
 mod regctl_up;

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage.
 
+mod failover;
 mod output;
 mod publish;
 mod repo;
@@ -70,6 +71,8 @@ enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
+    /// Move the home region of a region's tenants, with lease fencing.
+    Failover(failover::FailoverArgs),
     /// Data residency: the regions a tenant's data and writes may be in
     /// (refused if its home or DR region would fall outside).
     Pin {
@@ -386,6 +389,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
+        Command::Failover(args) => failover::run(args, &client, format).await?,
         Command::Pin { tenant, regions, write } => {
             let written = client.pin_tenant(tenant.as_str(), &regions, &write.options()).await?;
             output::write_response("pinned", &written, format);

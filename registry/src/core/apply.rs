@@ -164,8 +164,57 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             let placement = pinned(&current.placement, allowed_regions)?;
             Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
         }
+        Op::FenceTenant { to, .. } => {
+            let current = live()?;
+            if let Some(to) = to {
+                failover_target(&current.placement, to)?;
+            }
+            let placement = Placement { failing_over_to: to.clone(), ..current.placement.clone() };
+            Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
+        }
+        Op::FailoverTenant { to, forced, .. } => {
+            let current = live()?;
+            failover_target(&current.placement, to)?;
+            if !forced && current.placement.failing_over_to.as_ref() != Some(to) {
+                return Err(CommandError::invalid(
+                    "to",
+                    "fenced",
+                    format!("tenant `{}` is not fenced for a failover to {to}: fence it first, or force", current.id),
+                ));
+            }
+            let old_home = current.placement.home_region.clone();
+            let placement = Placement {
+                home_region: Some(to.clone()),
+                // The DR region takes the old home's place when the home moved to it.
+                dr_region: match &current.placement.dr_region {
+                    Some(dr) if dr == to => old_home,
+                    other => other.clone(),
+                },
+                epoch: current.placement.epoch + 1,
+                failing_over_to: None,
+                ..current.placement.clone()
+            };
+            Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
+        }
         Op::InitCluster { .. } => Err(CommandError::invalid("op", "tenant-op", "not a tenant operation")),
     }
+}
+
+/// Checks that a tenant may fail over to `to`: it has another home, and `to`
+/// is inside its pin.
+fn failover_target(placement: &Placement, to: &proto::Region) -> Result<(), CommandError> {
+    if placement.home_region.as_ref() == Some(to) {
+        return Err(CommandError::invalid("to", "home", format!("{to} is already the home region")));
+    }
+    if !placement.allowed_regions.is_empty() && !placement.allowed_regions.contains(to) {
+        let allowed = placement.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        return Err(CommandError::invalid(
+            "to",
+            "residency",
+            format!("{to} is outside the tenant's allowed regions ({allowed})"),
+        ));
+    }
+    Ok(())
 }
 
 /// The placement with `allowed_regions` as its pin: at least one region,
@@ -288,6 +337,13 @@ fn record_audit(
         Op::StageCanary { documents, .. } => format!("stage canary {}", documents.names().join(",")),
         Op::PromoteCanary { .. } => format!("promote canary of {}", tenant.config_revision),
         Op::AbortCanary { .. } => "abort canary".to_owned(),
+        Op::FenceTenant { to: Some(to), .. } => format!("fence for failover to {to}"),
+        Op::FenceTenant { to: None, .. } => "lift failover fence".to_owned(),
+        Op::FailoverTenant { to, forced, .. } => format!(
+            "failover to {to}, epoch {}{}",
+            tenant.placement.epoch,
+            if *forced { " (FORCED: no wait for the old region)" } else { "" }
+        ),
         Op::PinTenant { .. } => format!(
             "pin {}",
             tenant.placement.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")

@@ -434,3 +434,45 @@ fn pins_keep_home_and_dr_inside_and_are_audited() {
     assert_eq!((tenant.mod_revision, tenant.config_revision), (Revision(3), Revision(1)));
     assert_eq!(state.audit[&(Revision(3), 0)].summary, "pin eu-central,eu-west,us-east");
 }
+
+#[test]
+fn failover_needs_a_fence_unless_forced_and_bumps_the_epoch() {
+    let region = |name: &str| proto::Region::parse(name).expect("region");
+    let mut state = State::default();
+    let placed =
+        r#"{"placement":{"homeRegion":"us-east","allowedRegions":["us-east","eu-west"],"drRegion":"eu-west"}}"#;
+    apply(&mut state, Revision(1), 0, &create("acme", placed));
+    let failover = |forced| op(2, Op::FailoverTenant { tenant: tenant_id("acme"), to: region("eu-west"), forced });
+    let fence = |to: Option<&str>| op(2, Op::FenceTenant { tenant: tenant_id("acme"), to: to.map(region) });
+
+    let (response, _) = apply(&mut state, Revision(2), 0, &failover(false));
+    assert!(matches!(rejected(&response), CommandError::Invalid { rule_id, .. } if rule_id == "fenced"));
+    let (response, _) = apply(&mut state, Revision(2), 0, &fence(Some("ap-south")));
+    assert_eq!(
+        rejected(&response).to_string(),
+        "to: ap-south is outside the tenant's allowed regions (us-east,eu-west)"
+    );
+    let (response, _) = apply(&mut state, Revision(2), 0, &fence(Some("us-east")));
+    assert_eq!(rejected(&response).to_string(), "to: us-east is already the home region");
+
+    let (response, _) = apply(&mut state, Revision(3), 0, &fence(Some("eu-west")));
+    let fenced = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(fenced.placement.failing_over_to, Some(region("eu-west")));
+    assert_eq!(fenced.placement.epoch, 1);
+
+    let before = state.clone();
+    let (response, changes) = apply(&mut state, Revision(4), 0, &failover(false));
+    assert_changes_replay(&before, &changes, &state);
+    let moved = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!(moved.placement.home_region, Some(region("eu-west")));
+    assert_eq!(moved.placement.dr_region, Some(region("us-east")), "the old home becomes the DR region");
+    assert_eq!((moved.placement.epoch, moved.placement.failing_over_to.clone()), (2, None));
+    assert_eq!(state.audit[&(Revision(4), 0)].summary, "failover to eu-west, epoch 2");
+
+    let back = op(5, Op::FailoverTenant { tenant: tenant_id("acme"), to: region("us-east"), forced: true });
+    apply(&mut state, Revision(5), 0, &back);
+    assert_eq!(
+        state.audit[&(Revision(5), 0)].summary,
+        "failover to us-east, epoch 3 (FORCED: no wait for the old region)"
+    );
+}

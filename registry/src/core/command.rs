@@ -77,6 +77,20 @@ pub enum Op {
     PromoteCanary {
         tenant: TenantId,
     },
+    /// Failover, step 1: fence the tenant for a failover to `to` (no region
+    /// accepts its writes until step 2), or lift the fence (`None`).
+    FenceTenant {
+        tenant: TenantId,
+        to: Option<proto::Region>,
+    },
+    /// Failover, step 2: `to` becomes the home region and the epoch grows.
+    /// `forced`: committed without waiting for the old region's api-nodes
+    /// to stop accepting writes (audited as such).
+    FailoverTenant {
+        tenant: TenantId,
+        to: proto::Region,
+        forced: bool,
+    },
     /// Data residency: the regions the tenant's data and writes may be in.
     /// Refused if the home or DR region would fall outside.
     PinTenant {
@@ -104,6 +118,8 @@ impl Op {
             | Op::StageCanary { tenant, .. }
             | Op::PromoteCanary { tenant }
             | Op::PinTenant { tenant, .. }
+            | Op::FenceTenant { tenant, .. }
+            | Op::FailoverTenant { tenant, .. }
             | Op::AbortCanary { tenant } => Some(tenant),
             Op::InitCluster { .. } => None,
         }

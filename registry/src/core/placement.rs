@@ -23,7 +23,7 @@ pub fn initial_placement(config: &str, proposer_region: Option<&Region>) -> Plac
         Some(proposer) if allowed_regions.is_empty() || allowed_regions.contains(proposer) => Some(proposer.clone()),
         _ => allowed_regions.first().cloned(),
     });
-    Placement { home_region, allowed_regions, dr_region, epoch: 1 }
+    Placement { home_region, allowed_regions, dr_region, epoch: 1, failing_over_to: None }
 }
 
 #[cfg(test)]

@@ -32,6 +32,10 @@ pub struct Placement {
     pub dr_region: Option<Region>,
     /// Fencing token, +1 at every change of home region.
     pub epoch: u64,
+    /// Set while a failover to this region is under way: no region accepts
+    /// the tenant's writes until it commits (or is called off).
+    #[serde(default)]
+    pub failing_over_to: Option<Region>,
 }
 
 /// A tenant's documents, each canonical JSON text of an object.

@@ -46,6 +46,7 @@ pub(crate) fn placement(placement: &Placement) -> v1::Placement {
     v1::Placement {
         home_region: placement.home_region.as_ref().map(ToString::to_string).unwrap_or_default(),
         allowed_regions: placement.allowed_regions.iter().map(ToString::to_string).collect(),
+        failing_over_to: placement.failing_over_to.as_ref().map(ToString::to_string).unwrap_or_default(),
         dr_region: placement.dr_region.as_ref().map(ToString::to_string).unwrap_or_default(),
         epoch: placement.epoch,
     }

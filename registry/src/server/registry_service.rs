@@ -283,6 +283,42 @@ impl Registry for RegistryService {
             .await
     }
 
+    async fn fence_tenant(
+        &self,
+        request: Request<v1::FenceTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "FenceTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let to = Some(message.to.as_str())
+            .filter(|to| !to.is_empty())
+            .map(|to| proto::Region::parse(to).map_err(|error| status::from_domain_error(&error)))
+            .transpose()?;
+        let op = Op::FenceTenant { tenant: parse_tenant(&message.tenant_id)?, to };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(forwarded, message, command, |mut client, request| async move { client.fence_tenant(request).await })
+            .await
+    }
+
+    async fn failover_tenant(
+        &self,
+        request: Request<v1::FailoverTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "FailoverTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let to = proto::Region::parse(&message.to).map_err(|error| status::from_domain_error(&error))?;
+        let op = Op::FailoverTenant { tenant: parse_tenant(&message.tenant_id)?, to, forced: message.force };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(
+            forwarded,
+            message,
+            command,
+            |mut client, request| async move { client.failover_tenant(request).await },
+        )
+        .await
+    }
+
     async fn stage_canary(
         &self,
         request: Request<v1::StageCanaryRequest>,

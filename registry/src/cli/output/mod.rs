@@ -430,3 +430,31 @@ pub(super) fn membership(verb: &str, response: &v1::MembershipResponse, format: 
         }
     }
 }
+
+/// What a failover did: tenants moved (with their commit revision and new
+/// epoch) and tenants not moved (with the reason).
+pub(super) fn failover(
+    from: &str,
+    to: &str,
+    moved: &[(String, u64, u64)],
+    not_moved: &[(String, String)],
+    format: Format,
+) {
+    match format {
+        Format::Json => json_value(&json!({
+            "from": from,
+            "to": to,
+            "moved": moved.iter().map(|(tenant, revision, epoch)| json!({ "tenant": tenant, "revision": revision, "epoch": epoch })).collect::<Vec<_>>(),
+            "not_moved": not_moved.iter().map(|(tenant, reason)| json!({ "tenant": tenant, "reason": reason })).collect::<Vec<_>>(),
+        })),
+        Format::Human => {
+            println!("failover {from} -> {to}: {} moved, {} not moved", moved.len(), not_moved.len());
+            for (tenant, revision, epoch) in moved {
+                println!("  moved      {tenant:<24} revision {revision}, epoch {epoch}");
+            }
+            for (tenant, reason) in not_moved {
+                println!("  NOT moved  {tenant:<24} {reason}");
+            }
+        }
+    }
+}
