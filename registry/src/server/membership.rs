@@ -11,11 +11,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self};
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::registry_service::{RegistryService, FORWARDED_HEADER};
+use super::registry_service::RegistryService;
 use super::status;
 use crate::limits::MEMBERSHIP_CHANGE_MS_MAX;
 use crate::raft_types::{Member, NodeId};
@@ -122,12 +121,7 @@ impl RegistryService {
                 }))
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))) if !forwarded => {
-                let Some(leader_node) = &leader.leader_node else {
-                    return Err(status::no_leader(&leader, "membership"));
-                };
-                let mut request = Request::new(message);
-                request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
-                forward(self.registry_client(leader_node)?, request).await
+                self.forward_to_leader(&leader, message, "membership", forward).await
             }
             Ok(Err(error)) => Err(status::from_client_write(&error)),
         }

@@ -33,7 +33,7 @@ use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
 
 /// Set on a request that a follower forwarded, so it is forwarded at most once.
-pub(crate) const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
+const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
 
 pub(crate) struct RegistryService {
     pub(crate) raft: Raft,
@@ -79,7 +79,7 @@ impl RegistryService {
         Ok(channel)
     }
 
-    pub(crate) fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
+    fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
         Ok(RegistryClient::new(self.channel(&leader.grpc_addr)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
@@ -140,17 +140,33 @@ impl RegistryService {
                     CoreResponse::None => Err(Status::internal("a tenant write answered nothing")),
                 },
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !forwarded => {
-                    let Some(leader_node) = &leader.leader_node else {
-                        return Err(status::no_leader(&leader, "write"));
-                    };
-                    let mut request = Request::new(message);
-                    request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
-                    forward(self.registry_client(leader_node)?, request).await
+                    self.forward_to_leader(&leader, message, "write", forward).await
                 }
                 Err(error) => Err(status::from_client_write(&error)),
             }
         })
         .await
+    }
+
+    /// Sends `message` on to the leader, marked as forwarded (so it is
+    /// forwarded at most once).
+    pub(crate) async fn forward_to_leader<Req, T, F, Fut>(
+        &self,
+        leader: &openraft::error::ForwardToLeader<NodeId, Member>,
+        message: Req,
+        what: &str,
+        forward: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let Some(leader_node) = &leader.leader_node else {
+            return Err(status::no_leader(leader, what));
+        };
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+        forward(self.registry_client(leader_node)?, request).await
     }
 
     /// Makes this node's state at least as new as the leader's commit at the
