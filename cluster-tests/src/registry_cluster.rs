@@ -87,6 +87,17 @@ impl RegistryCluster {
     /// Starts three nodes (us-east, eu-west, ap-south) and waits until every
     /// one is ready.
     pub async fn start(options: ClusterOptions) -> anyhow::Result<Self> {
+        let mut cluster = Self::prepare(options)?;
+        for id in 1..=3 {
+            cluster.start_node(id)?;
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// The three nodes' ports, data dirs and logs, none started (e.g. to
+    /// restore a backup into a data dir first).
+    pub fn prepare(options: ClusterOptions) -> anyhow::Result<Self> {
         let dir = test_dir(&options.test_name);
         std::fs::create_dir_all(&dir)?;
         let mut nodes = Vec::new();
@@ -102,12 +113,7 @@ impl RegistryCluster {
                 child: None,
             });
         }
-        let mut cluster = Self { options, dir, nodes, passed: false };
-        for id in 1..=3 {
-            cluster.start_node(id)?;
-        }
-        cluster.wait_ready().await?;
-        Ok(cluster)
+        Ok(Self { options, dir, nodes, passed: false })
     }
 
     /// Adds node `id` in `region` to the harness (ports, data dir, log), not

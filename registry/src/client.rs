@@ -257,6 +257,17 @@ impl Client {
         .await
     }
 
+    /// A consistent backup of the cluster's state (a snapshot file's bytes).
+    pub async fn save_snapshot(&self) -> Result<Vec<u8>, Status> {
+        let mut stream =
+            self.call(|mut client| async move { client.save_snapshot(v1::SaveSnapshotRequest {}).await }).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        Ok(bytes)
+    }
+
     pub async fn stage_canary(
         &self,
         tenant_id: &str,

@@ -17,6 +17,7 @@ mod agent_slow_consumer;
 mod api_node_config;
 mod api_node_data;
 mod api_node_demo;
+mod backup_restore;
 mod bench_smoke;
 mod config_canary;
 mod config_publish;

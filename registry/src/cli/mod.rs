@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage.
 
+mod backup;
 mod failover;
 mod output;
 mod publish;
@@ -71,6 +72,9 @@ enum Command {
         #[command(flatten)]
         write: WriteArgs,
     },
+    /// Consistent backups, and restoring one as a new cluster.
+    #[command(subcommand)]
+    Snapshot(backup::SnapshotCommand),
     /// Move the home region of a region's tenants, with lease fencing.
     Failover(failover::FailoverArgs),
     /// Data residency: the regions a tenant's data and writes may be in
@@ -390,6 +394,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,
+        Command::Snapshot(command) => backup::run(command, &client, format).await?,
         Command::Pin { tenant, regions, write } => {
             let written = client.pin_tenant(tenant.as_str(), &regions, &write.options()).await?;
             output::write_response("pinned", &written, format);

@@ -32,6 +32,9 @@ use crate::limits::{
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
 
+/// Bytes per message of a backup stream.
+const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
 /// Set on a request that a follower forwarded, so it is forwarded at most once.
 const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
 
@@ -498,6 +501,27 @@ impl Registry for RegistryService {
             client.remove_member(request).await
         })
         .await
+    }
+
+    type SaveSnapshotStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<v1::SnapshotBytes, Status>> + Send + 'static>>;
+
+    async fn save_snapshot(
+        &self,
+        request: Request<v1::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        let _timer = Timer::start(&self.metrics, "SaveSnapshot");
+        let _ = request;
+        // At a linearizable read point: everything acknowledged before the call is in it.
+        self.ensure_read(Consistency::Linearizable as i32).await?;
+        let applied = self.view.read().clone();
+        let bytes = tokio::task::spawn_blocking(move || crate::store::snapshot::encode(&applied))
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(|error| Status::internal(format!("snapshot: {error}")))?;
+        let chunks: Vec<Result<v1::SnapshotBytes, Status>> =
+            bytes.chunks(SNAPSHOT_CHUNK_BYTES).map(|chunk| Ok(v1::SnapshotBytes { data: chunk.to_vec() })).collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
     async fn cluster_status(

@@ -78,9 +78,21 @@ pub fn meta_of(applied: &AppliedState) -> SnapshotMeta {
     SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership.clone(), snapshot_id }
 }
 
-/// Writes `file` with the snapshot records of `applied`.
+/// Writes `file` with the snapshot records of `applied`, and syncs it.
 pub fn write_to(file: File, applied: &AppliedState) -> io::Result<()> {
-    let mut writer = HashingWriter { inner: BufWriter::new(file), hasher: Sha256::new() };
+    let writer = write_records(BufWriter::new(file), applied)?;
+    let file = writer.into_inner().map_err(|error| error.into_error())?;
+    file.sync_all()
+}
+
+/// The snapshot of `applied` as bytes (a backup).
+pub fn encode(applied: &AppliedState) -> io::Result<Vec<u8>> {
+    write_records(Vec::new(), applied)
+}
+
+/// Writes the snapshot records of `applied` to `out` and returns it.
+fn write_records<W: Write>(out: W, applied: &AppliedState) -> io::Result<W> {
+    let mut writer = HashingWriter { inner: out, hasher: Sha256::new() };
     let header = Record::Header { format: FORMAT.to_owned(), meta: meta_of(applied) };
     write_record(&mut writer, &header)?;
     let state = &applied.state;
@@ -103,8 +115,7 @@ pub fn write_to(file: File, applied: &AppliedState) -> io::Result<()> {
     }
     let sha256 = hex::encode(writer.hasher.finalize_reset());
     write_record(&mut writer.inner, &Record::End { records, sha256 })?;
-    let file = writer.inner.into_inner().map_err(|error| error.into_error())?;
-    file.sync_all()
+    Ok(writer.inner)
 }
 
 /// Makes `tmp_path` the current snapshot of `dir`: fsync, rename, fsync the
