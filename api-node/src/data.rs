@@ -30,16 +30,19 @@ fn now_unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-/// The shard that holds a tenant's rows. Until the registry's routing map
-/// names shards, each region has one.
-pub fn shard_of(node: &Node) -> String {
-    format!("default-{}", node.region)
+/// The shard that holds a tenant's rows: the routing map's entry, or the
+/// region's default shard for a tenant the map does not name.
+pub fn shard_of(node: &Node, entry: &TenantEntry) -> String {
+    match entry.record.shard.as_str() {
+        "" => format!("default-{}", node.region),
+        shard => shard.to_owned(),
+    }
 }
 
 /// The tenant's scope on its shard, writing at its placement's epoch.
 pub fn scope(node: &Node, entry: &TenantEntry) -> Result<TenantScope, ShardError> {
     let epoch = entry.record.placement.as_ref().map_or(0, |placement| placement.epoch);
-    node.shards.scope(&shard_of(node), &entry.record.uid, epoch)
+    node.shards.scope(&shard_of(node, entry), &entry.record.uid, epoch)
 }
 
 fn shard_failure(error: ShardError) -> Response {

@@ -303,7 +303,7 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
         "region": node.region,
         "configVersion": entry.config_version(),
         "writes": writes,
-        "shard": { "id": crate::data::shard_of(&node), "reachable": shard_reachable },
+        "shard": { "id": crate::data::shard_of(&node, &entry), "reachable": shard_reachable },
         "registry": {
             "revision": node.agent.revision(),
             "stalenessMs": staleness_ms,

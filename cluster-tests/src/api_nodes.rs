@@ -28,7 +28,7 @@ pub const STALENESS_MS_MAX: u64 = 5_000;
 /// progress interval after it connects).
 pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = crate::registry_cluster::free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(cluster.dir.join(format!("api-node-{port}.log")))?;
     let process = ChildGuard::new(

@@ -71,9 +71,38 @@ pub struct RegistryCluster {
     passed: bool,
 }
 
-/// A port that was free a moment ago on loopback.
+/// A port on loopback for a test server, free a moment ago.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    free_ports(1)
+}
+
+/// The first of `count` consecutive ports on loopback, free a moment ago.
+///
+/// Not from the kernel's ephemeral range (`ip_local_port_range`, 32768 and
+/// up by default): outgoing connections take their local ports there, and
+/// one did take a port between the harness choosing it and the server
+/// binding it ("Address already in use"). Below it, each test process has
+/// its own block (by pid), so parallel test processes do not race either.
+pub fn free_ports(count: u16) -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 10_000;
+    const BLOCKS: u16 = 40;
+    const BLOCK: u16 = 550;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let block_start = LOW + (std::process::id() % u32::from(BLOCKS)) as u16 * BLOCK;
+    for _ in 0..BLOCK {
+        let offset = NEXT.fetch_add(count, Ordering::Relaxed) % BLOCK;
+        if offset + count > BLOCK {
+            continue;
+        }
+        let base = block_start + offset;
+        let bound: Vec<TcpListener> =
+            (0..count).filter_map(|index| TcpListener::bind(("127.0.0.1", base + index)).ok()).collect();
+        if bound.len() == usize::from(count) {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no {count} free consecutive ports in {block_start}..{}", block_start + BLOCK)
 }
 
 impl Node {

@@ -19,6 +19,14 @@ use tonic::{Code, Status};
 use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_ROUNDS_MAX, CLIENT_ROUND_BACKOFF_MS, GRPC_MESSAGE_BYTES_MAX};
 use crate::server::status;
 
+/// A change of regions or shards.
+#[derive(Debug, Clone)]
+pub enum TopologyChange {
+    RegionStatus(String, v1::RegionStatus),
+    AddShard(v1::ShardInfo),
+    DrainShard(String),
+}
+
 /// How a write is made: compare-and-set, idempotency key, audit fields.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -266,6 +274,26 @@ impl Client {
             bytes.extend_from_slice(&chunk.data);
         }
         Ok(bytes)
+    }
+
+    /// Regions and shards: a change (`Some`) or a read (`None`).
+    pub async fn topology(&self, change: Option<TopologyChange>) -> Result<v1::TopologyResponse, Status> {
+        self.call(|mut client| {
+            let change = change.clone();
+            async move {
+                match change {
+                    None => client.get_topology(v1::GetTopologyRequest { consistency: 0 }).await,
+                    Some(TopologyChange::RegionStatus(region, status)) => {
+                        client.set_region_status(v1::SetRegionStatusRequest { region, status: status as i32 }).await
+                    }
+                    Some(TopologyChange::AddShard(shard)) => {
+                        client.add_shard(v1::AddShardRequest { shard: Some(shard) }).await
+                    }
+                    Some(TopologyChange::DrainShard(id)) => client.drain_shard(v1::DrainShardRequest { id }).await,
+                }
+            }
+        })
+        .await
     }
 
     pub async fn stage_canary(

@@ -19,7 +19,7 @@ use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::Result<()> {
     let cluster = RegistryCluster::start(ClusterOptions::new("agent-materialize")).await?;
     let www = cluster.dir.join("www");
-    let http = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    let http = format!("127.0.0.1:{}", cluster_tests::registry_cluster::free_port()?);
 
     phase("a frontend sidecar process with --materialize");
     let log = std::fs::File::create(cluster.dir.join("sidecar.log"))?;

@@ -66,9 +66,12 @@ async fn failover_waits_for_the_lease_then_commits_and_force_is_audited() -> any
     })
     .await?;
     assert_eq!(fenced.home_region, "us-east", "fenced, not yet committed");
-    let refused = get(&eu.addr, "/health?tenant=auto", &[("Host", "acme.localhost")]).await?;
-    let refused: serde_json::Value = serde_json::from_slice(&refused.body)?;
-    assert_eq!(refused["writes"], "refused: failing over to eu-west", "no region writes while fenced");
+    // eu-west refused acme's writes before the fence (not its home) and, once its agent has the fence, says why.
+    wait::until("eu-west to show the fence", Duration::from_secs(10), || async {
+        (health(eu.addr.clone(), "acme").await.ok()?["writes"] == "refused: failing over to eu-west").then_some(())
+    })
+    .await?;
+    assert_eq!(placement(&cluster, "acme").await?.home_region, "us-east", "still not committed");
 
     let output = tokio::task::spawn_blocking(move || failover.wait_with_output()).await??;
     let elapsed = started.elapsed();

@@ -88,3 +88,45 @@ async fn pins_are_checked_audited_and_honoured_by_api_nodes() -> anyhow::Result<
     cluster.passed();
     Ok(())
 }
+
+/// The routing map through `regctl shard` and `regctl region`: a new tenant
+/// goes to its home region's active shard, and the api-node serves its rows
+/// from that shard; a drained shard takes no new tenants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_route_new_tenants_and_api_nodes_use_them() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("shards")).await?;
+    let endpoints = cluster.endpoints_from(1);
+    let run = |args: &[&str]| {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).chain([OsStr::new("-o"), OsStr::new("json")]).collect();
+        let output = regctl(&endpoints, &args);
+        assert!(output.status.success(), "{args:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
+    };
+    let added = run(&["shard", "add", "eu-1", "--region", "eu-west", "--endpoint", "eu-1"]);
+    assert_eq!(added["shards"][0]["state"], "active");
+    let home_eu = r#"{"public":{"n":1},"placement":{"homeRegion":"eu-west"}}"#;
+    let documents = v1::Documents { config_json: Some(home_eu.to_owned()), ..documents(1) };
+    let written = cluster.client().create_tenant("acme", documents.clone(), &WriteOptions::default()).await?;
+    assert_eq!(written.tenant.map(|tenant| tenant.shard), Some("eu-1".to_owned()));
+
+    let eu = api_nodes::start(&cluster, 2).await?;
+    let health = wait::until("the eu-west api-node to serve acme from eu-1", Duration::from_secs(10), || async {
+        let response = get(&eu.addr, "/health?tenant=auto", &[("Host", "acme.localhost")]).await.ok()?;
+        let health: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+        (health["shard"]["id"] == "eu-1").then_some(health)
+    })
+    .await?;
+    assert_eq!(health["shard"]["reachable"], true);
+
+    let drained = run(&["shard", "drain", "eu-1"]);
+    assert_eq!(drained["shards"][0]["state"], "draining");
+    let written = cluster.client().create_tenant("globex", documents, &WriteOptions::default()).await?;
+    assert_eq!(written.tenant.map(|tenant| tenant.shard), Some(String::new()), "the region's default shard");
+    let regions = run(&["region", "set-status", "eu-west", "degraded"]);
+    assert_eq!(regions["regions"][0], serde_json::json!({ "region": "eu-west", "status": "degraded" }));
+    assert_eq!(run(&["region", "list"])["regions"][0]["status"], "degraded");
+
+    drop(eu);
+    cluster.passed();
+    Ok(())
+}

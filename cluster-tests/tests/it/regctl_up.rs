@@ -11,22 +11,7 @@ use cluster_tests::binaries::{binary, test_dir};
 use cluster_tests::process::ChildGuard;
 
 fn free_port_block(count: u16) -> u16 {
-    // Three consecutive free ports: try bases until all bind.
-    for _ in 0..100 {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .unwrap_or(0);
-        if base == 0 || base > u16::MAX - count {
-            continue;
-        }
-        let listeners: Vec<_> =
-            (0..count).filter_map(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).ok()).collect();
-        if listeners.len() == count as usize {
-            return base;
-        }
-    }
-    panic!("no block of {count} free ports");
+    cluster_tests::registry_cluster::free_ports(count).expect("a block of free ports")
 }
 
 #[test]

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use proto::v1::{self, Consistency};
 use proto::TenantId;
 
-use crate::client::{Client, WriteOptions};
+use crate::client::{Client, TopologyChange, WriteOptions};
 pub use output::Format;
 
 /// The default endpoints: the three nodes `regctl up` starts.
@@ -75,6 +75,12 @@ enum Command {
     /// Consistent backups, and restoring one as a new cluster.
     #[command(subcommand)]
     Snapshot(backup::SnapshotCommand),
+    /// Region status.
+    #[command(subcommand)]
+    Region(RegionCommand),
+    /// Data shards: new tenants go to the first active shard of their home region.
+    #[command(subcommand)]
+    Shard(ShardCommand),
     /// Move the home region of a region's tenants, with lease fencing.
     Failover(failover::FailoverArgs),
     /// Data residency: the regions a tenant's data and writes may be in
@@ -168,6 +174,42 @@ enum TenantCommand {
         #[command(flatten)]
         write: WriteArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum RegionCommand {
+    /// Declare a region healthy, degraded or evacuated.
+    SetStatus {
+        region: String,
+        #[arg(value_enum)]
+        status: RegionStatusArg,
+    },
+    /// Regions with a declared status.
+    List,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RegionStatusArg {
+    Healthy,
+    Degraded,
+    Evacuated,
+}
+
+#[derive(Subcommand)]
+enum ShardCommand {
+    /// Add a shard in a region.
+    Add {
+        id: String,
+        #[arg(long)]
+        region: String,
+        /// Where its store is (a URL or a path), for the region's api-nodes.
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// Every shard.
+    List,
+    /// Stop a shard from taking new tenants.
+    Drain { id: String },
 }
 
 #[derive(Subcommand)]
@@ -394,6 +436,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,
+        Command::Region(command) => {
+            let change = match command {
+                RegionCommand::SetStatus { region, status } => {
+                    let status = match status {
+                        RegionStatusArg::Healthy => v1::RegionStatus::Healthy,
+                        RegionStatusArg::Degraded => v1::RegionStatus::Degraded,
+                        RegionStatusArg::Evacuated => v1::RegionStatus::Evacuated,
+                    };
+                    Some(TopologyChange::RegionStatus(region, status))
+                }
+                RegionCommand::List => None,
+            };
+            output::topology(&client.topology(change).await?, format);
+        }
+        Command::Shard(command) => {
+            let change = match command {
+                ShardCommand::Add { id, region, endpoint } => {
+                    Some(TopologyChange::AddShard(v1::ShardInfo { id, region, endpoint, state: String::new() }))
+                }
+                ShardCommand::List => None,
+                ShardCommand::Drain { id } => Some(TopologyChange::DrainShard(id)),
+            };
+            output::topology(&client.topology(change).await?, format);
+        }
         Command::Snapshot(command) => backup::run(command, &client, format).await?,
         Command::Pin { tenant, regions, write } => {
             let written = client.pin_tenant(tenant.as_str(), &regions, &write.options()).await?;

@@ -7,8 +7,8 @@ use ulid::Ulid;
 
 use super::{
     canonical_document, compile, initial_placement, validate_meta, AuditEntry, Canary, Command, CommandError,
-    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session, SessionOutcome, State,
-    Tenant, TenantDocuments, TenantStatus, WriteOutcome,
+    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session, SessionOutcome, Shard,
+    ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -23,6 +23,7 @@ pub enum Change {
     PutSession(Arc<Session>),
     RemoveSession(String),
     SetClusterId(Ulid),
+    SetTopology(Arc<Topology>),
 }
 
 /// Applies `command`, number `seq` of the entry at log index `revision`, to
@@ -37,6 +38,15 @@ pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command)
     // A malformed request id is not remembered: it could never be retried.
     if let Err(error) = validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason) {
         return (Response::Rejected(error), changes);
+    }
+    if let Some(result) = change_topology(state, &command.op) {
+        return match result {
+            Ok(topology) => {
+                state.topology = topology.clone();
+                (Response::None, vec![Change::SetTopology(topology)])
+            }
+            Err(error) => (Response::Rejected(error), changes),
+        };
     }
     if let Op::InitCluster { cluster_id } = &command.op {
         // The first cluster id wins; a racing second proposal changes nothing.
@@ -87,6 +97,39 @@ pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command)
     (response, changes)
 }
 
+/// The topology a topology operation leaves (`None`: not one).
+fn change_topology(state: &State, op: &Op) -> Option<Result<Arc<Topology>, CommandError>> {
+    let mut topology = Topology::clone(&state.topology);
+    match op {
+        Op::SetRegionStatus { region, status } => {
+            topology.regions.insert(region.clone(), *status);
+        }
+        Op::AddShard { shard } => {
+            if topology.shards.contains_key(&shard.id) {
+                return Some(Err(CommandError::invalid("shard.id", "unique", format!("shard {} exists", shard.id))));
+            }
+            topology.shards.insert(shard.id.clone(), Shard { state: ShardState::Active, ..shard.clone() });
+        }
+        Op::DrainShard { id } => match topology.shards.get_mut(id) {
+            Some(shard) => shard.state = ShardState::Draining,
+            None => return Some(Err(CommandError::invalid("id", "exists", format!("no shard {id}")))),
+        },
+        _ => return None,
+    }
+    Some(Ok(Arc::new(topology)))
+}
+
+/// The routing map entry of a new tenant homed in `home`: the first active
+/// shard of that region (`None`: the region's default shard).
+fn assign_shard(topology: &Topology, home: Option<&proto::Region>) -> Option<String> {
+    let home = home?;
+    topology
+        .shards
+        .values()
+        .find(|shard| &shard.region == home && shard.state == ShardState::Active)
+        .map(|shard| shard.id.clone())
+}
+
 /// Computes the tenant record that `command` leaves, or why it is refused.
 fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenant, CommandError> {
     let meta = &command.meta;
@@ -105,6 +148,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             let documents = patched(TenantDocuments::default(), documents)?;
             let (public_bundle, private_bundle) = compile(tenant, &documents)?;
             let placement = initial_placement(&documents.config, proposer_region.as_ref());
+            let shard = assign_shard(&state.topology, placement.home_region.as_ref());
             Ok(Tenant {
                 id: tenant.clone(),
                 uid: *uid,
@@ -117,6 +161,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 mod_revision: revision,
                 config_revision: revision,
                 canary: None,
+                shard,
             })
         }
         Op::UpdateTenant { documents, .. } => {
@@ -162,6 +207,14 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
         Op::PinTenant { allowed_regions, .. } => {
             let current = live()?;
             let placement = pinned(&current.placement, allowed_regions)?;
+            let shard = current.shard.as_ref().and_then(|id| state.topology.shards.get(id));
+            if let Some(shard) = shard.filter(|shard| !placement.allowed_regions.contains(&shard.region)) {
+                return Err(CommandError::invalid(
+                    "allowed_regions",
+                    "residency",
+                    format!("the tenant's shard {} is in {}, outside the pin: move it first", shard.id, shard.region),
+                ));
+            }
             Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
         }
         Op::FenceTenant { to, .. } => {
@@ -196,7 +249,9 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             };
             Ok(Tenant { placement, mod_revision: revision, ..Tenant::clone(current) })
         }
-        Op::InitCluster { .. } => Err(CommandError::invalid("op", "tenant-op", "not a tenant operation")),
+        Op::InitCluster { .. } | Op::SetRegionStatus { .. } | Op::AddShard { .. } | Op::DrainShard { .. } => {
+            Err(CommandError::invalid("op", "tenant-op", "not a tenant operation"))
+        }
     }
 }
 
@@ -348,7 +403,9 @@ fn record_audit(
             "pin {}",
             tenant.placement.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
         ),
-        Op::InitCluster { .. } => "init cluster".to_owned(),
+        Op::InitCluster { .. } | Op::SetRegionStatus { .. } | Op::AddShard { .. } | Op::DrainShard { .. } => {
+            "cluster".to_owned()
+        }
     };
     // What a rollback to this revision restores: the live documents, when this change set them.
     let documents = match &command.op {

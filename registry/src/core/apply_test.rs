@@ -5,7 +5,7 @@ use proto::TenantId;
 use ulid::Ulid;
 
 use super::*;
-use crate::core::WriteMeta;
+use crate::core::{RegionStatus, WriteMeta};
 
 fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid id")
@@ -67,6 +67,7 @@ fn assert_changes_replay(before: &State, changes: &[Change], after: &State) {
             Change::PutSession(session) => replayed.insert_session(session.clone()),
             Change::RemoveSession(request_id) => replayed.remove_session(request_id),
             Change::SetClusterId(cluster_id) => replayed.cluster_id = Some(*cluster_id),
+            Change::SetTopology(topology) => replayed.topology = topology.clone(),
         }
     }
     assert_eq!(&replayed, after);
@@ -475,4 +476,55 @@ fn failover_needs_a_fence_unless_forced_and_bumps_the_epoch() {
         state.audit[&(Revision(5), 0)].summary,
         "failover to us-east, epoch 3 (FORCED: no wait for the old region)"
     );
+}
+
+#[test]
+fn shards_route_new_tenants_and_pins_keep_them_inside() {
+    let region = |name: &str| proto::Region::parse(name).expect("region");
+    let shard = |id: &str, home: &str| Shard {
+        id: id.to_owned(),
+        region: region(home),
+        endpoint: format!("/data/{id}"),
+        state: ShardState::Active,
+    };
+    let mut state = State::default();
+    let before = state.clone();
+    let (_, changes) = apply(&mut state, Revision(1), 0, &op(1, Op::AddShard { shard: shard("eu-1", "eu-west") }));
+    assert_changes_replay(&before, &changes, &state);
+    let (response, changes) =
+        apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: shard("eu-1", "eu-west") }));
+    assert!(changes.is_empty());
+    assert_eq!(rejected(&response).to_string(), "shard.id: shard eu-1 exists");
+
+    let placed =
+        |home: &str| format!(r#"{{"placement":{{"homeRegion":"{home}","allowedRegions":["{home}","us-east"]}}}}"#);
+    apply(&mut state, Revision(3), 0, &create("acme", &placed("eu-west")));
+    assert_eq!(state.tenants[&tenant_id("acme")].shard.as_deref(), Some("eu-1"), "the home region's active shard");
+    apply(&mut state, Revision(4), 0, &create("globex", &placed("us-east")));
+    assert_eq!(state.tenants[&tenant_id("globex")].shard, None, "no shard in us-east: the default one");
+
+    // After a failover the home moves but the rows stay on their shard: a pin must keep the shard's region.
+    let failover = op(5, Op::FailoverTenant { tenant: tenant_id("acme"), to: region("us-east"), forced: true });
+    apply(&mut state, Revision(5), 0, &failover);
+    let pin = op(5, Op::PinTenant { tenant: tenant_id("acme"), allowed_regions: vec![region("us-east")] });
+    let (response, _) = apply(&mut state, Revision(5), 0, &pin);
+    assert_eq!(
+        rejected(&response).to_string(),
+        "allowed_regions: the tenant's shard eu-1 is in eu-west, outside the pin: move it first"
+    );
+
+    apply(&mut state, Revision(6), 0, &op(6, Op::DrainShard { id: "eu-1".to_owned() }));
+    assert_eq!(state.topology.shards["eu-1"].state, ShardState::Draining);
+    apply(&mut state, Revision(7), 0, &create("initech", &placed("eu-west")));
+    assert_eq!(state.tenants[&tenant_id("initech")].shard, None, "a draining shard takes no new tenants");
+    let (response, _) = apply(&mut state, Revision(8), 0, &op(8, Op::DrainShard { id: "nope".to_owned() }));
+    assert_eq!(rejected(&response).to_string(), "id: no shard nope");
+
+    apply(
+        &mut state,
+        Revision(9),
+        0,
+        &op(9, Op::SetRegionStatus { region: region("eu-west"), status: RegionStatus::Degraded }),
+    );
+    assert_eq!(state.topology.regions[&region("eu-west")], RegionStatus::Degraded);
 }

@@ -100,6 +100,19 @@ pub enum Op {
     AbortCanary {
         tenant: TenantId,
     },
+    /// Declares a region's status.
+    SetRegionStatus {
+        region: proto::Region,
+        status: crate::core::RegionStatus,
+    },
+    /// Adds a shard (active: it takes new tenants of its region).
+    AddShard {
+        shard: crate::core::Shard,
+    },
+    /// Stops a shard from taking new tenants.
+    DrainShard {
+        id: String,
+    },
     /// Names the cluster, once: proposed by the first leader of a fresh
     /// cluster. Agents holding another cluster's state resync from a snapshot.
     InitCluster {
@@ -121,7 +134,7 @@ impl Op {
             | Op::FenceTenant { tenant, .. }
             | Op::FailoverTenant { tenant, .. }
             | Op::AbortCanary { tenant } => Some(tenant),
-            Op::InitCluster { .. } => None,
+            Op::InitCluster { .. } | Op::SetRegionStatus { .. } | Op::AddShard { .. } | Op::DrainShard { .. } => None,
         }
     }
 }

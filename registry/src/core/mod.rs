@@ -18,6 +18,7 @@ pub use command::{Command, CommandError, DocumentsPatch, Op, Proposal, Response,
 pub use compiler::Bundle;
 pub use placement::initial_placement;
 pub use state::{
-    AuditEntry, Canary, Placement, Position, Session, SessionOutcome, State, Tenant, TenantDocuments, TenantStatus,
+    AuditEntry, Canary, Placement, Position, RegionStatus, Session, SessionOutcome, Shard, ShardState, State, Tenant,
+    TenantDocuments, TenantStatus, Topology,
 };
 pub use validate::{canonical_document, compile, validate_meta, DocumentKind, DocumentLimits};

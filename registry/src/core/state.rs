@@ -52,6 +52,40 @@ impl Default for TenantDocuments {
     }
 }
 
+/// How a region is doing, as operators declare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionStatus {
+    Healthy,
+    Degraded,
+    Evacuated,
+}
+
+/// Whether a shard takes new tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardState {
+    Active,
+    /// Keeps its tenants, takes no new ones.
+    Draining,
+}
+
+/// A data shard: a store in one region that holds some tenants' rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub id: String,
+    pub region: Region,
+    pub endpoint: String,
+    pub state: ShardState,
+}
+
+/// The cluster's regions and shards (small; stored whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    pub regions: BTreeMap<Region, RegionStatus>,
+    pub shards: BTreeMap<String, Shard>,
+}
+
 /// One tenant as the registry stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -71,6 +105,10 @@ pub struct Tenant {
     pub config_revision: Revision,
     /// A staged candidate, served only to requests that opt in.
     pub canary: Option<Arc<Canary>>,
+    /// The routing map's entry: the shard that holds the tenant's rows
+    /// (`None`: its home region's default shard).
+    #[serde(default)]
+    pub shard: Option<String>,
 }
 
 /// A candidate version of a tenant's documents, staged beside the live one.
@@ -156,6 +194,7 @@ pub struct State {
     pub sessions_by_position: BTreeMap<Position, String>,
     /// Set once by the first leader; new after a restore from backup.
     pub cluster_id: Option<Ulid>,
+    pub topology: Arc<Topology>,
 }
 
 impl State {

@@ -18,6 +18,7 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
         create_revision: tenant.create_revision.get(),
         mod_revision: tenant.mod_revision.get(),
         config_revision: tenant.config_revision.get(),
+        shard: tenant.shard.clone().unwrap_or_default(),
         canary: tenant.canary.as_ref().map(|canary| v1::Canary {
             revision: canary.revision.get(),
             config_json: canary.documents.config.clone(),

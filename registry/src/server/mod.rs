@@ -13,5 +13,6 @@ mod proposer;
 mod raft_service;
 mod registry_service;
 pub mod status;
+mod topology;
 
 pub use node::{run, NodeHandle};

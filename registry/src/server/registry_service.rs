@@ -88,7 +88,7 @@ impl RegistryService {
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
     }
 
-    fn write_meta(&self, meta: Option<v1::WriteMeta>) -> Result<WriteMeta, Status> {
+    pub(crate) fn write_meta(&self, meta: Option<v1::WriteMeta>) -> Result<WriteMeta, Status> {
         let meta = meta.unwrap_or_default();
         let request_id = Some(meta.request_id).filter(|id| !id.is_empty());
         let actor = if meta.actor.is_empty() { "unknown".to_owned() } else { meta.actor };
@@ -522,6 +522,60 @@ impl Registry for RegistryService {
         let chunks: Vec<Result<v1::SnapshotBytes, Status>> =
             bytes.chunks(SNAPSHOT_CHUNK_BYTES).map(|chunk| Ok(v1::SnapshotBytes { data: chunk.to_vec() })).collect();
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    async fn set_region_status(
+        &self,
+        request: Request<v1::SetRegionStatusRequest>,
+    ) -> Result<Response<v1::TopologyResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "SetRegionStatus");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let region = proto::Region::parse(&message.region).map_err(|error| status::from_domain_error(&error))?;
+        let op = Op::SetRegionStatus { region, status: super::topology::region_status(message.status)? };
+        self.change_topology(forwarded, message, op, |mut client, request| async move {
+            client.set_region_status(request).await
+        })
+        .await
+    }
+
+    async fn add_shard(&self, request: Request<v1::AddShardRequest>) -> Result<Response<v1::TopologyResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "AddShard");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::AddShard { shard: super::topology::shard(message.shard.clone())? };
+        self.change_topology(
+            forwarded,
+            message,
+            op,
+            |mut client, request| async move { client.add_shard(request).await },
+        )
+        .await
+    }
+
+    async fn drain_shard(
+        &self,
+        request: Request<v1::DrainShardRequest>,
+    ) -> Result<Response<v1::TopologyResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "DrainShard");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::DrainShard { id: message.id.clone() };
+        self.change_topology(
+            forwarded,
+            message,
+            op,
+            |mut client, request| async move { client.drain_shard(request).await },
+        )
+        .await
+    }
+
+    async fn get_topology(
+        &self,
+        request: Request<v1::GetTopologyRequest>,
+    ) -> Result<Response<v1::TopologyResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "GetTopology");
+        self.topology(request.into_inner().consistency).await.map(Response::new)
     }
 
     async fn cluster_status(

@@ -35,6 +35,7 @@ enum Record {
     Audit(Arc<AuditEntry>),
     Session(Arc<Session>),
     Cluster(ulid::Ulid),
+    Topology(Arc<crate::core::Topology>),
     End { records: u64, sha256: String },
 }
 
@@ -101,6 +102,8 @@ fn write_records<W: Write>(out: W, applied: &AppliedState) -> io::Result<W> {
         write_record(&mut writer, &Record::Cluster(cluster_id))?;
         records += 1;
     }
+    write_record(&mut writer, &Record::Topology(state.topology.clone()))?;
+    records += 1;
     for tenant in state.tenants.values() {
         write_record(&mut writer, &Record::Tenant(tenant.clone()))?;
         records += 1;
@@ -236,6 +239,10 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
             }
             Record::Cluster(cluster_id) => {
                 applied.state.cluster_id = Some(cluster_id);
+                records += 1;
+            }
+            Record::Topology(topology) => {
+                applied.state.topology = topology;
                 records += 1;
             }
         }

@@ -27,6 +27,7 @@ use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 const KEY_CLUSTER_ID: &[u8] = b"m/cluster_id";
+const KEY_TOPOLOGY: &[u8] = b"m/topology";
 const PREFIX_TENANT: &str = "t/";
 const PREFIX_AUDIT: &str = "a/";
 const PREFIX_SESSION: &str = "s/";
@@ -107,6 +108,7 @@ fn mirror(batch: &mut sled::Batch, changes: &[Change]) -> io::Result<()> {
             }
             Change::RemoveSession(request_id) => batch.remove(format!("{PREFIX_SESSION}{request_id}").as_bytes()),
             Change::SetClusterId(cluster_id) => batch.insert(KEY_CLUSTER_ID, json(cluster_id)?),
+            Change::SetTopology(topology) => batch.insert(KEY_TOPOLOGY, json(topology)?),
         }
     }
     Ok(())
@@ -132,6 +134,8 @@ fn load(db: &sled::Db) -> io::Result<AppliedState> {
             applied.membership = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.as_bytes() == KEY_CLUSTER_ID {
             applied.state.cluster_id = serde_json::from_slice(&value).map_err(decode_error)?;
+        } else if key.as_bytes() == KEY_TOPOLOGY {
+            applied.state.topology = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.starts_with(PREFIX_TENANT) {
             let tenant: Arc<crate::core::Tenant> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.tenants.insert(tenant.id.clone(), tenant);
@@ -163,6 +167,7 @@ fn rewrite(db: &sled::Db, applied: &AppliedState) -> io::Result<()> {
         .chain(state.audit.values().map(|entry| Change::PutAudit(entry.clone())))
         .chain(state.sessions.values().map(|session| Change::PutSession(session.clone())))
         .chain(state.cluster_id.map(Change::SetClusterId))
+        .chain(std::iter::once(Change::SetTopology(state.topology.clone())))
         .collect::<Vec<_>>();
     mirror(&mut batch, &changes)?;
     add_meta(&mut batch, applied)?;

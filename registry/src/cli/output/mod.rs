@@ -458,3 +458,32 @@ pub(super) fn failover(
         }
     }
 }
+
+/// Regions with a declared status, and shards.
+pub(super) fn topology(topology: &v1::TopologyResponse, format: Format) {
+    let status = |status: i32| match v1::RegionStatus::try_from(status) {
+        Ok(v1::RegionStatus::Healthy) => "healthy",
+        Ok(v1::RegionStatus::Degraded) => "degraded",
+        Ok(v1::RegionStatus::Evacuated) => "evacuated",
+        _ => "unknown",
+    };
+    match format {
+        Format::Json => json_value(&json!({
+            "revision": topology.revision,
+            "regions": topology.regions.iter().map(|region| json!({ "region": region.region, "status": status(region.status) })).collect::<Vec<_>>(),
+            "shards": topology.shards.iter().map(|shard| json!({ "id": shard.id, "region": shard.region, "endpoint": shard.endpoint, "state": shard.state })).collect::<Vec<_>>(),
+        })),
+        Format::Human => {
+            for region in &topology.regions {
+                println!("region {:<12} {}", region.region, status(region.status));
+            }
+            for shard in &topology.shards {
+                println!("shard  {:<16} {:<10} {:<9} {}", shard.id, shard.region, shard.state, shard.endpoint);
+            }
+            if topology.regions.is_empty() && topology.shards.is_empty() {
+                println!("(no regions declared, no shards: tenants use their home region's default shard)");
+            }
+            println!("(revision {})", topology.revision);
+        }
+    }
+}

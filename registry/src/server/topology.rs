@@ -1,0 +1,97 @@
+//! Regions and shards over gRPC: the conversions, and the write path of a
+//! topology change (proposed like any write; a follower forwards once).
+
+use std::future::Future;
+
+use openraft::error::{ClientWriteError, RaftError};
+use proto::v1::registry_client::RegistryClient;
+use proto::v1::{self, Consistency};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::registry_service::RegistryService;
+use super::status;
+use crate::core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
+
+pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
+    match v1::RegionStatus::try_from(status) {
+        Ok(v1::RegionStatus::Healthy) => Ok(RegionStatus::Healthy),
+        Ok(v1::RegionStatus::Degraded) => Ok(RegionStatus::Degraded),
+        Ok(v1::RegionStatus::Evacuated) => Ok(RegionStatus::Evacuated),
+        _ => Err(Status::invalid_argument("status: must be healthy, degraded or evacuated")),
+    }
+}
+
+/// Checks a shard to add.
+pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
+    let info = info.ok_or_else(|| Status::invalid_argument("shard: required"))?;
+    let label = proto::TenantId::parse(&info.id)
+        .map_err(|error| Status::invalid_argument(format!("shard.id `{}`: {}", info.id, error.rule)))?;
+    let region = proto::Region::parse(&info.region).map_err(|error| status::from_domain_error(&error))?;
+    if info.endpoint.is_empty() || info.endpoint.len() > 255 {
+        return Err(Status::invalid_argument("shard.endpoint: must be 1 to 255 bytes"));
+    }
+    Ok(Shard { id: label.to_string(), region, endpoint: info.endpoint, state: ShardState::Active })
+}
+
+pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyResponse {
+    let status = |status: RegionStatus| match status {
+        RegionStatus::Healthy => v1::RegionStatus::Healthy,
+        RegionStatus::Degraded => v1::RegionStatus::Degraded,
+        RegionStatus::Evacuated => v1::RegionStatus::Evacuated,
+    } as i32;
+    v1::TopologyResponse {
+        regions: topology
+            .regions
+            .iter()
+            .map(|(region, state)| v1::RegionInfo { region: region.to_string(), status: status(*state) })
+            .collect(),
+        shards: topology
+            .shards
+            .values()
+            .map(|shard| v1::ShardInfo {
+                id: shard.id.clone(),
+                region: shard.region.to_string(),
+                endpoint: shard.endpoint.clone(),
+                state: match shard.state {
+                    ShardState::Active => "active",
+                    ShardState::Draining => "draining",
+                }
+                .to_owned(),
+            })
+            .collect(),
+        revision,
+    }
+}
+
+impl RegistryService {
+    /// Proposes a topology change; on a follower, forwards `message` once.
+    pub(crate) async fn change_topology<Req, F, Fut>(
+        &self,
+        forwarded: bool,
+        message: Req,
+        op: Op,
+        forward: F,
+    ) -> Result<Response<v1::TopologyResponse>, Status>
+    where
+        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<v1::TopologyResponse>, Status>>,
+    {
+        let command = Command { meta: self.write_meta(None)?, op };
+        match self.proposer.propose(command).await {
+            Ok(CoreResponse::Rejected(error)) => Err(status::from_command_error(&error)),
+            Ok(_) => self.topology(Consistency::Stale as i32).await.map(Response::new),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !forwarded => {
+                self.forward_to_leader(&leader, message, "topology", forward).await
+            }
+            Err(error) => Err(status::from_client_write(&error)),
+        }
+    }
+
+    /// The topology as this node has applied it (after a read barrier unless stale).
+    pub(crate) async fn topology(&self, consistency: i32) -> Result<v1::TopologyResponse, Status> {
+        self.ensure_read(consistency).await?;
+        let applied = self.view.read();
+        Ok(response(&applied.state.topology, applied.last_applied.map_or(0, |log_id| log_id.index)))
+    }
+}
