@@ -5,10 +5,12 @@
 
 mod backup;
 mod failover;
+mod fleet;
 mod output;
 mod publish;
 mod repo;
 mod smoke;
+mod topology;
 mod up;
 
 use std::io::Read;
@@ -19,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use proto::v1::{self, Consistency};
 use proto::TenantId;
 
-use crate::client::{Client, TopologyChange, WriteOptions};
+use crate::client::{Client, WriteOptions};
 pub use output::Format;
 
 /// The default endpoints: the three nodes `regctl up` starts.
@@ -77,10 +79,10 @@ enum Command {
     Snapshot(backup::SnapshotCommand),
     /// Region status.
     #[command(subcommand)]
-    Region(RegionCommand),
+    Region(topology::RegionCommand),
     /// Data shards: new tenants go to the first active shard of their home region.
     #[command(subcommand)]
-    Shard(ShardCommand),
+    Shard(topology::ShardCommand),
     /// Move the home region of a region's tenants, with lease fencing.
     Failover(failover::FailoverArgs),
     /// Data residency: the regions a tenant's data and writes may be in
@@ -174,42 +176,6 @@ enum TenantCommand {
         #[command(flatten)]
         write: WriteArgs,
     },
-}
-
-#[derive(Subcommand)]
-enum RegionCommand {
-    /// Declare a region healthy, degraded or evacuated.
-    SetStatus {
-        region: String,
-        #[arg(value_enum)]
-        status: RegionStatusArg,
-    },
-    /// Regions with a declared status.
-    List,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum RegionStatusArg {
-    Healthy,
-    Degraded,
-    Evacuated,
-}
-
-#[derive(Subcommand)]
-enum ShardCommand {
-    /// Add a shard in a region.
-    Add {
-        id: String,
-        #[arg(long)]
-        region: String,
-        /// Where its store is (a URL or a path), for the region's api-nodes.
-        #[arg(long)]
-        endpoint: String,
-    },
-    /// Every shard.
-    List,
-    /// Stop a shard from taking new tenants.
-    Drain { id: String },
 }
 
 #[derive(Subcommand)]
@@ -436,30 +402,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,
-        Command::Region(command) => {
-            let change = match command {
-                RegionCommand::SetStatus { region, status } => {
-                    let status = match status {
-                        RegionStatusArg::Healthy => v1::RegionStatus::Healthy,
-                        RegionStatusArg::Degraded => v1::RegionStatus::Degraded,
-                        RegionStatusArg::Evacuated => v1::RegionStatus::Evacuated,
-                    };
-                    Some(TopologyChange::RegionStatus(region, status))
-                }
-                RegionCommand::List => None,
-            };
-            output::topology(&client.topology(change).await?, format);
-        }
-        Command::Shard(command) => {
-            let change = match command {
-                ShardCommand::Add { id, region, endpoint } => {
-                    Some(TopologyChange::AddShard(v1::ShardInfo { id, region, endpoint, state: String::new() }))
-                }
-                ShardCommand::List => None,
-                ShardCommand::Drain { id } => Some(TopologyChange::DrainShard(id)),
-            };
-            output::topology(&client.topology(change).await?, format);
-        }
+        Command::Region(command) => topology::region(command, &client, format).await?,
+        Command::Shard(command) => topology::shard(command, &client, format).await?,
         Command::Snapshot(command) => backup::run(command, &client, format).await?,
         Command::Pin { tenant, regions, write } => {
             let written = client.pin_tenant(tenant.as_str(), &regions, &write.options()).await?;
@@ -469,20 +413,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let history = client.history(tenant.as_str(), limit).await?;
             output::history(&history, format);
         }
-        Command::Agents { lagging, region } => {
-            let lists = client.list_agents().await;
-            if lists.iter().all(|(_, list)| list.is_err()) {
-                return Err(Failure("no endpoint answered".to_owned()));
-            }
-            let (agents, revision) = crate::client::merge_agents(&lists);
-            let agents: Vec<_> = agents
-                .into_iter()
-                .filter(|agent| region.as_ref().is_none_or(|region| &agent.region == region))
-                .filter(|agent| !lagging || !agent.connected || agent.acked_revision < revision)
-                .collect();
-            output::agents(&agents, revision, format);
-        }
-        Command::Wait { revision, region, timeout } => wait(&client, revision, region, timeout, format).await?,
+        Command::Agents { lagging, region } => fleet::agents(&client, lagging, region, format).await?,
+        Command::Wait { revision, region, timeout } => fleet::wait(&client, revision, region, timeout, format).await?,
         Command::Cluster(ClusterCommand::AddLearner { member: (id, region, addr) }) => {
             let response = client.add_learner(id, &region, &addr).await?;
             output::membership(&format!("added learner {id}"), &response, format);
@@ -505,45 +437,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// `regctl wait`: polls every node's agent list until every connected agent
-/// (of `region`) acknowledged `revision`.
-async fn wait(
-    client: &Client,
-    revision: u64,
-    region: Option<String>,
-    timeout_s: u64,
-    format: Format,
-) -> Result<(), Failure> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
-    loop {
-        let lists = client.list_agents().await;
-        let answered = lists.iter().any(|(_, list)| list.is_ok());
-        let (agents, _) = crate::client::merge_agents(&lists);
-        let waiting_for: Vec<_> = agents
-            .into_iter()
-            .filter(|agent| agent.connected)
-            .filter(|agent| region.as_ref().is_none_or(|region| &agent.region == region))
-            .collect();
-        let behind: Vec<_> = waiting_for.iter().filter(|agent| agent.acked_revision < revision).cloned().collect();
-        if answered && behind.is_empty() {
-            output::info(
-                format,
-                &format!("all {} connected agents acknowledged revision {revision}", waiting_for.len()),
-            );
-            return Ok(());
-        }
-        if std::time::Instant::now() >= deadline {
-            output::agents(&behind, revision, format);
-            return Err(Failure(format!(
-                "{} of {} connected agents had not acknowledged revision {revision} after {timeout_s} s (listed above)",
-                behind.len(),
-                waiting_for.len()
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 /// regctl's entry point.
