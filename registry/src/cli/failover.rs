@@ -14,8 +14,8 @@
 //! 3. Commit: each fenced tenant's home becomes R2 and its epoch grows.
 //!    `--force` skips step 2 and the audit entry says so.
 //!
-//! Every step carries a request id derived from the tenant and the target,
-//! so a re-run after an interruption continues.
+//! Every step is idempotent by itself, so a re-run after an interruption
+//! continues: it finds the tenants fenced and commits them.
 
 use std::time::{Duration, Instant};
 
@@ -79,16 +79,16 @@ pub(super) async fn run(args: FailoverArgs, client: &Client, format: Format) -> 
         }
         movable.push(tenant.id.clone());
     }
-    let options = |step: &str, tenant: &str| WriteOptions {
-        expected_revision: None,
-        request_id: Some(format!("failover-{step}-{tenant}-{}-{}", args.region, args.to)),
-        actor: actor(),
-        reason: args.reason.clone(),
-    };
+    // Each step is idempotent by itself (fencing twice fences once; a second
+    // commit is refused as already home), so a re-run continues; request ids
+    // stay per call, not per tenant: a later failover of the same tenant
+    // must not replay this one's answers.
+    let options =
+        WriteOptions { expected_revision: None, request_id: None, actor: actor(), reason: args.reason.clone() };
 
     let mut fenced_at = 0;
     for tenant in &movable {
-        let written = client.fence_tenant(tenant, Some(&args.to), &options("fence", tenant)).await?;
+        let written = client.fence_tenant(tenant, Some(&args.to), &options).await?;
         fenced_at = fenced_at.max(written.revision);
     }
     // Every fence was committed before this instant.
@@ -101,7 +101,7 @@ pub(super) async fn run(args: FailoverArgs, client: &Client, format: Format) -> 
     }
     let mut moved = Vec::new();
     for tenant in &movable {
-        let written = client.failover_tenant(tenant, &args.to, args.force, &options("commit", tenant)).await?;
+        let written = client.failover_tenant(tenant, &args.to, args.force, &options).await?;
         let epoch = written.tenant.and_then(|tenant| tenant.placement).map_or(0, |placement| placement.epoch);
         moved.push((tenant.clone(), written.revision, epoch));
     }
