@@ -33,7 +33,12 @@ fn now_unix_ms() -> u64 {
 /// The shard that holds a tenant's rows: the routing map's entry, or the
 /// region's default shard for a tenant the map does not name.
 pub fn shard_of(node: &Node, entry: &TenantEntry) -> String {
-    match entry.record.shard.as_str() {
+    shard_name(node, &entry.record.shard)
+}
+
+/// A shard named in the registry's records (empty: this region's default shard).
+pub fn shard_name(node: &Node, shard: &str) -> String {
+    match shard {
         "" => format!("default-{}", node.region),
         shard => shard.to_owned(),
     }

@@ -8,10 +8,12 @@
 //! * [`data`], [`auth`], [`shard`]: the tenant-scoped data API, its sessions
 //!   and its per-shard stores.
 //! * [`server`]: the axum router and handlers.
+//! * [`admin`]: the operator listener: the copy step of a move between shards.
 //!
 //! Architecture Invariant: the api-node never talks to the registry
 //! directly; everything it knows comes through its agent.
 
+pub mod admin;
 pub mod auth;
 pub mod data;
 pub mod limits;

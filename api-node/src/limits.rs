@@ -19,3 +19,11 @@ pub const CONCURRENT_REQUESTS_MAX: usize = 4_096;
 
 /// How long in-flight requests get at shutdown, in milliseconds.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// The most bytes of a tenant's rows one move copies: they go to the new
+/// shard in one transaction, held in memory.
+pub const MOVE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// How long the copy step of a move waits for this node's view to reach the
+/// revision that began the move, in milliseconds.
+pub const MOVE_VIEW_WAIT_MS: u64 = 10_000;

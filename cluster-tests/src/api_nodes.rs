@@ -9,11 +9,14 @@ use crate::process::ChildGuard;
 use crate::registry_cluster::{RegistryCluster, REGIONS};
 use crate::wait;
 
-/// A running api-node: its HTTP address and region.
+/// A running api-node: its HTTP and operator addresses and its region.
 pub struct ApiNode {
     pub addr: String,
+    /// The operator listener (`--admin-http`).
+    pub admin: String,
     pub region: &'static str,
     pub process: ChildGuard,
+    home: u64,
 }
 
 /// The staleness bound `S` of test api-nodes, in milliseconds: the
@@ -28,12 +31,45 @@ pub const STALENESS_MS_MAX: u64 = 5_000;
 /// progress interval after it connects).
 pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
-    let port = crate::registry_cluster::free_port()?;
+    let port = crate::registry_cluster::free_ports(2)?;
     let addr = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(cluster.dir.join(format!("api-node-{port}.log")))?;
-    let process = ChildGuard::new(
+    let admin = format!("127.0.0.1:{}", port + 1);
+    let process = spawn(cluster, home, &addr, &admin)?;
+    let node = ApiNode { addr, admin, region, process, home };
+    node.wait_fresh().await?;
+    Ok(node)
+}
+
+impl ApiNode {
+    /// kill -9, then start again on the same addresses and data dir, and
+    /// wait until it is fresh.
+    pub async fn restart_killed(&mut self, cluster: &RegistryCluster) -> anyhow::Result<()> {
+        self.process.kill()?;
+        self.process = spawn(cluster, self.home, &self.addr, &self.admin)?;
+        self.wait_fresh().await
+    }
+
+    async fn wait_fresh(&self) -> anyhow::Result<()> {
+        let addr = &self.addr;
+        wait::until("the api-node to be ready and fresh", Duration::from_secs(30), || async {
+            let ready = crate::http::get(addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
+            let metrics = crate::http::get(addr, "/metrics", &[("Host", "localhost")]).await.ok()?;
+            let fresh = String::from_utf8_lossy(&metrics.body).lines().any(|line| line == "tenantry_api_fresh 1");
+            (ready.status == 200 && fresh).then_some(())
+        })
+        .await
+    }
+}
+
+fn spawn(cluster: &RegistryCluster, home: u64, addr: &str, admin: &str) -> anyhow::Result<ChildGuard> {
+    let region = REGIONS[(home - 1) as usize];
+    let port = addr.rsplit(':').next().unwrap_or_default();
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(cluster.dir.join(format!("api-node-{port}.log")))?;
+    Ok(ChildGuard::new(
         Command::new(binary("api-node"))
-            .args(["--region", region, "--endpoints", &cluster.endpoints_from(home).join(","), "--http", &addr])
+            .args(["--region", region, "--endpoints", &cluster.endpoints_from(home).join(","), "--http", addr])
+            .args(["--admin-http", admin])
             .args(["--base-domain", "example.com", "--base-domain", "localhost"])
             .args(["--staleness-max-ms", &STALENESS_MS_MAX.to_string()])
             .arg("--data-dir")
@@ -44,13 +80,5 @@ pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNo
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?,
-    );
-    wait::until("the api-node to be ready and fresh", Duration::from_secs(30), || async {
-        let ready = crate::http::get(&addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
-        let metrics = crate::http::get(&addr, "/metrics", &[("Host", "localhost")]).await.ok()?;
-        let fresh = String::from_utf8_lossy(&metrics.body).lines().any(|line| line == "tenantry_api_fresh 1");
-        (ready.status == 200 && fresh).then_some(())
-    })
-    .await?;
-    Ok(ApiNode { addr, region, process })
+    ))
 }

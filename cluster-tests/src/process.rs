@@ -21,6 +21,14 @@ impl ChildGuard {
         self.0.as_mut()
     }
 
+    /// kill -9, and reap it.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let mut child = self.0.take().ok_or_else(|| anyhow::anyhow!("already stopped"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// SIGTERM, then the exit status; an error (and kill -9) if it takes
     /// more than 30 s.
     pub fn terminate(mut self) -> anyhow::Result<ExitStatus> {

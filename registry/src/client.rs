@@ -335,6 +335,31 @@ impl Client {
         .await
     }
 
+    /// One step of a move between shards (`to_shard` for begin, digests for verify).
+    pub async fn move_tenant(
+        &self,
+        tenant_id: &str,
+        step: v1::MoveStep,
+        to_shard: &str,
+        digests: Option<(v1::ShardDigest, v1::ShardDigest)>,
+        options: &WriteOptions,
+    ) -> Result<v1::WriteResponse, Status> {
+        let (source, target) = digests.unzip();
+        let request = v1::MoveTenantRequest {
+            tenant_id: tenant_id.to_owned(),
+            step: step as i32,
+            to_shard: to_shard.to_owned(),
+            source,
+            target,
+            meta: Some(options.meta()),
+        };
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.move_tenant(request).await }
+        })
+        .await
+    }
+
     /// Adds a learner and waits until it has caught up.
     pub async fn add_learner(
         &self,

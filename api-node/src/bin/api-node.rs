@@ -34,6 +34,10 @@ struct Args {
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// The operator listener (the copy step of moves between shards); keep it
+    /// off the public network. None: this node copies no rows.
+    #[arg(long)]
+    admin_http: Option<SocketAddr>,
     /// Domain under which {tenant}.{domain} hosts resolve (repeat); `localhost`
     /// is the dev mode ({tenant}.localhost:PORT).
     #[arg(long = "base-domain", default_value = "localhost")]
@@ -80,6 +84,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(args.http).await?, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let mut admin_server = None;
+    if let Some(admin) = args.admin_http {
+        let listener = tokio::net::TcpListener::bind(admin).await?;
+        let app = api_node::admin::router(node.clone());
+        tracing::info!(%admin, "operator listener");
+        admin_server = Some(tokio::spawn(async move { axum::serve(listener, app).await }));
+    }
     tracing::info!(http = %args.http, "api-node serving");
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -94,6 +105,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // In-flight requests get a deadline, then the node exits anyway.
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time");
+    }
+    if let Some(admin_server) = admin_server {
+        admin_server.abort();
+        let _ = admin_server.await;
     }
     drop(node);
     if let Ok(agent) = Arc::try_unwrap(agent) {

@@ -28,6 +28,7 @@ mod placement_pins;
 mod regctl_up;
 mod replication;
 mod snapshot_catchup;
+mod tenant_moves;
 mod tidy;
 
 use proto::v1;

@@ -22,12 +22,14 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let http_base = free_port_block(3);
     let agent_base = free_port_block(3);
     let api_base = free_port_block(3);
+    let api_admin_base = free_port_block(3);
 
     phase("regctl up on a fresh directory");
     let mut up = ChildGuard::new(
         Command::new(binary("regctl"))
             .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
             .args(["--agent-port-base", &agent_base.to_string(), "--api-port-base", &api_base.to_string()])
+            .args(["--api-admin-port-base", &api_admin_base.to_string()])
             .arg("--dir")
             .arg(&dir)
             .arg("--configs")

@@ -6,6 +6,7 @@
 mod backup;
 mod failover;
 mod fleet;
+mod moves;
 mod output;
 mod publish;
 mod repo;
@@ -85,6 +86,9 @@ enum Command {
     Shard(topology::ShardCommand),
     /// Move the home region of a region's tenants, with lease fencing.
     Failover(failover::FailoverArgs),
+    /// Move a tenant's rows to another shard of its home region (resumable;
+    /// `--abort` before the flip).
+    Move(moves::MoveArgs),
     /// Data residency: the regions a tenant's data and writes may be in
     /// (refused if its home or DR region would fall outside).
     Pin {
@@ -402,6 +406,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,
+        Command::Move(args) => moves::run(args, &client, format).await?,
         Command::Region(command) => topology::region(command, &client, format).await?,
         Command::Shard(command) => topology::shard(command, &client, format).await?,
         Command::Snapshot(command) => backup::run(command, &client, format).await?,

@@ -51,6 +51,9 @@ pub(super) struct UpArgs {
     /// HTTP port of the first api-node; the others follow.
     #[arg(long, default_value_t = 8081)]
     api_port_base: u16,
+    /// Operator port of the first api-node (`regctl move --api-admin`); the others follow.
+    #[arg(long, default_value_t = 8181)]
+    api_admin_port_base: u16,
     /// Do not seed from the config repo.
     #[arg(long)]
     no_seed: bool,
@@ -167,6 +170,7 @@ fn api_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure>
     let mut command = Command::new(bin.join("api-node"));
     command
         .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", &http])
+        .args(["--admin-http", &format!("127.0.0.1:{}", args.api_admin_port_base + index as u16)])
         .args(["--base-domain", "localhost"])
         .arg("--data-dir")
         .arg(args.dir.join(format!("api-node-{region}")))
@@ -322,12 +326,13 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: 
                 text.push_str(&format!(
                     "  {region:<9} registry gRPC {}  status http://127.0.0.1:{}/status\n            \
                      agent    http://127.0.0.1:{}/v1/tenants/acme  files {}\n            \
-                     api-node http://acme.localhost:{}/\n",
+                     api-node http://acme.localhost:{}/  operator 127.0.0.1:{}\n",
                     endpoints[index],
                     args.http_port_base + index as u16,
                     args.agent_port_base + index as u16,
                     args.dir.join(format!("frontend-{region}")).display(),
                     args.api_port_base + index as u16,
+                    args.api_admin_port_base + index as u16,
                 ));
             }
             text.push_str(&format!(

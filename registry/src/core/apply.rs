@@ -6,7 +6,7 @@ use proto::{Revision, TenantId};
 use ulid::Ulid;
 
 use super::{
-    canonical_document, compile, initial_placement, validate_meta, AuditEntry, Canary, Command, CommandError,
+    canonical_document, compile, initial_placement, moves, validate_meta, AuditEntry, Canary, Command, CommandError,
     DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session, SessionOutcome, Shard,
     ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
 };
@@ -162,6 +162,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 config_revision: revision,
                 canary: None,
                 shard,
+                moving: None,
             })
         }
         Op::UpdateTenant { documents, .. } => {
@@ -170,8 +171,11 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             with_documents(current, revision, Arc::new(documents))
         }
         Op::DeleteTenant { .. } => {
-            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(live()?) })
+            let current = live()?;
+            moves::not_while_moving(current)?;
+            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
         }
+        Op::MoveTenant { step, .. } => moves::move_step(state, live()?, revision, step),
         Op::RollbackTenant { to, .. } => {
             let current = live()?;
             with_documents(current, revision, documents_at(state, current, *to)?)
@@ -219,6 +223,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
         }
         Op::FenceTenant { to, .. } => {
             let current = live()?;
+            moves::not_while_moving(current)?;
             if let Some(to) = to {
                 failover_target(&current.placement, to)?;
             }
@@ -227,6 +232,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
         }
         Op::FailoverTenant { to, forced, .. } => {
             let current = live()?;
+            moves::not_while_moving(current)?;
             failover_target(&current.placement, to)?;
             if !forced && current.placement.failing_over_to.as_ref() != Some(to) {
                 return Err(CommandError::invalid(
@@ -403,6 +409,7 @@ fn record_audit(
             "pin {}",
             tenant.placement.allowed_regions.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
         ),
+        Op::MoveTenant { step, .. } => moves::summary(step, tenant),
         Op::InitCluster { .. } | Op::SetRegionStatus { .. } | Op::AddShard { .. } | Op::DrainShard { .. } => {
             "cluster".to_owned()
         }

@@ -5,7 +5,7 @@ use proto::TenantId;
 use ulid::Ulid;
 
 use super::*;
-use crate::core::{RegionStatus, WriteMeta};
+use crate::core::{MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
 
 fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid id")
@@ -527,4 +527,100 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
         &op(9, Op::SetRegionStatus { region: region("eu-west"), status: RegionStatus::Degraded }),
     );
     assert_eq!(state.topology.regions[&region("eu-west")], RegionStatus::Degraded);
+}
+
+#[test]
+fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
+    let region = |name: &str| proto::Region::parse(name).expect("region");
+    let mut state = State::default();
+    for (revision, id, home) in [(1, "us-1", "us-east"), (2, "us-2", "us-east"), (3, "eu-1", "eu-west")] {
+        let shard =
+            Shard { id: id.to_owned(), region: region(home), endpoint: String::new(), state: ShardState::Active };
+        apply(&mut state, Revision(revision), 0, &op(revision, Op::AddShard { shard }));
+    }
+    apply(&mut state, Revision(4), 0, &create("acme", r#"{"placement":{"homeRegion":"us-east"}}"#));
+    let acme = || tenant_id("acme");
+    let step = |revision: u64, step: MoveOp| op(revision, Op::MoveTenant { tenant: acme(), step });
+    let begin = |to: &str| MoveOp::Begin { to_shard: to.to_owned() };
+    let digest = |rows: u64, hex: char| ShardDigest { rows, sha256: hex.to_string().repeat(64) };
+    let mut at = 5;
+    let mut refused = |state: &mut State, command: Command| {
+        at += 1;
+        let before = state.clone();
+        let (response, changes) = apply(state, Revision(at), 0, &command);
+        assert!(changes.is_empty(), "a refused step changes nothing");
+        assert_eq!(state, &before);
+        rejected(&response).to_string()
+    };
+    let ok = |state: &mut State, revision: u64, command: Command| {
+        let before = state.clone();
+        let (response, changes) = apply(state, Revision(revision), 0, &command);
+        written(&response);
+        assert_changes_replay(&before, &changes, state);
+        state.tenants[&acme()].clone()
+    };
+
+    assert_eq!(refused(&mut state, step(0, begin("nope"))), "to_shard: no shard nope");
+    assert_eq!(
+        refused(&mut state, step(0, begin("eu-1"))),
+        "to_shard: shard eu-1 is in eu-west, not in the tenant's home region (us-east): fail over first"
+    );
+    assert_eq!(refused(&mut state, step(0, begin("us-1"))), "to_shard: `acme` already lives on us-1");
+    assert_eq!(refused(&mut state, step(0, MoveOp::Flip)), "step: `acme` is not being moved");
+
+    let tenant = ok(&mut state, 20, step(20, begin("us-2")));
+    assert_eq!(tenant.status, TenantStatus::LockedForMove);
+    let moving = tenant.moving.clone().expect("moving");
+    assert_eq!((moving.from_shard.as_deref(), moving.copy_epoch, moving.step), (Some("us-1"), 2, MoveStep::Copying));
+    assert_eq!(tenant.placement.epoch, 1, "the tenant still writes at its epoch until the flip");
+    assert!(refused(&mut state, step(0, begin("us-2"))).contains("already moving to us-2 (step copying)"));
+    assert_eq!(
+        refused(&mut state, step(0, MoveOp::Flip)),
+        "step: the move of `acme` to us-2 is at step copying, not verified"
+    );
+    let failover = op(0, Op::FailoverTenant { tenant: acme(), to: region("eu-west"), forced: true });
+    assert!(refused(&mut state, failover).contains("finish or abort the move first"));
+    assert!(refused(&mut state, op(0, Op::DeleteTenant { tenant: acme() }))
+        .contains("is moving to shard us-2 (step copying)"));
+    assert_eq!(
+        refused(&mut state, step(0, MoveOp::Verify { source: digest(3, 'a'), target: digest(2, 'b') })),
+        format!(
+            "target: the copy differs: old shard 3 rows sha256 {}, new shard 2 rows sha256 {}; copy again",
+            "a".repeat(64),
+            "b".repeat(64)
+        )
+    );
+
+    // Abort before the flip: the old route stays, the epoch fences out the copy.
+    let tenant = ok(&mut state, 21, step(21, MoveOp::Abort));
+    assert_eq!(
+        (tenant.status, tenant.shard.as_deref(), tenant.placement.epoch),
+        (TenantStatus::Active, Some("us-1"), 3)
+    );
+    assert_eq!(tenant.moving, None);
+
+    ok(&mut state, 22, step(22, begin("us-2")));
+    let tenant = ok(&mut state, 23, step(23, MoveOp::Verify { source: digest(3, 'a'), target: digest(3, 'a') }));
+    assert_eq!(tenant.moving.as_ref().map(|moving| moving.step), Some(MoveStep::Verified));
+    let tenant = ok(&mut state, 24, step(24, MoveOp::Flip));
+    assert_eq!(
+        (tenant.shard.as_deref(), tenant.placement.epoch, tenant.status),
+        (Some("us-2"), 5, TenantStatus::LockedForMove)
+    );
+    assert!(refused(&mut state, step(0, MoveOp::Abort)).contains("already lives on us-2 (flipped)"));
+    let tenant = ok(&mut state, 25, step(25, MoveOp::Unlock));
+    assert_eq!((tenant.status, tenant.moving.clone()), (TenantStatus::Active, None));
+    let summaries: Vec<_> =
+        state.audit.values().map(|entry| entry.summary.clone()).filter(|summary| summary.contains("move")).collect();
+    assert_eq!(
+        summaries,
+        [
+            "move to shard us-2: begin (writes locked)".to_owned(),
+            "move aborted: stays on shard us-1, epoch 3".to_owned(),
+            "move to shard us-2: begin (writes locked)".to_owned(),
+            format!("move to shard us-2: verified 3 rows, sha256 {}", "a".repeat(64)),
+            "move to shard us-2: flipped, epoch 5".to_owned(),
+            "move to shard us-2: done (unlocked)".to_owned(),
+        ]
+    );
 }

@@ -100,6 +100,11 @@ pub enum Op {
     AbortCanary {
         tenant: TenantId,
     },
+    /// One step of moving the tenant's rows to another shard.
+    MoveTenant {
+        tenant: TenantId,
+        step: MoveOp,
+    },
     /// Declares a region's status.
     SetRegionStatus {
         region: proto::Region,
@@ -133,10 +138,27 @@ impl Op {
             | Op::PinTenant { tenant, .. }
             | Op::FenceTenant { tenant, .. }
             | Op::FailoverTenant { tenant, .. }
-            | Op::AbortCanary { tenant } => Some(tenant),
+            | Op::AbortCanary { tenant }
+            | Op::MoveTenant { tenant, .. } => Some(tenant),
             Op::InitCluster { .. } | Op::SetRegionStatus { .. } | Op::AddShard { .. } | Op::DrainShard { .. } => None,
         }
     }
+}
+
+/// The steps of a move between shards, in order (abort: any time before
+/// the flip). See [`super::Move`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveOp {
+    /// Locks the tenant's writes for a copy of its rows to `to_shard`.
+    Begin { to_shard: String },
+    /// Records what the copy found on both sides; they must be equal.
+    Verify { source: super::ShardDigest, target: super::ShardDigest },
+    /// Routes the tenant to the new shard; the epoch grows.
+    Flip,
+    /// Lifts the lock after the flip.
+    Unlock,
+    /// Calls the move off before the flip.
+    Abort,
 }
 
 /// One write.

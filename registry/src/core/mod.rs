@@ -9,16 +9,17 @@
 
 mod apply;
 mod command;
+mod moves;
 mod placement;
 mod state;
 mod validate;
 
 pub use apply::{apply, Change};
-pub use command::{Command, CommandError, DocumentsPatch, Op, Proposal, Response, WriteMeta, WriteOutcome};
+pub use command::{Command, CommandError, DocumentsPatch, MoveOp, Op, Proposal, Response, WriteMeta, WriteOutcome};
 pub use compiler::Bundle;
 pub use placement::initial_placement;
 pub use state::{
-    AuditEntry, Canary, Placement, Position, RegionStatus, Session, SessionOutcome, Shard, ShardState, State, Tenant,
-    TenantDocuments, TenantStatus, Topology,
+    AuditEntry, Canary, Move, MoveStep, Placement, Position, RegionStatus, Session, SessionOutcome, Shard, ShardDigest,
+    ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology,
 };
 pub use validate::{canonical_document, compile, validate_meta, DocumentKind, DocumentLimits};

@@ -109,6 +109,57 @@ pub struct Tenant {
     /// (`None`: its home region's default shard).
     #[serde(default)]
     pub shard: Option<String>,
+    /// A move of the tenant's rows to another shard, while under way.
+    #[serde(default)]
+    pub moving: Option<Arc<Move>>,
+}
+
+/// How far a move between shards has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveStep {
+    /// Writes are locked; the rows are to be copied.
+    Copying,
+    /// Both sides' digests are recorded and equal.
+    Verified,
+    /// The routing map names the new shard; only the lock is left.
+    Flipped,
+}
+
+impl MoveStep {
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveStep::Copying => "copying",
+            MoveStep::Verified => "verified",
+            MoveStep::Flipped => "flipped",
+        }
+    }
+}
+
+/// A tenant's rows on one shard: how many, and a SHA-256 over them in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDigest {
+    pub rows: u64,
+    pub sha256: String,
+}
+
+/// A move of a tenant's rows between two shards of its home region.
+///
+/// Epochs: the tenant writes at `E`; the copy writes at `copy_epoch = E + 1`,
+/// which fences the old shard against writers still at `E`; flip and abort
+/// set the tenant's epoch to `E + 2`, which fences out any copy that arrives
+/// late. So a copy can never overwrite rows written after the move ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// `None`: the home region's default shard.
+    pub from_shard: Option<String>,
+    pub to_shard: String,
+    pub copy_epoch: u64,
+    pub step: MoveStep,
+    pub began_revision: Revision,
+    /// What the copy found on the old and the new shard (set by verify).
+    pub source: Option<ShardDigest>,
+    pub target: Option<ShardDigest>,
 }
 
 /// A candidate version of a tenant's documents, staged beside the live one.

@@ -2,7 +2,7 @@
 
 use proto::v1;
 
-use crate::core::{AuditEntry, Bundle, Placement, Tenant, TenantStatus};
+use crate::core::{AuditEntry, Bundle, Move, Placement, ShardDigest, Tenant, TenantStatus};
 
 pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     v1::Tenant {
@@ -19,6 +19,7 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
         mod_revision: tenant.mod_revision.get(),
         config_revision: tenant.config_revision.get(),
         shard: tenant.shard.clone().unwrap_or_default(),
+        r#move: tenant.moving.as_deref().map(tenant_move),
         canary: tenant.canary.as_ref().map(|canary| v1::Canary {
             revision: canary.revision.get(),
             config_json: canary.documents.config.clone(),
@@ -28,6 +29,22 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
             private_bundle: Some(bundle(&canary.private_bundle)),
         }),
     }
+}
+
+pub(crate) fn tenant_move(moving: &Move) -> v1::TenantMove {
+    v1::TenantMove {
+        from_shard: moving.from_shard.clone().unwrap_or_default(),
+        to_shard: moving.to_shard.clone(),
+        copy_epoch: moving.copy_epoch,
+        step: moving.step.name().to_owned(),
+        began_revision: moving.began_revision.get(),
+        source: moving.source.as_ref().map(shard_digest),
+        target: moving.target.as_ref().map(shard_digest),
+    }
+}
+
+pub(crate) fn shard_digest(digest: &ShardDigest) -> v1::ShardDigest {
+    v1::ShardDigest { rows: digest.rows, sha256: digest.sha256.clone() }
 }
 
 pub(crate) fn status(status: TenantStatus) -> v1::TenantStatus {

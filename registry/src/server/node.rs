@@ -50,6 +50,11 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, Error> {
 /// Runs a node until `shutdown` resolves, then stops gracefully: stop
 /// accepting, finish in-flight requests (bounded), stop Raft, flush.
 ///
+/// A leader drains like any node, without handing leadership over:
+/// openraft 0.9.25 has no leadership transfer, and a follower asked to
+/// elect itself early is refused votes while the leader's lease holds. The
+/// others elect within the election timeout once it stops.
+///
 /// `started` is called once the node serves, with a handle for tests and
 /// embedding.
 pub async fn run(

@@ -22,8 +22,8 @@ use super::metrics::{Metrics, Timer};
 use super::network::channel;
 use super::status;
 use crate::core::{
-    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, Op,
-    Response as CoreResponse, WriteMeta,
+    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
+    Response as CoreResponse, ShardDigest, WriteMeta,
 };
 use crate::limits::{
     CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT, HISTORY_ENTRIES_MAX,
@@ -338,6 +338,19 @@ impl Registry for RegistryService {
         .await
     }
 
+    async fn move_tenant(
+        &self,
+        request: Request<v1::MoveTenantRequest>,
+    ) -> Result<Response<v1::WriteResponse>, Status> {
+        let _timer = Timer::start(&self.metrics, "MoveTenant");
+        let forwarded = is_forwarded(&request);
+        let message = request.into_inner();
+        let op = Op::MoveTenant { tenant: parse_tenant(&message.tenant_id)?, step: move_op(&message)? };
+        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        self.write(forwarded, message, command, |mut client, request| async move { client.move_tenant(request).await })
+            .await
+    }
+
     async fn stage_canary(
         &self,
         request: Request<v1::StageCanaryRequest>,
@@ -613,4 +626,32 @@ impl Registry for RegistryService {
             cluster_id: self.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default(),
         }))
     }
+}
+
+/// The step of a `MoveTenant` request, with its arguments checked.
+fn move_op(message: &v1::MoveTenantRequest) -> Result<MoveOp, Status> {
+    let digest = |field: &str, digest: &Option<v1::ShardDigest>| match digest {
+        Some(digest) if digest.sha256.len() == 64 && digest.sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) => {
+            Ok(ShardDigest { rows: digest.rows, sha256: digest.sha256.to_ascii_lowercase() })
+        }
+        _ => Err(Status::invalid_argument(format!("{field}: required, with a hex SHA-256 of 64 characters"))),
+    };
+    Ok(match v1::MoveStep::try_from(message.step).unwrap_or(v1::MoveStep::Unspecified) {
+        v1::MoveStep::Begin => {
+            let to_shard = message.to_shard.trim();
+            if to_shard.is_empty() {
+                return Err(Status::invalid_argument("to_shard: required to begin a move"));
+            }
+            MoveOp::Begin { to_shard: to_shard.to_owned() }
+        }
+        v1::MoveStep::Verify => {
+            MoveOp::Verify { source: digest("source", &message.source)?, target: digest("target", &message.target)? }
+        }
+        v1::MoveStep::Flip => MoveOp::Flip,
+        v1::MoveStep::Unlock => MoveOp::Unlock,
+        v1::MoveStep::Abort => MoveOp::Abort,
+        v1::MoveStep::Unspecified => {
+            return Err(Status::invalid_argument("step: one of begin, verify, flip, unlock, abort"))
+        }
+    })
 }

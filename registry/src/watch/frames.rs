@@ -46,6 +46,7 @@ pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
         private_bundle: private(&tenant.private_bundle),
         config_revision: tenant.config_revision.get(),
         shard: tenant.shard.clone().unwrap_or_default(),
+        r#move: tenant.moving.as_deref().map(convert::tenant_move),
         canary_revision: tenant.canary.as_ref().map_or(0, |canary| canary.revision.get()),
         canary_public_bundle: tenant.canary.as_ref().map(|canary| convert::bundle(&canary.public_bundle)),
         canary_private_bundle: tenant.canary.as_ref().and_then(|canary| private(&canary.private_bundle)),

@@ -111,10 +111,29 @@ pub(super) fn tenant_json(tenant: &v1::Tenant) -> Value {
             "allowed_regions": placement.allowed_regions,
             "dr_region": placement.dr_region,
             "epoch": placement.epoch,
+            "failing_over_to": placement.failing_over_to,
         },
+        "shard": tenant.shard,
+        "move": tenant.r#move.as_ref().map(|moving| json!({
+            "from_shard": moving.from_shard,
+            "to_shard": moving.to_shard,
+            "step": moving.step,
+            "copy_epoch": moving.copy_epoch,
+            "began_revision": moving.began_revision,
+            "source": moving.source.as_ref().map(|digest| json!({ "rows": digest.rows, "sha256": digest.sha256 })),
+            "target": moving.target.as_ref().map(|digest| json!({ "rows": digest.rows, "sha256": digest.sha256 })),
+        })),
         "public_bundle": bundle_json(&tenant.public_bundle),
         "private_bundle": bundle_json(&tenant.private_bundle),
     })
+}
+
+fn or_none(text: &str) -> &str {
+    if text.is_empty() {
+        "-"
+    } else {
+        text
+    }
 }
 
 pub(super) fn write_response(verb: &str, written: &v1::WriteResponse, format: Format) {
@@ -145,6 +164,33 @@ pub(super) fn tenant(got: &v1::GetTenantResponse, format: Format) {
             println!("create_revision: {}", tenant.create_revision);
             println!("mod_revision:    {}", tenant.mod_revision);
             println!("configVersion:   {}", tenant.config_revision);
+            let placement = tenant.placement.clone().unwrap_or_default();
+            println!(
+                "placement:       home {} allowed [{}] dr {} epoch {}{}",
+                or_none(&placement.home_region),
+                placement.allowed_regions.join(","),
+                or_none(&placement.dr_region),
+                placement.epoch,
+                if placement.failing_over_to.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failing over to {})", placement.failing_over_to)
+                }
+            );
+            println!(
+                "shard:           {}",
+                if tenant.shard.is_empty() { "(home region's default)" } else { &tenant.shard }
+            );
+            if let Some(moving) = &tenant.r#move {
+                println!(
+                    "move:            {} -> {}, step {} (began at revision {}, copy epoch {})",
+                    or_none(&moving.from_shard),
+                    moving.to_shard,
+                    moving.step,
+                    moving.began_revision,
+                    moving.copy_epoch
+                );
+            }
             if let Some(canary) = &tenant.canary {
                 let sha = canary.public_bundle.as_ref().map_or("", |bundle| bundle.sha256.as_str());
                 println!("canary:          configVersion {} (public sha256 {sha})", canary.revision);

@@ -1,0 +1,225 @@
+//! Moves between shards (`regctl move`): a process killed (kill -9) at each
+//! step — the api-node that copies, the registry leader, regctl itself
+//! (while the api-node, stopped, has its copy request) —
+//! leaves the move resumable or abortable, never half-flipped, and no row is
+//! lost or duplicated: the same items, and an idempotent retry from before
+//! the move is still recognised after it. Writes are refused (503,
+//! `Retry-After`) while the tenant is locked; reads go on.
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use proto::v1;
+use registry::client::WriteOptions;
+
+use super::{phase, regctl};
+use cluster_tests::api_nodes::{self, ApiNode};
+use cluster_tests::http::{get, post_json};
+use cluster_tests::{wait, ClusterOptions, RegistryCluster};
+
+const ITEMS: usize = 12;
+
+/// One tenant's run: where regctl stops (`--until`, or killed mid-run), and
+/// whether the move is then resumed or aborted.
+struct Case {
+    tenant: &'static str,
+    until: Option<&'static str>,
+    resume: bool,
+    kill_leader: bool,
+}
+
+const CASES: [Case; 8] = [
+    Case { tenant: "t-begun-resume", until: Some("begun"), resume: true, kill_leader: true },
+    Case { tenant: "t-begun-abort", until: Some("begun"), resume: false, kill_leader: false },
+    Case { tenant: "t-copied-resume", until: Some("copied"), resume: true, kill_leader: false },
+    Case { tenant: "t-copied-abort", until: Some("copied"), resume: false, kill_leader: true },
+    Case { tenant: "t-verified-resume", until: Some("verified"), resume: true, kill_leader: true },
+    Case { tenant: "t-verified-abort", until: Some("verified"), resume: false, kill_leader: false },
+    Case { tenant: "t-flipped-resume", until: Some("flipped"), resume: true, kill_leader: false },
+    Case { tenant: "t-killed-resume", until: None, resume: true, kill_leader: true },
+];
+
+fn host(tenant: &str) -> String {
+    format!("{tenant}.localhost")
+}
+
+async fn token(api: &ApiNode, tenant: &str) -> anyhow::Result<String> {
+    let body = r#"{"user":"alice","password":"pw-alice"}"#;
+    let response = wait::until("a login", Duration::from_secs(20), || async {
+        let response = post_json(&api.addr, "/api/login", &[("Host", &host(tenant))], body).await.ok()?;
+        (response.status == 200).then_some(response)
+    })
+    .await?;
+    let body: serde_json::Value = serde_json::from_slice(&response.body)?;
+    Ok(body["token"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn create_item(
+    api: &ApiNode,
+    tenant: &str,
+    token: &str,
+    key: &str,
+) -> anyhow::Result<cluster_tests::http::HttpResponse> {
+    let bearer = format!("Bearer {token}");
+    let headers = [("Host", host(tenant)), ("Authorization", bearer), ("Idempotency-Key", key.to_owned())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    Ok(post_json(&api.addr, "/api/items", &headers, &format!(r#"{{"title":"{key}"}}"#)).await?)
+}
+
+/// The tenant's item ids, in order, and the shard the api-node serves them from.
+async fn items(api: &ApiNode, tenant: &str, token: &str) -> anyhow::Result<(Vec<String>, String)> {
+    let bearer = format!("Bearer {token}");
+    let response = get(&api.addr, "/api/items", &[("Host", &host(tenant)), ("Authorization", &bearer)]).await?;
+    anyhow::ensure!(response.status == 200, "list: {} {}", response.status, response.text());
+    let body: serde_json::Value = serde_json::from_slice(&response.body)?;
+    let ids = body["items"].as_array().into_iter().flatten().map(|item| item["id"].as_str().unwrap_or("").to_owned());
+    let health = get(&api.addr, "/health?tenant=auto", &[("Host", &host(tenant))]).await?;
+    let health: serde_json::Value = serde_json::from_slice(&health.body)?;
+    Ok((ids.collect(), health["shard"]["id"].as_str().unwrap_or_default().to_owned()))
+}
+
+async fn record(cluster: &RegistryCluster, tenant: &str) -> anyhow::Result<v1::Tenant> {
+    let got = cluster.client().get_tenant(tenant, v1::Consistency::Linearizable).await?;
+    got.tenant.ok_or_else(|| anyhow::anyhow!("no tenant {tenant}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> anyhow::Result<()> {
+    let mut cluster = RegistryCluster::start(ClusterOptions::new("tenant-moves")).await?;
+    let endpoints = cluster.endpoints_from(1);
+    for shard in ["us-1", "us-2"] {
+        let args = ["shard", "add", shard, "--region", "us-east", "--endpoint", shard];
+        assert!(regctl(&endpoints, &args.map(OsStr::new)).status.success());
+    }
+    let hash = api_node::auth::hash_password("pw-alice", b"moves", api_node::auth::PBKDF2_ITERATIONS_MIN);
+    let config =
+        format!(r#"{{"public":{{"n":1}},"placement":{{"homeRegion":"us-east"}},"demoUsers":{{"alice":"{hash}"}}}}"#);
+    for case in &CASES {
+        let documents = v1::Documents { config_json: Some(config.clone()), ..Default::default() };
+        let written = cluster.client().create_tenant(case.tenant, documents, &WriteOptions::default()).await?;
+        assert_eq!(written.tenant.map(|tenant| tenant.shard).as_deref(), Some("us-1"));
+    }
+    let mut api = api_nodes::start(&cluster, 1).await?;
+
+    for case in &CASES {
+        let tenant = case.tenant;
+        phase(&format!("{tenant}: {ITEMS} items on us-1"));
+        let token = token(&api, tenant).await?;
+        for n in 0..ITEMS {
+            assert_eq!(create_item(&api, tenant, &token, &format!("k{n}")).await?.status, 201);
+        }
+        let (before, shard) = items(&api, tenant, &token).await?;
+        assert_eq!((before.len(), shard.as_str()), (ITEMS, "us-1"));
+
+        let mut args = vec!["move", tenant, "--to-shard", "us-2", "--api-admin", &api.admin, "--reason", "rebalance"];
+        match case.until {
+            Some(until) => {
+                phase(&format!("{tenant}: regctl move --until {until}"));
+                args.extend(["--until", until]);
+                assert!(regctl(&endpoints, &args.iter().map(OsStr::new).collect::<Vec<_>>()).status.success());
+            }
+            None => {
+                phase(&format!("{tenant}: the api-node stopped (SIGSTOP); regctl move, kill -9 while it copies"));
+                let pid = api.process.child().map(|child| child.id()).ok_or_else(|| anyhow::anyhow!("no pid"))?;
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGSTOP)?;
+                let mut child = std::process::Command::new(cluster_tests::binaries::binary("regctl"))
+                    .arg("--endpoints")
+                    .arg(endpoints.join(","))
+                    .args(&args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?;
+                wait::until("the move to begin", Duration::from_secs(20), || async {
+                    record(&cluster, tenant).await.ok()?.r#move.map(|_| ())
+                })
+                .await?;
+                child.kill()?;
+                child.wait()?;
+            }
+        }
+        let locked = record(&cluster, tenant).await?;
+        let step = locked.r#move.as_ref().map(|moving| moving.step.clone());
+        eprintln!("{tenant}: stopped at step {step:?}");
+        assert_eq!(locked.status, v1::TenantStatus::LockedForMove as i32, "locked until unlocked");
+
+        phase(&format!(
+            "{tenant}: kill -9 the api-node{}",
+            if case.kill_leader { " and the registry leader" } else { "" }
+        ));
+        api.restart_killed(&cluster).await?;
+        if case.kill_leader {
+            let leader = cluster.leader().await?;
+            cluster.kill(leader)?;
+            cluster.start_node(leader)?;
+            cluster.wait_ready().await?;
+        }
+
+        phase(&format!("{tenant}: writes are refused with Retry-After, reads go on, after the restarts"));
+        let refused = wait::until("the api-node to see the lock", Duration::from_secs(10), || async {
+            let response = create_item(&api, tenant, &token, "during").await.ok()?;
+            (response.status == 503).then_some(response)
+        })
+        .await?;
+        assert!(refused.header("retry-after").is_some());
+        assert_eq!(items(&api, tenant, &token).await?.0.len(), ITEMS);
+
+        let expected_shard = if case.resume { "us-2" } else { "us-1" };
+        if case.resume {
+            phase(&format!("{tenant}: the same command resumes the move"));
+            let args = ["move", tenant, "--to-shard", "us-2", "--api-admin", &api.admin];
+            assert!(regctl(&endpoints, &args.map(OsStr::new)).status.success());
+        } else {
+            phase(&format!("{tenant}: regctl move --abort"));
+            assert!(regctl(&endpoints, &["move", tenant, "--abort"].map(OsStr::new)).status.success());
+        }
+        let done = record(&cluster, tenant).await?;
+        assert_eq!((done.status, done.shard.as_str()), (v1::TenantStatus::Active as i32, expected_shard));
+        assert!(done.r#move.is_none());
+        assert_eq!(
+            done.placement.as_ref().map(|placement| placement.epoch),
+            Some(3),
+            "moved or not, the epoch grew past the copy's"
+        );
+
+        phase(&format!("{tenant}: the same rows on {expected_shard}, writes resume, old retries are recognised"));
+        let (after, shard) =
+            wait::until("the api-node to serve the unlocked tenant", Duration::from_secs(10), || async {
+                let (ids, shard) = items(&api, tenant, &token).await.ok()?;
+                (shard == expected_shard).then_some((ids, shard))
+            })
+            .await?;
+        assert_eq!(after, before, "{tenant}: no row lost or duplicated on {shard}");
+        let retry = wait::until("writes to resume", Duration::from_secs(10), || async {
+            let response = create_item(&api, tenant, &token, "k0").await.ok()?;
+            (response.status != 503).then_some(response)
+        })
+        .await?;
+        assert_eq!(retry.status, 200, "an idempotent retry from before the move: {}", retry.text());
+        assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+        assert_eq!(create_item(&api, tenant, &token, "after").await?.status, 201);
+        assert_eq!(items(&api, tenant, &token).await?.0.len(), ITEMS + 1);
+    }
+
+    phase("the history tells the steps");
+    let history = regctl(&endpoints, &["history", "t-killed-resume", "-o", "json"].map(OsStr::new));
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
+    let summaries: Vec<&str> =
+        history["entries"].as_array().into_iter().flatten().filter_map(|entry| entry["summary"].as_str()).collect();
+    assert_eq!(summaries[0], "move to shard us-2: done (unlocked)");
+    assert!(summaries[1].starts_with("move to shard us-2: flipped, epoch 3"), "{summaries:?}");
+    assert!(summaries[2].starts_with(&format!("move to shard us-2: verified {} rows", 2 * ITEMS)), "{summaries:?}");
+
+    phase("refusals name the rule and change nothing");
+    let refused = regctl(
+        &endpoints,
+        &["move", "t-begun-resume", "--to-shard", "us-2", "--api-admin", &api.admin].map(OsStr::new),
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already lives on us-2"));
+    let refused = regctl(&endpoints, &["move", "t-begun-abort", "--abort"].map(OsStr::new));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not being moved"));
+
+    drop(api);
+    cluster.passed();
+    Ok(())
+}
