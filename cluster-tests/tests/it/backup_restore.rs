@@ -1,24 +1,29 @@
 //! Backup and restore drill: `regctl snapshot save` takes a consistent
 //! backup of a cluster with history (creates, updates, a canary, a pin, a
-//! failover); `regctl snapshot restore` builds a new cluster from it, which
-//! holds identical tenants (documents, bundles, placements, revisions) and
-//! audit log under a new cluster id, and goes on from there.
+//! failover, shards, a finished move and one under way); `regctl snapshot
+//! restore` builds a new cluster from it, which holds identical tenants
+//! (documents, bundles, placements, routing map, moves, revisions),
+//! topology and audit log under a new cluster id, and goes on from there.
 
 use std::ffi::OsStr;
 
 use proto::v1::{self, Consistency};
-use registry::client::{Client, WriteOptions};
+use registry::client::{Client, TopologyChange, WriteOptions};
 
 use super::{documents, phase, regctl};
 use cluster_tests::{ClusterOptions, RegistryCluster};
 
-async fn everything(client: &Client) -> anyhow::Result<(Vec<v1::Tenant>, Vec<Vec<v1::AuditEntry>>)> {
+type Everything = (Vec<v1::Tenant>, Vec<Vec<v1::AuditEntry>>, v1::TopologyResponse);
+
+async fn everything(client: &Client) -> anyhow::Result<Everything> {
     let (tenants, _) = client.list_tenants(Consistency::Linearizable, true).await?;
     let mut histories = Vec::new();
     for tenant in &tenants {
         histories.push(client.history(&tenant.id, 1000).await?.entries);
     }
-    Ok((tenants, histories))
+    let mut topology = client.topology(None).await?;
+    topology.revision = 0;
+    Ok((tenants, histories, topology))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +31,16 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     let old = RegistryCluster::start(ClusterOptions::new("backup-old")).await?;
     let client = old.client();
     let options = WriteOptions { reason: "drill".to_owned(), ..Default::default() };
+    for (shard, region) in [("us-1", "us-east"), ("us-2", "us-east"), ("eu-1", "eu-west")] {
+        let shard = v1::ShardInfo {
+            id: shard.to_owned(),
+            region: region.to_owned(),
+            endpoint: shard.to_owned(),
+            ..Default::default()
+        };
+        client.topology(Some(TopologyChange::AddShard(shard))).await?;
+    }
+    client.topology(Some(TopologyChange::DrainShard("eu-1".to_owned()))).await?;
     let placed = r#"{"public":{"n":1},"placement":{"homeRegion":"us-east","allowedRegions":["us-east","eu-west"]}}"#;
     client
         .create_tenant("acme", v1::Documents { config_json: Some(placed.to_owned()), ..documents(1) }, &options)
@@ -37,6 +52,15 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     client.delete_tenant("b-4", &options).await?;
     client.stage_canary("b-0", documents(99), &options).await?;
     client.pin_tenant("acme", &["us-east".to_owned(), "eu-west".to_owned(), "ap-south".to_owned()], &options).await?;
+    let digest = v1::ShardDigest { rows: 4, sha256: "ab".repeat(32) };
+    for (tenant, steps) in [
+        ("b-1", &[v1::MoveStep::Begin, v1::MoveStep::Verify, v1::MoveStep::Flip, v1::MoveStep::Unlock][..]),
+        ("b-2", &[v1::MoveStep::Begin][..]),
+    ] {
+        for step in steps {
+            client.move_tenant(tenant, *step, "us-2", Some((digest.clone(), digest.clone())), &options).await?;
+        }
+    }
     client.fence_tenant("acme", Some("eu-west"), &options).await?;
     client.failover_tenant("acme", "eu-west", false, &options).await?;
 
@@ -46,7 +70,10 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     assert!(saved.status.success());
     let said = String::from_utf8_lossy(&saved.stdout);
     assert!(said.contains("5 tenants") && said.contains("sha256"), "{said}");
-    let (tenants, histories) = everything(&client).await?;
+    let (tenants, histories, topology) = everything(&client).await?;
+    let b = |id: &str| tenants.iter().find(|tenant| tenant.id == id).cloned().unwrap_or_default();
+    assert_eq!((b("b-1").shard.as_str(), b("b-1").r#move.is_none()), ("us-2", true), "moved");
+    assert_eq!(b("b-2").r#move.map(|moving| moving.step).as_deref(), Some("copying"), "moving");
     let old_cluster_id = old.status(1).await?.cluster_id;
 
     phase("regctl snapshot restore into node 1 of a new cluster; start all three");
@@ -69,8 +96,9 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
 
     phase("identical tenants and audit log, a new cluster id, and writes go on");
     let new_client = new.client();
-    let (restored_tenants, restored_histories) = everything(&new_client).await?;
-    assert_eq!(restored_tenants, tenants, "tenants, documents, bundles, placements and revisions");
+    let (restored_tenants, restored_histories, restored_topology) = everything(&new_client).await?;
+    assert_eq!(restored_tenants, tenants, "tenants, documents, bundles, placements, routing map, moves and revisions");
+    assert_eq!(restored_topology, topology, "regions and shards");
     assert_eq!(restored_histories, histories, "audit log");
     let new_cluster_id = new.status(1).await?.cluster_id;
     assert!(!new_cluster_id.is_empty() && new_cluster_id != old_cluster_id, "a new cluster id");
