@@ -17,6 +17,7 @@ pub struct ApiNode {
     pub region: &'static str,
     pub process: ChildGuard,
     home: u64,
+    endpoints: Vec<String>,
 }
 
 /// The staleness bound `S` of test api-nodes, in milliseconds: the
@@ -30,12 +31,17 @@ pub const STALENESS_MS_MAX: u64 = 5_000;
 /// proof comes with the stream's first Progress it can vouch for, up to a
 /// progress interval after it connects).
 pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNode> {
+    start_with(cluster, home, cluster.endpoints_from(home)).await
+}
+
+/// [`start`] with an explicit endpoint list (e.g. through fault proxies).
+pub async fn start_with(cluster: &RegistryCluster, home: u64, endpoints: Vec<String>) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
     let port = crate::registry_cluster::free_ports(2)?;
     let addr = format!("127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", port + 1);
-    let process = spawn(cluster, home, &addr, &admin)?;
-    let node = ApiNode { addr, admin, region, process, home };
+    let process = spawn(cluster, &endpoints, home, &addr, &admin)?;
+    let node = ApiNode { addr, admin, region, process, home, endpoints };
     node.wait_fresh().await?;
     Ok(node)
 }
@@ -45,7 +51,7 @@ impl ApiNode {
     /// wait until it is fresh.
     pub async fn restart_killed(&mut self, cluster: &RegistryCluster) -> anyhow::Result<()> {
         self.process.kill()?;
-        self.process = spawn(cluster, self.home, &self.addr, &self.admin)?;
+        self.process = spawn(cluster, &self.endpoints, self.home, &self.addr, &self.admin)?;
         self.wait_fresh().await
     }
 
@@ -61,14 +67,20 @@ impl ApiNode {
     }
 }
 
-fn spawn(cluster: &RegistryCluster, home: u64, addr: &str, admin: &str) -> anyhow::Result<ChildGuard> {
+fn spawn(
+    cluster: &RegistryCluster,
+    endpoints: &[String],
+    home: u64,
+    addr: &str,
+    admin: &str,
+) -> anyhow::Result<ChildGuard> {
     let region = REGIONS[(home - 1) as usize];
     let port = addr.rsplit(':').next().unwrap_or_default();
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(cluster.dir.join(format!("api-node-{port}.log")))?;
     Ok(ChildGuard::new(
         Command::new(binary("api-node"))
-            .args(["--region", region, "--endpoints", &cluster.endpoints_from(home).join(","), "--http", addr])
+            .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", addr])
             .args(["--admin-http", admin])
             .args(["--base-domain", "example.com", "--base-domain", "localhost"])
             .args(["--staleness-max-ms", &STALENESS_MS_MAX.to_string()])

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod api_nodes;
 pub mod binaries;
+pub mod chaos;
 pub mod debian;
 pub mod etcd;
 pub mod http;

@@ -68,6 +68,10 @@ pub struct RegistryCluster {
     pub options: ClusterOptions,
     pub dir: PathBuf,
     pub nodes: Vec<Node>,
+    /// More `registry serve` flags for one node (e.g. `--dial` routes).
+    pub node_args: std::collections::HashMap<u64, Vec<String>>,
+    /// A command that runs a node's process, e.g. `ip netns exec NS`.
+    pub node_prefix: std::collections::HashMap<u64, Vec<String>>,
     passed: bool,
 }
 
@@ -142,7 +146,7 @@ impl RegistryCluster {
                 child: None,
             });
         }
-        Ok(Self { options, dir, nodes, passed: false })
+        Ok(Self { options, dir, nodes, node_args: Default::default(), node_prefix: Default::default(), passed: false })
     }
 
     /// Adds node `id` in `region` to the harness (ports, data dir, log), not
@@ -172,12 +176,21 @@ impl RegistryCluster {
     /// Starts (or restarts, with the same data directory) node `id`.
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let options = self.options.clone();
+        let node_args = self.node_args.get(&id).cloned().unwrap_or_default();
+        let prefix = self.node_prefix.get(&id).cloned().unwrap_or_default();
         let peers: Vec<String> =
             self.nodes.iter().map(|node| format!("{}={}@{}", node.id, node.region, node.grpc)).collect();
         let node = self.node_mut(id);
         anyhow::ensure!(node.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
-        let mut command = Command::new(binary("registry"));
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary("registry"));
+                command
+            }
+            None => Command::new(binary("registry")),
+        };
         command
             .arg("serve")
             .args(["--id", &id.to_string(), "--region", node.region, "--grpc", &node.grpc, "--http", &node.http])
@@ -191,7 +204,7 @@ impl RegistryCluster {
         for peer in &peers {
             command.args(["--peer", peer]);
         }
-        command.args(&options.extra_args);
+        command.args(&options.extra_args).args(&node_args);
         command.env(
             "RUST_LOG",
             "info,openraft=info,sled=warn,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn",

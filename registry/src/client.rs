@@ -2,7 +2,8 @@
 //!
 //! It knows several endpoints, prefers the last one that answered, moves on
 //! when a node is unreachable or has no leader (following the leader hint in
-//! the error details), and gives up after a bounded number of rounds. Every
+//! the error details), and gives up after `CLIENT_RETRY_MS_MAX` (longer
+//! than an election, so a call rides out a leader change). Every
 //! write carries a request id (generated if the caller gave none), so a retry
 //! after a timeout or a leader change applies at most once.
 
@@ -16,7 +17,7 @@ use rand::Rng;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_ROUNDS_MAX, CLIENT_ROUND_BACKOFF_MS, GRPC_MESSAGE_BYTES_MAX};
+use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRY_MS_MAX, CLIENT_ROUND_BACKOFF_MS, GRPC_MESSAGE_BYTES_MAX};
 use crate::server::status;
 
 /// A change of regions or shards.
@@ -107,10 +108,14 @@ impl Client {
         let count = self.endpoints.len();
         let mut index = self.preferred.load(Ordering::Relaxed) % count;
         let mut last_error = Status::unavailable("no endpoint tried");
-        for attempt in 0..count * CLIENT_ROUNDS_MAX {
+        let give_up_at = std::time::Instant::now() + Duration::from_millis(CLIENT_RETRY_MS_MAX);
+        for attempt in 0.. {
             if attempt > 0 && attempt % count == 0 {
+                if std::time::Instant::now() >= give_up_at {
+                    break;
+                }
                 let round = (attempt / count) as u32;
-                let backoff_ms = CLIENT_ROUND_BACKOFF_MS << round.min(5);
+                let backoff_ms = (CLIENT_ROUND_BACKOFF_MS << round.min(3)).min(1_000);
                 let jitter_ms = rand::rng().random_range(0..=backoff_ms / 2);
                 tokio::time::sleep(Duration::from_millis(backoff_ms + jitter_ms)).await;
             }

@@ -41,6 +41,25 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// A dial route: connect to the member advertised at `to` through `via`
+/// (a proxy, a tunnel or a NAT address), `TO=VIA`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dial {
+    pub to: String,
+    pub via: String,
+}
+
+impl FromStr for Dial {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        match text.split_once('=') {
+            Some((to, via)) if !to.is_empty() && !via.is_empty() => Ok(Self { to: to.to_owned(), via: via.to_owned() }),
+            _ => Err(Error::Config(format!("dial `{text}`: expected TO=VIA, e.g. 10.0.2.1:7100=127.0.0.1:17102"))),
+        }
+    }
+}
+
 /// Everything a node needs to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +73,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Every voter of the cluster, this node included.
     pub peers: Vec<Peer>,
+    /// Routes to other members' advertised addresses through others.
+    #[serde(default)]
+    pub dial: Vec<Dial>,
     #[serde(default = "defaults::heartbeat_ms")]
     pub heartbeat_ms: u64,
     #[serde(default = "defaults::election_timeout_ms_min")]

@@ -78,11 +78,14 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// replicas with different flags still apply the same entries identically.
 pub const DOCUMENT_BYTES_HARD_MAX: usize = 4 * 1024 * 1024;
 
-/// How many times a client goes round all its endpoints before it gives up.
-pub const CLIENT_ROUNDS_MAX: usize = 3;
+/// How long a client goes on retrying failures that may pass (no leader,
+/// a node down or cut off) before it gives up, in milliseconds: longer than
+/// an election after a leader dies (its lease, then the election timeout,
+/// 3 s each at most by default), so a write rides it out.
+pub const CLIENT_RETRY_MS_MAX: u64 = 10_000;
 
 /// Pause between two rounds over the endpoints, in milliseconds (doubled each
-/// round, with jitter).
+/// round up to a second, with jitter).
 pub const CLIENT_ROUND_BACKOFF_MS: u64 = 200;
 
 /// Default number of recent deltas a node keeps for agents that resume.

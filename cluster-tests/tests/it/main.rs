@@ -19,6 +19,7 @@ mod api_node_data;
 mod api_node_demo;
 mod backup_restore;
 mod bench_smoke;
+mod chaos;
 mod config_canary;
 mod config_publish;
 mod durability;

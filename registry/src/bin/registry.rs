@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use registry::config::{NodeConfig, Peer};
+use registry::config::{Dial, NodeConfig, Peer};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -47,6 +47,11 @@ struct ServeArgs {
     #[arg(long = "peer")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     peers: Vec<Peer>,
+    /// Reach the member advertised at TO through VIA, TO=VIA (repeat): for
+    /// proxies, tunnels and NAT between regions.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dial: Vec<Dial>,
     /// Raft heartbeat interval [default: 250].
     #[arg(long)]
     heartbeat_ms: Option<u64>,

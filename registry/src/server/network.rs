@@ -18,6 +18,28 @@ use tonic::transport::{Channel, Endpoint};
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::raft_types::{Member, NodeId, TypeConfig};
 
+/// How this node reaches other members: their advertised addresses, or the
+/// routes `--dial` gives for some.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dialer {
+    via: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+}
+
+impl Dialer {
+    pub(crate) fn new(dial: &[crate::config::Dial]) -> Self {
+        Self { via: std::sync::Arc::new(dial.iter().map(|route| (route.to.clone(), route.via.clone())).collect()) }
+    }
+
+    /// A lazily connected channel to the member advertised at `grpc_addr`.
+    pub(crate) fn channel(
+        &self,
+        grpc_addr: &str,
+        connect_timeout: Duration,
+    ) -> Result<Channel, tonic::transport::Error> {
+        channel(self.via.get(grpc_addr).map_or(grpc_addr, String::as_str), connect_timeout)
+    }
+}
+
 /// Opens a lazily connected gRPC channel to `grpc_addr`.
 pub(crate) fn channel(grpc_addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{grpc_addr}"))?
@@ -32,6 +54,7 @@ pub(crate) fn channel(grpc_addr: &str, connect_timeout: Duration) -> Result<Chan
 #[derive(Debug, Clone)]
 pub(crate) struct NetworkFactory {
     pub(crate) id: NodeId,
+    pub(crate) dialer: Dialer,
     pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
@@ -39,7 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
-        let client = channel(&node.grpc_addr, Duration::from_secs(1)).map(|channel| {
+        let client = self.dialer.channel(&node.grpc_addr, Duration::from_secs(1)).map(|channel| {
             RaftInternalClient::new(channel)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)

@@ -70,7 +70,8 @@ pub async fn run(
     let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
-    let network = NetworkFactory { id: config.id, metrics: metrics.clone() };
+    let dialer = super::network::Dialer::new(&config.dial);
+    let network = NetworkFactory { id: config.id, dialer: dialer.clone(), metrics: metrics.clone() };
     let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
         .await
         .map_err(|error| Error::Raft(error.to_string()))?;
@@ -95,6 +96,7 @@ pub async fn run(
         region: config.region.clone(),
         document_limits: DocumentLimits { document_bytes_max: config.document_bytes_max },
         metrics,
+        dialer,
         channels: Mutex::new(Default::default()),
     });
 

@@ -19,7 +19,7 @@ use ulid::Ulid;
 use super::convert;
 use super::membership::MembershipChange;
 use super::metrics::{Metrics, Timer};
-use super::network::channel;
+use super::network::Dialer;
 use super::status;
 use crate::core::{
     canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
@@ -48,6 +48,7 @@ pub(crate) struct RegistryService {
     pub(crate) document_limits: DocumentLimits,
     pub(crate) metrics: Arc<Metrics>,
     /// gRPC channels to other nodes, by address, for forwarding and read index.
+    pub(crate) dialer: Dialer,
     pub(crate) channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -76,7 +77,9 @@ impl RegistryService {
         if let Some(channel) = channels.get(grpc_addr) {
             return Ok(channel.clone());
         }
-        let channel = channel(grpc_addr, Duration::from_secs(1))
+        let channel = self
+            .dialer
+            .channel(grpc_addr, Duration::from_secs(1))
             .map_err(|error| Status::unavailable(format!("leader address {grpc_addr}: {error}")))?;
         channels.insert(grpc_addr.to_owned(), channel.clone());
         Ok(channel)
