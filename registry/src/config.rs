@@ -215,6 +215,12 @@ mod tests {
         for bad in ["2", "x=eu@a:1", "2=eu-west", "2=EU@a:1", "2=eu@"] {
             assert!(bad.parse::<Peer>().is_err(), "{bad}");
         }
+        let dial: Dial = "10.0.2.1:7100=127.0.0.1:17102".parse().expect("valid");
+        assert_eq!(dial, Dial { to: "10.0.2.1:7100".to_owned(), via: "127.0.0.1:17102".to_owned() });
+        for bad in ["10.0.2.1:7100", "=a:1", "a:1="] {
+            let error = bad.parse::<Dial>().expect_err(bad).to_string();
+            assert!(error.contains("expected TO=VIA"), "{error}");
+        }
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub struct Report {
 }
 
 /// The demo user's password of every workload tenant.
-const DEMO_PASSWORD: &str = "chaos-password";
+pub(crate) const DEMO_PASSWORD: &str = "chaos-password";
 
 fn side_of(region: Region) -> usize {
     REGIONS.iter().position(|name| *name == region).unwrap_or(0)
@@ -450,77 +450,4 @@ impl Report {
             eprintln!("  VIOLATION: {violation}");
         }
     }
-}
-
-/// The network-namespace scenario: each region's node in its own namespace;
-/// the ap-south node, then the leader's, cut off at the network layer (no
-/// proxy in the path) while the workload runs. `Err(reason)` inside `Ok`:
-/// skipped (not root, no `ip`).
-pub async fn run_netns(seed: u64) -> anyhow::Result<Result<Report, String>> {
-    let lab = match netns::NetnsLab::create(REGIONS.len()) {
-        Ok(lab) => lab,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    let mut cluster = RegistryCluster::prepare(ClusterOptions::new(&format!("chaos-netns-{seed}")))?;
-    for (index, (namespace, address)) in lab.namespaces.iter().enumerate() {
-        let id = index as u64 + 1;
-        let node = &mut cluster.nodes[index];
-        node.grpc = format!("{address}:7100");
-        node.http = format!("{address}:7200");
-        cluster.node_prefix.insert(id, ["ip", "netns", "exec", namespace].map(str::to_owned).to_vec());
-    }
-    for id in 1..=3 {
-        cluster.start_node(id)?;
-    }
-    cluster.wait_ready().await?;
-    let client = Arc::new(cluster.client());
-    let demo_hash = api_node::auth::hash_password(DEMO_PASSWORD, b"chaos", api_node::auth::PBKDF2_ITERATIONS_MIN);
-    let tenants: Vec<WorkloadTenant> = REGIONS
-        .into_iter()
-        .map(|home| WorkloadTenant { id: format!("netns-{home}"), home, allowed: Vec::new() })
-        .collect();
-    for tenant in &tenants {
-        client.create_tenant(&tenant.id, workload::documents(0, tenant, &demo_hash), &WriteOptions::default()).await?;
-    }
-    let history = Arc::new(History::default());
-    let mut agents = Vec::new();
-    for (index, region) in REGIONS.into_iter().enumerate() {
-        let agent =
-            crate::agents::start(&cluster, &format!("netns-{region}"), index as u64 + 1, Kind::Frontend, None).await?;
-        agents.push((format!("agent-{region}"), Arc::new(agent)));
-    }
-    let mut load = Workload::new();
-    load.registry_clients(&history, &client, &tenants, &demo_hash, 3, 2, seed);
-    for (name, agent) in &agents {
-        load.observe_agent(&history, name, agent.clone());
-    }
-    let cut = |a: usize, b: usize, on: bool| lab.set_cut(a, b, on);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    history.event("netns: ap-south cut off from us-east and eu-west (blackhole routes)");
-    cut(2, 0, true)?;
-    cut(2, 1, true)?;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    cut(2, 0, false)?;
-    cut(2, 1, false)?;
-    history.event("netns: healed");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let leader = cluster.leader().await? as usize - 1;
-    history.event(format!("netns: the leader's namespace ({}) cut off", REGIONS[leader]));
-    let others: Vec<usize> = (0..3).filter(|other| *other != leader).collect();
-    for other in &others {
-        cut(leader, *other, true)?;
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    for other in &others {
-        cut(leader, *other, false)?;
-    }
-    let healed = history.now();
-    history.event("netns: healed");
-    cluster.wait_ready().await?;
-    let report = verify(&history, &client, &agents, &tenants, &[], healed, load).await?;
-    if report.violations.is_empty() {
-        cluster.passed();
-    }
-    drop(lab);
-    Ok(Ok(report))
 }

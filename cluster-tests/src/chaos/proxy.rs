@@ -132,10 +132,12 @@ impl Network {
     pub async fn proxy(self: &Arc<Self>, from: Region, to: Region, target: String) -> anyhow::Result<String> {
         let listener = TcpListener::bind(("127.0.0.1", crate::registry_cluster::free_port()?)).await?;
         let addr = listener.local_addr()?.to_string();
-        let network = self.clone();
+        // Weak: the proxies must not keep the network (and their own
+        // listeners) alive once the test drops it.
+        let network = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let network = network.clone();
+                let Some(network) = network.upgrade() else { return };
                 let target = target.clone();
                 tokio::spawn(async move { network.serve(inbound, from, to, &target).await });
             }

@@ -180,7 +180,7 @@ async fn failover_of_a_cut_off_region_then_heal() -> anyhow::Result<()> {
 /// layer. Skipped, with the reason, where namespaces are not available.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn network_namespaces_partition() -> anyhow::Result<()> {
-    match cluster_tests::chaos::run_netns(17).await? {
+    match cluster_tests::chaos::netns::run(17).await? {
         Err(reason) => eprintln!("SKIPPED network_namespaces_partition: {reason}"),
         Ok(report) => {
             report.print("netns", 17);
