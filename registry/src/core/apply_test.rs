@@ -610,8 +610,14 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
     assert!(refused(&mut state, step(0, MoveOp::Abort)).contains("already lives on us-2 (flipped)"));
     let tenant = ok(&mut state, 25, step(25, MoveOp::Unlock));
     assert_eq!((tenant.status, tenant.moving.clone()), (TenantStatus::Active, None));
+    // After a failover the rows stay on us-2, in the old region: no move can copy them from the new home.
+    ok(&mut state, 26, op(26, Op::FailoverTenant { tenant: acme(), to: region("eu-west"), forced: true }));
+    assert_eq!(
+        refused(&mut state, step(0, begin("eu-1"))),
+        "to_shard: the tenant's rows are on shard us-2 in us-east, outside its home region: the home region's api-nodes cannot copy them"
+    );
     let summaries: Vec<_> =
-        state.audit.values().map(|entry| entry.summary.clone()).filter(|summary| summary.contains("move")).collect();
+        state.audit.values().map(|entry| entry.summary.clone()).filter(|summary| summary.starts_with("move")).collect();
     assert_eq!(
         summaries,
         [

@@ -153,6 +153,18 @@ fn begin_checks(state: &State, current: &Tenant, to_shard: &str) -> Result<(), C
             ));
         }
     }
+    // The home region's api-nodes copy the rows: they must be able to read the old shard.
+    let from = current.shard.as_ref().and_then(|id| state.topology.shards.get(id));
+    if let Some(from) = from.filter(|from| Some(&from.region) != current.placement.home_region.as_ref()) {
+        return Err(CommandError::invalid(
+            "to_shard",
+            "home-region",
+            format!(
+                "the tenant's rows are on shard {} in {}, outside its home region: the home region's api-nodes cannot copy them",
+                from.id, from.region
+            ),
+        ));
+    }
     if current.status != TenantStatus::Active {
         return Err(CommandError::invalid("tenant", "active", format!("`{}` is not active", current.id)));
     }
