@@ -234,6 +234,19 @@ impl ChaosCluster {
         self.history.event(format!("{step:?}"));
         match step {
             Step::Sleep(duration) => tokio::time::sleep(*duration).await,
+            Step::WaitRevisions(count) => {
+                let (_, from) = self.client.list_tenants(v1::Consistency::Linearizable, false).await?;
+                let client = &self.client;
+                crate::wait::until(
+                    &format!("{count} more revisions after {from}"),
+                    Duration::from_secs(30),
+                    || async {
+                        let (_, now) = client.list_tenants(v1::Consistency::Linearizable, false).await.ok()?;
+                        (now >= from + count).then_some(())
+                    },
+                )
+                .await?;
+            }
             Step::Partition(region) => {
                 for other in REGIONS.into_iter().filter(|other| other != region) {
                     self.set_between(region, other, Fault::Cut);

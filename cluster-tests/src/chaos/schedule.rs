@@ -13,6 +13,8 @@ use crate::registry_cluster::REGIONS;
 #[derive(Debug, Clone)]
 pub enum Step {
     Sleep(Duration),
+    /// Waits until the cluster committed this many more revisions (at most 30 s).
+    WaitRevisions(u64),
     /// Cuts every link between the region (node, agents, api-nodes) and the others.
     Partition(Region),
     /// Partitions the region of the current leader.

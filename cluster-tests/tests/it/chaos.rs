@@ -139,12 +139,13 @@ async fn agent_fails_over_to_a_node_behind_it() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The history window exceeded while a region's agents are cut off: they
-/// resync from a snapshot on heal.
+/// The history window (20 deltas) exceeded while a region's agents are cut
+/// off for 60 revisions: they resync from a snapshot on heal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_window_exceeded_then_snapshot_resync() -> anyhow::Result<()> {
     let options = ChaosOptions { watch_history_deltas_max: Some(20), ..options("history-window", 15) };
-    let steps = [secs(1.0), Step::CutAgents("eu-west"), secs(5.0), Step::Heal, secs(1.0)];
+    // Cut off for more revisions than the nodes keep, however slow the machine.
+    let steps = [secs(1.0), Step::CutAgents("eu-west"), Step::WaitRevisions(60), Step::Heal, secs(1.0)];
     let report =
         play("history-window", 15, options, &steps, &replay("history_window_exceeded_then_snapshot_resync")).await?;
     let (_, snapshots) = report.agent_views.get("agent-eu-west").copied().unwrap_or_default();
