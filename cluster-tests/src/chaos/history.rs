@@ -45,7 +45,7 @@ pub struct Op {
 pub struct DataOp {
     pub region: &'static str,
     pub tenant: String,
-    /// `true`: a write (POST /api/items); `false`: a read.
+    /// `true`: a write (POST /api/items); `false`: a read (items or config).
     pub write: bool,
     pub invoked: Duration,
     pub completed: Duration,
@@ -53,7 +53,8 @@ pub struct DataOp {
     pub status: u16,
     /// `X-Tenant` of the answer.
     pub answered_tenant: Option<String>,
-    /// Every tenant the answer's body names (items' titles carry theirs).
+    /// Every tenant the answer's body names (items' titles carry theirs; a
+    /// config its `tenant`).
     pub body_tenants: Vec<String>,
 }
 

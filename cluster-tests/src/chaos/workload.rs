@@ -179,8 +179,8 @@ impl Workload {
         }));
     }
 
-    /// Writes (and lists) items of `tenants` through the api-node at `addr`
-    /// in `region`, logged in as the demo user.
+    /// Writes and lists items of `tenants`, and reads their runtime config,
+    /// through the api-node at `addr` in `region`, logged in as the demo user.
     pub fn api_node_client(
         &mut self,
         history: &Arc<History>,
@@ -211,27 +211,33 @@ impl Workload {
                     }
                 }
                 let bearer = format!("Bearer {}", tokens[&tenant.id]);
-                let write = rng.random_bool(0.5);
+                // A write, a list of items, or the tenant's runtime config.
+                let kind = rng.random_range(0..3);
+                let write = kind == 0;
                 let invoked = history.now();
-                let response = if write {
-                    let body = format!(r#"{{"title":"{}:{}"}}"#, tenant.id, rng.random::<u32>());
-                    crate::http::post_json(&addr, "/api/items", &[("Host", &host), ("Authorization", &bearer)], &body)
-                        .await
-                } else {
-                    crate::http::get(&addr, "/api/items", &[("Host", &host), ("Authorization", &bearer)]).await
+                let response = match kind {
+                    0 => {
+                        let body = format!(r#"{{"title":"{}:{}"}}"#, tenant.id, rng.random::<u32>());
+                        let headers = [("Host", host.as_str()), ("Authorization", &bearer)];
+                        crate::http::post_json(&addr, "/api/items", &headers, &body).await
+                    }
+                    1 => crate::http::get(&addr, "/api/items", &[("Host", &host), ("Authorization", &bearer)]).await,
+                    _ => crate::http::get(&addr, &format!("/config/{}.json", tenant.id), &[("Host", &host)]).await,
                 };
                 let completed = history.now();
                 let (status, answered_tenant, body_tenants) = match response {
                     Ok(response) => {
                         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+                        // Items carry their tenant in their title; a config names it.
                         let titles: Vec<&serde_json::Value> = match body["items"].as_array() {
                             Some(items) => items.iter().map(|item| &item["title"]).collect(),
                             None => vec![&body["title"]],
                         };
-                        let body_tenants = titles
+                        let mut body_tenants: Vec<String> = titles
                             .iter()
                             .filter_map(|title| title.as_str()?.split_once(':').map(|(tenant, _)| tenant.to_owned()))
                             .collect();
+                        body_tenants.extend(body["tenant"].as_str().map(str::to_owned));
                         (response.status, response.header("x-tenant").map(str::to_owned), body_tenants)
                     }
                     Err(_) => (0, None, Vec::new()),

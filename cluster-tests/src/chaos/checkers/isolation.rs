@@ -1,6 +1,7 @@
 //! Guarantee 6: no response for tenant A ever carries tenant B's config or
-//! data. Every answered data request names its tenant (`X-Tenant`), and
-//! every item it returns carries that tenant's name in its title.
+//! data. Every answered request (items, runtime config) names its tenant
+//! (`X-Tenant`), every item it returns carries that tenant's name in its
+//! title, and a config's `tenant` is that tenant.
 
 use crate::chaos::history::DataOp;
 
@@ -15,7 +16,7 @@ pub fn check(data: &[DataOp]) -> Vec<String> {
         }
         if let Some(other) = op.body_tenants.iter().find(|tenant| **tenant != op.tenant) {
             violations
-                .push(format!("{} at {:?} in {}: the answer holds {other}'s item", op.tenant, op.invoked, op.region));
+                .push(format!("{} at {:?} in {}: the answer holds {other}'s data", op.tenant, op.invoked, op.region));
         }
     }
     violations
