@@ -205,15 +205,13 @@ impl ChaosCluster {
         })
     }
 
-    /// Sets both directions between `a`'s sides (node and agents) and `b`'s node.
+    /// Sets every link, both ways, between one region's sides (node, agents) and the other's node.
     fn set_between(&self, a: Region, b: Region, fault: Fault) {
-        for side in [a, AGENT_SIDES[side_of(a)]] {
-            self.net.set_fault(side, b, fault);
-            self.net.set_fault(b, side, fault);
-        }
-        for side in [b, AGENT_SIDES[side_of(b)]] {
-            self.net.set_fault(side, a, fault);
-            self.net.set_fault(a, side, fault);
+        for (near, far) in [(a, b), (b, a)] {
+            for side in [near, AGENT_SIDES[side_of(near)]] {
+                self.net.set_fault(side, far, fault);
+                self.net.set_fault(far, side, fault);
+            }
         }
     }
 
