@@ -14,13 +14,14 @@ use cluster_tests::chaos::{ChaosCluster, ChaosOptions, Report};
 
 /// Plays `steps` on a fresh chaos cluster and fails with every violation
 /// and the replay command.
-async fn play(name: &str, seed: u64, options: ChaosOptions, steps: &[Step], replay: &str) -> anyhow::Result<Report> {
+async fn play(options: ChaosOptions, steps: &[Step], replay: &str) -> anyhow::Result<Report> {
+    let (name, seed) = (options.name.clone(), options.seed);
     let mut chaos = ChaosCluster::start(options).await?;
     for step in steps {
         chaos.step(step).await?;
     }
     let (report, chaos) = chaos.finish().await?;
-    report.print(name, seed);
+    report.print(&name, seed);
     if !report.violations.is_empty() {
         anyhow::bail!(
             "chaos {name} seed {seed}: {} violations (logs kept above); replay with:\n  {replay}",
@@ -53,7 +54,7 @@ async fn minority_region_partitioned() -> anyhow::Result<()> {
     let options = ChaosOptions { latency: true, ..options("minority", 11) };
     let steps =
         [secs(1.0), Step::Partition("ap-south"), Step::Sleep(S + Duration::from_secs(4)), Step::Heal, secs(1.0)];
-    let report = play("minority", 11, options, &steps, &replay("minority_region_partitioned")).await?;
+    let report = play(options, &steps, &replay("minority_region_partitioned")).await?;
     assert!(report.operations.0 > 50, "the majority kept committing: {:?}", report.operations);
     Ok(())
 }
@@ -77,14 +78,7 @@ async fn leader_region_partitioned_one_way_and_blackholed() -> anyhow::Result<()
         Step::Heal,
         secs(1.0),
     ];
-    play(
-        "leader-partition",
-        12,
-        options("leader-partition", 12),
-        &steps,
-        &replay("leader_region_partitioned_one_way_and_blackholed"),
-    )
-    .await?;
+    play(options("leader-partition", 12), &steps, &replay("leader_region_partitioned_one_way_and_blackholed")).await?;
     Ok(())
 }
 
@@ -103,14 +97,7 @@ async fn leader_killed_paused_and_rolling_restart() -> anyhow::Result<()> {
         Step::RollingRestart,
         secs(1.0),
     ];
-    play(
-        "kill-pause-restart",
-        13,
-        options("kill-pause-restart", 13),
-        &steps,
-        &replay("leader_killed_paused_and_rolling_restart"),
-    )
-    .await?;
+    play(options("kill-pause-restart", 13), &steps, &replay("leader_killed_paused_and_rolling_restart")).await?;
     Ok(())
 }
 
@@ -134,8 +121,7 @@ async fn agent_fails_over_to_a_node_behind_it() -> anyhow::Result<()> {
         Step::RestartDead,
         secs(1.0),
     ];
-    play("agent-behind", 14, options("agent-behind", 14), &steps, &replay("agent_fails_over_to_a_node_behind_it"))
-        .await?;
+    play(options("agent-behind", 14), &steps, &replay("agent_fails_over_to_a_node_behind_it")).await?;
     Ok(())
 }
 
@@ -146,8 +132,7 @@ async fn history_window_exceeded_then_snapshot_resync() -> anyhow::Result<()> {
     let options = ChaosOptions { watch_history_deltas_max: Some(20), ..options("history-window", 15) };
     // Cut off for more revisions than the nodes keep, however slow the machine.
     let steps = [secs(1.0), Step::CutAgents("eu-west"), Step::WaitRevisions(60), Step::Heal, secs(1.0)];
-    let report =
-        play("history-window", 15, options, &steps, &replay("history_window_exceeded_then_snapshot_resync")).await?;
+    let report = play(options, &steps, &replay("history_window_exceeded_then_snapshot_resync")).await?;
     let (_, snapshots) = report.agent_views.get("agent-eu-west").copied().unwrap_or_default();
     assert!(snapshots >= 1, "eu-west's agent resynced from a snapshot: {:?}", report.agent_views);
     Ok(())
@@ -166,14 +151,7 @@ async fn failover_of_a_cut_off_region_then_heal() -> anyhow::Result<()> {
         Step::Heal,
         secs(2.0),
     ];
-    play(
-        "failover-cut-off",
-        16,
-        options("failover-cut-off", 16),
-        &steps,
-        &replay("failover_of_a_cut_off_region_then_heal"),
-    )
-    .await?;
+    play(options("failover-cut-off", 16), &steps, &replay("failover_of_a_cut_off_region_then_heal")).await?;
     Ok(())
 }
 
@@ -207,7 +185,7 @@ async fn random_schedules() -> anyhow::Result<()> {
         let steps = schedule::random(seed);
         eprintln!("seed {seed}: {steps:?}");
         let replay = format!("CHAOS_SEEDS=1 CHAOS_SEED={seed} {}", replay("random_schedules"));
-        if let Err(error) = play("random", seed, options("random", seed), &steps, &replay).await {
+        if let Err(error) = play(options("random", seed), &steps, &replay).await {
             eprintln!("{error:#}");
             failed.push(seed);
         }
