@@ -1,21 +1,66 @@
 //! Tools from Debian that tests and benchmarks use (Chromium, etcd, wrk),
 //! installed with apt-get when missing: the machine needs nothing set up by
 //! hand (as root; elsewhere the error says what to install).
+//!
+//! This is the one installer: every suite and benchmark asks it, and it
+//! serialises installs across processes (`cargo test` runs test binaries and
+//! their threads at once, and two `apt-get install` runs at once fail on
+//! dpkg's lock). apt-get's output goes to stderr, never to stdout, where a
+//! benchmark prints its JSON.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// The lock file every installer process takes before it looks or installs.
+const INSTALL_LOCK: &str = "/tmp/tenantry-apt-install.lock";
+
+/// How long apt-get waits for a dpkg lock that someone else (not us) holds.
+const DPKG_LOCK_TIMEOUT_S: u32 = 600;
+
+/// Threads of one process take this before the file lock (flock locks are
+/// per open file, so two threads with two files would exclude each other,
+/// but a thread must not wait on a lock its own process holds forever).
+static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// `path`, after installing `package` with apt-get if `path` is missing.
 pub fn ensure(path: &str, package: &str) -> anyhow::Result<PathBuf> {
-    if !Path::new(path).exists() {
-        eprintln!("installing Debian's {package} (apt-get)…");
-        let apt = |args: &[&str]| -> anyhow::Result<()> {
-            let status = Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
-            anyhow::ensure!(status.success(), "apt-get {args:?} failed ({status}); install {package} by hand");
-            Ok(())
-        };
-        apt(&["update", "-qq"])?;
-        apt(&["install", "-y", "-qq", package])?;
+    if Path::new(path).exists() {
+        return Ok(PathBuf::from(path));
     }
+    let _in_process = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock_file = File::options().create(true).truncate(false).write(true).open(INSTALL_LOCK)?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::anyhow!("{INSTALL_LOCK}: {errno}"))?;
+    // Another process may have installed it while this one waited.
+    if Path::new(path).exists() {
+        return Ok(PathBuf::from(path));
+    }
+    eprintln!("installing Debian's {package} (apt-get)…");
+    let lock_timeout = format!("DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_S}");
+    let apt = |args: &[&str]| -> anyhow::Result<()> {
+        let status = Command::new("apt-get")
+            .args(["-o", &lock_timeout])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(std::io::stderr())
+            .status()?;
+        anyhow::ensure!(status.success(), "apt-get {args:?} failed ({status}); install {package} by hand");
+        Ok(())
+    };
+    apt(&["update", "-qq"])?;
+    apt(&["install", "-y", "-qq", package])?;
+    anyhow::ensure!(Path::new(path).exists(), "apt-get installed {package}, but {path} is still missing");
     Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A path that exists is returned at once, without apt or the lock.
+    #[test]
+    fn present_tools_are_not_installed() {
+        assert_eq!(super::ensure("/bin/sh", "no-such-package").ok(), Some(std::path::PathBuf::from("/bin/sh")));
+    }
 }
