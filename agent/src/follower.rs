@@ -18,7 +18,6 @@ use proto::v1::{self, agent_message, registry_message::Kind as Message};
 use rand::Rng;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 
 use crate::error::Error;
 use crate::host::tenant_label;
@@ -44,6 +43,21 @@ pub struct AgentConfig {
     pub base_domains: Vec<String>,
     /// Largest bundle accepted; bigger ones are refused.
     pub bundle_bytes_max: usize,
+    /// Mutual TLS with an agent certificate naming this agent's id, kind
+    /// and region; `None` only against an `--insecure` registry.
+    pub tls: Option<Arc<trust::Tls>>,
+}
+
+impl AgentConfig {
+    /// The identity this agent's certificate must carry.
+    pub fn identity(&self) -> Result<trust::Identity, Error> {
+        let region = proto::Region::parse(&self.region).map_err(|error| Error::Config(error.to_string()))?;
+        let kind = match self.kind {
+            Kind::Api => trust::AgentKind::Api,
+            Kind::Frontend => trust::AgentKind::Frontend,
+        };
+        Ok(trust::Identity::Agent { id: self.agent_id.clone(), kind, region })
+    }
 }
 
 /// What an applied step was, for watchers (tests, the materializer).
@@ -106,7 +120,19 @@ impl Agent {
         if config.endpoints.is_empty() {
             return Err(Error::Config("endpoints: give at least one registry endpoint".to_owned()));
         }
-        proto::Region::parse(&config.region).map_err(|error| Error::Config(error.to_string()))?;
+        let identity = config.identity()?;
+        if let Some(tls) = &config.tls {
+            if tls.identity() != identity {
+                return Err(Error::Config(format!(
+                    "cert: {} is a certificate of {}, but this agent is {} ({} in {}); the registry would refuse it",
+                    tls.files().cert.display(),
+                    tls.identity().uri(),
+                    identity.uri(),
+                    config.agent_id,
+                    config.region
+                )));
+            }
+        }
         let store = config.data_dir.as_deref().map(DiskStore::open).transpose()?;
         let view = match &store {
             Some(store) => store.load().unwrap_or_else(|error| {
@@ -257,13 +283,11 @@ async fn follow(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 /// One stream to one registry node.
 async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
-    let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-        .map_err(|error| SessionError::Connect(error.to_string()))?
-        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .tcp_nodelay(true)
-        .connect()
+    let channel = trust::Connector::new(shared.config.tls.clone(), true)
+        .expecting(trust::Expect::AnyNode)
+        .connect(endpoint, Duration::from_millis(CONNECT_TIMEOUT_MS))
         .await
-        .map_err(|error| SessionError::Connect(error.to_string()))?;
+        .map_err(SessionError::Connect)?;
     let view = shared.view.load_full();
     let hello = v1::Hello {
         agent_id: shared.config.agent_id.clone(),

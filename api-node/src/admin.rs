@@ -25,8 +25,25 @@ use crate::limits::MOVE_VIEW_WAIT_MS;
 use crate::server::Node;
 use crate::shard::ShardError;
 
+/// Every route needs an operator certificate (over TLS): `/metrics` any
+/// role, the copy step of a move the operator role.
 pub fn router(node: Arc<Node>) -> Router {
-    Router::new().route("/admin/moves/{tenant}/copy", post(copy)).with_state(node)
+    use trust::net::{guard, Guard};
+    let copy_route =
+        Router::new().route("/admin/moves/{tenant}/copy", post(copy)).layer(axum::middleware::from_fn_with_state(
+            Guard {
+                allowed: |identity| identity.role() >= Some(trust::Role::Operator),
+                rule: "copying rows needs the operator role",
+            },
+            guard,
+        ));
+    let metrics_route = Router::new().route("/metrics", axum::routing::get(crate::server::metrics)).layer(
+        axum::middleware::from_fn_with_state(
+            Guard { allowed: |identity| identity.role().is_some(), rule: "/metrics needs an operator certificate" },
+            guard,
+        ),
+    );
+    copy_route.merge(metrics_route).with_state(node)
 }
 
 #[derive(Deserialize)]

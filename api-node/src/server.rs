@@ -51,7 +51,6 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/health", get(health))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .merge(crate::data::routes())
         .with_state(node)
 }
@@ -325,7 +324,8 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
     (StatusCode::OK, region, "ready\n").into_response()
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> Response {
+/// `/metrics`, served on the operator listener (`--admin-http`).
+pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {

@@ -23,7 +23,7 @@ pub async fn start(
 
 /// Starts an agent with an explicit endpoint list.
 pub async fn start_with(
-    _cluster: &RegistryCluster,
+    cluster: &RegistryCluster,
     agent_id: &str,
     home: u64,
     kind: Kind,
@@ -35,16 +35,32 @@ pub async fn start_with(
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
         .with_test_writer()
         .try_init();
+    let region = REGIONS[(home - 1) as usize];
     let config = AgentConfig {
         agent_id: agent_id.to_owned(),
-        region: REGIONS[(home - 1) as usize].to_owned(),
+        region: region.to_owned(),
         kind,
         endpoints,
         data_dir,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+        tls: tls(cluster, agent_id, kind, region)?,
     };
     Ok(Agent::start(config).await?)
+}
+
+/// The certificate of agent `agent_id` (`None` for an `--insecure` cluster).
+pub fn tls(
+    cluster: &RegistryCluster,
+    agent_id: &str,
+    kind: Kind,
+    region: &str,
+) -> anyhow::Result<Option<std::sync::Arc<trust::Tls>>> {
+    let kind = match kind {
+        Kind::Api => trust::AgentKind::Api,
+        Kind::Frontend => trust::AgentKind::Frontend,
+    };
+    cluster.tls(&crate::certs::agent(agent_id, kind, region)?, &[])
 }
 
 /// Waits until `agent` has applied `revision`.

@@ -18,6 +18,8 @@ pub struct ApiNode {
     pub process: ChildGuard,
     home: u64,
     endpoints: Vec<String>,
+    /// Dials the operator port with an admin's certificate.
+    pub connector: trust::Connector,
 }
 
 /// The staleness bound `S` of test api-nodes, in milliseconds: the
@@ -41,7 +43,8 @@ pub async fn start_with(cluster: &RegistryCluster, home: u64, endpoints: Vec<Str
     let addr = format!("127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", port + 1);
     let process = spawn(cluster, &endpoints, home, &addr, &admin)?;
-    let node = ApiNode { addr, admin, region, process, home, endpoints };
+    let connector = cluster.admin_connector();
+    let node = ApiNode { addr, admin, region, process, home, endpoints, connector };
     node.wait_fresh().await?;
     Ok(node)
 }
@@ -59,12 +62,25 @@ impl ApiNode {
         let addr = &self.addr;
         wait::until("the api-node to be ready and fresh", Duration::from_secs(30), || async {
             let ready = crate::http::get(addr, "/readyz", &[("Host", "localhost")]).await.ok()?;
-            let metrics = crate::http::get(addr, "/metrics", &[("Host", "localhost")]).await.ok()?;
+            let metrics = self.admin_get("/metrics").await.ok()?;
             let fresh = String::from_utf8_lossy(&metrics.body).lines().any(|line| line == "tenantry_api_fresh 1");
             (ready.status == 200 && fresh).then_some(())
         })
         .await
     }
+}
+
+impl ApiNode {
+    /// `GET path` on the operator port, as an admin.
+    pub async fn admin_get(&self, path: &str) -> std::io::Result<crate::http::HttpResponse> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}", self.admin);
+        crate::http::exchange_via(&self.connector, &self.admin, &head, b"").await
+    }
+}
+
+/// The embedded agent's id of the api-node listening on `port`.
+pub fn agent_id(region: &str, port: &str) -> String {
+    format!("api-{region}-{port}")
 }
 
 fn spawn(
@@ -78,10 +94,14 @@ fn spawn(
     let port = addr.rsplit(':').next().unwrap_or_default();
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(cluster.dir.join(format!("api-node-{port}.log")))?;
+    let agent_id = agent_id(region, port);
+    let identity = crate::certs::agent(&agent_id, trust::AgentKind::Api, region)?;
+    let tls_flags = cluster.tls_flags(&identity, &["127.0.0.1"])?;
     Ok(ChildGuard::new(
         Command::new(binary("api-node"))
             .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", addr])
-            .args(["--admin-http", admin])
+            .args(["--admin-http", admin, "--agent-id", &agent_id])
+            .args(&tls_flags)
             .args(["--base-domain", "example.com", "--base-domain", "localhost"])
             .args(["--staleness-max-ms", &STALENESS_MS_MAX.to_string()])
             .arg("--data-dir")

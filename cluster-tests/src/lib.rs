@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod api_nodes;
 pub mod binaries;
+pub mod certs;
 pub mod chaos;
 pub mod debian;
 pub mod etcd;

@@ -8,7 +8,11 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proto::v1;
-use registry::client::{http_get, Client};
+use registry::client::{http_get_via, Client};
+use std::sync::Arc;
+use trust::Role;
+
+use crate::certs::TestCerts;
 
 use crate::binaries::{binary, test_dir};
 use crate::wait;
@@ -28,6 +32,9 @@ pub struct ClusterOptions {
     pub log_kept_after_snapshot_entries: u64,
     /// More `registry serve` flags, e.g. `--watch-history-deltas-max 10`.
     pub extra_args: Vec<String>,
+    /// Plaintext without authentication (`--insecure`) instead of mutual
+    /// TLS with the cluster's test CA.
+    pub insecure: bool,
 }
 
 impl ClusterOptions {
@@ -40,7 +47,14 @@ impl ClusterOptions {
             snapshot_every_entries: 10_000,
             log_kept_after_snapshot_entries: 1_000,
             extra_args: Vec::new(),
+            insecure: false,
         }
+    }
+
+    /// Runs the cluster with `--insecure`.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
     }
 
     /// Adds `registry serve` flags.
@@ -72,6 +86,8 @@ pub struct RegistryCluster {
     pub node_args: std::collections::HashMap<u64, Vec<String>>,
     /// A command that runs a node's process, e.g. `ip netns exec NS`.
     pub node_prefix: std::collections::HashMap<u64, Vec<String>>,
+    /// The cluster's CA and certificates; `None` with `--insecure`.
+    pub certs: Option<TestCerts>,
     passed: bool,
 }
 
@@ -146,7 +162,16 @@ impl RegistryCluster {
                 child: None,
             });
         }
-        Ok(Self { options, dir, nodes, node_args: Default::default(), node_prefix: Default::default(), passed: false })
+        let certs = if options.insecure { None } else { Some(TestCerts::new(&dir.join("certs"))?) };
+        Ok(Self {
+            options,
+            dir,
+            nodes,
+            node_args: Default::default(),
+            node_prefix: Default::default(),
+            certs,
+            passed: false,
+        })
     }
 
     /// Adds node `id` in `region` to the harness (ports, data dir, log), not
@@ -180,6 +205,11 @@ impl RegistryCluster {
         let prefix = self.node_prefix.get(&id).cloned().unwrap_or_default();
         let peers: Vec<String> =
             self.nodes.iter().map(|node| format!("{}={}@{}", node.id, node.region, node.grpc)).collect();
+        let tls_flags = {
+            let node = self.node(id);
+            let host = node.grpc.rsplit_once(':').map_or("127.0.0.1", |(host, _)| host);
+            self.tls_flags(&crate::certs::node(id, node.region)?, &[host, "127.0.0.1"])?
+        };
         let node = self.node_mut(id);
         anyhow::ensure!(node.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
@@ -204,7 +234,7 @@ impl RegistryCluster {
         for peer in &peers {
             command.args(["--peer", peer]);
         }
-        command.args(&options.extra_args).args(&node_args);
+        command.args(&options.extra_args).args(&node_args).args(&tls_flags);
         command.env(
             "RUST_LOG",
             "info,openraft=info,sled=warn,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn",
@@ -281,22 +311,67 @@ impl RegistryCluster {
         for node in self.nodes.iter().filter(|node| node.child.is_some()) {
             let what = format!("node {} ready (log {})", node.id, node.log.display());
             wait::until(&what, Duration::from_secs(30), || async {
-                matches!(http_get(&node.http, "/readyz", Duration::from_secs(2)).await, Ok((200, _))).then_some(())
+                matches!(self.http_get(node.id, "/readyz").await, Ok((200, _))).then_some(())
             })
             .await?;
         }
         Ok(())
     }
 
-    /// A client over every node.
+    /// A client over every node, as an admin.
     pub fn client(&self) -> Client {
-        let endpoints: Vec<_> = self.nodes.iter().map(|node| node.grpc.clone()).collect();
-        Client::new(&endpoints).unwrap_or_else(|error| panic!("client: {error}"))
+        self.client_as(Role::Admin)
     }
 
-    /// A client that talks to node `id` only.
+    /// A client over every node with an operator certificate of `role`.
+    pub fn client_as(&self, role: Role) -> Client {
+        let endpoints: Vec<_> = self.nodes.iter().map(|node| node.grpc.clone()).collect();
+        Client::new(&endpoints, self.operator_tls(role)).unwrap_or_else(|error| panic!("client: {error}"))
+    }
+
+    /// A client that talks to node `id` only, as an admin.
     pub fn node_client(&self, id: u64) -> Client {
-        Client::new(&[self.node(id).grpc.clone()]).unwrap_or_else(|error| panic!("client: {error}"))
+        Client::new(&[self.node(id).grpc.clone()], self.operator_tls(Role::Admin))
+            .unwrap_or_else(|error| panic!("client: {error}"))
+    }
+
+    /// An operator certificate of `role` (`None` with `--insecure`).
+    pub fn operator_tls(&self, role: Role) -> Option<Arc<trust::Tls>> {
+        self.certs.as_ref().map(|certs| certs.operator(role).unwrap_or_else(|error| panic!("certificate: {error}")))
+    }
+
+    /// `identity`'s TLS (`None` with `--insecure`).
+    pub fn tls(&self, identity: &trust::Identity, hosts: &[&str]) -> anyhow::Result<Option<Arc<trust::Tls>>> {
+        self.certs.as_ref().map(|certs| certs.tls(identity, hosts)).transpose()
+    }
+
+    /// The TLS flags of a child process of `identity` (`--insecure` without TLS).
+    pub fn tls_flags(&self, identity: &trust::Identity, hosts: &[&str]) -> anyhow::Result<Vec<String>> {
+        match &self.certs {
+            Some(certs) => certs.flags(identity, hosts),
+            None => Ok(vec!["--insecure".to_owned()]),
+        }
+    }
+
+    /// A connector for HTTP ports that need an admin's certificate (a
+    /// registry node's, an api-node's operator port).
+    pub fn admin_connector(&self) -> trust::Connector {
+        trust::Connector::new(self.operator_tls(Role::Admin), false)
+    }
+
+    /// `regctl --endpoints ENDPOINTS` with an admin's certificate (or
+    /// `--insecure`); add the verb and its arguments.
+    pub fn regctl(&self, endpoints: &[String]) -> Command {
+        let mut command = Command::new(binary("regctl"));
+        command.arg("--endpoints").arg(endpoints.join(","));
+        let flags = self.tls_flags(&crate::certs::operator(Role::Admin), &[]);
+        command.args(flags.unwrap_or_else(|error| panic!("certificate: {error}")));
+        command
+    }
+
+    /// `GET path` on node `id`'s HTTP port, as an admin.
+    pub async fn http_get(&self, id: u64, path: &str) -> std::io::Result<(u16, String)> {
+        http_get_via(&self.admin_connector(), &self.node(id).http, path, Duration::from_secs(5)).await
     }
 
     /// Node `id`'s own view of the cluster.

@@ -58,6 +58,8 @@ struct Endpoint {
 /// A registry cluster client.
 pub struct Client {
     endpoints: Vec<Endpoint>,
+    /// The operator's certificate (`None`: plaintext), for other ports too.
+    tls: Option<std::sync::Arc<trust::Tls>>,
     /// The index of the endpoint to try first.
     preferred: AtomicUsize,
     request_timeout: Duration,
@@ -69,8 +71,9 @@ fn retryable(status: &Status) -> bool {
 }
 
 impl Client {
-    /// A client for `endpoints` (`host:port`, at least one).
-    pub fn new<S: AsRef<str>>(endpoints: &[S]) -> Result<Self, Status> {
+    /// A client for `endpoints` (`host:port`, at least one), over mutual
+    /// TLS with `tls` (`None`: plaintext, for `--insecure` clusters).
+    pub fn new<S: AsRef<str>>(endpoints: &[S], tls: Option<std::sync::Arc<trust::Tls>>) -> Result<Self, Status> {
         if endpoints.is_empty() {
             return Err(Status::invalid_argument("endpoints: give at least one host:port"));
         }
@@ -78,7 +81,7 @@ impl Client {
             .iter()
             .map(|addr| {
                 let addr = addr.as_ref().trim().to_owned();
-                let channel = crate::server::channel(&addr, Duration::from_secs(2))
+                let channel = crate::server::channel(tls.clone(), &addr, Duration::from_secs(2))
                     .map_err(|error| Status::invalid_argument(format!("endpoint `{addr}`: {error}")))?;
                 let client = RegistryClient::new(channel.clone())
                     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -88,9 +91,16 @@ impl Client {
             .collect::<Result<Vec<_>, Status>>()?;
         Ok(Self {
             endpoints,
+            tls,
             preferred: AtomicUsize::new(0),
             request_timeout: Duration::from_millis(CLIENT_REQUEST_TIMEOUT_MS + 2_000),
         })
+    }
+
+    /// A connector for HTTP ports that take the same certificate (an
+    /// api-node's operator port).
+    pub fn http_connector(&self) -> trust::Connector {
+        trust::Connector::new(self.tls.clone(), false)
     }
 
     /// The endpoints, in the order given.
@@ -454,14 +464,26 @@ impl Client {
     }
 }
 
-/// `GET path` on a node's HTTP port (`/readyz`, `/status`, `/metrics`),
-/// bounded by `timeout`: the status code and the body.
+/// `GET path` on a plaintext HTTP port (a sidecar's), bounded by
+/// `timeout`: the status code and the body.
 pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    let host = [("Host", addr)];
-    let response =
-        tokio::time::timeout(timeout, crate::http_client::get(addr, path, &host)).await.unwrap_or_else(|_| {
-            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
-        })?;
+    http_get_via(&trust::Connector::new(None, false), addr, path, timeout).await
+}
+
+/// `GET path` through `connector` (a registry node's HTTP port: `/readyz`,
+/// `/status`, `/metrics`, over TLS unless `--insecure`).
+pub async fn http_get_via(
+    connector: &trust::Connector,
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}");
+    let response = tokio::time::timeout(timeout, crate::http_client::exchange_via(connector, addr, &head, b""))
+        .await
+        .unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
+    })?;
     Ok((response.status, response.text()))
 }
 

@@ -100,6 +100,17 @@ pub struct NodeConfig {
     /// Agents this node serves at once.
     #[serde(default = "defaults::agents_max")]
     pub agents_max: usize,
+    /// The cluster CA, this node's certificate and key (PEM); all three,
+    /// or `insecure`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Plaintext, no authentication: throwaway local experiments only.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 mod defaults {
@@ -196,6 +207,42 @@ impl NodeConfig {
             progress_interval: std::time::Duration::from_millis(self.progress_interval_ms),
             agents_max: self.agents_max,
         }
+    }
+
+    /// The TLS flags of this configuration.
+    pub fn tls_args(&self) -> trust::cli::TlsArgs {
+        trust::cli::TlsArgs {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+        }
+    }
+
+    /// Loads this node's TLS (`None` with `insecure`); its certificate must
+    /// name this node's id and region.
+    pub fn load_tls(&self) -> Result<Option<std::sync::Arc<trust::Tls>>, Error> {
+        let tls = self.tls_args().load("registry").map_err(|error| Error::Config(error.to_string()))?;
+        if let Some(tls) = &tls {
+            let expected = self.identity()?;
+            if tls.identity() != expected {
+                return Err(Error::Config(format!(
+                    "cert: {} is a certificate of {}, but this node is {expected} in {}: issue one with `regctl certs issue node --id {} --region {}`",
+                    tls.files().cert.display(),
+                    tls.identity(),
+                    self.region,
+                    self.id,
+                    self.region
+                )));
+            }
+        }
+        Ok(tls)
+    }
+
+    /// The identity this node's certificate must carry.
+    pub fn identity(&self) -> Result<trust::Identity, Error> {
+        let region = proto::Region::parse(&self.region).map_err(|error| Error::Config(error.to_string()))?;
+        Ok(trust::Identity::Node { id: self.id, region })
     }
 
     /// Whether this node bootstraps a fresh cluster: the lowest id does.

@@ -35,13 +35,31 @@ pub async fn exchange(addr: &str, request_head: &str) -> io::Result<HttpResponse
 
 /// Like [`exchange`], with a body (its `Content-Length` is added).
 pub async fn exchange_with_body(addr: &str, request_head: &str, body: &[u8]) -> io::Result<HttpResponse> {
+    exchange_via(&trust::Connector::new(None, false), addr, request_head, body).await
+}
+
+/// Like [`exchange_with_body`], dialing with `connector` (mutual TLS to a
+/// registry's HTTP port or an api-node's operator port).
+pub async fn exchange_via(
+    connector: &trust::Connector,
+    addr: &str,
+    request_head: &str,
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut stream = connector.dial(addr).await?;
         let length = if body.is_empty() { String::new() } else { format!("\r\nContent-Length: {}", body.len()) };
         stream.write_all(format!("{request_head}{length}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
         stream.write_all(body).await?;
         let mut raw = Vec::new();
-        stream.take(16 * 1024 * 1024).read_to_end(&mut raw).await?;
+        // A TLS peer may close without close_notify after a
+        // `Connection: close` response: what was read is the answer.
+        match (&mut stream).take(16 * 1024 * 1024).read_to_end(&mut raw).await {
+            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+            result => {
+                result?;
+            }
+        }
         parse(&raw)
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)

@@ -42,6 +42,29 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// The most concurrent requests one gRPC connection may have in flight.
 pub const GRPC_CONCURRENT_STREAMS_MAX: u32 = 1024;
 
+/// gRPC connections one node holds open at once (agents, clients, peers);
+/// more wait in the kernel's backlog until one closes.
+pub const GRPC_CONNECTIONS_MAX: usize = 12_000;
+
+/// HTTP connections (health, metrics, status) one node holds open at once.
+pub const HTTP_CONNECTIONS_MAX: usize = 256;
+
+/// HTTP/2 pings on idle gRPC connections, and how long an answer may take
+/// before the connection is closed (a peer that vanished without a FIN).
+pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
+pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
+
+/// The largest header block a gRPC request may send.
+pub const GRPC_HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+
+/// Streams a client may open and reset before the connection is closed
+/// (the HTTP/2 "rapid reset" flood).
+pub const GRPC_PENDING_RESETS_MAX: usize = 64;
+
+/// Longest time any unary gRPC call may take on the server (streams: until
+/// their first response); above every bounded wait inside a handler.
+pub const GRPC_REQUEST_TIMEOUT_MS: u64 = 120_000;
+
 /// How long a client request may take end to end before it fails, in milliseconds.
 pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 

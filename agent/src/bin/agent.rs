@@ -18,15 +18,16 @@ enum KindArg {
 #[derive(Parser)]
 #[command(name = "agent", version, about = "The Tenantry agent sidecar.")]
 struct Args {
-    /// Stable id of this agent, e.g. web-1@eu-west.
+    /// Stable id of this agent, e.g. web-1@eu-west [default: from the certificate].
     #[arg(long)]
-    agent_id: String,
-    /// The region this node serves.
+    agent_id: Option<String>,
+    /// The region this node serves [default: from the certificate].
     #[arg(long)]
-    region: String,
-    /// api: public and private bundles; frontend: public bundles only.
-    #[arg(long, value_enum, default_value = "api")]
-    kind: KindArg,
+    region: Option<String>,
+    /// api: public and private bundles; frontend: public bundles only
+    /// [default: from the certificate, else api].
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
     /// Registry gRPC endpoints, this region's first, comma separated.
     #[arg(long, env = "TENANTRY_ENDPOINTS", value_delimiter = ',', required = true)]
     endpoints: Vec<String>,
@@ -45,21 +46,41 @@ struct Args {
     /// Largest bundle accepted, in bytes; bigger ones are refused (NACK).
     #[arg(long, default_value_t = agent::limits::BUNDLE_BYTES_MAX_DEFAULT)]
     bundle_bytes_max: usize,
+    #[command(flatten)]
+    tls: trust::cli::TlsArgs,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let tls = args.tls.load("agent")?;
+    // Flags not given come from the certificate; given ones must agree with it
+    // (Agent::start checks), since the registry believes only the certificate.
+    let (cert_id, cert_kind, cert_region) = match tls.as_ref().map(|tls| tls.identity()) {
+        Some(trust::Identity::Agent { id, kind, region }) => (Some(id), Some(kind), Some(region.to_string())),
+        _ => (None, None, None),
+    };
+    let kind = match (args.kind, cert_kind) {
+        (Some(KindArg::Api), _) | (None, Some(trust::AgentKind::Api)) | (None, None) => Kind::Api,
+        (Some(KindArg::Frontend), _) | (None, Some(trust::AgentKind::Frontend)) => Kind::Frontend,
+    };
     let config = AgentConfig {
-        agent_id: args.agent_id,
-        region: args.region,
-        kind: match args.kind {
-            KindArg::Api => Kind::Api,
-            KindArg::Frontend => Kind::Frontend,
-        },
+        agent_id: args
+            .agent_id
+            .or(cert_id)
+            .ok_or_else(|| anyhow::anyhow!("--agent-id: required without a certificate"))?,
+        region: args
+            .region
+            .or(cert_region)
+            .ok_or_else(|| anyhow::anyhow!("--region: required without a certificate"))?,
+        kind,
         endpoints: args.endpoints,
         data_dir: Some(args.data_dir),
         base_domains: args.base_domains,
         bundle_bytes_max: args.bundle_bytes_max,
+        tls,
     };
+    if let Some(tls) = &config.tls {
+        tls.reload_on_sighup()?;
+    }
     let agent = Arc::new(Agent::start(config).await?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let materializer =

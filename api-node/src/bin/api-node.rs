@@ -48,13 +48,21 @@ struct Args {
     /// The staleness bound S: older views make the node read-only.
     #[arg(long, default_value_t = STALENESS_MS_MAX_DEFAULT)]
     staleness_max_ms: u64,
-    /// The embedded agent's id [default: api@REGION:PORT].
+    /// The embedded agent's id [default: the certificate's, else api-REGION-PORT].
     #[arg(long)]
     agent_id: Option<String>,
+    /// The embedded agent's certificate (kind api); the operator port serves with it too.
+    #[command(flatten)]
+    tls: trust::cli::TlsArgs,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let agent_id = args.agent_id.unwrap_or_else(|| format!("api@{}:{}", args.region, args.http.port()));
+    let tls = args.tls.load("api-node")?;
+    let cert_id = match tls.as_ref().map(|tls| tls.identity()) {
+        Some(trust::Identity::Agent { id, .. }) => Some(id),
+        _ => None,
+    };
+    let agent_id = args.agent_id.or(cert_id).unwrap_or_else(|| format!("api-{}-{}", args.region, args.http.port()));
     let agent = Arc::new(
         Agent::start(AgentConfig {
             agent_id,
@@ -64,6 +72,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join("agent")),
             base_domains: args.base_domains.clone(),
             bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+            tls: tls.clone(),
         })
         .await?,
     );
@@ -88,8 +97,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(admin) = args.admin_http {
         let listener = tokio::net::TcpListener::bind(admin).await?;
         let app = api_node::admin::router(node.clone());
-        tracing::info!(%admin, "operator listener");
-        admin_server = Some(tokio::spawn(async move { axum::serve(listener, app).await }));
+        tracing::info!(%admin, tls = tls.is_some(), "operator listener");
+        // Mutual TLS with operator certificates; this node serves with its
+        // agent certificate (issued with --host for this address).
+        let options = trust::ListenOptions { tls: tls.clone(), client_cert_required: true, connections_max: 64 };
+        admin_server = Some(tokio::spawn(trust::net::serve_http(listener, options, app, std::future::pending())));
+    }
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup()?;
     }
     tracing::info!(http = %args.http, "api-node serving");
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();

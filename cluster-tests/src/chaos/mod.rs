@@ -175,6 +175,7 @@ impl ChaosCluster {
                 data_dir: None,
                 base_domains: vec!["example.com".to_owned()],
                 bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+                tls: crate::agents::tls(&cluster, &format!("chaos-{region}"), Kind::Api, region)?,
             };
             agents.push((format!("agent-{region}"), Arc::new(Agent::start(config).await?)));
             api.push(api_nodes::start_with(&cluster, index as u64 + 1, agent_endpoints[index].clone()).await?);
@@ -319,11 +320,10 @@ impl ChaosCluster {
                 }
             }
             Step::Failover { from, to } => {
-                let endpoints = self.cluster.endpoints_from(1).join(",");
                 let (from, to) = (from.to_string(), to.to_string());
                 let staleness = crate::api_nodes::STALENESS_MS_MAX.to_string();
-                let output = tokio::process::Command::new(crate::binaries::binary("regctl"))
-                    .args(["--endpoints", &endpoints, "failover", "--region", &from, "--to", &to])
+                let output = tokio::process::Command::from(self.cluster.regctl(&self.cluster.endpoints_from(1)))
+                    .args(["failover", "--region", &from, "--to", &to])
                     .args(["--staleness-ms", &staleness, "--reason", "chaos"])
                     .output()
                     .await?;

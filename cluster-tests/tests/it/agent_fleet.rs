@@ -2,14 +2,12 @@
 //! registry node all reach the final revision, and `regctl wait` returns
 //! once every one of them has acknowledged it.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent::Kind;
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::binaries::binary;
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};
 
 const AGENTS: usize = 1000;
@@ -50,8 +48,9 @@ async fn a_thousand_agents_on_one_node_reach_the_final_revision() -> anyhow::Res
     }
 
     phase("regctl wait returns once all of them acknowledged");
-    let output = Command::new(binary("regctl"))
-        .args(["--endpoints", &cluster.node(1).grpc, "wait", "--revision", &revision.to_string(), "--timeout", "30"])
+    let output = cluster
+        .regctl(&[cluster.node(1).grpc.clone()])
+        .args(["wait", "--revision", &revision.to_string(), "--timeout", "30"])
         .output()?;
     assert!(
         output.status.success(),
@@ -63,16 +62,9 @@ async fn a_thousand_agents_on_one_node_reach_the_final_revision() -> anyhow::Res
     assert!(said.contains(&format!("all {AGENTS} connected agents acknowledged revision {revision}")), "{said}");
 
     phase("and it fails, listing who has not, for a revision nobody has");
-    let output = Command::new(binary("regctl"))
-        .args([
-            "--endpoints",
-            &cluster.node(1).grpc,
-            "wait",
-            "--revision",
-            &(revision + 1000).to_string(),
-            "--timeout",
-            "1",
-        ])
+    let output = cluster
+        .regctl(&[cluster.node(1).grpc.clone()])
+        .args(["wait", "--revision", &(revision + 1000).to_string(), "--timeout", "1"])
         .output()?;
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{AGENTS} of {AGENTS} connected agents")));

@@ -23,11 +23,13 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
 
     phase("a frontend sidecar process with --materialize");
     let log = std::fs::File::create(cluster.dir.join("sidecar.log"))?;
+    let identity = cluster_tests::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, "eu-west")?;
     let sidecar = ChildGuard::new(
         Command::new(binary("agent"))
             .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
             .args(["--endpoints", &cluster.endpoints_from(2).join(","), "--http", &http])
             .args(["--base-domain", "example.com"])
+            .args(cluster.tls_flags(&identity, &[])?)
             .arg("--data-dir")
             .arg(cluster.dir.join("sidecar-data"))
             .arg("--materialize")

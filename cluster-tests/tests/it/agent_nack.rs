@@ -2,14 +2,11 @@
 //! fails an agent's own validation is refused with a NACK, the agent keeps
 //! the tenant's last good version, and `regctl agents` shows the refusal.
 
-use std::process::Command;
-
 use agent::{Agent, AgentConfig, Kind};
 use proto::v1;
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::binaries::binary;
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +23,7 @@ async fn a_refused_update_is_nacked_kept_back_and_visible_in_regctl_agents() -> 
         data_dir: None,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: 2048,
+        tls: agents::tls(&cluster, "api-small@us-east", Kind::Api, "us-east")?,
     };
     let agent = Agent::start(config).await?;
     let good = client.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
@@ -41,8 +39,7 @@ async fn a_refused_update_is_nacked_kept_back_and_visible_in_regctl_agents() -> 
     assert_eq!(kept.config_version(), good.revision, "the last good version is kept");
 
     phase("regctl agents -o json shows the refusal");
-    let endpoints = cluster.endpoints_from(1).join(",");
-    let output = Command::new(binary("regctl")).args(["--endpoints", &endpoints, "agents", "-o", "json"]).output()?;
+    let output = cluster.regctl(&cluster.endpoints_from(1)).args(["agents", "-o", "json"]).output()?;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let me = listed["agents"]

@@ -28,10 +28,12 @@ async fn a_subscriber_that_stops_reading_is_cut_and_recovers() -> anyhow::Result
 
     phase("a raw subscriber with 64 KiB flow-control windows says Hello, then reads nothing");
     // Small windows, as a slow or stuck agent's would be once its buffers are full.
+    let connector =
+        trust::Connector::new(cluster_tests::agents::tls(&cluster, "slow-1", agent::Kind::Api, "us-east")?, true);
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.grpc))?
         .initial_stream_window_size(64 * 1024)
         .initial_connection_window_size(64 * 1024)
-        .connect()
+        .connect_with_connector(connector.clone())
         .await?;
     let mut client = v1::agent_sync_client::AgentSyncClient::new(channel);
     let hello = v1::AgentMessage {
@@ -93,7 +95,9 @@ async fn a_subscriber_that_stops_reading_is_cut_and_recovers() -> anyhow::Result
     };
     let (_keep_open, outbound) = tokio::sync::mpsc::channel::<v1::AgentMessage>(1);
     let outbound = tokio_stream::once(resume).chain(tokio_stream::wrappers::ReceiverStream::new(outbound));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.grpc))?.connect().await?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.grpc))?
+        .connect_with_connector(connector)
+        .await?;
     let mut inbound = v1::agent_sync_client::AgentSyncClient::new(channel).sync(outbound).await?.into_inner();
     let (_, final_revision) = cluster.tenants().await?;
     let mut revision = last_revision;

@@ -66,7 +66,7 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
 
     phase("regctl snapshot save");
     let file = old.dir.join("backup.jsonl");
-    let saved = regctl(&old.endpoints_from(1), &[OsStr::new("snapshot"), OsStr::new("save"), file.as_os_str()]);
+    let saved = regctl(&old, &old.endpoints_from(1), &[OsStr::new("snapshot"), OsStr::new("save"), file.as_os_str()]);
     assert!(saved.status.success());
     let said = String::from_utf8_lossy(&saved.stdout);
     assert!(said.contains("5 tenants") && said.contains("sha256"), "{said}");
@@ -85,9 +85,9 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     for peer in &peers {
         args.extend([OsStr::new("--peer"), OsStr::new(peer)]);
     }
-    let restored = regctl(&new.endpoints_from(1), &args);
+    let restored = regctl(&new, &new.endpoints_from(1), &args);
     assert!(restored.status.success());
-    let refused = regctl(&new.endpoints_from(1), &args);
+    let refused = regctl(&new, &new.endpoints_from(1), &args);
     assert_eq!(refused.status.code(), Some(1), "never over an existing data dir");
     for id in 1..=3 {
         new.start_node(id)?;

@@ -73,6 +73,7 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     let apis = nodes.iter().map(|node| node.addr.as_str()).collect::<Vec<_>>().join(",");
     let args = ["publish", "--yes", "--cohort-size", "4", "--canary", "acme", "--api", &apis];
     let published = regctl(
+        &cluster,
         &endpoints,
         &[
             args[..1].iter().map(OsStr::new).collect::<Vec<_>>(),
@@ -89,7 +90,11 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
 
     phase("stage a candidate: served only with X-Config-Canary: 1 or cookie config_canary=1");
     set_primary(&repo, "acme", "#ff6600")?;
-    let stage = regctl(&endpoints, &[OsStr::new("canary"), OsStr::new("stage"), OsStr::new("acme"), repo.as_os_str()]);
+    let stage = regctl(
+        &cluster,
+        &endpoints,
+        &[OsStr::new("canary"), OsStr::new("stage"), OsStr::new("acme"), repo.as_os_str()],
+    );
     assert!(stage.status.success());
     let staged = acme(&cluster).await?;
     let canary = staged.canary.clone().expect("a canary is staged");
@@ -113,7 +118,9 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     assert_eq!(opted_out.body, bundle(&original.public_bundle));
 
     phase("promote: the candidate is the live version, under the version it was served as");
-    assert!(regctl(&endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")]).status.success());
+    assert!(regctl(&cluster, &endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")])
+        .status
+        .success());
     let promoted = acme(&cluster).await?;
     assert!(promoted.canary.is_none());
     assert_eq!(bundle(&promoted.public_bundle), bundle(&canary.public_bundle));
@@ -123,22 +130,29 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
 
     phase("stage another candidate and abort it: the canary is gone, opting in gets the live version");
     set_primary(&repo, "acme", "#00aa00")?;
-    assert!(regctl(&endpoints, &[OsStr::new("canary"), OsStr::new("stage"), OsStr::new("acme"), repo.as_os_str()])
+    assert!(regctl(
+        &cluster,
+        &endpoints,
+        &[OsStr::new("canary"), OsStr::new("stage"), OsStr::new("acme"), repo.as_os_str()]
+    )
+    .status
+    .success());
+    assert!(regctl(&cluster, &endpoints, &[OsStr::new("canary"), OsStr::new("abort"), OsStr::new("acme")])
         .status
         .success());
-    assert!(regctl(&endpoints, &[OsStr::new("canary"), OsStr::new("abort"), OsStr::new("acme")]).status.success());
     let aborted = acme(&cluster).await?;
     assert!(aborted.canary.is_none());
     let opted_in = config(&addr, &[("X-Config-Canary", "1")], promoted.config_revision).await?;
     assert_eq!(opted_in.body, bundle(&promoted.public_bundle));
     assert_eq!(opted_in.header("x-config-canary"), None);
-    let again = regctl(&endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")]);
+    let again = regctl(&cluster, &endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("tenant `acme` has no staged canary"));
 
     phase("rollback to the first published revision: the old public bundle, byte for byte, as a new revision");
     let to = original.config_revision.to_string();
     let rollback = regctl(
+        &cluster,
         &endpoints,
         &[
             OsStr::new("rollback"),
@@ -157,8 +171,11 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     let served = config(&addr, &[], rolled.config_revision).await?;
     assert_eq!(served.body, bundle(&original.public_bundle));
 
-    let history =
-        regctl(&endpoints, &[OsStr::new("history"), OsStr::new("acme"), OsStr::new("-o"), OsStr::new("json")]);
+    let history = regctl(
+        &cluster,
+        &endpoints,
+        &[OsStr::new("history"), OsStr::new("acme"), OsStr::new("-o"), OsStr::new("json")],
+    );
     let history: Value = serde_json::from_slice(&history.stdout)?;
     let summaries: Vec<&str> = history["entries"]
         .as_array()

@@ -76,6 +76,7 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
         data_dir: None,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: 8 * 1024,
+        tls: cluster_tests::agents::tls(&cluster, "api-small@eu-west", Kind::Api, "eu-west")?,
     })
     .await?;
     let api_flag = api_addrs.join(",");
@@ -84,11 +85,12 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
         args.extend([OsStr::new("--cohort-size"), OsStr::new("100"), OsStr::new("--yes"), OsStr::new("--api")]);
         args.push(OsStr::new(&api_flag));
         args.extend(extra.iter().map(OsStr::new));
-        regctl(&endpoints, &args)
+        regctl(&cluster, &endpoints, &args)
     };
 
     phase("gen-configs writes a valid 500-tenant repo");
     let generated = regctl(
+        &cluster,
         &endpoints,
         &[OsStr::new("gen-configs"), OsStr::new("--tenants"), OsStr::new("500"), OsStr::new("--out"), repo.as_os_str()],
     );
@@ -129,7 +131,7 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
     assert_eq!(cohorts.iter().map(|cohort| cohort["smoke_checked"].as_u64().unwrap_or(0)).sum::<u64>(), 20);
     let published = compiled_hashes(&repo);
     assert_eq!(live_hashes(&cluster).await?, published, "the registry serves the repo as compiled");
-    assert!(regctl(&endpoints, &[OsStr::new("diff"), repo.as_os_str()]).status.success(), "diff: equal");
+    assert!(regctl(&cluster, &endpoints, &[OsStr::new("diff"), repo.as_os_str()]).status.success(), "diff: equal");
     let (tenants, revision) = cluster.tenants().await?;
     agents::wait_for(&small, revision).await?;
     agents::assert_matches(&small, &tenants);
@@ -137,7 +139,7 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
     phase("every tenant changes; tenant-000250 (third cohort) gets a 12 KiB logo, over the small agent's limit");
     set_background(&repo, "#fafafa")?;
     std::fs::write(repo.join("branding/tenant-000250/logo.svg"), svg_logo(12 * 1024))?;
-    let diff = regctl(&endpoints, &[OsStr::new("diff"), repo.as_os_str()]);
+    let diff = regctl(&cluster, &endpoints, &[OsStr::new("diff"), repo.as_os_str()]);
     assert_eq!(diff.status.code(), Some(1), "diff: different");
     assert!(String::from_utf8_lossy(&diff.stdout).contains(r##"~ theme/colors/background: "#ffffff" -> "#fafafa""##));
     let changed = compiled_hashes(&repo);
@@ -163,7 +165,7 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
     let stdout = String::from_utf8_lossy(&resumed.stdout);
     assert!(stdout.contains("plan: 3 cohorts, 200 tenants unchanged"), "{stdout}");
     assert_eq!(live_hashes(&cluster).await?, compiled_hashes(&repo));
-    assert!(regctl(&endpoints, &[OsStr::new("diff"), repo.as_os_str()]).status.success());
+    assert!(regctl(&cluster, &endpoints, &[OsStr::new("diff"), repo.as_os_str()]).status.success());
     let (tenants, revision) = cluster.tenants().await?;
     agents::wait_for(&small, revision).await?;
     agents::assert_matches(&small, &tenants);

@@ -5,7 +5,6 @@
 //! from the target are listed as not moved. api-nodes honour the new home at
 //! once. `--force` commits without waiting and the audit says so.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -14,7 +13,6 @@ use proto::v1;
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::binaries::binary;
 use cluster_tests::http::get;
 use cluster_tests::{api_nodes, wait, ClusterOptions, RegistryCluster};
 
@@ -52,10 +50,11 @@ async fn failover_waits_for_the_lease_then_commits_and_force_is_audited() -> any
     kill(Pid::from_raw(us_pid as i32), Signal::SIGSTOP)?;
 
     phase("regctl failover us-east -> eu-west waits for the lease (S 3 s + margin 1 s)");
-    let endpoints = cluster.endpoints_from(1).join(",");
+    let endpoints = cluster.endpoints_from(1);
     let started = Instant::now();
-    let failover = Command::new(binary("regctl"))
-        .args(["--endpoints", &endpoints, "failover", "--region", "us-east", "--to", "eu-west"])
+    let failover = cluster
+        .regctl(&endpoints)
+        .args(["failover", "--region", "us-east", "--to", "eu-west"])
         .args(["--staleness-ms", "3000", "--margin-ms", "1000", "--reason", "us-east is down", "-o", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -100,15 +99,14 @@ async fn failover_waits_for_the_lease_then_commits_and_force_is_audited() -> any
     assert_eq!(placement(&cluster, "globex").await?.home_region, "us-east", "globex was not moved");
 
     phase("--force commits at once, and the audit says so");
-    let forced = Command::new(binary("regctl"))
-        .args(["--endpoints", &endpoints, "failover", "--region", "eu-west", "--to", "us-east", "--tenant", "initech"])
+    let forced = cluster
+        .regctl(&endpoints)
+        .args(["failover", "--region", "eu-west", "--to", "us-east", "--tenant", "initech"])
         .args(["--force", "--reason", "drill"])
         .output()?;
     assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
     assert_eq!(placement(&cluster, "initech").await?.home_region, "us-east");
-    let history = Command::new(binary("regctl"))
-        .args(["--endpoints", &endpoints, "history", "initech", "-o", "json"])
-        .output()?;
+    let history = cluster.regctl(&endpoints).args(["history", "initech", "-o", "json"]).output()?;
     let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
     let summary = history["entries"][0]["summary"].as_str().unwrap_or_default();
     assert!(summary.contains("FORCED"), "{summary}");

@@ -4,6 +4,7 @@
 // Tests may unwrap: a panic is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod adversary;
 mod agent_cluster_change;
 mod agent_cold_start;
 mod agent_fleet;
@@ -44,13 +45,12 @@ pub(crate) fn documents(n: u64) -> v1::Documents {
 }
 
 /// Runs regctl against `endpoints`; its exit status, stdout and stderr.
-pub(crate) fn regctl(endpoints: &[String], args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let output = std::process::Command::new(cluster_tests::binaries::binary("regctl"))
-        .arg("--endpoints")
-        .arg(endpoints.join(","))
-        .args(args)
-        .output()
-        .expect("regctl runs");
+pub(crate) fn regctl(
+    cluster: &cluster_tests::RegistryCluster,
+    endpoints: &[String],
+    args: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    let output = cluster.regctl(endpoints).args(args).output().expect("regctl runs");
     eprintln!("regctl {args:?}: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
     output
 }

@@ -45,6 +45,7 @@ async fn add_learner_promote_and_remove_while_writes_continue() -> anyhow::Resul
     cluster.start_node(4)?;
     let member = format!("4=eu-west@{node4}");
     let added = regctl(
+        &cluster,
         &endpoints,
         &[OsStr::new("cluster"), OsStr::new("add-learner"), OsStr::new(&member), OsStr::new("-o"), OsStr::new("json")],
     );
@@ -67,16 +68,19 @@ async fn add_learner_promote_and_remove_while_writes_continue() -> anyhow::Resul
     agent.shutdown().await;
 
     phase("promote node 4; remove node 3 and stop it");
-    assert!(regctl(&endpoints, &[OsStr::new("cluster"), OsStr::new("promote"), OsStr::new("4")]).status.success());
+    assert!(regctl(&cluster, &endpoints, &[OsStr::new("cluster"), OsStr::new("promote"), OsStr::new("4")])
+        .status
+        .success());
     wait::until("node 4 to vote", Duration::from_secs(10), || async {
         let status = cluster.status(1).await.ok()?;
         status.members.iter().any(|member| member.id == 4 && member.voter).then_some(())
     })
     .await?;
-    let removed = regctl(&endpoints, &[OsStr::new("cluster"), OsStr::new("remove"), OsStr::new("3")]);
+    let removed = regctl(&cluster, &endpoints, &[OsStr::new("cluster"), OsStr::new("remove"), OsStr::new("3")]);
     assert!(removed.status.success());
     cluster.kill(3)?;
-    let missing = regctl(&cluster.endpoints_from(1), &[OsStr::new("cluster"), OsStr::new("remove"), OsStr::new("9")]);
+    let missing =
+        regctl(&cluster, &cluster.endpoints_from(1), &[OsStr::new("cluster"), OsStr::new("remove"), OsStr::new("9")]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("node 9 is not a member"));
 

@@ -27,7 +27,7 @@ async fn pins_are_checked_audited_and_honoured_by_api_nodes() -> anyhow::Result<
     phase("a pin that would leave the DR region outside is refused and changes nothing");
     let pin = |regions: &str| {
         let args = [OsStr::new("pin"), OsStr::new("acme"), OsStr::new("--regions"), OsStr::new(regions)];
-        regctl(&endpoints, &args)
+        regctl(&cluster, &endpoints, &args)
     };
     let before = cluster.tenants().await?;
     let refused = pin("us-east");
@@ -69,7 +69,7 @@ async fn pins_are_checked_audited_and_honoured_by_api_nodes() -> anyhow::Result<
         OsStr::new("--reason"),
         OsStr::new("residency"),
     ];
-    assert!(regctl(&endpoints, &args).status.success());
+    assert!(regctl(&cluster, &endpoints, &args).status.success());
     let refused = wait::until("eu-west to refuse globex", Duration::from_secs(10), || async {
         let response = globex(eu.addr.clone()).await.ok()?;
         (response.status == 421).then_some(response)
@@ -78,8 +78,11 @@ async fn pins_are_checked_audited_and_honoured_by_api_nodes() -> anyhow::Result<
     assert_eq!(refused.header("x-home-region"), Some("us-east"));
 
     phase("the pin is audited");
-    let history =
-        regctl(&endpoints, &[OsStr::new("history"), OsStr::new("globex"), OsStr::new("-o"), OsStr::new("json")]);
+    let history = regctl(
+        &cluster,
+        &endpoints,
+        &[OsStr::new("history"), OsStr::new("globex"), OsStr::new("-o"), OsStr::new("json")],
+    );
     let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
     assert_eq!(history["entries"][0]["summary"], "pin us-east");
     assert_eq!(history["entries"][0]["reason"], "residency");
@@ -98,7 +101,7 @@ async fn shards_route_new_tenants_and_api_nodes_use_them() -> anyhow::Result<()>
     let endpoints = cluster.endpoints_from(1);
     let run = |args: &[&str]| {
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).chain([OsStr::new("-o"), OsStr::new("json")]).collect();
-        let output = regctl(&endpoints, &args);
+        let output = regctl(&cluster, &endpoints, &args);
         assert!(output.status.success(), "{args:?}");
         serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
     };

@@ -65,6 +65,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let endpoints = (0..3).map(|offset| format!("127.0.0.1:{}", grpc_base + offset)).collect::<Vec<_>>().join(",");
     let list = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "tenant", "list", "-o", "json"])
+        .args(admin_flags(&dir))
         .output()
         .expect("run regctl tenant list");
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
@@ -123,6 +124,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let apis = (0..3).map(|offset| format!("127.0.0.1:{}", api_base + offset)).collect::<Vec<_>>().join(",");
     let smoke = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "smoke", "--api", &apis])
+        .args(admin_flags(&dir))
         .output()
         .expect("run regctl smoke");
     let said = String::from_utf8_lossy(&smoke.stdout);
@@ -131,6 +133,7 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     assert!(said.contains("refused outside its pin"), "pinned tenants are checked outside their regions: {said}");
     let wrong = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "smoke", "--api", &apis, "--password", "wrong"])
+        .args(admin_flags(&dir))
         .output()
         .expect("run regctl smoke");
     assert_eq!(wrong.status.code(), Some(1));
@@ -144,4 +147,13 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     let still_listening = (0..3).any(|offset| std::net::TcpStream::connect(("127.0.0.1", grpc_base + offset)).is_ok());
     assert!(!still_listening, "no node is left running");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The admin certificate `regctl up` made in `dir`.
+fn admin_flags(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let certs = dir.join("certs");
+    ["--ca", "ca.crt", "--cert", "operator-admin.crt", "--key", "operator-admin.key"]
+        .chunks(2)
+        .flat_map(|pair| [pair[0].into(), certs.join(pair[1]).into_os_string()])
+        .collect()
 }

@@ -3,9 +3,8 @@
 //! errors of bad input reach the client naming field and rule.
 
 use proto::v1::Consistency;
-use std::time::Duration;
 
-use registry::client::{http_get, WriteOptions};
+use registry::client::WriteOptions;
 use registry::server::status;
 
 use super::{documents, phase};
@@ -33,7 +32,7 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
 
     phase("every node's HTTP port: alive, ready, metrics, status");
     for node in &cluster.nodes {
-        let get = |path: &'static str| http_get(&node.http, path, Duration::from_secs(5));
+        let get = |path: &'static str| cluster.http_get(node.id, path);
         assert_eq!(get("/healthz").await?.0, 200);
         assert_eq!(get("/readyz").await?.0, 200);
         let (code, metrics) = get("/metrics").await?;

@@ -89,7 +89,7 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
     let endpoints = cluster.endpoints_from(1);
     for shard in ["us-1", "us-2"] {
         let args = ["shard", "add", shard, "--region", "us-east", "--endpoint", shard];
-        assert!(regctl(&endpoints, &args.map(OsStr::new)).status.success());
+        assert!(regctl(&cluster, &endpoints, &args.map(OsStr::new)).status.success());
     }
     let hash = api_node::auth::hash_password("pw-alice", b"moves", api_node::auth::PBKDF2_ITERATIONS_MIN);
     let config =
@@ -116,15 +116,16 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
             Some(until) => {
                 phase(&format!("{tenant}: regctl move --until {until}"));
                 args.extend(["--until", until]);
-                assert!(regctl(&endpoints, &args.iter().map(OsStr::new).collect::<Vec<_>>()).status.success());
+                assert!(regctl(&cluster, &endpoints, &args.iter().map(OsStr::new).collect::<Vec<_>>())
+                    .status
+                    .success());
             }
             None => {
                 phase(&format!("{tenant}: the api-node stopped (SIGSTOP); regctl move, kill -9 while it copies"));
                 let pid = api.process.child().map(|child| child.id()).ok_or_else(|| anyhow::anyhow!("no pid"))?;
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGSTOP)?;
-                let mut child = std::process::Command::new(cluster_tests::binaries::binary("regctl"))
-                    .arg("--endpoints")
-                    .arg(endpoints.join(","))
+                let mut child = cluster
+                    .regctl(&endpoints)
                     .args(&args)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
@@ -167,10 +168,10 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         if case.resume {
             phase(&format!("{tenant}: the same command resumes the move"));
             let args = ["move", tenant, "--to-shard", "us-2", "--api-admin", &api.admin];
-            assert!(regctl(&endpoints, &args.map(OsStr::new)).status.success());
+            assert!(regctl(&cluster, &endpoints, &args.map(OsStr::new)).status.success());
         } else {
             phase(&format!("{tenant}: regctl move --abort"));
-            assert!(regctl(&endpoints, &["move", tenant, "--abort"].map(OsStr::new)).status.success());
+            assert!(regctl(&cluster, &endpoints, &["move", tenant, "--abort"].map(OsStr::new)).status.success());
         }
         let done = record(&cluster, tenant).await?;
         assert_eq!((done.status, done.shard.as_str()), (v1::TenantStatus::Active as i32, expected_shard));
@@ -201,7 +202,7 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
     }
 
     phase("the history tells the steps");
-    let history = regctl(&endpoints, &["history", "t-killed-resume", "-o", "json"].map(OsStr::new));
+    let history = regctl(&cluster, &endpoints, &["history", "t-killed-resume", "-o", "json"].map(OsStr::new));
     let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
     let summaries: Vec<&str> =
         history["entries"].as_array().into_iter().flatten().filter_map(|entry| entry["summary"].as_str()).collect();
@@ -211,12 +212,13 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
 
     phase("refusals name the rule and change nothing");
     let refused = regctl(
+        &cluster,
         &endpoints,
         &["move", "t-begun-resume", "--to-shard", "us-2", "--api-admin", &api.admin].map(OsStr::new),
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already lives on us-2"));
-    let refused = regctl(&endpoints, &["move", "t-begun-abort", "--abort"].map(OsStr::new));
+    let refused = regctl(&cluster, &endpoints, &["move", "t-begun-abort", "--abort"].map(OsStr::new));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not being moved"));
 
     drop(api);

@@ -8,8 +8,9 @@ pub mod identity;
 pub use error::TrustError;
 pub use identity::{AgentKind, Identity, Role};
 pub mod certs;
+pub mod cli;
 pub mod net;
 pub mod tls;
 
-pub use net::{Connector, ListenOptions, PeerInfo};
+pub use net::{Connector, Expect, ListenOptions, PeerInfo};
 pub use tls::{Tls, TlsFiles};

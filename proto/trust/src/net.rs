@@ -249,7 +249,34 @@ pub struct Connector {
     tls: Option<Arc<Tls>>,
     grpc: bool,
     server_name: Option<String>,
-    expect: Option<Identity>,
+    expect: Option<Expect>,
+}
+
+/// Which identity a dialed server must prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Exactly this one (a node dialing member N).
+    Exactly(Identity),
+    /// Any registry node (clients and agents dialing the registry).
+    AnyNode,
+}
+
+impl Expect {
+    fn matches(&self, identity: &Identity) -> bool {
+        match self {
+            Expect::Exactly(expected) => expected == identity,
+            Expect::AnyNode => matches!(identity, Identity::Node { .. }),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Exactly(identity) => write!(formatter, "{identity}"),
+            Expect::AnyNode => write!(formatter, "a registry node"),
+        }
+    }
 }
 
 /// A dialed connection.
@@ -307,9 +334,9 @@ impl Connector {
         self
     }
 
-    /// Require the server's certificate to carry exactly `identity`.
-    pub fn expecting(mut self, identity: Identity) -> Self {
-        self.expect = Some(identity);
+    /// Require the server's certificate to carry this identity.
+    pub fn expecting(mut self, expect: Expect) -> Self {
+        self.expect = Some(expect);
         self
     }
 
@@ -332,7 +359,7 @@ impl Connector {
             let found =
                 stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).map(crate::tls::peer_identity);
             match found {
-                Some(Ok(identity)) if identity == *expected => {}
+                Some(Ok(identity)) if expected.matches(&identity) => {}
                 Some(Ok(identity)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
@@ -348,14 +375,32 @@ impl Connector {
         Ok(ClientConn::Tls(Box::new(stream)))
     }
 
-    /// A lazily connected gRPC channel to `addr` through this connector.
-    pub fn channel(&self, addr: &str, connect_timeout: Duration) -> Result<tonic::transport::Channel, String> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    fn endpoint(addr: &str, connect_timeout: Duration) -> Result<tonic::transport::Endpoint, String> {
+        Ok(tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|error| format!("endpoint `{addr}`: {error}"))?
             .connect_timeout(connect_timeout)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
-        Ok(endpoint.connect_with_connector_lazy(self.clone()))
+            .keep_alive_timeout(Duration::from_secs(5)))
+    }
+
+    /// A lazily connected gRPC channel to `addr` through this connector.
+    pub fn channel(&self, addr: &str, connect_timeout: Duration) -> Result<tonic::transport::Channel, String> {
+        Ok(Self::endpoint(addr, connect_timeout)?.connect_with_connector_lazy(self.clone()))
+    }
+
+    /// A gRPC channel to `addr`, connected (and handshaken) before it returns.
+    pub async fn connect(&self, addr: &str, connect_timeout: Duration) -> Result<tonic::transport::Channel, String> {
+        let endpoint = Self::endpoint(addr, connect_timeout)?;
+        endpoint.connect_with_connector(self.clone()).await.map_err(|error| {
+            // The cause (refused, TLS, wrong identity) is in the source chain.
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            message
+        })
     }
 }
 
@@ -387,5 +432,55 @@ mod tests {
         assert_eq!(super::host_of("127.0.0.1:7101"), "127.0.0.1");
         assert_eq!(super::host_of("[::1]:7101"), "::1");
         assert_eq!(super::host_of("node-1.example.com:7101"), "node-1.example.com");
+    }
+}
+
+/// The refusal of an HTTP request at a guarded route, if any: in plaintext
+/// (`--insecure`) none; over TLS, unless a certificate's identity satisfies
+/// `allowed`, 401 (no identity) or 403 (`rule` says who may), as problem
+/// JSON.
+fn refusal(
+    request: &axum::extract::Request,
+    allowed: fn(&Identity) -> bool,
+    rule: &str,
+) -> Option<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let refuse = |status: http::StatusCode, detail: String| {
+        let body = serde_json::json!({
+            "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail,
+        });
+        (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    };
+    match request.extensions().get::<PeerInfo>() {
+        None => Some(refuse(http::StatusCode::INTERNAL_SERVER_ERROR, "no connection information".to_owned())),
+        Some(peer) if !peer.secure => None,
+        Some(PeerInfo { identity: None, .. }) => {
+            Some(refuse(http::StatusCode::UNAUTHORIZED, format!("a client certificate is required: {rule}")))
+        }
+        Some(PeerInfo { identity: Some(identity), .. }) if allowed(identity) => None,
+        Some(PeerInfo { identity: Some(identity), .. }) => {
+            Some(refuse(http::StatusCode::FORBIDDEN, format!("{identity} may not: {rule}")))
+        }
+    }
+}
+
+/// An HTTP route guard (see [`refusal`]), for
+/// `axum::middleware::from_fn_with_state(Guard { .. }, guard)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Guard {
+    pub allowed: fn(&Identity) -> bool,
+    /// Who may, in words, for the refusal.
+    pub rule: &'static str,
+}
+
+/// The middleware of a [`Guard`].
+pub async fn guard(
+    axum::extract::State(guard): axum::extract::State<Guard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match refusal(&request, guard.allowed, guard.rule) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
     }
 }

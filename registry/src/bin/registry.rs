@@ -82,6 +82,9 @@ struct ServeArgs {
     /// Agents this node serves at once [default: 10000].
     #[arg(long)]
     agents_max: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    tls: trust::cli::TlsArgs,
 }
 
 impl ServeArgs {

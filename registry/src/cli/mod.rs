@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage.
 
 mod backup;
+mod certs;
 mod failover;
 mod fleet;
 mod moves;
@@ -37,6 +38,9 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Human)]
     output: Format,
+    /// This operator's certificate (mutual TLS; the role is in it).
+    #[command(flatten)]
+    tls: trust::cli::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,6 +138,9 @@ enum Command {
     },
     /// Start a local three-region cluster on loopback, seeded from configs/.
     Up(up::UpArgs),
+    /// Certificates: the cluster CA, nodes, agents, operators.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// End-to-end checks of every tenant through api-nodes.
     Smoke(smoke::SmokeArgs),
 }
@@ -340,10 +347,17 @@ impl WriteArgs {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let format = cli.output;
-    // Connections are lazy: making the client costs nothing for `up`.
-    let client = Client::new(&cli.endpoints)?;
-    match cli.command {
-        Command::Up(args) => up::run(args, format).await?,
+    // Verbs that talk to no cluster need no certificate.
+    let command = match cli.command {
+        Command::Up(args) => return up::run(args, cli.tls.insecure, format).await,
+        Command::Certs(command) => return certs::run(command, format),
+        command => command,
+    };
+    let tls = cli.tls.load("regctl").map_err(|error| Failure(error.to_string()))?;
+    // Connections are lazy: making the client costs nothing until a call.
+    let client = Client::new(&cli.endpoints, tls)?;
+    match command {
+        Command::Up(_) | Command::Certs(_) => {}
         Command::Smoke(args) => smoke::run(args, &client, format).await?,
         Command::Tenant(TenantCommand::Create { tenant, documents, write }) => {
             let written = client.create_tenant(tenant.as_str(), documents.read()?, &write.options()).await?;

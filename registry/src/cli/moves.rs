@@ -109,7 +109,7 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
                 let admin = args.api_admin.as_deref().ok_or_else(|| {
                     Failure(format!("--api-admin: required to copy: the operator listener of an api-node in {home}"))
                 })?;
-                let (source, target) = copy(admin, tenant_id, moving.began_revision).await?;
+                let (source, target) = copy(&client.http_connector(), admin, tenant_id, moving.began_revision).await?;
                 output::info(
                     format,
                     &format!(
@@ -171,6 +171,7 @@ fn stopped(tenant_id: &str, step: &str, format: Format) -> Result<(), Failure> {
 /// Asks the api-node at `admin` to copy the rows of the move begun at
 /// `began_revision`; retries while it is unreachable or behind.
 async fn copy(
+    connector: &trust::Connector,
     admin: &str,
     tenant_id: &str,
     began_revision: u64,
@@ -178,7 +179,8 @@ async fn copy(
     let path = format!("/admin/moves/{tenant_id}/copy?began_revision={began_revision}");
     let deadline = Instant::now() + COPY_RETRY;
     loop {
-        let (retry, problem) = match http_client::post_json(admin, &path, &[("Host", admin)], "").await {
+        let head = format!("POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json");
+        let (retry, problem) = match http_client::exchange_via(connector, admin, &head, b"").await {
             Ok(response) if response.status == 200 => return digests(&response.body),
             Ok(response) => (response.status == 503, format!("{} {}", response.status, detail(&response.body))),
             Err(error) => (true, error.to_string()),

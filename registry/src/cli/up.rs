@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 use super::output::{self, Format};
 use super::{repo, Failure};
-use crate::client::{http_get, Client, WriteOptions};
+use crate::client::{http_get_via, Client, WriteOptions};
 
 /// The regions of the local cluster, in node-id order.
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
@@ -57,6 +57,97 @@ pub(super) struct UpArgs {
     /// Do not seed from the config repo.
     #[arg(long)]
     no_seed: bool,
+}
+
+/// The certificates of a local cluster, made once under `DIR/certs`: a dev
+/// CA, one per node, sidecar and api-node, and an admin operator for you.
+struct DevCerts {
+    dir: PathBuf,
+}
+
+impl DevCerts {
+    fn ensure(dir: &Path) -> Result<Self, Failure> {
+        let dir =
+            std::path::absolute(dir.join("certs")).map_err(|error| Failure(format!("{}: {error}", dir.display())))?;
+        let failure = |error: trust::TrustError| Failure(error.to_string());
+        if !dir.join(trust::certs::CA_CERT_FILE).exists() {
+            trust::certs::init_ca(&dir, "regctl up", false).map_err(failure)?;
+        }
+        let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let mut identities =
+            vec![(trust::Identity::Operator { name: "admin".to_owned(), role: trust::Role::Admin }, vec![])];
+        for (index, region) in REGIONS.iter().enumerate() {
+            let region_name = proto::Region::parse(region).map_err(|error| Failure(error.to_string()))?;
+            identities
+                .push((trust::Identity::Node { id: index as u64 + 1, region: region_name.clone() }, hosts.clone()));
+            identities.push((
+                trust::Identity::Agent {
+                    id: sidecar_id(region),
+                    kind: trust::AgentKind::Frontend,
+                    region: region_name.clone(),
+                },
+                vec![],
+            ));
+            identities.push((
+                trust::Identity::Agent { id: api_node_id(region), kind: trust::AgentKind::Api, region: region_name },
+                hosts.clone(),
+            ));
+        }
+        for (identity, hosts) in identities {
+            // Re-issued when missing or expiring within a day.
+            let cert = dir.join(format!("{}.crt", identity.file_stem()));
+            let fresh = trust::tls::read_certs(&cert)
+                .ok()
+                .and_then(|certs| trust::certs::inspect(&cert, &certs[0]).ok())
+                .is_some_and(|info| info.not_after_unix_s > time_now_s() + 86_400);
+            if !fresh {
+                trust::certs::issue(&dir, &identity, &trust::certs::LeafOptions { hosts, days: None })
+                    .map_err(failure)?;
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    /// `--ca --cert --key` for the holder of `stem`'s certificate.
+    fn flags(&self, stem: &str) -> Vec<std::ffi::OsString> {
+        let mut flags = Vec::new();
+        for (flag, file) in
+            [("--ca", "ca.crt".to_owned()), ("--cert", format!("{stem}.crt")), ("--key", format!("{stem}.key"))]
+        {
+            flags.push(flag.into());
+            flags.push(self.dir.join(file).into_os_string());
+        }
+        flags
+    }
+
+    fn admin(&self) -> Result<std::sync::Arc<trust::Tls>, Failure> {
+        trust::Tls::load(trust::TlsFiles {
+            ca: self.dir.join("ca.crt"),
+            cert: self.dir.join("operator-admin.crt"),
+            key: self.dir.join("operator-admin.key"),
+        })
+        .map_err(|error| Failure(error.to_string()))
+    }
+}
+
+fn time_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+fn sidecar_id(region: &str) -> String {
+    format!("frontend@{region}")
+}
+
+fn api_node_id(region: &str) -> String {
+    format!("api@{region}")
+}
+
+/// The TLS flags of one process: its certificate, or `--insecure`.
+fn tls_flags(certs: Option<&DevCerts>, stem: &str) -> Vec<std::ffi::OsString> {
+    match certs {
+        Some(certs) => certs.flags(stem),
+        None => vec!["--insecure".into()],
+    }
 }
 
 /// One child process: a registry node or an agent sidecar.
@@ -129,7 +220,7 @@ fn grpc_addr(args: &UpArgs, index: usize) -> String {
     format!("127.0.0.1:{}", args.grpc_port_base + index as u16)
 }
 
-fn registry_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+fn registry_node(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) -> Result<Process, Failure> {
     let (id, region) = (index + 1, REGIONS[index]);
     let http = format!("127.0.0.1:{}", args.http_port_base + index as u16);
     let mut command = Command::new(bin.join("registry"));
@@ -137,7 +228,8 @@ fn registry_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Fai
         .arg("serve")
         .args(["--id", &id.to_string(), "--region", region, "--grpc", &grpc_addr(args, index), "--http", &http])
         .arg("--data-dir")
-        .arg(args.dir.join(format!("node-{id}-{region}")));
+        .arg(args.dir.join(format!("node-{id}-{region}")))
+        .args(tls_flags(certs, &format!("node-{id}")));
     for (peer_index, peer_region) in REGIONS.iter().enumerate() {
         command.arg("--peer").arg(format!("{}={peer_region}@{}", peer_index + 1, grpc_addr(args, peer_index)));
     }
@@ -145,14 +237,15 @@ fn registry_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Fai
 }
 
 /// A frontend sidecar per region: its own region's node first, then the others.
-fn sidecar(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+fn sidecar(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) -> Result<Process, Failure> {
     let region = REGIONS[index];
     let http = format!("127.0.0.1:{}", args.agent_port_base + index as u16);
     let endpoints: Vec<_> =
         (0..REGIONS.len()).map(|offset| grpc_addr(args, (index + offset) % REGIONS.len())).collect();
     let mut command = Command::new(bin.join("agent"));
     command
-        .args(["--agent-id", &format!("frontend@{region}"), "--region", region, "--kind", "frontend"])
+        .args(["--agent-id", &sidecar_id(region), "--region", region, "--kind", "frontend"])
+        .args(tls_flags(certs, &format!("agent-{}", sidecar_id(region))))
         .args(["--endpoints", &endpoints.join(","), "--http", &http])
         .arg("--data-dir")
         .arg(args.dir.join(format!("agent-{region}")))
@@ -162,7 +255,7 @@ fn sidecar(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> 
 }
 
 /// An api-node per region, serving `{tenant}.localhost:PORT`.
-fn api_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure> {
+fn api_node(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) -> Result<Process, Failure> {
     let region = REGIONS[index];
     let http = format!("127.0.0.1:{}", args.api_port_base + index as u16);
     let endpoints: Vec<_> =
@@ -171,7 +264,8 @@ fn api_node(bin: &Path, args: &UpArgs, index: usize) -> Result<Process, Failure>
     command
         .args(["--region", region, "--endpoints", &endpoints.join(","), "--http", &http])
         .args(["--admin-http", &format!("127.0.0.1:{}", args.api_admin_port_base + index as u16)])
-        .args(["--base-domain", "localhost"])
+        .args(["--base-domain", "localhost", "--agent-id", &api_node_id(region)])
+        .args(tls_flags(certs, &format!("agent-{}", api_node_id(region))))
         .arg("--data-dir")
         .arg(args.dir.join(format!("api-node-{region}")))
         .arg("--session-key-file")
@@ -186,7 +280,7 @@ fn log_tail(path: &Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
-async fn wait_ready(processes: &mut [Process]) -> Result<(), Failure> {
+async fn wait_ready(processes: &mut [Process], tls: Option<&std::sync::Arc<trust::Tls>>) -> Result<(), Failure> {
     let deadline = Instant::now() + READY_TIMEOUT;
     for process in processes.iter_mut() {
         loop {
@@ -198,7 +292,11 @@ async fn wait_ready(processes: &mut [Process]) -> Result<(), Failure> {
                     log_tail(&process.log)
                 )));
             }
-            if let Ok((200, _)) = http_get(&process.http, process.ready_path, Duration::from_secs(2)).await {
+            // Registry nodes serve HTTP over TLS; sidecars and api-nodes in plaintext.
+            let connector = trust::Connector::new(tls.filter(|_| process.name.starts_with("node-")).cloned(), false);
+            if let Ok((200, _)) =
+                http_get_via(&connector, &process.http, process.ready_path, Duration::from_secs(2)).await
+            {
                 break;
             }
             if Instant::now() > deadline {
@@ -276,25 +374,29 @@ async fn stop(processes: &mut [Process], format: Format) {
     }
 }
 
-pub(super) async fn run(args: UpArgs, format: Format) -> Result<(), Failure> {
+/// Runs the local cluster: over mutual TLS with certificates made under
+/// `DIR/certs` (kept between runs), or in plaintext with `insecure`.
+pub(super) async fn run(args: UpArgs, insecure: bool, format: Format) -> Result<(), Failure> {
     let bin = binaries()?;
+    let certs = if insecure { None } else { Some(DevCerts::ensure(&args.dir)?) };
+    let admin = certs.as_ref().map(DevCerts::admin).transpose()?;
     let mut processes = Vec::new();
     let result = async {
         for index in 0..REGIONS.len() {
-            processes.push(registry_node(&bin, &args, index)?);
+            processes.push(registry_node(&bin, &args, certs.as_ref(), index)?);
         }
-        wait_ready(&mut processes).await?;
+        wait_ready(&mut processes, admin.as_ref()).await?;
         let endpoints: Vec<_> = (0..REGIONS.len()).map(|index| grpc_addr(&args, index)).collect();
-        let client = Client::new(&endpoints)?;
+        let client = Client::new(&endpoints, admin.clone())?;
         if !args.no_seed {
             seed_if_empty(&client, &args.configs, format).await?;
         }
         for index in 0..REGIONS.len() {
-            processes.push(sidecar(&bin, &args, index)?);
-            processes.push(api_node(&bin, &args, index)?);
+            processes.push(sidecar(&bin, &args, certs.as_ref(), index)?);
+            processes.push(api_node(&bin, &args, certs.as_ref(), index)?);
         }
-        wait_ready(&mut processes).await?;
-        announce(&args, &processes, &endpoints, format);
+        wait_ready(&mut processes, admin.as_ref()).await?;
+        announce(&args, &processes, &endpoints, certs.as_ref(), format);
         match wait_for_stop(&mut processes).await {
             None => {
                 output::info(format, "stopping…");
@@ -308,7 +410,14 @@ pub(super) async fn run(args: UpArgs, format: Format) -> Result<(), Failure> {
     result
 }
 
-fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: Format) {
+fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], certs: Option<&DevCerts>, format: Format) {
+    let exports = match certs {
+        Some(certs) => format!(
+            "  export TENANTRY_CA={0}/ca.crt TENANTRY_CERT={0}/operator-admin.crt TENANTRY_KEY={0}/operator-admin.key\n",
+            certs.dir.display()
+        ),
+        None => "  export TENANTRY_INSECURE=true\n".to_owned(),
+    };
     match format {
         Format::Json => output::json_value(&json!({
             "ready": true,
@@ -317,6 +426,7 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: 
                 "name": process.name, "http": process.http, "log": process.log.display().to_string(),
             })).collect::<Vec<_>>(),
             "dir": args.dir.display().to_string(),
+            "certs": certs.map(|certs| certs.dir.display().to_string()),
         })),
         Format::Human => {
             let mut text = String::from(
@@ -336,7 +446,7 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], format: 
                 ));
             }
             text.push_str(&format!(
-                "\nTry, in another terminal:\n  export TENANTRY_ENDPOINTS={}\n  \
+                "\nTry, in another terminal (the certificate is an admin's; `regctl certs issue operator` makes others):\n{exports}  export TENANTRY_ENDPOINTS={}\n  \
                  cargo run --release --bin regctl -- tenant list\n  \
                  echo '{{\"colors\":{{\"primary\":\"#0b5fff\"}}}}' | cargo run --release --bin regctl -- tenant set acme --theme - --reason 'new brand color'\n  \
                  cargo run --release --bin regctl -- agents\n  \

@@ -31,6 +31,21 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     }
 }
 
+/// A tenant as a caller may see it: viewers (`private` false) get no
+/// private bundles and no integrations, the canary's included.
+pub(crate) fn tenant_for(record: &Tenant, private: bool) -> v1::Tenant {
+    let mut tenant = tenant(record);
+    if !private {
+        tenant.integrations_json = String::new();
+        tenant.private_bundle = None;
+        if let Some(canary) = &mut tenant.canary {
+            canary.integrations_json = String::new();
+            canary.private_bundle = None;
+        }
+    }
+    tenant
+}
+
 pub(crate) fn tenant_move(moving: &Move) -> v1::TenantMove {
     v1::TenantMove {
         from_shard: moving.from_shard.clone().unwrap_or_default(),

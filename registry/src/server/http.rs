@@ -24,12 +24,23 @@ pub(crate) struct HttpState {
     pub(crate) agents: Arc<AgentDirectory>,
 }
 
+/// `/healthz` and `/readyz` are open (load balancers and probes carry no
+/// certificate); `/metrics` and `/status` need a viewer (or any operator
+/// role) or a node certificate.
 pub(crate) fn router(state: HttpState) -> Router {
+    let guarded = Router::new().route("/metrics", get(metrics)).route("/status", get(status)).layer(
+        axum::middleware::from_fn_with_state(
+            trust::net::Guard {
+                allowed: |identity| matches!(identity, trust::Identity::Node { .. } | trust::Identity::Operator { .. }),
+                rule: "/metrics and /status need a viewer or node certificate",
+            },
+            trust::net::guard,
+        ),
+    );
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status))
+        .merge(guarded)
         .with_state(state)
 }
 

@@ -14,7 +14,7 @@ use proto::v1::{self};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::registry_service::RegistryService;
+use super::registry_service::{Origin, RegistryService};
 use super::status;
 use crate::limits::MEMBERSHIP_CHANGE_MS_MAX;
 use crate::raft_types::{Member, NodeId};
@@ -74,7 +74,7 @@ impl RegistryService {
     /// Runs `change` on the leader; on a follower, forwards `message` once with `forward`.
     pub(crate) async fn change_membership<Req, F, Fut>(
         &self,
-        forwarded: bool,
+        origin: &Origin,
         message: Req,
         change: MembershipChange,
         forward: F,
@@ -120,8 +120,8 @@ impl RegistryService {
                     members: members(&metrics),
                 }))
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))) if !forwarded => {
-                self.forward_to_leader(&leader, message, "membership", forward).await
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))) if !origin.forwarded => {
+                self.forward_to_leader(&leader, origin, message, "membership", forward).await
             }
             Ok(Err(error)) => Err(status::from_client_write(&error)),
         }

@@ -2,11 +2,12 @@
 //! (public registry API and internal Raft traffic on one port) and the HTTP
 //! port (health, metrics, status).
 
+mod authz;
 pub(crate) mod convert;
 mod http;
 pub mod metrics;
 mod network;
-pub(crate) use network::channel;
+pub use network::channel;
 mod membership;
 mod node;
 mod proposer;
@@ -16,3 +17,8 @@ pub mod status;
 mod topology;
 
 pub use node::{run, NodeHandle};
+
+/// The certified agent identity of a request (`None` with `--insecure`).
+pub(crate) fn caller_agent<T>(request: &tonic::Request<T>) -> Option<trust::Identity> {
+    authz::caller(request).agent().cloned()
+}

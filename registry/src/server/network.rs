@@ -13,41 +13,44 @@ use proto::v1::raft_internal_client::RaftInternalClient;
 use proto::v1::RaftPayload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use std::sync::Arc;
+
+use tonic::transport::Channel;
 
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::raft_types::{Member, NodeId, TypeConfig};
 
 /// How this node reaches other members: their advertised addresses, or the
-/// routes `--dial` gives for some.
+/// routes `--dial` gives for some; over mutual TLS unless `--insecure`, and
+/// only to a peer whose certificate names the member it dials.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Dialer {
-    via: std::sync::Arc<std::collections::BTreeMap<String, String>>,
+    via: Arc<std::collections::BTreeMap<String, String>>,
+    tls: Option<Arc<trust::Tls>>,
 }
 
 impl Dialer {
-    pub(crate) fn new(dial: &[crate::config::Dial]) -> Self {
-        Self { via: std::sync::Arc::new(dial.iter().map(|route| (route.to.clone(), route.via.clone())).collect()) }
+    pub(crate) fn new(dial: &[crate::config::Dial], tls: Option<Arc<trust::Tls>>) -> Self {
+        Self { via: Arc::new(dial.iter().map(|route| (route.to.clone(), route.via.clone())).collect()), tls }
     }
 
-    /// A lazily connected channel to the member advertised at `grpc_addr`.
-    pub(crate) fn channel(
-        &self,
-        grpc_addr: &str,
-        connect_timeout: Duration,
-    ) -> Result<Channel, tonic::transport::Error> {
-        channel(self.via.get(grpc_addr).map_or(grpc_addr, String::as_str), connect_timeout)
+    /// A lazily connected channel to member `id` of `region`, advertised at
+    /// `grpc_addr`. Its certificate is checked for that host (not the
+    /// route's) and that identity.
+    pub(crate) fn channel(&self, id: NodeId, member: &Member, connect_timeout: Duration) -> Result<Channel, String> {
+        let region = proto::Region::parse(&member.region).map_err(|error| error.to_string())?;
+        let connector = trust::Connector::new(self.tls.clone(), true)
+            .with_server_name(&member.grpc_addr)
+            .expecting(trust::Expect::Exactly(trust::Identity::Node { id, region }));
+        let route = self.via.get(&member.grpc_addr).map_or(member.grpc_addr.as_str(), String::as_str);
+        connector.channel(route, connect_timeout)
     }
 }
 
-/// Opens a lazily connected gRPC channel to `grpc_addr`.
-pub(crate) fn channel(grpc_addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{grpc_addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+/// Opens a lazily connected gRPC channel to a registry node at `grpc_addr`
+/// (any member: clients and agents do not know ids).
+pub fn channel(tls: Option<Arc<trust::Tls>>, grpc_addr: &str, connect_timeout: Duration) -> Result<Channel, String> {
+    trust::Connector::new(tls, true).expecting(trust::Expect::AnyNode).channel(grpc_addr, connect_timeout)
 }
 
 /// Makes one [`Connection`] per target node.
@@ -62,7 +65,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Connection {
-        let client = self.dialer.channel(&node.grpc_addr, Duration::from_secs(1)).map(|channel| {
+        let client = self.dialer.channel(target, node, Duration::from_secs(1)).map(|channel| {
             RaftInternalClient::new(channel)
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -76,7 +79,7 @@ pub(crate) struct Connection {
     id: NodeId,
     target: NodeId,
     /// An invalid address makes every RPC fail as unreachable.
-    client: Result<RaftInternalClient<Channel>, tonic::transport::Error>,
+    client: Result<RaftInternalClient<Channel>, String>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 
@@ -92,7 +95,7 @@ impl Connection {
     {
         let client = match &mut self.client {
             Ok(client) => client,
-            Err(error) => return Err(RPCError::Unreachable(Unreachable::new(error))),
+            Err(error) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(error.clone())))),
         };
         let payload = serde_json::to_vec(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
         let request = tonic::Request::new(RaftPayload { payload });

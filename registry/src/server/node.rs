@@ -18,7 +18,11 @@ use super::registry_service::RegistryService;
 use crate::config::NodeConfig;
 use crate::core::DocumentLimits;
 use crate::error::Error;
-use crate::limits::{GRPC_CONCURRENT_STREAMS_MAX, GRPC_MESSAGE_BYTES_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX};
+use crate::limits::{
+    GRPC_CONCURRENT_STREAMS_MAX, GRPC_CONNECTIONS_MAX, GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL_MS,
+    GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, GRPC_PENDING_RESETS_MAX, GRPC_REQUEST_TIMEOUT_MS,
+    HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX,
+};
 use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::watch::sync_service::SyncContext;
@@ -63,6 +67,10 @@ pub async fn run(
     started: impl FnOnce(NodeHandle) + Send,
 ) -> Result<(), Error> {
     config.validate()?;
+    let tls = config.load_tls()?;
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup().map_err(|error| Error::Config(error.to_string()))?;
+    }
     let log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
     let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
     let view = state_machine.view();
@@ -70,7 +78,7 @@ pub async fn run(
     let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
-    let dialer = super::network::Dialer::new(&config.dial);
+    let dialer = super::network::Dialer::new(&config.dial, tls.clone());
     let network = NetworkFactory { id: config.id, dialer: dialer.clone(), metrics: metrics.clone() };
     let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
         .await
@@ -98,6 +106,8 @@ pub async fn run(
         metrics,
         dialer,
         channels: Mutex::new(Default::default()),
+        snapshots: tokio::sync::Semaphore::new(1),
+        tls: tls.clone(),
     });
 
     let grpc_listener = TcpListener::bind(config.grpc).await?;
@@ -137,12 +147,21 @@ pub async fn run(
     let raft_server = RaftInternalServer::new(RaftService { raft: raft.clone() })
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    // TCP_NODELAY on accepted connections: the builder's `tcp_nodelay`
-    // applies only to listeners tonic binds itself. Without it a response's
-    // trailers wait for the client's delayed ACK (~40 ms per call).
-    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+    // Accepted connections get TCP_NODELAY (without it a response's
+    // trailers wait for the client's delayed ACK, ~40 ms per call), a TLS
+    // handshake bounded in time, and a slot of the connection cap.
+    let grpc_incoming = trust::net::incoming(
+        grpc_listener,
+        trust::ListenOptions { tls: tls.clone(), client_cert_required: true, connections_max: GRPC_CONNECTIONS_MAX },
+    );
     let grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(GRPC_CONCURRENT_STREAMS_MAX))
+        .http2_keepalive_interval(Some(Duration::from_millis(GRPC_KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(GRPC_KEEPALIVE_TIMEOUT_MS)))
+        .http2_max_header_list_size(GRPC_HEADER_LIST_BYTES_MAX)
+        .http2_max_pending_accept_reset_streams(Some(GRPC_PENDING_RESETS_MAX))
+        .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
+        .layer(super::authz::AuthzLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_server)
@@ -151,9 +170,13 @@ pub async fn run(
         .add_service(admin_server)
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_receiver.clone()));
     let http_state = http::HttpState { service, hub, agents };
-    let http = axum::serve(http_listener, http::router(http_state)).with_graceful_shutdown(stopped(stop_receiver));
+    let http_options = trust::ListenOptions { tls, client_cert_required: false, connections_max: HTTP_CONNECTIONS_MAX };
+    let http = trust::net::serve_http(http_listener, http_options, http::router(http_state), stopped(stop_receiver));
     let grpc = tokio::spawn(grpc);
-    let http = tokio::spawn(async move { http.await });
+    let http = tokio::spawn(async move {
+        http.await;
+        Ok::<(), std::io::Error>(())
+    });
 
     started(NodeHandle { raft: raft.clone(), view });
     // A fatal Raft error (storage broken) stops the node rather than leave

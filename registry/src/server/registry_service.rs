@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use ulid::Ulid;
 
+use super::authz::{self, Caller};
 use super::convert;
 use super::membership::MembershipChange;
 use super::metrics::{Metrics, Timer};
@@ -49,7 +50,11 @@ pub(crate) struct RegistryService {
     pub(crate) metrics: Arc<Metrics>,
     /// gRPC channels to other nodes, by address, for forwarding and read index.
     pub(crate) dialer: Dialer,
-    pub(crate) channels: Mutex<HashMap<String, Channel>>,
+    pub(crate) channels: Mutex<HashMap<(NodeId, String), Channel>>,
+    /// One backup at a time: each holds a copy of the whole state.
+    pub(crate) snapshots: tokio::sync::Semaphore,
+    /// This node's TLS (`None` with `--insecure`), for its certificate's expiry.
+    pub(crate) tls: Option<Arc<trust::Tls>>,
 }
 
 fn now_unix_ms() -> u64 {
@@ -71,30 +76,47 @@ async fn bounded<T>(what: &str, future: impl Future<Output = Result<T, Status>>)
     })
 }
 
+/// Where a request came from: its caller (from the authorization layer) and
+/// whether a follower already forwarded it.
+pub(crate) struct Origin {
+    pub(crate) caller: Caller,
+    pub(crate) forwarded: bool,
+}
+
+impl Origin {
+    pub(crate) fn of<T>(request: &Request<T>) -> Self {
+        Self { caller: authz::caller(request), forwarded: request.metadata().contains_key(FORWARDED_HEADER) }
+    }
+}
+
 impl RegistryService {
-    fn channel(&self, grpc_addr: &str) -> Result<Channel, Status> {
+    /// A cached channel to member `id` (the leader), checked to be that node.
+    fn channel(&self, id: NodeId, member: &Member) -> Result<Channel, Status> {
         let mut channels = self.channels.lock().map_err(|_| Status::internal("channel cache lock poisoned"))?;
-        if let Some(channel) = channels.get(grpc_addr) {
+        let key = (id, member.grpc_addr.clone());
+        if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
         let channel = self
             .dialer
-            .channel(grpc_addr, Duration::from_secs(1))
-            .map_err(|error| Status::unavailable(format!("leader address {grpc_addr}: {error}")))?;
-        channels.insert(grpc_addr.to_owned(), channel.clone());
+            .channel(id, member, Duration::from_secs(1))
+            .map_err(|error| Status::unavailable(format!("leader address {}: {error}", member.grpc_addr)))?;
+        channels.insert(key, channel.clone());
         Ok(channel)
     }
 
-    fn registry_client(&self, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
-        Ok(RegistryClient::new(self.channel(&leader.grpc_addr)?)
+    fn registry_client(&self, id: NodeId, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
+        Ok(RegistryClient::new(self.channel(id, leader)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
     }
 
-    pub(crate) fn write_meta(&self, meta: Option<v1::WriteMeta>) -> Result<WriteMeta, Status> {
+    /// The write's metadata; the audit actor is the caller's certificate
+    /// identity (what the client says about itself is kept as "via").
+    pub(crate) fn write_meta(&self, meta: Option<v1::WriteMeta>, caller: &Caller) -> Result<WriteMeta, Status> {
         let meta = meta.unwrap_or_default();
         let request_id = Some(meta.request_id).filter(|id| !id.is_empty());
-        let actor = if meta.actor.is_empty() { "unknown".to_owned() } else { meta.actor };
+        let actor = caller.actor(&meta.actor);
         validate_meta(request_id.as_deref(), &actor, &meta.reason)
             .map_err(|error| status::from_command_error(&error))?;
         Ok(WriteMeta {
@@ -125,7 +147,7 @@ impl RegistryService {
     /// the leader once with `forward`.
     async fn write<Req, F, Fut>(
         &self,
-        forwarded: bool,
+        origin: &Origin,
         message: Req,
         command: Command,
         forward: F,
@@ -145,8 +167,8 @@ impl RegistryService {
                     CoreResponse::Rejected(error) => Err(status::from_command_error(&error)),
                     CoreResponse::None => Err(Status::internal("a tenant write answered nothing")),
                 },
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !forwarded => {
-                    self.forward_to_leader(&leader, message, "write", forward).await
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !origin.forwarded => {
+                    self.forward_to_leader(&leader, origin, message, "write", forward).await
                 }
                 Err(error) => Err(status::from_client_write(&error)),
             }
@@ -159,6 +181,7 @@ impl RegistryService {
     pub(crate) async fn forward_to_leader<Req, T, F, Fut>(
         &self,
         leader: &openraft::error::ForwardToLeader<NodeId, Member>,
+        origin: &Origin,
         message: Req,
         what: &str,
         forward: F,
@@ -167,12 +190,17 @@ impl RegistryService {
         F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        let Some(leader_node) = &leader.leader_node else {
+        let (Some(leader_id), Some(leader_node)) = (leader.leader_id, &leader.leader_node) else {
             return Err(status::no_leader(leader, what));
         };
         let mut request = Request::new(message);
         request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
-        forward(self.registry_client(leader_node)?, request).await
+        if let Some(uri) = origin.caller.forwarded_for() {
+            let value = MetadataValue::try_from(uri.as_str())
+                .map_err(|_| Status::internal("the caller's identity is not a valid header value"))?;
+            request.metadata_mut().insert(authz::FORWARDED_FOR_HEADER, value);
+        }
+        forward(self.registry_client(leader_id, leader_node)?, request).await
     }
 
     /// Makes this node's state at least as new as the leader's commit at the
@@ -186,11 +214,11 @@ impl RegistryService {
             let read_index = match self.raft.get_read_log_id().await {
                 Ok((read_log_id, _)) => read_log_id.map_or(0, |log_id| log_id.index),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(leader))) => {
-                    let Some(leader_node) = &leader.leader_node else {
+                    let (Some(leader_id), Some(leader_node)) = (leader.leader_id, &leader.leader_node) else {
                         return Err(status::no_leader(&leader, "read"));
                     };
                     let mut client =
-                        proto::v1::raft_internal_client::RaftInternalClient::new(self.channel(&leader_node.grpc_addr)?);
+                        proto::v1::raft_internal_client::RaftInternalClient::new(self.channel(leader_id, leader_node)?);
                     client.read_index(v1::ReadIndexRequest {}).await?.into_inner().read_index
                 }
                 Err(error) => return Err(status::from_check_leader(error)),
@@ -208,10 +236,6 @@ impl RegistryService {
     }
 }
 
-pub(crate) fn is_forwarded<T>(request: &Request<T>) -> bool {
-    request.metadata().contains_key(FORWARDED_HEADER)
-}
-
 #[tonic::async_trait]
 impl Registry for RegistryService {
     async fn create_tenant(
@@ -219,20 +243,15 @@ impl Registry for RegistryService {
         request: Request<v1::CreateTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "CreateTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
         let documents = self.documents(message.documents.clone())?;
         let proposer_region = proto::Region::parse(&self.region).ok();
         let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents, proposer_region };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(
-            forwarded,
-            message,
-            command,
-            |mut client, request| async move { client.create_tenant(request).await },
-        )
-        .await
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.create_tenant(request).await })
+            .await
     }
 
     async fn update_tenant(
@@ -240,18 +259,13 @@ impl Registry for RegistryService {
         request: Request<v1::UpdateTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "UpdateTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::UpdateTenant { tenant, documents: self.documents(message.documents.clone())? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(
-            forwarded,
-            message,
-            command,
-            |mut client, request| async move { client.update_tenant(request).await },
-        )
-        .await
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.update_tenant(request).await })
+            .await
     }
 
     async fn delete_tenant(
@@ -259,17 +273,12 @@ impl Registry for RegistryService {
         request: Request<v1::DeleteTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "DeleteTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DeleteTenant { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(
-            forwarded,
-            message,
-            command,
-            |mut client, request| async move { client.delete_tenant(request).await },
-        )
-        .await
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.delete_tenant(request).await })
+            .await
     }
 
     async fn rollback_tenant(
@@ -277,12 +286,12 @@ impl Registry for RegistryService {
         request: Request<v1::RollbackTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "RollbackTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::RollbackTenant { tenant: parse_tenant(&message.tenant_id)?, to: Revision(message.to_revision) };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
         self.write(
-            forwarded,
+            &origin,
             message,
             command,
             |mut client, request| async move { client.rollback_tenant(request).await },
@@ -292,7 +301,7 @@ impl Registry for RegistryService {
 
     async fn pin_tenant(&self, request: Request<v1::PinTenantRequest>) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "PinTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let allowed_regions = message
             .allowed_regions
@@ -300,8 +309,8 @@ impl Registry for RegistryService {
             .map(|region| proto::Region::parse(region).map_err(|error| status::from_domain_error(&error)))
             .collect::<Result<Vec<_>, _>>()?;
         let op = Op::PinTenant { tenant: parse_tenant(&message.tenant_id)?, allowed_regions };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(forwarded, message, command, |mut client, request| async move { client.pin_tenant(request).await })
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.pin_tenant(request).await })
             .await
     }
 
@@ -310,15 +319,15 @@ impl Registry for RegistryService {
         request: Request<v1::FenceTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "FenceTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let to = Some(message.to.as_str())
             .filter(|to| !to.is_empty())
             .map(|to| proto::Region::parse(to).map_err(|error| status::from_domain_error(&error)))
             .transpose()?;
         let op = Op::FenceTenant { tenant: parse_tenant(&message.tenant_id)?, to };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(forwarded, message, command, |mut client, request| async move { client.fence_tenant(request).await })
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.fence_tenant(request).await })
             .await
     }
 
@@ -327,13 +336,16 @@ impl Registry for RegistryService {
         request: Request<v1::FailoverTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "FailoverTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
+        if message.force {
+            origin.caller.require(trust::Role::Admin, "FailoverTenant with force")?;
+        }
         let to = proto::Region::parse(&message.to).map_err(|error| status::from_domain_error(&error))?;
         let op = Op::FailoverTenant { tenant: parse_tenant(&message.tenant_id)?, to, forced: message.force };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
         self.write(
-            forwarded,
+            &origin,
             message,
             command,
             |mut client, request| async move { client.failover_tenant(request).await },
@@ -346,11 +358,11 @@ impl Registry for RegistryService {
         request: Request<v1::MoveTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "MoveTenant");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::MoveTenant { tenant: parse_tenant(&message.tenant_id)?, step: move_op(&message)? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(forwarded, message, command, |mut client, request| async move { client.move_tenant(request).await })
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.move_tenant(request).await })
             .await
     }
 
@@ -359,12 +371,12 @@ impl Registry for RegistryService {
         request: Request<v1::StageCanaryRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "StageCanary");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::StageCanary { tenant, documents: self.documents(message.documents.clone())? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(forwarded, message, command, |mut client, request| async move { client.stage_canary(request).await })
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.stage_canary(request).await })
             .await
     }
 
@@ -373,17 +385,12 @@ impl Registry for RegistryService {
         request: Request<v1::TenantActionRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "PromoteCanary");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::PromoteCanary { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(
-            forwarded,
-            message,
-            command,
-            |mut client, request| async move { client.promote_canary(request).await },
-        )
-        .await
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.promote_canary(request).await })
+            .await
     }
 
     async fn abort_canary(
@@ -391,11 +398,11 @@ impl Registry for RegistryService {
         request: Request<v1::TenantActionRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "AbortCanary");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AbortCanary { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: self.write_meta(message.meta.clone())?, op };
-        self.write(forwarded, message, command, |mut client, request| async move { client.abort_canary(request).await })
+        let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
+        self.write(&origin, message, command, |mut client, request| async move { client.abort_canary(request).await })
             .await
     }
 
@@ -404,6 +411,7 @@ impl Registry for RegistryService {
         request: Request<v1::GetTenantRequest>,
     ) -> Result<Response<v1::GetTenantResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "GetTenant");
+        let private = authz::caller(&request).has_role(trust::Role::Operator);
         let message = request.into_inner();
         let tenant_id = parse_tenant(&message.tenant_id)?;
         self.ensure_read(message.consistency).await?;
@@ -412,7 +420,7 @@ impl Registry for RegistryService {
             status::from_command_error(&crate::core::CommandError::NotFound { tenant: tenant_id.clone() })
         })?;
         Ok(Response::new(v1::GetTenantResponse {
-            tenant: Some(convert::tenant(tenant)),
+            tenant: Some(convert::tenant_for(tenant, private)),
             revision: applied.last_applied.map_or(0, |log_id| log_id.index),
         }))
     }
@@ -422,6 +430,7 @@ impl Registry for RegistryService {
         request: Request<v1::ListTenantsRequest>,
     ) -> Result<Response<v1::ListTenantsResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "ListTenants");
+        let private = authz::caller(&request).has_role(trust::Role::Operator);
         let message = request.into_inner();
         if message.limit > LIST_PAGE_TENANTS_MAX {
             return Err(status::with_detail(
@@ -443,7 +452,8 @@ impl Registry for RegistryService {
             .range((start, std::ops::Bound::Unbounded))
             .map(|(_, tenant)| tenant)
             .filter(|tenant| message.include_deleted || tenant.is_live());
-        let tenants: Vec<_> = matching.by_ref().take(limit).map(|tenant| convert::tenant(tenant)).collect();
+        let tenants: Vec<_> =
+            matching.by_ref().take(limit).map(|tenant| convert::tenant_for(tenant, private)).collect();
         let more = matching.next().is_some();
         Ok(Response::new(v1::ListTenantsResponse {
             tenants,
@@ -482,10 +492,10 @@ impl Registry for RegistryService {
         request: Request<v1::AddLearnerRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "AddLearner");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = super::membership::learner(&message)?;
-        self.change_membership(forwarded, message, change, |mut client, request| async move {
+        self.change_membership(&origin, message, change, |mut client, request| async move {
             client.add_learner(request).await
         })
         .await
@@ -496,10 +506,10 @@ impl Registry for RegistryService {
         request: Request<v1::MemberRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "PromoteMember");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Promote(super::membership::node_id(message.node_id)?);
-        self.change_membership(forwarded, message, change, |mut client, request| async move {
+        self.change_membership(&origin, message, change, |mut client, request| async move {
             client.promote_member(request).await
         })
         .await
@@ -510,10 +520,10 @@ impl Registry for RegistryService {
         request: Request<v1::MemberRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "RemoveMember");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Remove(super::membership::node_id(message.node_id)?);
-        self.change_membership(forwarded, message, change, |mut client, request| async move {
+        self.change_membership(&origin, message, change, |mut client, request| async move {
             client.remove_member(request).await
         })
         .await
@@ -528,6 +538,9 @@ impl Registry for RegistryService {
     ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
         let _timer = Timer::start(&self.metrics, "SaveSnapshot");
         let _ = request;
+        let _one_at_a_time = self.snapshots.try_acquire().map_err(|_| {
+            Status::resource_exhausted("a snapshot is being saved on this node already; retry when it is done")
+        })?;
         // At a linearizable read point: everything acknowledged before the call is in it.
         self.ensure_read(Consistency::Linearizable as i32).await?;
         let applied = self.view.read().clone();
@@ -545,11 +558,11 @@ impl Registry for RegistryService {
         request: Request<v1::SetRegionStatusRequest>,
     ) -> Result<Response<v1::TopologyResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "SetRegionStatus");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let region = proto::Region::parse(&message.region).map_err(|error| status::from_domain_error(&error))?;
         let op = Op::SetRegionStatus { region, status: super::topology::region_status(message.status)? };
-        self.change_topology(forwarded, message, op, |mut client, request| async move {
+        self.change_topology(&origin, message, op, |mut client, request| async move {
             client.set_region_status(request).await
         })
         .await
@@ -557,16 +570,11 @@ impl Registry for RegistryService {
 
     async fn add_shard(&self, request: Request<v1::AddShardRequest>) -> Result<Response<v1::TopologyResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "AddShard");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AddShard { shard: super::topology::shard(message.shard.clone())? };
-        self.change_topology(
-            forwarded,
-            message,
-            op,
-            |mut client, request| async move { client.add_shard(request).await },
-        )
-        .await
+        self.change_topology(&origin, message, op, |mut client, request| async move { client.add_shard(request).await })
+            .await
     }
 
     async fn drain_shard(
@@ -574,11 +582,11 @@ impl Registry for RegistryService {
         request: Request<v1::DrainShardRequest>,
     ) -> Result<Response<v1::TopologyResponse>, Status> {
         let _timer = Timer::start(&self.metrics, "DrainShard");
-        let forwarded = is_forwarded(&request);
+        let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DrainShard { id: message.id.clone() };
         self.change_topology(
-            forwarded,
+            &origin,
             message,
             op,
             |mut client, request| async move { client.drain_shard(request).await },
@@ -627,6 +635,7 @@ impl Registry for RegistryService {
             state: state.to_owned(),
             tenants: self.view.read().state.live_tenants() as u64,
             cluster_id: self.view.read().state.cluster_id.map(|id| id.to_string()).unwrap_or_default(),
+            cert_not_after_unix_s: self.tls.as_ref().map_or(0, |tls| tls.not_after_unix_s()),
         }))
     }
 }

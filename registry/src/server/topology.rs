@@ -9,7 +9,7 @@ use proto::v1::{self, Consistency};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::registry_service::RegistryService;
+use super::registry_service::{Origin, RegistryService};
 use super::status;
 use crate::core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
 
@@ -68,7 +68,7 @@ impl RegistryService {
     /// Proposes a topology change; on a follower, forwards `message` once.
     pub(crate) async fn change_topology<Req, F, Fut>(
         &self,
-        forwarded: bool,
+        origin: &Origin,
         message: Req,
         op: Op,
         forward: F,
@@ -77,12 +77,12 @@ impl RegistryService {
         F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<v1::TopologyResponse>, Status>>,
     {
-        let command = Command { meta: self.write_meta(None)?, op };
+        let command = Command { meta: self.write_meta(None, &origin.caller)?, op };
         match self.proposer.propose(command).await {
             Ok(CoreResponse::Rejected(error)) => Err(status::from_command_error(&error)),
             Ok(_) => self.topology(Consistency::Stale as i32).await.map(Response::new),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !forwarded => {
-                self.forward_to_leader(&leader, message, "topology", forward).await
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !origin.forwarded => {
+                self.forward_to_leader(&leader, origin, message, "topology", forward).await
             }
             Err(error) => Err(status::from_client_write(&error)),
         }

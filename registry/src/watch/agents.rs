@@ -20,8 +20,10 @@ fn now_unix_ms() -> u64 {
 struct Tracked {
     info: AgentInfo,
     /// Which stream owns the entry, so a stale stream's end does not mark a
-    /// reconnected agent as gone.
+    /// reconnected agent as gone, and a stale stream's acks do not count.
     connection: u64,
+    /// Notifies the owning stream that a newer one took its place.
+    superseded: Arc<tokio::sync::Notify>,
 }
 
 /// Per-agent state of one node.
@@ -44,10 +46,15 @@ impl AgentDirectory {
     }
 
     /// Records a new stream; returns its connection number.
-    pub fn connected(&self, hello: &v1::Hello) -> u64 {
+    pub fn connected(&self, hello: &v1::Hello) -> (u64, Arc<tokio::sync::Notify>) {
         let connection = self.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let superseded = Arc::new(tokio::sync::Notify::new());
         let mut agents = self.agents();
         let previous = agents.remove(&hello.agent_id);
+        if let Some(previous) = &previous {
+            // A permit is stored if the old stream is not waiting yet.
+            previous.superseded.notify_one();
+        }
         let info = AgentInfo {
             agent_id: hello.agent_id.clone(),
             region: hello.region.clone(),
@@ -63,7 +70,7 @@ impl AgentDirectory {
             last_nack: previous.as_ref().and_then(|tracked| tracked.info.last_nack.clone()),
             last_nack_unix_ms: previous.as_ref().map_or(0, |tracked| tracked.info.last_nack_unix_ms),
         };
-        agents.insert(hello.agent_id.clone(), Tracked { info, connection });
+        agents.insert(hello.agent_id.clone(), Tracked { info, connection, superseded: superseded.clone() });
         if agents.len() > AGENTS_TRACKED_MAX {
             let oldest = agents
                 .iter()
@@ -74,21 +81,22 @@ impl AgentDirectory {
                 agents.remove(&oldest);
             }
         }
-        connection
+        (connection, superseded)
     }
 
-    /// The agent applied up to `revision` (never goes back).
-    pub fn ack(&self, agent_id: &str, revision: u64) {
-        if let Some(tracked) = self.agents().get_mut(agent_id) {
+    /// The agent applied up to `revision` (never goes back), said on its
+    /// newest stream `connection`.
+    pub fn ack(&self, agent_id: &str, connection: u64, revision: u64) {
+        if let Some(tracked) = self.agents().get_mut(agent_id).filter(|tracked| tracked.connection == connection) {
             tracked.info.acked_revision = tracked.info.acked_revision.max(revision);
             tracked.info.last_ack_unix_ms = now_unix_ms();
         }
     }
 
     /// The agent refused a record.
-    pub fn nack(&self, agent_id: &str, nack: v1::Nack) {
+    pub fn nack(&self, agent_id: &str, connection: u64, nack: v1::Nack) {
         tracing::warn!(agent_id, revision = nack.revision, tenant = %nack.tenant_id, reason = %nack.reason, "agent refused an update");
-        if let Some(tracked) = self.agents().get_mut(agent_id) {
+        if let Some(tracked) = self.agents().get_mut(agent_id).filter(|tracked| tracked.connection == connection) {
             tracked.info.last_nack = Some(nack);
             tracked.info.last_nack_unix_ms = now_unix_ms();
         }
@@ -152,16 +160,24 @@ mod tests {
     }
 
     #[test]
-    fn acks_never_go_back_and_stale_streams_do_not_disconnect() {
+    fn acks_never_go_back_and_stale_streams_do_not_count() {
         let directory = AgentDirectory::new(2);
-        let first = directory.connected(&hello("a", 5));
-        directory.ack("a", 9);
-        directory.ack("a", 7);
+        let (first, first_superseded) = directory.connected(&hello("a", 5));
+        directory.ack("a", first, 9);
+        directory.ack("a", first, 7);
         assert_eq!(directory.list()[0].acked_revision, 9);
-        let second = directory.connected(&hello("a", 9));
+        let (second, _) = directory.connected(&hello("a", 9));
+        // The old stream is told to end, and its acks no longer count.
+        assert!(futures::FutureExt::now_or_never(first_superseded.notified()).is_some());
+        directory.ack("a", first, 50);
+        assert_eq!(directory.list()[0].acked_revision, 9);
         directory.disconnected("a", first);
         assert!(directory.list()[0].connected, "the old stream's end does not count");
-        directory.nack("a", v1::Nack { revision: 10, tenant_id: "acme".to_owned(), reason: "too big".to_owned() });
+        directory.nack(
+            "a",
+            second,
+            v1::Nack { revision: 10, tenant_id: "acme".to_owned(), reason: "too big".to_owned() },
+        );
         directory.disconnected("a", second);
         let agent = &directory.list()[0];
         assert!(!agent.connected);

@@ -131,7 +131,10 @@ impl StreamingService<v1::AgentMessage> for SyncMethod {
 
     fn call(&mut self, request: tonic::Request<Streaming<v1::AgentMessage>>) -> Self::Future {
         let context = self.0.clone();
-        Box::pin(async move { open(context, request.into_inner()).await })
+        // The authorization layer let only agents (or, with --insecure,
+        // anyone) through; the certificate's identity binds the stream.
+        let certified = crate::server::caller_agent(&request);
+        Box::pin(async move { open(context, certified, request.into_inner()).await })
     }
 }
 
@@ -139,25 +142,40 @@ fn invalid(field: &str, rule: &str) -> Status {
     Status::invalid_argument(format!("hello.{field}: {rule}"))
 }
 
-/// Checks the Hello; returns the agent's scope.
-fn validate_hello(hello: &v1::Hello) -> Result<Scope, Status> {
+/// Checks the Hello; returns the agent's scope. With TLS, the Hello must say
+/// exactly what the agent's certificate says (id, kind, region): a frontend
+/// certificate can never ask for the API scope's private bundles.
+fn validate_hello(hello: &v1::Hello, certified: Option<&trust::Identity>) -> Result<Scope, Status> {
     let id = &hello.agent_id;
     if id.is_empty() || id.len() > AGENT_ID_BYTES_MAX || !id.bytes().all(|byte| byte.is_ascii_graphic()) {
         return Err(invalid("agent_id", &format!("must be 1 to {AGENT_ID_BYTES_MAX} printable ASCII characters")));
     }
-    Region::parse(&hello.region).map_err(|error| invalid("region", &error.rule))?;
+    let region = Region::parse(&hello.region).map_err(|error| invalid("region", &error.rule))?;
     let kind = v1::AgentKind::try_from(hello.kind).unwrap_or(v1::AgentKind::Unspecified);
-    Scope::of(kind).ok_or_else(|| invalid("kind", "must be AGENT_KIND_API or AGENT_KIND_FRONTEND"))
+    let scope = Scope::of(kind).ok_or_else(|| invalid("kind", "must be AGENT_KIND_API or AGENT_KIND_FRONTEND"))?;
+    if let Some(certified) = certified {
+        let kind = match kind {
+            v1::AgentKind::Api => trust::AgentKind::Api,
+            _ => trust::AgentKind::Frontend,
+        };
+        let claimed = trust::Identity::Agent { id: id.clone(), kind, region };
+        if &claimed != certified {
+            return Err(Status::permission_denied(format!(
+                "hello: claims {} but the certificate is {}: an agent speaks only for its certificate",
+                claimed.uri(),
+                certified.uri()
+            )));
+        }
+    }
+    Ok(scope)
 }
 
 /// Opens a stream: Hello, admission, catch-up of this node, subscription.
 async fn open(
     context: Arc<SyncContext>,
+    certified: Option<trust::Identity>,
     mut inbound: Streaming<v1::AgentMessage>,
 ) -> Result<tonic::Response<ReceiverStream<Result<Bytes, Status>>>, Status> {
-    let permit = context.permits.clone().try_acquire_owned().map_err(|_| {
-        Status::resource_exhausted("this registry node serves its maximum of agents; connect to another node")
-    })?;
     let first = tokio::time::timeout(Duration::from_millis(HELLO_TIMEOUT_MS), inbound.next())
         .await
         .map_err(|_| Status::invalid_argument("hello: the first message must arrive within 10 s"))?;
@@ -166,7 +184,12 @@ async fn open(
         Some(Err(status)) => return Err(status),
         _ => return Err(Status::invalid_argument("hello: the first message must be a Hello")),
     };
-    let scope = validate_hello(&hello)?;
+    let scope = validate_hello(&hello, certified.as_ref())?;
+    // A slot is taken only by an agent that said a valid Hello: a client
+    // that connects and stays silent holds none.
+    let permit = context.permits.clone().try_acquire_owned().map_err(|_| {
+        Status::resource_exhausted("this registry node serves its maximum of agents; connect to another node")
+    })?;
 
     // An agent holding another cluster's state (e.g. from before a restore),
     // or not knowing which cluster it follows yet, starts from a snapshot,
@@ -192,8 +215,10 @@ async fn open(
 
     let subscription = context.hub.subscribe(since, other_cluster);
     let (sender, receiver) = mpsc::channel(STREAM_QUEUE_MESSAGES);
-    let connection = context.agents.connected(&hello);
-    let stream = Stream { context, agent_id: hello.agent_id, scope, last_sent: since, sender };
+    // One stream per agent: a newer one (a reconnect) supersedes the older,
+    // whose acks stop counting at once.
+    let (connection, superseded) = context.agents.connected(&hello);
+    let stream = Stream { context, agent_id: hello.agent_id, connection, superseded, scope, last_sent: since, sender };
     tokio::spawn(async move {
         let agent_id = stream.agent_id.clone();
         let context = stream.context.clone();
@@ -208,6 +233,11 @@ async fn open(
 struct Stream {
     context: Arc<SyncContext>,
     agent_id: String,
+    /// This stream's number in the agent directory (acks count only from the
+    /// agent's newest stream).
+    connection: u64,
+    /// Notified when a newer stream of the same agent opens.
+    superseded: Arc<tokio::sync::Notify>,
     scope: Scope,
     /// The revision of the last delta (or snapshot) sent.
     last_sent: u64,
@@ -258,8 +288,12 @@ impl Stream {
         }
         let mut progress = tokio::time::interval(self.context.hub.limits().progress_interval);
         let mut stopping = self.context.stopping.clone();
+        let superseded = self.superseded.clone();
         loop {
             tokio::select! {
+                () = superseded.notified() => {
+                    return Err(End::Status(Status::aborted("a newer stream of this agent superseded this one")));
+                }
                 event = events.recv() => match event {
                     Ok(HubEvent::Delta(delta)) => self.send_delta(&delta).await?,
                     Ok(HubEvent::Reset) => {
@@ -345,9 +379,9 @@ impl Stream {
                         ack.revision, self.last_sent
                     ))));
                 }
-                self.context.agents.ack(&self.agent_id, ack.revision);
+                self.context.agents.ack(&self.agent_id, self.connection, ack.revision);
             }
-            Some(agent_message::Kind::Nack(nack)) => self.context.agents.nack(&self.agent_id, nack),
+            Some(agent_message::Kind::Nack(nack)) => self.context.agents.nack(&self.agent_id, self.connection, nack),
             Some(agent_message::Kind::Hello(_)) | None => {
                 return Err(End::Status(Status::invalid_argument("hello: only the first message may be a Hello")));
             }

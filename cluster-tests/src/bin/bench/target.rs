@@ -36,7 +36,7 @@ impl Target {
 pub(crate) const ETCD_PREFIX: &str = "/tenants/";
 
 pub(crate) enum Store {
-    Tenantry(RegistryCluster),
+    Tenantry(Box<RegistryCluster>),
     Etcd(EtcdCluster),
 }
 
@@ -52,7 +52,7 @@ impl Store {
                     snapshot_every_entries: 100_000,
                     ..ClusterOptions::new(name)
                 };
-                Store::Tenantry(RegistryCluster::start(options).await?)
+                Store::Tenantry(Box::new(RegistryCluster::start(options).await?))
             }
             Target::Etcd => Store::Etcd(EtcdCluster::start(name).await?),
         })

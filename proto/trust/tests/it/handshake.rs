@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trust::certs::{self, LeafOptions};
-use trust::net::{incoming, Connector, ListenOptions};
+use trust::net::{incoming, Connector, Expect, ListenOptions};
 use trust::{AgentKind, Identity, Role, Tls, TlsFiles};
 
 fn region(name: &str) -> proto::Region {
@@ -48,7 +48,7 @@ async fn mutual_tls_carries_identities_and_refuses_strangers() {
     });
 
     // The client verifies the server is node 1, and the server sees alice.
-    let connector = Connector::new(Some(client_tls.clone()), false).expecting(node.clone());
+    let connector = Connector::new(Some(client_tls.clone()), false).expecting(Expect::Exactly(node.clone()));
     let mut conn = connector.dial(&addr).await.unwrap();
     conn.write_all(b"x").await.unwrap();
     let mut byte = [0u8; 1];
@@ -57,8 +57,8 @@ async fn mutual_tls_carries_identities_and_refuses_strangers() {
     assert_eq!(identity.as_deref(), Some(&operator));
 
     // Expecting another node is refused after the handshake.
-    let wrong =
-        Connector::new(Some(client_tls.clone()), false).expecting(Identity::Node { id: 2, region: region("eu-west") });
+    let wrong = Connector::new(Some(client_tls.clone()), false)
+        .expecting(Expect::Exactly(Identity::Node { id: 2, region: region("eu-west") }));
     let error = wrong.dial(&addr).await.err().unwrap();
     assert!(error.to_string().contains("not node:2"), "{error}");
 

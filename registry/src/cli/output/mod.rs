@@ -276,7 +276,7 @@ fn status_json(status: &v1::ClusterStatusResponse) -> Value {
         })
         .collect();
     json!({
-        "node_id": status.node_id, "region": status.region, "state": status.state,
+        "node_id": status.node_id, "region": status.region, "state": status.state, "cert_not_after_unix_s": status.cert_not_after_unix_s,
         "leader_id": status.leader_id, "term": status.term, "last_log_index": status.last_log_index,
         "committed_index": status.committed_index, "applied_index": status.applied_index,
         "snapshot_index": status.snapshot_index, "purged_index": status.purged_index,
@@ -298,7 +298,7 @@ pub(super) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusRespon
         }
         Format::Human => {
             println!(
-                "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
                 "ENDPOINT",
                 "ID",
                 "REGION",
@@ -309,12 +309,13 @@ pub(super) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusRespon
                 "COMMITTED",
                 "APPLIED",
                 "SNAPSHOT",
-                "TENANTS"
+                "TENANTS",
+                "CERT EXPIRES"
             );
             for (endpoint, status) in statuses {
                 match status {
                     Ok(status) => println!(
-                        "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                        "{:<22} {:>4} {:<10} {:<9} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
                         endpoint,
                         status.node_id,
                         status.region,
@@ -325,7 +326,11 @@ pub(super) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusRespon
                         status.committed_index,
                         status.applied_index,
                         status.snapshot_index,
-                        status.tenants
+                        status.tenants,
+                        match status.cert_not_after_unix_s {
+                            0 => "insecure".to_owned(),
+                            unix_s => trust::tls::rfc3339(unix_s),
+                        }
                     ),
                     Err(error) => println!("{endpoint:<22} unreachable: {}", error.message()),
                 }
@@ -530,6 +535,43 @@ pub(super) fn topology(topology: &v1::TopologyResponse, format: Format) {
                 println!("(no regions declared, no shards: tenants use their home region's default shard)");
             }
             println!("(revision {})", topology.revision);
+        }
+    }
+}
+
+/// `regctl certs list`.
+pub(super) fn certs(infos: &[trust::certs::CertInfo], format: Format) {
+    let identity = |info: &trust::certs::CertInfo| match &info.identity {
+        Ok(identity) => identity.uri(),
+        Err(_) if info.is_ca => "(CA)".to_owned(),
+        Err(error) => format!("(none: {error})"),
+    };
+    match format {
+        Format::Json => {
+            let rows: Vec<_> = infos
+                .iter()
+                .map(|info| {
+                    json!({
+                        "file": info.file.display().to_string(), "subject": info.subject, "identity": identity(info),
+                        "ca": info.is_ca, "not_before_unix_s": info.not_before_unix_s,
+                        "not_after_unix_s": info.not_after_unix_s,
+                    })
+                })
+                .collect();
+            json_value(&json!({ "certificates": rows }));
+        }
+        Format::Human => {
+            println!("{:<24} {:<52} {:<22} {}", "FILE", "IDENTITY", "EXPIRES", "SUBJECT");
+            for info in infos {
+                let file = info.file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+                println!(
+                    "{:<24} {:<52} {:<22} {}",
+                    file,
+                    identity(info),
+                    trust::tls::rfc3339(info.not_after_unix_s),
+                    info.subject
+                );
+            }
         }
     }
 }

@@ -1,0 +1,221 @@
+//! Trust (DESIGN.md "Trust"): hostile peers and clients against a secure
+//! cluster. Plaintext and foreign-CA clients get nothing on any port; every
+//! role is refused what it may not do; an agent certificate speaks only for
+//! itself; only node certificates speak Raft; the audit actor is the
+//! certificate's identity. One suite runs `--insecure` on purpose.
+
+use std::time::Duration;
+
+use agent::Kind;
+use futures::StreamExt;
+use proto::v1::{self, agent_message};
+use registry::client::{Client, WriteOptions};
+use trust::{AgentKind, Connector, Role};
+
+use crate::{documents, phase};
+use cluster_tests::certs::{self, TestCerts};
+use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
+
+fn raw_registry(connector: Connector, addr: &str) -> v1::registry_client::RegistryClient<tonic::transport::Channel> {
+    v1::registry_client::RegistryClient::new(connector.channel(addr, Duration::from_secs(2)).unwrap())
+}
+
+/// Whether a call failed below gRPC (no connection, no handshake), rather
+/// than being answered by the server.
+fn transport_failure(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some_and(|source| source.is::<tonic::transport::Error>())
+        || status.message().contains("tls")
+        || status.message().contains("TLS")
+}
+
+fn hello(agent_id: &str, region: &str, kind: v1::AgentKind) -> v1::AgentMessage {
+    v1::AgentMessage {
+        kind: Some(agent_message::Kind::Hello(v1::Hello {
+            agent_id: agent_id.to_owned(),
+            region: region.to_owned(),
+            kind: kind as i32,
+            since_revision: 0,
+            cluster_id: String::new(),
+        })),
+    }
+}
+
+/// Opens an AgentSync stream with `hello`; the status of its first answer.
+async fn sync_status(connector: Connector, addr: &str, hello: v1::AgentMessage) -> tonic::Code {
+    let channel = connector.channel(addr, Duration::from_secs(2)).unwrap();
+    let (_keep_open, outbound) = tokio::sync::mpsc::channel::<v1::AgentMessage>(1);
+    let outbound = tokio_stream::once(hello).chain(tokio_stream::wrappers::ReceiverStream::new(outbound));
+    match v1::agent_sync_client::AgentSyncClient::new(channel).sync(outbound).await {
+        Err(status) => status.code(),
+        Ok(response) => match response.into_inner().message().await {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("adversary")).await?;
+    let leader = cluster.leader().await?;
+    let node = cluster.node(leader);
+    let api = api_nodes::start(&cluster, 1).await?;
+    let certs = cluster.certs.as_ref().expect("a secure cluster");
+    let admin = cluster.client();
+    admin.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
+
+    phase("plaintext clients get nothing from any gRPC or TLS HTTP port");
+    let plaintext = Connector::new(None, true);
+    for id in 1..=3 {
+        let refused = raw_registry(plaintext.clone(), &cluster.node(id).grpc)
+            .create_tenant(v1::CreateTenantRequest { tenant_id: "evil".to_owned(), ..Default::default() })
+            .await
+            .unwrap_err();
+        // A transport failure (the TLS server's alert is no HTTP/2), never an answer.
+        assert!(transport_failure(&refused), "node {id}: {refused:?}");
+        let http = cluster_tests::http::get(&cluster.node(id).http, "/status", &[("Host", "x")]).await;
+        assert!(
+            http.is_err() || http.as_ref().is_ok_and(|response| response.status >= 400),
+            "node {id} HTTP: {http:?}"
+        );
+    }
+    let admin_port =
+        cluster_tests::http::post_json(&api.admin, "/admin/moves/acme/copy?began_revision=1", &[("Host", "x")], "")
+            .await;
+    assert!(admin_port.is_err() || admin_port.as_ref().is_ok_and(|response| response.status >= 400), "{admin_port:?}");
+
+    let missing = admin.get_tenant("evil", v1::Consistency::Linearizable).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "nothing was written");
+
+    phase("a client of another CA, even an 'admin', is refused at the handshake");
+    let foreign = TestCerts::new(&cluster.dir.join("foreign-ca"))?;
+    let foreign_admin = Client::new(std::slice::from_ref(&node.grpc), Some(foreign.operator(Role::Admin)?))?;
+    let refused = foreign_admin.save_snapshot().await.unwrap_err();
+    assert!(transport_failure(&refused), "{refused:?}");
+    let foreign_http = Connector::new(Some(foreign.operator(Role::Admin)?), false);
+    assert!(registry::client::http_get_via(&foreign_http, &node.http, "/status", Duration::from_secs(5))
+        .await
+        .is_err());
+
+    phase("a viewer reads, without private bundles or integrations, and writes nothing");
+    let viewer = cluster.client_as(Role::Viewer);
+    let seen = viewer.get_tenant("acme", v1::Consistency::Linearizable).await?.tenant.expect("tenant");
+    assert!(seen.private_bundle.is_none() && seen.integrations_json.is_empty(), "{seen:?}");
+    assert!(admin
+        .get_tenant("acme", v1::Consistency::Linearizable)
+        .await?
+        .tenant
+        .expect("tenant")
+        .private_bundle
+        .is_some());
+    let refused = viewer.create_tenant("evil", documents(1), &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("needs the operator role"), "{}", refused.message());
+
+    phase("an operator writes, but takes no snapshot, changes no membership and forces no failover");
+    let operator = cluster.client_as(Role::Operator);
+    let options = WriteOptions { actor: "ci-bot".to_owned(), reason: "adversary".to_owned(), ..Default::default() };
+    operator.update_tenant("acme", documents(2), &options).await?;
+    assert_eq!(operator.save_snapshot().await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(operator.change_member(3, false).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let forced = operator.failover_tenant("acme", "eu-west", true, &WriteOptions::default()).await.unwrap_err();
+    assert_eq!(forced.code(), tonic::Code::PermissionDenied, "{forced:?}");
+
+    phase("the audit actor is the certificate's identity; the client's word is kept as 'via'");
+    let history = admin.history("acme", 1).await?;
+    assert_eq!(history.entries[0].actor, "operator:operator via ci-bot");
+
+    phase("agent and node certificates may not call the operators' API");
+    let agent_cert = certs.tls(&certs::agent("web-9", AgentKind::Api, "us-east")?, &[])?;
+    let node_cert = certs.tls(&certs::node(leader, node.region)?, &[])?;
+    for (who, tls) in [("agent", agent_cert.clone()), ("node", node_cert)] {
+        let status = Client::new(std::slice::from_ref(&node.grpc), Some(tls))?
+            .create_tenant("evil", documents(1), &WriteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{who}: {status:?}");
+    }
+
+    phase("a forged AppendEntries or Vote from an admin certificate is refused, the term unchanged");
+    let term = cluster.status(leader).await?.term;
+    let admin_channel =
+        Connector::new(cluster.operator_tls(Role::Admin), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
+    let mut raft = v1::raft_internal_client::RaftInternalClient::new(admin_channel);
+    let forged =
+        serde_json::json!({ "vote": { "leader_id": { "term": term + 100, "node_id": 9 }, "committed": true } });
+    let payload = v1::RaftPayload { payload: serde_json::to_vec(&forged)? };
+    assert_eq!(raft.append_entries(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(raft.vote(payload).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(cluster.status(leader).await?.term, term);
+
+    phase("an agent speaks only for its certificate: other ids, kinds or regions are refused");
+    let frontend = certs.tls(&certs::agent("web-1", AgentKind::Frontend, "us-east")?, &[])?;
+    let frontend = Connector::new(Some(frontend), true);
+    let asks_for_api = sync_status(frontend.clone(), &node.grpc, hello("web-1", "us-east", v1::AgentKind::Api)).await;
+    assert_eq!(asks_for_api, tonic::Code::PermissionDenied, "a frontend certificate asking for the API scope");
+    let impostor = sync_status(frontend.clone(), &node.grpc, hello("victim", "us-east", v1::AgentKind::Frontend)).await;
+    assert_eq!(impostor, tonic::Code::PermissionDenied, "claiming another agent's id");
+    let elsewhere = sync_status(frontend.clone(), &node.grpc, hello("web-1", "eu-west", v1::AgentKind::Frontend)).await;
+    assert_eq!(elsewhere, tonic::Code::PermissionDenied, "claiming another region");
+    assert_eq!(
+        sync_status(frontend, &node.grpc, hello("web-1", "us-east", v1::AgentKind::Frontend)).await,
+        tonic::Code::Ok
+    );
+    let operator_sync = Connector::new(cluster.operator_tls(Role::Admin), true);
+    let code = sync_status(operator_sync, &node.grpc, hello("web-1", "us-east", v1::AgentKind::Frontend)).await;
+    assert_eq!(code, tonic::Code::PermissionDenied, "an operator certificate on the agent stream");
+
+    phase("an agent whose certificate disagrees with its flags does not start");
+    let mismatched = agent::AgentConfig {
+        agent_id: "web-2".to_owned(),
+        region: "us-east".to_owned(),
+        kind: Kind::Api,
+        endpoints: cluster.endpoints_from(1),
+        data_dir: None,
+        base_domains: vec![],
+        bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+        tls: Some(agent_cert),
+    };
+    let error = agent::Agent::start(mismatched).await.err().expect("refused").to_string();
+    assert!(error.contains("spiffe://tenantry/agent/us-east/api/web-9"), "{error}");
+
+    phase("the operator port of an api-node needs the operator role for copies");
+    let viewer_connector = Connector::new(cluster.operator_tls(Role::Viewer), false);
+    let head = format!("POST /admin/moves/acme/copy?began_revision=1 HTTP/1.1\r\nHost: {}", api.admin);
+    let refused = cluster_tests::http::exchange_via(&viewer_connector, &api.admin, &head, b"").await?;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+
+    cluster.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insecure_cluster_runs_in_plaintext_only_when_asked() -> anyhow::Result<()> {
+    phase("a node without certificates and without --insecure refuses to start");
+    let secure = RegistryCluster::prepare(ClusterOptions::new("adversary-no-certs"))?;
+    let node = secure.node(1);
+    let output = std::process::Command::new(cluster_tests::binaries::binary("registry"))
+        .args(["serve", "--id", "1", "--region", "us-east", "--grpc", &node.grpc, "--http", &node.http])
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .args(["--peer", &format!("1=us-east@{}", node.grpc)])
+        .env_remove("TENANTRY_CA")
+        .env_remove("TENANTRY_CERT")
+        .env_remove("TENANTRY_KEY")
+        .output()?;
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("--ca, --cert, --key") && said.contains("--insecure"), "{said}");
+    secure.passed();
+
+    phase("with --insecure: plaintext, the client's actor believed, and a loud warning");
+    let cluster = RegistryCluster::start(ClusterOptions::new("adversary-insecure").insecure()).await?;
+    let client = cluster.client();
+    let options = WriteOptions { actor: "bob".to_owned(), ..Default::default() };
+    client.create_tenant("acme", documents(1), &options).await?;
+    assert_eq!(client.history("acme", 1).await?.entries[0].actor, "bob");
+    let log = std::fs::read_to_string(&cluster.node(1).log)?;
+    assert!(log.contains("running with --insecure"), "the node warns");
+    cluster.passed();
+    Ok(())
+}
