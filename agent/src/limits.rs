@@ -51,3 +51,7 @@ pub const DISK_JOURNAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// records of the largest bundles stays below it; a torn length never
 /// allocates more than the file holds).
 pub const DISK_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024 * 1024;
+
+/// Connections the sidecar's local API holds open at once (long polls
+/// included); more wait in the kernel's backlog.
+pub const SIDECAR_CONNECTIONS_MAX: usize = 1_024;

@@ -27,3 +27,7 @@ pub const MOVE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// How long the copy step of a move waits for this node's view to reach the
 /// revision that began the move, in milliseconds.
 pub const MOVE_VIEW_WAIT_MS: u64 = 10_000;
+
+/// Connections the public port holds open at once; more wait in the
+/// kernel's backlog (behind a load balancer, a few hundred suffice).
+pub const CONNECTIONS_MAX: usize = 4_096;

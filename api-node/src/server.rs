@@ -12,7 +12,7 @@ use std::time::Duration;
 use agent::limits::HOST_BYTES_MAX;
 use agent::sidecar::problem;
 use agent::{Agent, TenantEntry};
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -159,8 +159,9 @@ fn tenant_of(parts: &Parts, node: &Node, access: Access) -> Result<Arc<TenantEnt
     // Without a peer address no proxy is trusted.
     let peer = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |ConnectInfo(peer)| *peer);
+        .get::<trust::PeerInfo>()
+        .and_then(|info| info.remote)
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     node.tenant(&parts.headers, peer, access)
 }
 

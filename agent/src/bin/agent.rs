@@ -85,14 +85,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let materializer =
         args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
-    // Responses go out at once (no Nagle delay behind a client's delayed ACK).
-    let listener = axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(args.http).await?, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    if !args.http.ip().is_loopback() {
+        tracing::warn!(http = %args.http, "the sidecar's local API is unauthenticated: keep it on loopback");
+    }
+    let listener = tokio::net::TcpListener::bind(args.http).await?;
     tracing::info!(http = %args.http, "agent sidecar serving");
-    axum::serve(listener, agent::sidecar::http::router(agent.clone()))
-        .with_graceful_shutdown(agent::sidecar::termination())
-        .await?;
+    let options = trust::ListenOptions {
+        tls: None,
+        client_cert_required: false,
+        connections_max: agent::limits::SIDECAR_CONNECTIONS_MAX,
+    };
+    let router = agent::sidecar::http::router(agent.clone());
+    trust::net::serve_http(listener, options, router, agent::sidecar::termination()).await;
     let _ = stop.send(true);
     if let Some(materializer) = materializer {
         materializer.await??;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use agent::{Agent, AgentConfig, Kind};
 use api_node::auth::SessionKeys;
-use api_node::limits::{CONCURRENT_REQUESTS_MAX, REQUEST_BODY_BYTES_MAX, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT};
+use api_node::limits::{
+    CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT,
+};
 use api_node::resolve::{HostRules, IpNet};
 use api_node::server::{router, Metrics, Node};
 use api_node::shard::ShardStores;
@@ -85,14 +87,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         shards: ShardStores::new(&args.data_dir.join("shards")),
         sessions: SessionKeys::new(session_key(&args.session_key_file)?),
     });
+    // One limit of requests in flight for the whole node (a Router's layer
+    // is cloned per route; the global layer shares one semaphore).
     let app = router(node.clone())
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(CONCURRENT_REQUESTS_MAX))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    // Responses go out at once (no Nagle delay behind a client's delayed ACK).
-    let listener = axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(args.http).await?, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(CONCURRENT_REQUESTS_MAX));
+    let listener = tokio::net::TcpListener::bind(args.http).await?;
     let mut admin_server = None;
     if let Some(admin) = args.admin_http {
         let listener = tokio::net::TcpListener::bind(admin).await?;
@@ -108,13 +108,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!(http = %args.http, "api-node serving");
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    // The public port is plain HTTP behind the load balancer, with the
+    // listeners' connection cap and header-read timeout.
+    let options = trust::ListenOptions { tls: None, client_cert_required: false, connections_max: CONNECTIONS_MAX };
+    let server = tokio::spawn(trust::net::serve_http(listener, options, app, async {
+        let _ = stopped.await;
+    }));
     agent::sidecar::termination().await;
     let _ = stopping.send(());
     // In-flight requests get a deadline, then the node exits anyway.
