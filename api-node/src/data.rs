@@ -2,6 +2,13 @@
 //! `POST /api/items` (with `Idempotency-Key`). Every access goes through the
 //! request's tenant: its session token, its region-safety decision, and its
 //! [`TenantScope`](crate::shard::TenantScope) on the shard that holds it.
+//!
+//! Logins go through [`Logins`](crate::login::Logins): over the failed-login
+//! limit a login is answered 429 with `Retry-After` before any PBKDF2 runs;
+//! otherwise 401 `BadCredentials` whatever was wrong, after the same work.
+//! A session token is checked against the tenant's current private bundle
+//! on every request, so removing a user or changing a password ends their
+//! sessions.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,9 +24,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{declared_hash, verify_password, AuthError, SESSION_TTL_S};
+use crate::auth::AuthError;
+use crate::limiter::Limited;
 use crate::limits::RETRY_AFTER_S;
-use crate::server::{with_tenant_headers, Node, ReadTenant, WriteTenant};
+use crate::server::{with_tenant_headers, ClientIp, Node, ReadTenant, WriteTenant};
 use crate::shard::{ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {
@@ -66,20 +74,34 @@ fn shard_failure(error: ShardError) -> Response {
     }
 }
 
+/// 429 for a login over a failed-login limit: `Retry-After` and a problem
+/// body naming the rule (`rule`, and in words in `detail`).
+fn too_many_logins(limited: &Limited) -> Response {
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let body = json!({
+        "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(),
+        "detail": limited.to_string(), "rule": limited.rule.name(), "retryAfterS": limited.retry_after_s(),
+    });
+    let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_s()));
+    response
+}
+
 fn unauthorized(error: AuthError) -> Response {
     let mut response = problem(StatusCode::UNAUTHORIZED, &error.to_string());
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 
-/// The session user of a request, for the request's tenant.
+/// The session user of a request, for the request's tenant and its users
+/// as the view has them now.
 fn session_user(node: &Node, headers: &HeaderMap, entry: &TenantEntry) -> Result<String, AuthError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(AuthError::BadToken)?;
-    node.sessions.verify(token.trim(), &entry.record.uid, now_unix_ms() / 1000)
+    node.logins.session_user(token.trim(), &entry.record.uid, entry.private_json(), now_unix_ms() / 1000)
 }
 
 /// The JSON body, or the words of a 400 naming what is wrong.
@@ -93,27 +115,41 @@ struct Login {
     password: String,
 }
 
-async fn login(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, body: Bytes) -> Response {
+/// `POST /api/login`: `{"user", "password"}` to `{"token", "user",
+/// "expiresAtUnix"}`; 401 for any wrong user or password, 429 over the
+/// failed-login limit.
+async fn login(
+    State(node): State<Arc<Node>>,
+    ReadTenant(entry): ReadTenant,
+    ClientIp(client): ClientIp,
+    body: Bytes,
+) -> Response {
     let login: Login = match parse_body(&body) {
         Ok(login) => login,
         Err(detail) => return with_tenant_headers(problem(StatusCode::BAD_REQUEST, &detail), &entry, &node.region),
     };
-    let declared = entry.private_json().and_then(|private| declared_hash(private, &login.user));
-    // PBKDF2 is deliberately slow: off the async workers.
-    let password = login.password;
-    let verified = match declared {
-        Some(declared) => {
-            tokio::task::spawn_blocking(move || verify_password(&password, &declared)).await.unwrap_or(false)
-        }
-        None => false,
+    // The limiter first, on this worker: an attempt over a limit costs no PBKDF2.
+    let admission = match node.logins.admit(&entry.record.uid, &login.user, client, node.logins.now_ms()) {
+        Ok(admission) => admission,
+        Err(limited) => return with_tenant_headers(too_many_logins(&limited), &entry, &node.region),
     };
-    if !verified {
-        return with_tenant_headers(unauthorized(AuthError::BadCredentials), &entry, &node.region);
-    }
-    let expires = now_unix_ms() / 1000 + SESSION_TTL_S;
-    let token = node.sessions.issue(&entry.record.uid, &login.user, expires);
-    let body = json!({ "token": token, "user": login.user, "expiresAtUnix": expires });
-    with_tenant_headers(Json(body).into_response(), &entry, &node.region)
+    // PBKDF2 is deliberately slow: off the async workers. A panic there is a
+    // failed login (its limiter token stays taken).
+    let (worker_node, worker_entry) = (node.clone(), entry.clone());
+    let issued = tokio::task::spawn_blocking(move || {
+        let private_bundle = worker_entry.private_json();
+        worker_node.logins.complete(admission, private_bundle, &login.password, now_unix_ms() / 1000)
+    })
+    .await
+    .unwrap_or(Err(AuthError::BadCredentials));
+    let response = match issued {
+        Ok(issued) => {
+            Json(json!({ "token": issued.token, "user": issued.user, "expiresAtUnix": issued.expires_unix_s }))
+                .into_response()
+        }
+        Err(error) => unauthorized(error),
+    };
+    with_tenant_headers(response, &entry, &node.region)
 }
 
 async fn list_items(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, headers: HeaderMap) -> Response {
@@ -159,4 +195,33 @@ async fn create_item(
         },
     };
     with_tenant_headers(response, &entry, &node.region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::{LimitRule, Rule};
+
+    #[tokio::test]
+    async fn a_limited_login_is_a_429_with_retry_after_naming_the_rule() {
+        let limited = Limited {
+            rule: LimitRule::PerClientAddress,
+            limit: Rule { burst: 20, refill_ms: 6_000 },
+            retry_after_ms: 4_001,
+        };
+        let response = too_many_logins(&limited);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|value| value.to_str().ok()), Some("5"));
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let body = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], 429);
+        assert_eq!(body["rule"], "login-failures-per-client-address");
+        assert_eq!(body["retryAfterS"], 5);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("from this address") && detail.contains("20 at once"), "{detail}");
+    }
 }

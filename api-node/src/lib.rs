@@ -5,8 +5,9 @@
 //!
 //! * [`resolve`]: Host (or a trusted proxy's X-Forwarded-Host) to tenant id.
 //! * [`policy`]: region safety and tenant status, one pure decision per request.
-//! * [`data`], [`auth`], [`shard`]: the tenant-scoped data API, its sessions
-//!   and its per-shard stores.
+//! * [`data`], [`shard`]: the tenant-scoped data API and its per-shard stores.
+//! * [`login`], [`auth`], [`limiter`]: demo-user logins and session tokens;
+//!   password hashes and token keys; the failed-login limiter.
 //! * [`server`]: the axum router and handlers.
 //! * [`admin`]: the operator listener: the copy step of a move between shards.
 //!
@@ -16,7 +17,9 @@
 pub mod admin;
 pub mod auth;
 pub mod data;
+pub mod limiter;
 pub mod limits;
+pub mod login;
 pub mod policy;
 pub mod resolve;
 pub mod server;

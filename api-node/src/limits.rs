@@ -31,3 +31,35 @@ pub const MOVE_VIEW_WAIT_MS: u64 = 10_000;
 /// Connections the public port holds open at once; more wait in the
 /// kernel's backlog (behind a load balancer, a few hundred suffice).
 pub const CONNECTIONS_MAX: usize = 4_096;
+
+/// Failed logins one user of one tenant may have in a burst; then one more
+/// per [`LOGIN_FAILURE_PER_USER_REFILL_MS`]. Slows password guessing against
+/// one account from any number of addresses.
+pub const LOGIN_FAILURES_PER_USER_BURST: u32 = 5;
+
+/// How often a user's failed-login allowance grows back by one, in
+/// milliseconds.
+pub const LOGIN_FAILURE_PER_USER_REFILL_MS: u64 = 60_000;
+
+/// Failed logins one client address may have in a burst, over all tenants
+/// and users; then one more per [`LOGIN_FAILURE_PER_ADDRESS_REFILL_MS`].
+/// Slows one client spraying passwords over many accounts. IPv6 clients
+/// count per /64, the block one host usually gets.
+pub const LOGIN_FAILURES_PER_ADDRESS_BURST: u32 = 20;
+
+/// How often a client address's failed-login allowance grows back by one,
+/// in milliseconds.
+pub const LOGIN_FAILURE_PER_ADDRESS_REFILL_MS: u64 = 6_000;
+
+/// The most keys each failed-login table (per user, per address) tracks;
+/// past it the least recently touched key is forgotten. About 100 bytes a
+/// key: a few MiB per table at most.
+pub const LOGIN_LIMITER_KEYS_MAX: usize = 65_536;
+
+/// The most `X-Forwarded-For` hops walked back to find the client behind
+/// trusted proxies.
+pub const FORWARDED_FOR_HOPS_MAX: usize = 16;
+
+/// The most previous session keys (`--session-key-previous`) whose tokens
+/// still verify.
+pub const SESSION_KEYS_PREVIOUS_MAX: usize = 4;

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 
 use agent::limits::HOST_BYTES_MAX;
 
+use crate::limits::FORWARDED_FOR_HOPS_MAX;
+
 /// How hosts map to tenants on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostRules {
@@ -93,6 +95,31 @@ pub fn requested_host<'a>(
         Some(forwarded) if trusted => forwarded.split(',').next().map(str::trim),
         _ => host,
     }
+}
+
+/// The client a request came from: the peer, or behind trusted proxies the
+/// nearest `X-Forwarded-For` address that is not a trusted proxy. Each
+/// proxy appends the address it saw, so the list is read from its right
+/// end; entries left of the first untrusted hop are the client's own claims
+/// and never believed. `forwarded_for` holds the header's values in order
+/// of arrival. An entry that is not an address (or with a port, as some
+/// proxies write) stops the walk at the last address believed.
+pub fn client_ip(forwarded_for: &[&str], peer: IpAddr, rules: &HostRules) -> IpAddr {
+    let trusted = |ip: IpAddr| rules.trusted_proxies.iter().any(|net| net.contains(ip));
+    let hops = forwarded_for.iter().rev().flat_map(|value| value.rsplit(',')).take(FORWARDED_FOR_HOPS_MAX);
+    let mut client = peer;
+    for hop in hops {
+        if !trusted(client) {
+            break;
+        }
+        let hop = hop.trim();
+        let parsed = hop.parse::<IpAddr>().or_else(|_| hop.parse::<std::net::SocketAddr>().map(|addr| addr.ip()));
+        match parsed {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Checks that `host` is a syntactically valid Host header value.
@@ -215,6 +242,23 @@ mod tests {
         let chained = Some("acme.example.com, lb.internal");
         assert_eq!(resolve(Some("lb.internal"), chained, "10.0.0.1"), Ok("acme".to_owned()), "the first value");
         assert_eq!(resolve(None, None, "10.0.0.1"), Err(HostError::Missing));
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_nearest_untrusted_hop() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let client = |forwarded: &[&str], peer: &str| client_ip(forwarded, ip(peer), &rules());
+        assert_eq!(client(&[], CLIENT), ip(CLIENT), "no header: the peer");
+        assert_eq!(client(&["198.51.100.1"], CLIENT), ip(CLIENT), "an untrusted peer's header is ignored");
+        assert_eq!(client(&["198.51.100.1"], "10.0.0.1"), ip("198.51.100.1"), "one trusted proxy");
+        assert_eq!(client(&["1.2.3.4, 198.51.100.1, 10.9.9.9"], "10.0.0.1"), ip("198.51.100.1"), "two proxies");
+        assert_eq!(client(&["1.2.3.4, 198.51.100.1", "10.9.9.9"], "10.0.0.1"), ip("198.51.100.1"), "two headers");
+        assert_eq!(client(&["spoofed, 198.51.100.1"], "10.0.0.1"), ip("198.51.100.1"), "left of the client: ignored");
+        assert_eq!(client(&["198.51.100.1, junk"], "10.0.0.1"), ip("10.0.0.1"), "junk stops at the last believed");
+        assert_eq!(client(&["198.51.100.1:4711"], "::1"), ip("198.51.100.1"), "with a port");
+        assert_eq!(client(&["[2001:db8::7]:443"], "::1"), ip("2001:db8::7"));
+        let all_trusted = vec!["10.0.0.9"; 100].join(",");
+        assert_eq!(client(&[&all_trusted], "10.0.0.1"), ip("10.0.0.9"), "a bounded walk");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The HTTP server: tenant resolution, the runtime config, health and
-//! metrics, all answered from the embedded agent's view.
+//! metrics, all answered from the embedded agent's view; the extractors
+//! every handler uses (the request's tenant, the client's address).
 //!
 //! Architecture Invariant: the api-node never talks to the registry
 //! directly; everything it knows comes through its agent.
 
-use std::net::SocketAddr;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use serde_json::json;
 
 use crate::limits::{CONFIG_MAX_AGE_S, RETRY_AFTER_S};
 use crate::policy::{decide, Access, Denial};
-use crate::resolve::{tenant_id, HostError, HostRules};
+use crate::resolve::{client_ip, tenant_id, HostError, HostRules};
 
 /// What every handler reads.
 pub struct Node {
@@ -32,7 +34,8 @@ pub struct Node {
     pub staleness_max: Duration,
     pub metrics: Metrics,
     pub shards: crate::shard::ShardStores,
-    pub sessions: crate::auth::SessionKeys,
+    /// Demo-user logins: the failed-login limiter, session keys and tokens.
+    pub logins: crate::login::Logins,
 }
 
 /// Request counters by outcome, for `/metrics`.
@@ -155,14 +158,33 @@ pub struct ReadTenant(pub Arc<TenantEntry>);
 /// The request's tenant, when this node may take its writes.
 pub struct WriteTenant(pub Arc<TenantEntry>);
 
-fn tenant_of(parts: &Parts, node: &Node, access: Access) -> Result<Arc<TenantEntry>, Refusal> {
-    // Without a peer address no proxy is trusted.
-    let peer = parts
+/// The connection's peer; without one (no listener info) `0.0.0.0:0`,
+/// which no proxy rule trusts.
+fn peer_of(parts: &Parts) -> SocketAddr {
+    parts
         .extensions
         .get::<trust::PeerInfo>()
         .and_then(|info| info.remote)
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-    node.tenant(&parts.headers, peer, access)
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn tenant_of(parts: &Parts, node: &Node, access: Access) -> Result<Arc<TenantEntry>, Refusal> {
+    node.tenant(&parts.headers, peer_of(parts), access)
+}
+
+/// The address of the request's client: the peer, or behind a trusted
+/// proxy the one `X-Forwarded-For` names (what the login limiter counts by).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<Node>> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, Infallible> {
+        // A value that is not text cannot be an address list; it is skipped.
+        let forwarded_for: Vec<&str> =
+            parts.headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).collect();
+        Ok(ClientIp(client_ip(&forwarded_for, peer_of(parts).ip(), &node.rules)))
+    }
 }
 
 impl FromRequestParts<Arc<Node>> for ReadTenant {
@@ -356,6 +378,31 @@ pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
         "counter",
         "Malformed requests (400).",
         counters.bad_requests.load(Ordering::Relaxed),
+    );
+    let logins = node.logins.stats();
+    metric(
+        "tenantry_api_logins_succeeded_total",
+        "counter",
+        "Demo-user logins that issued a session.",
+        logins.succeeded.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_logins_failed_total",
+        "counter",
+        "Demo-user logins refused for a wrong user or password (401).",
+        logins.failed.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_logins_limited_total",
+        "counter",
+        "Demo-user logins refused by the failed-login limiter (429), before any password check.",
+        logins.limited.load(Ordering::Relaxed),
+    );
+    metric(
+        "tenantry_api_login_pbkdf2_total",
+        "counter",
+        "PBKDF2 derivations run by logins: one per attempt past the limiter.",
+        logins.derivations.load(Ordering::Relaxed),
     );
     metric("tenantry_api_registry_revision", "gauge", "The agent's applied revision.", node.agent.revision());
     metric(

@@ -56,10 +56,12 @@ impl Allowlist {
 }
 
 /// A lowercase DNS name (`a.b.c`, labels of a-z 0-9 -), or `*.name` when
-/// `wildcard_allowed`.
+/// `wildcard_allowed` and `name` has at least two labels.
 pub fn is_host_pattern(text: &str, wildcard_allowed: bool) -> bool {
     let name = match text.strip_prefix("*.") {
-        Some(rest) if wildcard_allowed => rest,
+        // A wildcard covers names under a registered domain, never a whole
+        // top-level domain (`*.com`).
+        Some(rest) if wildcard_allowed && rest.contains('.') => rest,
         _ => text,
     };
     name.len() <= 253
@@ -124,50 +126,57 @@ pub fn check_host(host: &str, allowlist: &Allowlist) -> Result<(), (&'static str
     Ok(())
 }
 
-/// Checks one URL: https, no credentials, host allowed.
-pub fn check_url(url: &str, allowlist: &Allowlist) -> Result<(), (&'static str, String)> {
-    let Some(rest) = url.strip_prefix("https://") else {
-        return Err(("https", format!("{url:?} must use https")));
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if authority.contains('@') {
+/// Whether `text` is meant as a URL, so that [`check_url`] judges it: it
+/// starts with a scheme and `//` (in any case: `HTTPS://…`), with `//` or
+/// `\\` alone (scheme-relative), or with a scheme a browser would run or
+/// load (`javascript:`, `data:`, `file:`). Secret-store references
+/// (`vault:…`) are not URLs.
+pub fn is_url_like(text: &str) -> bool {
+    const DANGEROUS_SCHEMES: &[&str] = &["javascript", "data", "file", "vbscript", "http", "https"];
+    let text = text.trim_start();
+    if text.starts_with("//") || text.starts_with("\\\\") {
+        return true;
+    }
+    let Some((scheme, rest)) = text.split_once(':') else { return false };
+    let is_scheme = scheme.len() <= 32
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"+.-".contains(&byte));
+    is_scheme && (rest.starts_with("//") || DANGEROUS_SCHEMES.iter().any(|known| scheme.eq_ignore_ascii_case(known)))
+}
+
+/// Checks one URL, parsed as a browser would (WHATWG, the `url` crate):
+/// https, no credentials, a host that is neither internal (however it is
+/// written: `0x7f000001`, `127.1`, `[::ffff:7f00:1]`) nor outside the
+/// allowlist, and no secret-named query parameter.
+pub fn check_url(text: &str, allowlist: &Allowlist) -> Result<(), (&'static str, String)> {
+    let shown = crate::shown(&Value::String(text.to_owned()));
+    let url = url::Url::parse(text.trim()).map_err(|error| match error {
+        url::ParseError::RelativeUrlWithoutBase => ("https", format!("{shown} must be an absolute https:// URL")),
+        error => ("url", format!("{shown} is not a URL: {error}")),
+    })?;
+    if url.scheme() != "https" {
+        return Err(("https", format!("{shown} must use https")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
         return Err(("credentials", "a URL carries no user name or password; use a secret reference".to_owned()));
     }
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !port.contains(']') => {
-            if port.parse::<u16>().map_or(true, |port| port == 0) {
-                return Err(("port", format!("{port:?} is not a port from 1 to 65535")));
-            }
-            host
-        }
-        _ => authority,
-    };
-    let host = host.to_ascii_lowercase();
-    if host.is_empty() {
-        return Err(("host-name", format!("{url:?} has no host")));
+    match url.host() {
+        None => return Err(("host-name", format!("{shown} has no host"))),
+        Some(url::Host::Domain(domain)) => check_host(domain, allowlist)?,
+        Some(url::Host::Ipv4(ip)) => check_host(&ip.to_string(), allowlist)?,
+        Some(url::Host::Ipv6(ip)) => check_host(&ip.to_string(), allowlist)?,
     }
-    check_host(&host, allowlist)?;
-    if let Some((_, query)) = tail.split_once('?') {
-        let query = query.split('#').next().unwrap_or_default();
-        if let Some(name) =
-            query.split('&').filter_map(|pair| pair.split('=').next()).find(|name| secrets::is_secret_key(name))
-        {
-            return Err((
-                "secret-in-url",
-                format!("query parameter {name:?} names a secret: documents hold no secrets"),
-            ));
-        }
+    if let Some((name, _)) = url.query_pairs().find(|(name, _)| secrets::is_secret_key(name)) {
+        return Err(("secret-in-url", format!("query parameter {name:?} names a secret: documents hold no secrets")));
     }
     Ok(())
 }
 
-/// Checks every string of `document` that is a URL (starts with `http://`
-/// or `https://`).
+/// Checks every string of `document` that is meant as a URL ([`is_url_like`]).
 pub fn check_urls(file: &str, document: &Map<String, Value>, allowlist: &Allowlist, problems: &mut Vec<Problem>) {
     fn walk(file: &str, pointer: String, value: &Value, allowlist: &Allowlist, problems: &mut Vec<Problem>) {
         match value {
-            Value::String(text) if text.starts_with("https://") || text.starts_with("http://") => {
+            Value::String(text) if is_url_like(text) => {
                 if let Err((rule, message)) = check_url(text, allowlist) {
                     problems.push(Problem::new(file, pointer, rule, message));
                 }

@@ -10,8 +10,8 @@
 //!   high-entropy values are refused; private config may hold references;
 //! * [`endpoints`]: every URL and custom domain matches the tenant's
 //!   `allowedHosts` and is never an internal address (SSRF guard);
-//! * [`logo`]: logos by magic bytes, size and dimensions; SVG without
-//!   scripts or external references;
+//! * [`logo`]: logos by magic bytes, size and dimensions; [`svg`]: an XML
+//!   tokenizer and allowlists, so no scripts or external references;
 //! * [`bundle`]: the deterministic, content-hashed public and private bundles;
 //! * [`repo`]: reading and compiling a config repo directory;
 //! * [`generate`]: valid repos of any size, for tests and benchmarks.
@@ -29,6 +29,7 @@ pub mod placement;
 pub mod repo;
 pub mod schema;
 pub mod secrets;
+pub mod svg;
 
 use std::fmt;
 
@@ -90,15 +91,37 @@ pub(crate) fn pointer_push(pointer: &str, key: &str) -> String {
     format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
 }
 
-/// A value shown in an error message: JSON text, cut to a printable length
-/// so that an error never echoes a large document.
+/// A value shown in an error message, so that an error never echoes a
+/// large document or a secret: as JSON text when that is short and holds no
+/// string that looks like a key, else by its kind and size.
 pub(crate) fn shown(value: &serde_json::Value) -> String {
     const SHOWN_CHARS_MAX: usize = 60;
-    let text = value.to_string();
-    if text.chars().count() <= SHOWN_CHARS_MAX {
-        return text;
+    fn no_key(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => !secrets::looks_random(text),
+            serde_json::Value::Array(items) => items.iter().all(no_key),
+            serde_json::Value::Object(map) => {
+                map.iter().all(|(key, value)| !secrets::looks_random(key) && no_key(value))
+            }
+            _ => true,
+        }
     }
-    let mut cut: String = text.chars().take(SHOWN_CHARS_MAX).collect();
-    cut.push('…');
-    cut
+    let text = value.to_string();
+    if text.chars().count() <= SHOWN_CHARS_MAX && no_key(value) {
+        text
+    } else {
+        described(value)
+    }
+}
+
+/// A value described without its content, for fields that may hold a
+/// secret by mistake (a password where its hash belongs).
+pub(crate) fn described(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => format!("a string of {} characters", text.chars().count()),
+        Value::Object(map) => format!("an object of {} keys", map.len()),
+        Value::Array(items) => format!("an array of {} items", items.len()),
+        _ => value.to_string(),
+    }
 }

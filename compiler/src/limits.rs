@@ -7,6 +7,9 @@ pub const LOGO_BYTES_MAX: usize = 64 * 1024;
 pub const LOGO_SIDE_PX_MIN: u32 = 16;
 pub const LOGO_SIDE_PX_MAX: u32 = 2048;
 
+/// The deepest an SVG logo's elements may nest.
+pub const SVG_DEPTH_MAX: usize = 64;
+
 /// The longest theme text, in characters.
 pub const TEXT_CHARS_MAX: usize = 500;
 
@@ -30,8 +33,8 @@ pub const ENTROPY_CHECK_CHARS_MIN: usize = 24;
 
 /// Shannon entropy, in bits per character, from which a string looks like a
 /// key: mixed-alphabet strings (base64 and the like) and hex-only strings.
-pub const ENTROPY_BITS_MAX: f64 = 4.0;
-pub const HEX_ENTROPY_BITS_MAX: f64 = 3.0;
+pub const ENTROPY_BITS_MAX: u64 = 4;
+pub const HEX_ENTROPY_BITS_MAX: u64 = 3;
 
 /// Hex-only strings shorter than this are not judged by entropy (ids, colors).
 pub const HEX_CHECK_CHARS_MIN: usize = 32;

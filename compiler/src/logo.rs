@@ -1,7 +1,7 @@
 //! Logos: `branding/{tenant}/logo.(svg|png|jpg|webp)` in the config repo.
 //! The format is judged by magic bytes (the extension must agree), then
-//! size and dimensions; an SVG must be free of scripts, event handlers and
-//! external references. A logo travels embedded in `theme.json` as
+//! size and dimensions; an SVG must pass [`svg::check`]: drawing elements
+//! and attributes only, no scripts, event handlers or external references. A logo travels embedded in `theme.json` as
 //! `logo: {mediaType, width, height, bytes, sha256, data}` (data in
 //! base64), so the registry and the browser see exactly what was checked,
 //! and the registry checks it again on write.
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::limits::{LOGO_BYTES_MAX, LOGO_SIDE_PX_MAX, LOGO_SIDE_PX_MIN};
 use crate::schema::THEME_FILE;
-use crate::Problem;
+use crate::{svg, Problem};
 
 /// The file extensions a logo may have.
 pub const LOGO_EXTENSIONS: &[&str] = &["svg", "png", "jpg", "webp"];
@@ -52,18 +52,15 @@ impl Format {
             .find(|format| format.media_type() == media_type)
     }
 
-    /// The format the bytes say they are.
+    /// The format the bytes say they are (imagesize reads the raster
+    /// formats' headers).
     pub fn sniff(bytes: &[u8]) -> Option<Self> {
-        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Some(Format::Png)
-        } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-            Some(Format::Jpeg)
-        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-            Some(Format::Webp)
-        } else if std::str::from_utf8(bytes).is_ok_and(|text| text.contains("<svg")) {
-            Some(Format::Svg)
-        } else {
-            None
+        match imagesize::image_type(bytes) {
+            Ok(imagesize::ImageType::Png) => Some(Format::Png),
+            Ok(imagesize::ImageType::Jpeg) => Some(Format::Jpeg),
+            Ok(imagesize::ImageType::Webp) => Some(Format::Webp),
+            _ if std::str::from_utf8(bytes).is_ok_and(|text| text.contains("<svg")) => Some(Format::Svg),
+            _ => None,
         }
     }
 }
@@ -98,14 +95,13 @@ pub fn check(declared: Format, bytes: &[u8]) -> Result<(u32, u32), Refusal> {
         return Err(("logo-format", format!("declared {} but the content is {found}", declared.media_type())));
     }
     let dimensions = match declared {
-        Format::Png => png_size(bytes),
-        Format::Jpeg => jpeg_size(bytes),
-        Format::Webp => webp_size(bytes),
+        Format::Png | Format::Jpeg | Format::Webp => imagesize::blob_size(bytes)
+            .ok()
+            .and_then(|size| Some((u32::try_from(size.width).ok()?, u32::try_from(size.height).ok()?))),
         Format::Svg => {
             // Sniffing proved UTF-8.
             let text = std::str::from_utf8(bytes).map_err(|_| ("logo-format", "an SVG must be UTF-8".to_owned()))?;
-            check_svg_content(text)?;
-            svg_size(text)
+            svg::check(text)?
         }
     };
     let (width, height) =
@@ -149,152 +145,4 @@ pub fn check_embedded(logo: &Value) -> Result<(), Problem> {
         ));
     }
     Ok(())
-}
-
-fn be16(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
-}
-
-fn le16(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?])))
-}
-
-fn le24(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes([*bytes.get(at)?, *bytes.get(at + 1)?, *bytes.get(at + 2)?, 0]))
-}
-
-fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    if bytes.get(12..16)? != b"IHDR" {
-        return None;
-    }
-    let word = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
-    Some((word(16)?, word(20)?))
-}
-
-fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    let mut at = 2;
-    loop {
-        while *bytes.get(at)? == 0xff && *bytes.get(at + 1)? == 0xff {
-            at += 1;
-        }
-        if *bytes.get(at)? != 0xff {
-            return None;
-        }
-        let marker = *bytes.get(at + 1)?;
-        if marker == 0x01 || (0xd0..=0xd9).contains(&marker) {
-            at += 2;
-            continue;
-        }
-        let length = be16(bytes, at + 2)? as usize;
-        // Start of frame: every SOFn except DHT (c4), JPG (c8) and DAC (cc).
-        if (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker) {
-            return Some((be16(bytes, at + 7)?, be16(bytes, at + 5)?));
-        }
-        at += 2 + length;
-    }
-}
-
-fn webp_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    match bytes.get(12..16)? {
-        b"VP8X" => Some((le24(bytes, 24)? + 1, le24(bytes, 27)? + 1)),
-        b"VP8L" => {
-            if *bytes.get(20)? != 0x2f {
-                return None;
-            }
-            let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
-            Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
-        }
-        b"VP8 " => {
-            if bytes.get(23..26)? != [0x9d, 0x01, 0x2a] {
-                return None;
-            }
-            Some((le16(bytes, 26)? & 0x3fff, le16(bytes, 28)? & 0x3fff))
-        }
-        _ => None,
-    }
-}
-
-/// Refuses scripts, event handlers, `javascript:` URLs, foreign objects,
-/// entity declarations and any reference that leaves the file.
-fn check_svg_content(text: &str) -> Result<(), Refusal> {
-    let lower = text.to_ascii_lowercase();
-    for (needle, what) in [
-        ("<script", "a <script> element"),
-        ("javascript:", "a javascript: URL"),
-        ("<foreignobject", "a <foreignObject> element"),
-        ("<!entity", "an entity declaration"),
-        ("<!doctype", "a DOCTYPE (entities)"),
-        ("@import", "a CSS @import"),
-    ] {
-        if lower.contains(needle) {
-            return Err(("svg-script", format!("an SVG logo must not contain {what}")));
-        }
-    }
-    let bytes = lower.as_bytes();
-    for (at, _) in lower.match_indices("on") {
-        let before = at.checked_sub(1).map(|before| bytes[before]);
-        let name_end = lower[at + 2..].find(|c: char| !c.is_ascii_alphabetic()).map_or(lower.len(), |end| at + 2 + end);
-        let after = lower[name_end..].trim_start();
-        if before.is_some_and(|byte| byte.is_ascii_whitespace()) && name_end > at + 2 && after.starts_with('=') {
-            return Err((
-                "svg-script",
-                format!("an SVG logo must not carry event handlers ({})", &lower[at..name_end]),
-            ));
-        }
-    }
-    for attribute in ["href", "src"] {
-        for (at, _) in lower.match_indices(attribute) {
-            let rest = lower[at + attribute.len()..].trim_start();
-            let Some(value) = rest.strip_prefix('=').map(str::trim_start) else { continue };
-            let value = value.trim_start_matches(['"', '\'']);
-            if !value.starts_with('#') {
-                return Err(("svg-external", "an SVG logo must not reference anything outside itself".to_owned()));
-            }
-        }
-    }
-    for (at, _) in lower.match_indices("url(") {
-        let value = lower[at + 4..].trim_start().trim_start_matches(['"', '\'']);
-        if !value.starts_with('#') {
-            return Err(("svg-external", "an SVG logo must not reference anything outside itself".to_owned()));
-        }
-    }
-    Ok(())
-}
-
-/// The root `<svg>`'s width and height attributes (numbers, optionally in
-/// px), or else its viewBox.
-fn svg_size(text: &str) -> Option<(u32, u32)> {
-    let start = text.find("<svg")?;
-    let tag = &text[start..start + text[start..].find('>')?];
-    let attribute = |name: &str| -> Option<&str> {
-        let mut search = 0;
-        while let Some(found) = tag[search..].find(name) {
-            let at = search + found;
-            search = at + name.len();
-            let preceded = tag[..at].ends_with(|c: char| c.is_ascii_whitespace());
-            let rest = tag[at + name.len()..].trim_start();
-            if let (true, Some(rest)) = (preceded, rest.strip_prefix('=')) {
-                let rest = rest.trim_start();
-                let quote = rest.chars().next()?;
-                let value = &rest[1..];
-                return Some(&value[..value.find(quote)?]);
-            }
-        }
-        None
-    };
-    let number = |text: &str| {
-        text.trim().trim_end_matches("px").parse::<f64>().ok().filter(|value| value.is_finite() && *value > 0.0)
-    };
-    if let (Some(width), Some(height)) = (attribute("width").and_then(number), attribute("height").and_then(number)) {
-        return Some((width.round() as u32, height.round() as u32));
-    }
-    let view_box: Vec<f64> = attribute("viewBox")?
-        .split([' ', ','])
-        .filter(|part| !part.is_empty())
-        .filter_map(|part| part.parse().ok())
-        .collect();
-    match view_box.as_slice() {
-        [_, _, width, height] if *width > 0.0 && *height > 0.0 => Some((width.round() as u32, height.round() as u32)),
-        _ => None,
-    }
 }

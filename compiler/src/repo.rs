@@ -12,12 +12,13 @@
 //! shows all that must be fixed; it returns bundles only for a clean repo.
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use proto::TenantId;
 use serde_json::{Map, Value};
 
-use crate::limits::{DOCUMENT_BYTES_MAX, REPO_TENANTS_MAX};
+use crate::limits::{DOCUMENT_BYTES_MAX, LOGO_BYTES_MAX, REPO_TENANTS_MAX};
 use crate::logo::LOGO_EXTENSIONS;
 use crate::schema::{CONFIG_FILE, THEME_FILE};
 use crate::{compile_bundles, logo, validate_documents, Bundle, Documents, Problem};
@@ -59,23 +60,35 @@ pub struct CompiledRepo {
     pub golden: Vec<TenantId>,
 }
 
-fn read(path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
-    match fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            problems.push(Problem::new(name, "", "read", error.to_string()));
-            None
+/// Reads a regular file of at most `bytes_max` bytes. Symbolic links and
+/// special files (a link to `/dev/zero`, a FIFO) are refused before they
+/// are opened, and no more than `bytes_max + 1` bytes are ever read.
+fn read(path: &Path, name: &str, bytes_max: usize, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
+    let mut refuse = |rule: &'static str, message: String| {
+        problems.push(Problem::new(name, "", rule, message));
+        None
+    };
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            return refuse("symlink", "is a symbolic link: a config repo holds regular files only".to_owned())
         }
+        Ok(metadata) if !metadata.is_file() => {
+            return refuse("not-a-file", "is not a regular file: a config repo holds regular files only".to_owned())
+        }
+        Ok(_) => {}
+        Err(error) => return refuse("read", error.to_string()),
+    }
+    let mut bytes = Vec::new();
+    let read = fs::File::open(path).and_then(|file| file.take(bytes_max as u64 + 1).read_to_end(&mut bytes));
+    match read {
+        Err(error) => refuse("read", error.to_string()),
+        Ok(_) if bytes.len() > bytes_max => refuse("size", format!("is over the limit of {bytes_max} bytes")),
+        Ok(_) => Some(bytes),
     }
 }
 
 fn read_object(path: &Path, name: &str, problems: &mut Vec<Problem>) -> Option<Map<String, Value>> {
-    let bytes = read(path, name, problems)?;
-    if bytes.len() > DOCUMENT_BYTES_MAX {
-        let message = format!("{} bytes is over the limit of {DOCUMENT_BYTES_MAX} bytes", bytes.len());
-        problems.push(Problem::new(name, "", "size", message));
-        return None;
-    }
+    let bytes = read(path, name, DOCUMENT_BYTES_MAX, problems)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Some(map),
         Ok(_) => {
@@ -97,8 +110,18 @@ fn entries(dir: &Path, name: &str, problems: &mut Vec<Problem>) -> Vec<(String, 
     let mut found: Vec<(String, std::path::PathBuf)> = match fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
-            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry))
             .filter(|(file, _)| !file.starts_with('.'))
+            .filter(|(file, entry)| {
+                // A link could lead out of the repo or into /dev: not followed.
+                let link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
+                if link {
+                    let message = "is a symbolic link: a config repo holds regular files only";
+                    problems.push(Problem::new(&format!("{name}/{file}"), "", "symlink", message));
+                }
+                !link
+            })
+            .map(|(file, entry)| (file, entry.path()))
             .collect(),
         Err(error) => {
             problems.push(Problem::new(name, "", "read", error.to_string()));
@@ -165,7 +188,7 @@ fn read_tenant(repo: &Path, id: &str, problems: &mut Vec<Problem>) -> Option<Doc
             problems.push(Problem::new(&format!("{prefix}/{THEME_FILE}"), "/logo", "logo-source", message));
             continue;
         }
-        let Some(bytes) = read(path, &name, problems) else { continue };
+        let Some(bytes) = read(path, &name, LOGO_BYTES_MAX, problems) else { continue };
         match logo::compile(extension, &bytes) {
             Ok(embedded) => {
                 documents.theme.insert("logo".to_owned(), embedded);
@@ -265,8 +288,8 @@ pub fn compile_repo(dir: &Path) -> Result<CompiledRepo, Vec<Problem>> {
     }
     let golden_path = dir.join(GOLDEN_FILE);
     if golden_path.is_file() {
-        let text =
-            read(&golden_path, GOLDEN_FILE, &mut problems).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let text = read(&golden_path, GOLDEN_FILE, DOCUMENT_BYTES_MAX, &mut problems)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
         for (number, line) in text.unwrap_or_default().lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {

@@ -13,7 +13,7 @@ use crate::limits::{
     ALLOWED_HOSTS_MAX, CUSTOM_DOMAINS_MAX, DEMO_USERS_MAX, INTEGRATIONS_PER_TENANT_MAX, PBKDF2_ITERATIONS_MAX,
     TEXT_CHARS_MAX,
 };
-use crate::{endpoints, logo, placement, pointer_push, secrets, shown, Problem};
+use crate::{described, endpoints, logo, placement, pointer_push, secrets, shown, Problem};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const THEME_FILE: &str = "theme.json";
@@ -168,7 +168,7 @@ fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
                 let message = format!(
                     "{} is not a password hash (pbkdf2-sha256$ITERATIONS$SALT_HEX$HASH_HEX, at most \
                      {PBKDF2_ITERATIONS_MAX} iterations); documents never hold passwords",
-                    shown(hash)
+                    described(hash)
                 );
                 problem(problems, FILE, &pointer, "password-hash", message);
             }
@@ -188,7 +188,7 @@ fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
             let wildcard_allowed = key == "allowedHosts";
             let valid = entry.as_str().is_some_and(|host| endpoints::is_host_pattern(host, wildcard_allowed));
             if !valid {
-                let what = if wildcard_allowed { "a host name or *.domain" } else { "a host name" };
+                let what = if wildcard_allowed { "a host name or *.domain.tld" } else { "a host name" };
                 let message = format!("{} is not {what} (lowercase DNS labels)", shown(entry));
                 problem(problems, FILE, &format!("{pointer}/{index}"), "host-name", message);
             }
@@ -200,7 +200,7 @@ fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
                 let pointer = pointer_push("/secrets", name);
                 let message = format!(
                     "{} is not a secret reference ({}…); the registry holds references, never values",
-                    shown(reference),
+                    described(reference),
                     secrets::REFERENCE_SCHEMES.join("…, ")
                 );
                 problem(problems, FILE, &pointer, "secret-reference", message);

@@ -73,6 +73,45 @@ fn a_broken_repo_reports_every_problem_with_its_path() {
     );
 }
 
+/// A repo is data from anywhere (a pull request): links are not followed
+/// (a link to /dev/zero used to hang regctl), special files are not read,
+/// and no file is read past its limit.
+#[test]
+fn a_hostile_repo_is_refused_without_reading_too_much() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    compiler::generate::generate(dir.path(), 10).expect("generate");
+    let root = dir.path();
+    let theme = root.join("tenants/tenant-000001/theme.json");
+    fs::remove_file(&theme).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", &theme).expect("symlink");
+    std::os::unix::fs::symlink(root.join("tenants/tenant-000002"), root.join("tenants/tenant-000099"))
+        .expect("symlink");
+    let big = vec![b' '; compiler::limits::DOCUMENT_BYTES_MAX + 1];
+    fs::write(root.join("tenants/tenant-000002/theme.json"), big).expect("write");
+    let logo = root.join("branding/tenant-000010/logo.svg");
+    fs::remove_file(&logo).expect("remove");
+    nix_mkfifo(&logo);
+    let start = std::time::Instant::now();
+    let problems = compile_repo(root).expect_err("hostile");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "tenants/tenant-000099: is a symbolic link: a config repo holds regular files only".to_owned(),
+            "tenants/tenant-000001/theme.json: is a symbolic link: a config repo holds regular files only".to_owned(),
+            "tenants/tenant-000002/theme.json: is over the limit of 262144 bytes".to_owned(),
+            "branding/tenant-000010/logo.svg: is not a regular file: a config repo holds regular files only".to_owned(),
+        ]
+    );
+}
+
+/// A FIFO at `path` (a read of it would block forever).
+fn nix_mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success());
+}
+
 /// The documented schemas list exactly the keys the rules know.
 #[test]
 fn the_schema_files_match_the_rules() {

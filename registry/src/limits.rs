@@ -165,3 +165,6 @@ pub const SLED_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// How long a membership change may take, in milliseconds (adding a learner
 /// waits until it has caught up, which may mean a snapshot).
 pub const MEMBERSHIP_CHANGE_MS_MAX: u64 = 120_000;
+
+/// The longest shard endpoint, in bytes.
+pub const SHARD_ENDPOINT_BYTES_MAX: usize = 255;

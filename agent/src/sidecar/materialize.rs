@@ -14,13 +14,18 @@ use tokio::sync::watch;
 
 use crate::{Agent, View};
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// then a rename.
+/// Writes `bytes` to `path` atomically: a temp file in the same directory
+/// with an unpredictable name, created exclusively (`O_CREAT|O_EXCL`, so a
+/// planted file or symbolic link of that name is never written through),
+/// then a rename over `path` (which replaces a link, never follows it). Not
+/// fsynced: after a crash the agent writes every file again on its first sync.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".materialize-").suffix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|error| error.error)?;
+    Ok(())
 }
 
 /// The files of one materialized directory.
@@ -97,5 +102,46 @@ pub async fn run(agent: Arc<Agent>, dir: PathBuf, mut stop: watch::Receiver<bool
             result = changed.changed() => if result.is_err() { return Ok(()) },
             _ = stop.wait_for(|stop| *stop) => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::v1::{self, TenantRecord, TenantStatus};
+
+    use super::*;
+
+    fn record(id: &str, json: &str) -> TenantRecord {
+        TenantRecord {
+            id: id.to_owned(),
+            status: TenantStatus::Active as i32,
+            mod_revision: 1,
+            config_revision: 1,
+            public_bundle: Some(v1::Bundle {
+                json: json.as_bytes().to_vec().into(),
+                sha256: proto::document::sha256_hex(json.as_bytes()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Someone who can write the directory (nginx's group, say) plants links
+    /// where the materializer writes: at the old predictable temp name and
+    /// at a tenant's file. Neither is written through.
+    #[test]
+    fn planted_links_are_replaced_never_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside.txt");
+        std::fs::write(&outside, "keep").expect("write");
+        let mut materializer = Materializer::new(dir.path()).expect("new");
+        let config = dir.path().join("config");
+        std::os::unix::fs::symlink(&outside, config.join(".acme.json.tmp")).expect("symlink");
+        std::os::unix::fs::symlink(&outside, config.join("acme.json")).expect("symlink");
+        let view = View::restored(1, "cluster".to_owned(), [record("acme", r#"{"tenant":"acme"}"#)]);
+        materializer.sync(&view).expect("sync");
+        assert_eq!(std::fs::read_to_string(&outside).expect("read"), "keep");
+        let written = config.join("acme.json");
+        assert!(std::fs::symlink_metadata(&written).expect("stat").is_file(), "the link was replaced by a file");
+        assert_eq!(std::fs::read_to_string(&written).expect("read"), r#"{"tenant":"acme"}"#);
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use agent::{Agent, AgentConfig, Kind};
 use api_node::auth::SessionKeys;
 use api_node::limits::{
-    CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT,
+    CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SESSION_KEYS_PREVIOUS_MAX, SHUTDOWN_GRACE_MS,
+    STALENESS_MS_MAX_DEFAULT,
 };
+use api_node::login::Logins;
 use api_node::resolve::{HostRules, IpNet};
 use api_node::server::{router, Metrics, Node};
 use api_node::shard::ShardStores;
@@ -30,9 +32,17 @@ struct Args {
     #[arg(long)]
     data_dir: PathBuf,
     /// The key that signs session tokens; every api-node of a fleet shares it.
-    /// Created (32 random bytes, hex) if missing.
-    #[arg(long)]
+    /// Created (32 random bytes, hex) if missing. A token names its key by an
+    /// id derived from the key, so keys can rotate (see --session-key-previous).
+    #[arg(long, value_name = "FILE")]
     session_key_file: PathBuf,
+    /// A key that no longer signs tokens but whose tokens still verify until
+    /// they expire (12 h); hex, as --session-key-file, never created (repeat,
+    /// at most 4). To rotate without logging anyone out: give every node the
+    /// new key here first; once all have it, swap (the new file as
+    /// --session-key-file, the old one here); 12 h later drop the old one.
+    #[arg(long = "session-key-previous", value_name = "FILE")]
+    session_key_previous: Vec<PathBuf>,
     /// HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -85,7 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         staleness_max: Duration::from_millis(args.staleness_max_ms),
         metrics: Metrics::default(),
         shards: ShardStores::new(&args.data_dir.join("shards")),
-        sessions: SessionKeys::new(session_key(&args.session_key_file)?),
+        logins: Logins::new(session_keys(&args.session_key_file, &args.session_key_previous)?),
     });
     // One limit of requests in flight for the whole node (a Router's layer
     // is cloned per route; the global layer shares one semaphore).
@@ -131,6 +141,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The current session key (created if missing) and the previous ones.
+fn session_keys(current: &std::path::Path, previous: &[PathBuf]) -> anyhow::Result<SessionKeys> {
+    anyhow::ensure!(
+        previous.len() <= SESSION_KEYS_PREVIOUS_MAX,
+        "--session-key-previous: at most {SESSION_KEYS_PREVIOUS_MAX} previous keys, got {}; drop the oldest",
+        previous.len()
+    );
+    let current = session_key(current)?;
+    let previous = previous.iter().map(|path| read_session_key(path)).collect::<anyhow::Result<Vec<_>>>()?;
+    let keys = SessionKeys::with_previous(current, previous);
+    let previous: Vec<&str> = keys.ids().skip(1).collect();
+    tracing::info!(current = keys.current_id(), ?previous, "session keys");
+    Ok(keys)
+}
+
 /// Reads the session key, creating it (readable by its owner only) if
 /// missing. Created whole or not at all (temp file, then a hard link), so
 /// api-nodes starting together agree on one key.
@@ -152,7 +177,13 @@ fn session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
             Err(error) => return Err(anyhow::anyhow!("session key {}: {error}", path.display())),
         }
     }
-    let text = std::fs::read_to_string(path)?;
+    read_session_key(path)
+}
+
+/// Reads a session key file: hex, at least 16 bytes.
+fn read_session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|error| anyhow::anyhow!("session key {}: {error}", path.display()))?;
     let key = hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("session key {}: must be hex", path.display()))?;
     anyhow::ensure!(key.len() >= 16, "session key {}: at least 16 bytes", path.display());
     Ok(key)

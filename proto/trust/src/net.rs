@@ -62,12 +62,24 @@ enum Io {
 pub struct ServerConn {
     io: Io,
     info: PeerInfo,
+    /// Until the first byte arrives: when a silent client is dropped.
+    first_read_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl ServerConn {
     pub fn info(&self) -> &PeerInfo {
         &self.info
+    }
+
+    /// Closes the connection (reads fail with `TimedOut`) unless the client
+    /// sends its first byte within `timeout`. hyper's header-read timeout
+    /// runs only once a request has started, and the HTTP version sniff
+    /// before it has none: without this a client that connects and says
+    /// nothing holds its connection slot forever.
+    pub fn first_read_within(mut self, timeout: Duration) -> Self {
+        self.first_read_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
     }
 }
 
@@ -81,8 +93,23 @@ macro_rules! delegate_io {
 }
 
 impl AsyncRead for ServerConn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        delegate_io!(self, io => Pin::new(io).poll_read(cx, buf))
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let filled = buf.filled().len();
+        let result = match &mut self.io {
+            Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Io::Tls(io) => Pin::new(io).poll_read(cx, buf),
+        };
+        let Some(deadline) = self.first_read_deadline.as_mut() else { return result };
+        match result {
+            Poll::Ready(Ok(())) if buf.filled().len() > filled => {
+                self.first_read_deadline = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client sent nothing")))
+            }
+            other => other,
+        }
     }
 }
 
@@ -128,7 +155,7 @@ async fn handshake(
     let _ = stream.set_nodelay(true);
     let Some(tls) = &options.tls else {
         let info = PeerInfo { remote: Some(remote), identity: None, secure: false };
-        return Ok(ServerConn { io: Io::Plain(stream), info, _permit: permit });
+        return Ok(ServerConn { io: Io::Plain(stream), info, first_read_deadline: None, _permit: permit });
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config(options.client_cert_required));
     let stream = tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), acceptor.accept(stream))
@@ -146,7 +173,7 @@ async fn handshake(
         },
     };
     let info = PeerInfo { remote: Some(remote), identity, secure: true };
-    Ok(ServerConn { io: Io::Tls(Box::new(stream)), info, _permit: permit })
+    Ok(ServerConn { io: Io::Tls(Box::new(stream)), info, first_read_deadline: None, _permit: permit })
 }
 
 /// Accepts connections on `listener` as a stream of handshaken
@@ -216,7 +243,7 @@ pub async fn serve_http(
     loop {
         let conn = tokio::select! {
             conn = connections.next() => match conn {
-                Some(Ok(conn)) => conn,
+                Some(Ok(conn)) => conn.first_read_within(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS)),
                 Some(Err(_)) => continue,
                 None => break,
             },

@@ -6,9 +6,9 @@ use proto::{Revision, TenantId};
 use ulid::Ulid;
 
 use super::{
-    canonical_document, compile, initial_placement, moves, validate_meta, AuditEntry, Canary, Command, CommandError,
-    DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session, SessionOutcome, Shard,
-    ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
+    canonical_document, check_shard, compile, initial_placement, moves, validate_meta, AuditEntry, Canary, Command,
+    CommandError, DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session,
+    SessionOutcome, Shard, ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
@@ -97,6 +97,24 @@ pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command)
     (response, changes)
 }
 
+/// Judges a tenant write without changing `state`: the refusal that apply
+/// would give it at `revision`, if any. The leader runs it before proposing
+/// (with everything in its log applied), so a refused write takes no log
+/// index, no fsync and no replication. `None` means "propose it": apply
+/// still decides, and replays of a known request id and topology operations
+/// are left to it.
+pub fn judge(state: &State, revision: Revision, command: &Command) -> Option<CommandError> {
+    let meta = &command.meta;
+    if let Err(error) = validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason) {
+        return Some(error);
+    }
+    command.op.tenant()?;
+    if meta.request_id.as_ref().is_some_and(|request_id| state.sessions.contains_key(request_id)) {
+        return None;
+    }
+    execute(state, revision, command).err()
+}
+
 /// The topology a topology operation leaves (`None`: not one).
 fn change_topology(state: &State, op: &Op) -> Option<Result<Arc<Topology>, CommandError>> {
     let mut topology = Topology::clone(&state.topology);
@@ -105,6 +123,9 @@ fn change_topology(state: &State, op: &Op) -> Option<Result<Arc<Topology>, Comma
             topology.regions.insert(region.clone(), *status);
         }
         Op::AddShard { shard } => {
+            if let Err(error) = check_shard(shard) {
+                return Some(Err(error));
+            }
             if topology.shards.contains_key(&shard.id) {
                 return Some(Err(CommandError::invalid("shard.id", "unique", format!("shard {} exists", shard.id))));
             }

@@ -495,6 +495,14 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
         apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: shard("eu-1", "eu-west") }));
     assert!(changes.is_empty());
     assert_eq!(rejected(&response).to_string(), "shard.id: shard eu-1 exists");
+    // Apply checks ids itself (they name directories): a bad proposer's
+    // `../x` is refused on every replica.
+    for (id, endpoint) in [("../x", "/data/x"), ("eu-2", "")] {
+        let bad = Shard { endpoint: endpoint.to_owned(), ..shard(id, "eu-west") };
+        let (response, changes) = apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: bad }));
+        assert!(changes.is_empty(), "{id}");
+        assert!(matches!(rejected(&response), CommandError::Invalid { .. }), "{id}");
+    }
 
     let placed =
         |home: &str| format!(r#"{{"placement":{{"homeRegion":"{home}","allowedRegions":["{home}","us-east"]}}}}"#);
@@ -534,8 +542,12 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
     let region = |name: &str| proto::Region::parse(name).expect("region");
     let mut state = State::default();
     for (revision, id, home) in [(1, "us-1", "us-east"), (2, "us-2", "us-east"), (3, "eu-1", "eu-west")] {
-        let shard =
-            Shard { id: id.to_owned(), region: region(home), endpoint: String::new(), state: ShardState::Active };
+        let shard = Shard {
+            id: id.to_owned(),
+            region: region(home),
+            endpoint: format!("/data/{id}"),
+            state: ShardState::Active,
+        };
         apply(&mut state, Revision(revision), 0, &op(revision, Op::AddShard { shard }));
     }
     apply(&mut state, Revision(4), 0, &create("acme", r#"{"placement":{"homeRegion":"us-east"}}"#));

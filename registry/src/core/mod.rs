@@ -14,7 +14,7 @@ mod placement;
 mod state;
 mod validate;
 
-pub use apply::{apply, Change};
+pub use apply::{apply, judge, Change};
 pub use command::{Command, CommandError, DocumentsPatch, MoveOp, Op, Proposal, Response, WriteMeta, WriteOutcome};
 pub use compiler::Bundle;
 pub use placement::initial_placement;
@@ -22,4 +22,4 @@ pub use state::{
     AuditEntry, Canary, Move, MoveStep, Placement, Position, RegionStatus, Session, SessionOutcome, Shard, ShardDigest,
     ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology,
 };
-pub use validate::{canonical_document, compile, validate_meta, DocumentKind, DocumentLimits};
+pub use validate::{canonical_document, check_shard, compile, validate_meta, DocumentKind, DocumentLimits};

@@ -7,8 +7,8 @@ use compiler::{compile_bundles, validate_documents, Bundle, Documents};
 use proto::TenantId;
 use serde_json::Value;
 
-use super::{CommandError, TenantDocuments};
-use crate::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX};
+use super::{CommandError, Shard, TenantDocuments};
+use crate::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX, SHARD_ENDPOINT_BYTES_MAX};
 
 /// Which document a text is, for error messages and per-kind rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,20 @@ pub fn compile(tenant: &TenantId, documents: &TenantDocuments) -> Result<(Bundle
         return Err(CommandError::invalid(problem.registry_field(), problem.rule, problem.message));
     }
     Ok(compile_bundles(tenant.as_str(), &documents))
+}
+
+/// Checks a shard to add: its id is a label (it names directories and
+/// database objects) and its endpoint is 1 to 255 bytes. Run by the service
+/// and again in apply, so a replica never stores what a bad proposer sent.
+pub fn check_shard(shard: &Shard) -> Result<(), CommandError> {
+    proto::TenantId::parse(&shard.id).map_err(|error| {
+        CommandError::invalid("shard.id", error.rule_id, format!("`{}`: {}", shard.id.escape_debug(), error.rule))
+    })?;
+    if shard.endpoint.is_empty() || shard.endpoint.len() > SHARD_ENDPOINT_BYTES_MAX {
+        let message = format!("must be 1 to {SHARD_ENDPOINT_BYTES_MAX} bytes");
+        return Err(CommandError::invalid("shard.endpoint", "length", message));
+    }
+    Ok(())
 }
 
 /// Checks request id, actor and reason.

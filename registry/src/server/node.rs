@@ -98,7 +98,7 @@ pub async fn run(
 
     let service = Arc::new(RegistryService {
         raft: raft.clone(),
-        proposer: super::proposer::Proposer::start(raft.clone()),
+        proposer: super::proposer::Proposer::start(raft.clone(), view.clone()),
         view: view.clone(),
         node_id: config.id,
         region: config.region.clone(),

@@ -8,6 +8,11 @@
 //! waits to fill a batch: a lone write goes out at once; concurrent ones
 //! share the next entry, up to [`BATCH_COMMANDS_MAX`], each tenant at most
 //! once per batch (so a replayed request id's answer stays exact).
+//!
+//! Before it proposes, the leader judges each tenant write against its
+//! applied state ([`crate::core::judge`]) when everything in its log is
+//! applied, so that view is exactly the state the entry will apply to: a
+//! refused write is answered at once and takes no log index.
 
 use std::collections::HashSet;
 
@@ -17,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::core::{Command, Proposal, Response};
 use crate::limits::{BATCH_COMMANDS_MAX, PROPOSALS_QUEUED_MAX};
 use crate::raft_types::{Member, NodeId, Raft};
+use crate::store::StateView;
 
 /// Why a proposal did not apply (e.g. this node does not lead).
 pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>;
@@ -29,9 +35,9 @@ pub(crate) struct Proposer {
 }
 
 impl Proposer {
-    pub(crate) fn start(raft: Raft) -> Self {
+    pub(crate) fn start(raft: Raft, view: StateView) -> Self {
         let (sender, receiver) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        tokio::spawn(run(raft, receiver));
+        tokio::spawn(run(raft, view, receiver));
         Self { sender }
     }
 
@@ -45,7 +51,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut receiver: mpsc::Receiver<(Command, Reply)>) {
+async fn run(raft: Raft, view: StateView, mut receiver: mpsc::Receiver<(Command, Reply)>) {
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -66,6 +72,10 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<(Command, Reply)>) {
             }
             batch.push(next);
         }
+        let batch = judged(&raft, &view, batch);
+        if batch.is_empty() {
+            continue;
+        }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
         match raft.client_write(Proposal { commands }).await {
             Ok(written) => {
@@ -80,4 +90,33 @@ async fn run(raft: Raft, mut receiver: mpsc::Receiver<(Command, Reply)>) {
             }
         }
     }
+}
+
+/// Answers the writes of `batch` that apply would refuse and returns the
+/// rest. Only on a leader whose applied state is its whole log (otherwise
+/// the entry would apply to a newer state than the one judged); tenant
+/// writes after a topology operation in the same batch are left to apply.
+fn judged(raft: &Raft, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(Command, Reply)> {
+    let next = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let applied = view.applied_revision().get();
+        if !metrics.state.is_leader() || metrics.last_log_index != Some(applied) {
+            return batch;
+        }
+        proto::Revision(applied + 1)
+    };
+    let state = view.read();
+    let mut topology_first = false;
+    let mut kept = Vec::with_capacity(batch.len());
+    for (command, reply) in batch {
+        topology_first |= command.op.tenant().is_none();
+        match crate::core::judge(&state.state, next, &command).filter(|_| !topology_first) {
+            Some(error) => {
+                let _ = reply.send(Ok(Response::Rejected(error)));
+            }
+            None => kept.push((command, reply)),
+        }
+    }
+    kept
 }

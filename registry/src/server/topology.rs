@@ -25,13 +25,10 @@ pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
 /// Checks a shard to add.
 pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
     let info = info.ok_or_else(|| Status::invalid_argument("shard: required"))?;
-    let label = proto::TenantId::parse(&info.id)
-        .map_err(|error| Status::invalid_argument(format!("shard.id `{}`: {}", info.id, error.rule)))?;
     let region = proto::Region::parse(&info.region).map_err(|error| status::from_domain_error(&error))?;
-    if info.endpoint.is_empty() || info.endpoint.len() > 255 {
-        return Err(Status::invalid_argument("shard.endpoint: must be 1 to 255 bytes"));
-    }
-    Ok(Shard { id: label.to_string(), region, endpoint: info.endpoint, state: ShardState::Active })
+    let shard = Shard { id: info.id, region, endpoint: info.endpoint, state: ShardState::Active };
+    crate::core::check_shard(&shard).map_err(|error| status::from_command_error(&error))?;
+    Ok(shard)
 }
 
 pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyResponse {
