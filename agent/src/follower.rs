@@ -391,8 +391,8 @@ fn apply_delta(
         }
     }
     let revision = next.revision;
-    install(shared, next, Applied::Delta { revision });
     shared.stats.deltas.fetch_add(1, Ordering::Relaxed);
+    install(shared, next, Applied::Delta { revision });
     Ok(())
 }
 
@@ -419,8 +419,10 @@ fn install_snapshot(
         }
     }
     tracing::info!(revision, tenants = next.len(), "installed a snapshot");
-    install(shared, next, Applied::Snapshot { revision });
+    // Counted before the view is published: whoever sees the new view sees
+    // the snapshot that made it.
     shared.stats.snapshots.fetch_add(1, Ordering::Relaxed);
+    install(shared, next, Applied::Snapshot { revision });
     Ok(())
 }
 

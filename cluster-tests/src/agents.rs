@@ -21,6 +21,14 @@ pub async fn start(
     start_with(cluster, agent_id, home, kind, data_dir, cluster.endpoints_from(home)).await
 }
 
+/// In-process agents log only when asked: `TEST_LOG=agent=debug`.
+pub fn init_test_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
+        .with_test_writer()
+        .try_init();
+}
+
 /// Starts an agent with an explicit endpoint list.
 pub async fn start_with(
     cluster: &RegistryCluster,
@@ -30,11 +38,7 @@ pub async fn start_with(
     data_dir: Option<PathBuf>,
     endpoints: Vec<String>,
 ) -> anyhow::Result<Agent> {
-    // In-process agents log only when asked: TEST_LOG=agent=debug.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("TEST_LOG"))
-        .with_test_writer()
-        .try_init();
+    init_test_logging();
     let region = REGIONS[(home - 1) as usize];
     let config = AgentConfig {
         agent_id: agent_id.to_owned(),

@@ -7,6 +7,7 @@
 
 pub mod document;
 mod error;
+pub mod fuzz;
 mod region;
 mod revision;
 mod tenant_id;

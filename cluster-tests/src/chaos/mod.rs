@@ -166,6 +166,7 @@ impl ChaosCluster {
         let history = Arc::new(History::default());
         let mut agents = Vec::new();
         let mut api = Vec::new();
+        crate::agents::init_test_logging();
         for (index, region) in REGIONS.into_iter().enumerate() {
             let config = AgentConfig {
                 agent_id: format!("chaos-{region}"),

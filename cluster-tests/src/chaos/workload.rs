@@ -153,7 +153,11 @@ impl Workload {
         let (history, stop, name) = (history.clone(), self.stop.clone(), name.to_owned());
         self.tasks.push(tokio::spawn(async move {
             let mut changed = agent.changed();
-            while !stop.load(Ordering::SeqCst) {
+            loop {
+                // Checked before the view is read, so the view held when the
+                // run stopped is always recorded (the summary counts
+                // snapshots from the last observation).
+                let stopped = stop.load(Ordering::SeqCst);
                 let view = agent.view();
                 let tenants = view
                     .tenants()
@@ -173,6 +177,9 @@ impl Workload {
                 drop(view);
                 if let Ok(mut observations) = history.agents.lock() {
                     observations.push(observation);
+                }
+                if stopped {
+                    break;
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(200), changed.changed()).await;
             }

@@ -189,6 +189,82 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     Ok(())
 }
 
+/// A theme whose logo is `svg` (embedded as the compiler embeds it; the
+/// content rules refuse it before the metadata is compared).
+fn theme_with_svg(svg: &str) -> String {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(svg);
+    serde_json::json!({ "logo": { "mediaType": "image/svg+xml", "data": data } }).to_string()
+}
+
+/// Hostile documents, each refused by a named rule, quickly (the worst SVG
+/// used to cost seconds inside apply on every replica), while an unrelated
+/// small write goes through, and taking no log index: only that write's
+/// entry is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_writes_are_refused_quickly_and_take_no_log_index() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("adversary-inputs")).await?;
+    let leader = cluster.leader().await?;
+    let operator = cluster.client_as(Role::Operator);
+    operator.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
+    operator.create_tenant("globex", documents(1), &WriteOptions::default()).await?;
+    let before = cluster.status(leader).await?.last_log_index;
+
+    phase("eight 64 KiB 'ononon…' logos and a small write, sent at once");
+    let ononon = format!(r#"<svg width="64" height="64" class="{}"></svg>"#, "on".repeat(32 * 1024 - 30));
+    let filler = format!(r#"<svg width="64" height="64"><text>{}</text></svg>"#, "on".repeat(32 * 1024 - 30));
+    let start = std::time::Instant::now();
+    let hostile = (0..8).map(|index| {
+        let operator = &operator;
+        let svg =
+            if index % 2 == 0 { ononon.replace("class", "onclick") } else { filler.replace("<text>", "<script>") };
+        async move {
+            let theme = v1::Documents { theme_json: Some(theme_with_svg(&svg)), ..Default::default() };
+            operator.update_tenant("acme", theme, &WriteOptions::default()).await
+        }
+    });
+    let small = async {
+        let written = operator.update_tenant("globex", documents(2), &WriteOptions::default()).await;
+        (written, start.elapsed())
+    };
+    let (refusals, (written, small_took)) = tokio::join!(futures::future::join_all(hostile), small);
+    written?;
+    let took = start.elapsed();
+    for refused in refusals {
+        let status = refused.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with("documents.theme/logo: "), "{}", status.message());
+    }
+    assert!(took < Duration::from_secs(2), "the hostile writes took {took:?}");
+    assert!(small_took < Duration::from_secs(2), "the small write waited {small_took:?}");
+
+    phase("URLs, allowlists and secrets a browser or a replica would get wrong");
+    let config = |extra: &str| v1::Documents {
+        config_json: Some(format!(r#"{{"public":{{"n":3}},"allowedHosts":["hooks.acme.example"]{extra}}}"#)),
+        ..Default::default()
+    };
+    for (documents, field, rule) in [
+        (config(r#","public2":{"hook":"HTTPS://10.0.0.1/x"}"#), "documents.config/public2/hook", "ssrf"),
+        (config(r#","public2":{"hook":"https://0x7f000001/x"}"#), "documents.config/public2/hook", "ssrf"),
+        (config(r#","public2":{"hook":"//hooks.acme.example/x"}"#), "documents.config/public2/hook", "https"),
+        (config(r#","customDomains":[],"allowedHosts":["*.com"]"#), "documents.config/allowedHosts/0", "host-name"),
+        (config(r#","stripe_api_key":4242424242424242"#), "documents.config/stripe_api_key", "secret-key"),
+    ] {
+        let status = operator.update_tenant("acme", documents, &WriteOptions::default()).await.expect_err(field);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(&format!("{field}: ")), "{field}: {}", status.message());
+        let detail = registry::server::status::detail(&status);
+        assert_eq!(detail.map(|detail| detail.rule), Some(rule.to_owned()), "{field}: {status:?}");
+        assert!(!status.message().contains("4242"), "a secret is never echoed: {}", status.message());
+    }
+
+    phase("only the small write took a log index");
+    let after = cluster.status(leader).await?.last_log_index;
+    assert_eq!(after, before + 1, "refused writes are not proposed");
+    cluster.passed();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insecure_cluster_runs_in_plaintext_only_when_asked() -> anyhow::Result<()> {
     phase("a node without certificates and without --insecure refuses to start");

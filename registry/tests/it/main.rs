@@ -4,5 +4,6 @@
 // Tests may unwrap: a panic is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod raft_decoding;
 mod state_machine_recovery;
 mod storage_suite;

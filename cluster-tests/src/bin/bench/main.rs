@@ -31,6 +31,9 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Run Tenantry in plaintext, to measure what mutual TLS costs.
+    #[arg(long, global = true)]
+    insecure: bool,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +87,10 @@ enum Suite {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (target, json) = (args.target, args.json);
+    target::set_insecure(args.insecure);
+    if target == Target::Tenantry && !json {
+        println!("tenantry over {}", target::transport());
+    }
     match args.suite {
         Suite::PutLatency { seconds } => {
             anyhow::ensure!(seconds > 0, "--seconds must be > 0");

@@ -32,6 +32,23 @@ impl Target {
     }
 }
 
+/// Whether Tenantry runs in plaintext (`--insecure`), to measure what mutual
+/// TLS costs; set once by `main` before any suite starts.
+static INSECURE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+pub(crate) fn set_insecure(insecure: bool) {
+    let _ = INSECURE.set(insecure);
+}
+
+/// The transport a Tenantry run uses, for the table's title.
+pub(crate) fn transport() -> &'static str {
+    if INSECURE.get().copied().unwrap_or(false) {
+        "plaintext (--insecure)"
+    } else {
+        "mutual TLS"
+    }
+}
+
 /// The etcd key prefix of tenant documents.
 pub(crate) const ETCD_PREFIX: &str = "/tenants/";
 
@@ -45,12 +62,14 @@ impl Store {
         Ok(match target {
             Target::Tenantry => {
                 // Heartbeats and elections as a WAN deployment would set them; loopback does not need faster.
+                let base = ClusterOptions::new(name);
+                let base = if INSECURE.get().copied().unwrap_or(false) { base.insecure() } else { base };
                 let options = ClusterOptions {
                     heartbeat_ms: 250,
                     election_timeout_ms_min: 1500,
                     election_timeout_ms_max: 3000,
                     snapshot_every_entries: 100_000,
-                    ..ClusterOptions::new(name)
+                    ..base
                 };
                 Store::Tenantry(Box::new(RegistryCluster::start(options).await?))
             }
