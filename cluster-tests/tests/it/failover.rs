@@ -48,6 +48,10 @@ async fn failover_waits_for_the_lease_then_commits_and_force_is_audited() -> any
     phase("us-east's api-node stops (SIGSTOP): its agent acknowledges nothing more");
     let us_pid = us.process.child().map(|child| child.id()).ok_or_else(|| anyhow::anyhow!("no pid"))?;
     kill(Pid::from_raw(us_pid as i32), Signal::SIGSTOP)?;
+    // Another us-east agent, with a valid certificate of its own, acknowledges
+    // every revision at once: its acks count for itself only, so the wait
+    // below still runs the silent agent's lease out.
+    let impostor = cluster_tests::agents::start(&cluster, "impostor", 1, agent::Kind::Api, None).await?;
 
     phase("regctl failover us-east -> eu-west waits for the lease (S 3 s + margin 1 s)");
     let endpoints = cluster.endpoints_from(1);
@@ -68,6 +72,12 @@ async fn failover_waits_for_the_lease_then_commits_and_force_is_audited() -> any
     // eu-west refused acme's writes before the fence (not its home) and, once its agent has the fence, says why.
     wait::until("eu-west to show the fence", Duration::from_secs(10), || async {
         (health(eu.addr.clone(), "acme").await.ok()?["writes"] == "refused: failing over to eu-west").then_some(())
+    })
+    .await?;
+    wait::until("the impostor to hold (and so acknowledge) the fence", Duration::from_secs(10), || async {
+        let view = impostor.view();
+        let placement = view.tenant("acme")?.record.placement.clone()?;
+        (placement.failing_over_to == "eu-west").then_some(())
     })
     .await?;
     assert_eq!(placement(&cluster, "acme").await?.home_region, "us-east", "still not committed");
