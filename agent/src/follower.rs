@@ -52,11 +52,7 @@ impl AgentConfig {
     /// The identity this agent's certificate must carry.
     pub fn identity(&self) -> Result<trust::Identity, Error> {
         let region = proto::Region::parse(&self.region).map_err(|error| Error::Config(error.to_string()))?;
-        let kind = match self.kind {
-            Kind::Api => trust::AgentKind::Api,
-            Kind::Frontend => trust::AgentKind::Frontend,
-        };
-        Ok(trust::Identity::Agent { id: self.agent_id.clone(), kind, region })
+        Ok(trust::Identity::Agent { id: self.agent_id.clone(), kind: self.kind.certified(), region })
     }
 }
 

@@ -28,6 +28,23 @@ impl Kind {
             Kind::Frontend => v1::AgentKind::Frontend,
         }
     }
+
+    /// The kind an agent certificate names for this agent.
+    pub fn certified(self) -> trust::AgentKind {
+        match self {
+            Kind::Api => trust::AgentKind::Api,
+            Kind::Frontend => trust::AgentKind::Frontend,
+        }
+    }
+}
+
+impl From<trust::AgentKind> for Kind {
+    fn from(kind: trust::AgentKind) -> Self {
+        match kind {
+            trust::AgentKind::Api => Kind::Api,
+            trust::AgentKind::Frontend => Kind::Frontend,
+        }
+    }
 }
 
 /// One tenant as the agent holds it.

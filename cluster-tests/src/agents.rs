@@ -60,11 +60,7 @@ pub fn tls(
     kind: Kind,
     region: &str,
 ) -> anyhow::Result<Option<std::sync::Arc<trust::Tls>>> {
-    let kind = match kind {
-        Kind::Api => trust::AgentKind::Api,
-        Kind::Frontend => trust::AgentKind::Frontend,
-    };
-    cluster.tls(&crate::certs::agent(agent_id, kind, region)?, &[])
+    cluster.tls(&crate::certs::agent(agent_id, kind.certified(), region)?, &[])
 }
 
 /// Waits until `agent` has applied `revision`.

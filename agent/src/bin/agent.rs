@@ -59,8 +59,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => (None, None, None),
     };
     let kind = match (args.kind, cert_kind) {
-        (Some(KindArg::Api), _) | (None, Some(trust::AgentKind::Api)) | (None, None) => Kind::Api,
-        (Some(KindArg::Frontend), _) | (None, Some(trust::AgentKind::Frontend)) => Kind::Frontend,
+        (Some(KindArg::Api), _) | (None, None) => Kind::Api,
+        (Some(KindArg::Frontend), _) => Kind::Frontend,
+        (None, Some(kind)) => Kind::from(kind),
     };
     let config = AgentConfig {
         agent_id: args

@@ -265,6 +265,46 @@ async fn hostile_writes_are_refused_quickly_and_take_no_log_index() -> anyhow::R
     Ok(())
 }
 
+/// Rotation: a node's certificate is reissued into the same files and the
+/// node gets SIGHUP. It serves the new certificate (its status shows the new
+/// expiry) without dropping the agent stream that was open, which keeps
+/// receiving writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_on_sighup_without_dropping_streams() -> anyhow::Result<()> {
+    let cluster = RegistryCluster::start(ClusterOptions::new("adversary-rotation")).await?;
+    let certs = cluster.certs.as_ref().expect("a secure cluster");
+    let client = cluster.client();
+    client.create_tenant("acme", documents(1), &WriteOptions::default()).await?;
+    let agent = cluster_tests::agents::start(&cluster, "rotation", 1, Kind::Frontend, None).await?;
+    let written = client.update_tenant("acme", documents(2), &WriteOptions::default()).await?;
+    cluster_tests::agents::wait_for(&agent, written.revision).await?;
+    let sessions = agent.stats().sessions.load(std::sync::atomic::Ordering::Relaxed);
+    let before = cluster.status(1).await?.cert_not_after_unix_s;
+
+    phase("node 1's certificate is reissued for 30 days into the same files, then SIGHUP");
+    let node = cluster.node(1);
+    let host = node.grpc.rsplit_once(':').map_or("127.0.0.1", |(host, _)| host).to_owned();
+    let options = trust::certs::LeafOptions { hosts: vec![host, "127.0.0.1".to_owned()], days: Some(30) };
+    trust::certs::issue(&certs.dir, &certs::node(1, node.region)?, &options)?;
+    let pid = node.pid().ok_or_else(|| anyhow::anyhow!("node 1 has no pid"))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGHUP)?;
+    let after = cluster_tests::wait::until("node 1 to serve the new certificate", Duration::from_secs(10), || async {
+        let now = cluster.status(1).await.ok()?.cert_not_after_unix_s;
+        (now != before).then_some(now)
+    })
+    .await?;
+    let thirty_days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64 + 30 * 86_400;
+    assert!(after.abs_diff(thirty_days) < 3_600, "the new certificate ends in 30 days: {after} vs {thirty_days}");
+
+    phase("the open agent stream is the same session and still receives writes");
+    let written = client.update_tenant("acme", documents(3), &WriteOptions::default()).await?;
+    cluster_tests::agents::wait_for(&agent, written.revision).await?;
+    assert_eq!(agent.stats().sessions.load(std::sync::atomic::Ordering::Relaxed), sessions, "no reconnect");
+    cluster.passed();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insecure_cluster_runs_in_plaintext_only_when_asked() -> anyhow::Result<()> {
     phase("a node without certificates and without --insecure refuses to start");
