@@ -149,19 +149,20 @@ pub fn is_url_like(text: &str) -> bool {
 /// written: `0x7f000001`, `127.1`, `[::ffff:7f00:1]`) nor outside the
 /// allowlist, and no secret-named query parameter.
 pub fn check_url(text: &str, allowlist: &Allowlist) -> Result<(), (&'static str, String)> {
-    let shown = crate::shown(&Value::String(text.to_owned()));
+    // Only a refusal shows the URL (cut, and never a secret-looking one).
+    let shown = || crate::shown(&Value::String(text.to_owned()));
     let url = url::Url::parse(text.trim()).map_err(|error| match error {
-        url::ParseError::RelativeUrlWithoutBase => ("https", format!("{shown} must be an absolute https:// URL")),
-        error => ("url", format!("{shown} is not a URL: {error}")),
+        url::ParseError::RelativeUrlWithoutBase => ("https", format!("{} must be an absolute https:// URL", shown())),
+        error => ("url", format!("{} is not a URL: {error}", shown())),
     })?;
     if url.scheme() != "https" {
-        return Err(("https", format!("{shown} must use https")));
+        return Err(("https", format!("{} must use https", shown())));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(("credentials", "a URL carries no user name or password; use a secret reference".to_owned()));
     }
     match url.host() {
-        None => return Err(("host-name", format!("{shown} has no host"))),
+        None => return Err(("host-name", format!("{} has no host", shown()))),
         Some(url::Host::Domain(domain)) => check_host(domain, allowlist)?,
         Some(url::Host::Ipv4(ip)) => check_host(&ip.to_string(), allowlist)?,
         Some(url::Host::Ipv6(ip)) => check_host(&ip.to_string(), allowlist)?,
