@@ -43,6 +43,11 @@ pub struct AgentConfig {
     pub base_domains: Vec<String>,
     /// Largest bundle accepted; bigger ones are refused.
     pub bundle_bytes_max: usize,
+    /// The cluster to follow: a registry naming another is refused (its
+    /// snapshot is not installed; the agent keeps its copy and tries the
+    /// next endpoint). `None` follows whichever cluster the registry names,
+    /// so agents move to a cluster restored from a backup by themselves.
+    pub cluster_id: Option<String>,
     /// Mutual TLS with an agent certificate naming this agent's id, kind
     /// and region; `None` only against an `--insecure` registry.
     pub tls: Option<Arc<trust::Tls>>,
@@ -399,7 +404,19 @@ fn install_snapshot(
     records: Vec<v1::TenantRecord>,
     outbound: &mpsc::Sender<v1::AgentMessage>,
 ) -> Result<(), SessionError> {
+    if let Some(expected) = shared.config.cluster_id.as_ref().filter(|expected| **expected != cluster_id) {
+        return Err(SessionError::Protocol(format!(
+            "the registry serves cluster {cluster_id}, but this agent follows cluster {expected} (its cluster id \
+             setting); refusing its snapshot"
+        )));
+    }
     let current = shared.view.load_full();
+    if !current.cluster_id.is_empty() && cluster_id != current.cluster_id {
+        tracing::warn!(
+            from = %current.cluster_id, to = %cluster_id,
+            "the registry is another cluster than the local copy's (a restore?); replacing the copy with its snapshot"
+        );
+    }
     if cluster_id == current.cluster_id && revision < current.revision {
         return Err(SessionError::Protocol(format!(
             "snapshot at revision {revision} is behind this agent's {}",

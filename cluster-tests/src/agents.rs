@@ -18,7 +18,7 @@ pub async fn start(
     kind: Kind,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<Agent> {
-    start_with(cluster, agent_id, home, kind, data_dir, cluster.endpoints_from(home)).await
+    Ok(Agent::start(config(cluster, agent_id, home, kind, data_dir, cluster.endpoints_from(home))?).await?)
 }
 
 /// In-process agents log only when asked: `TEST_LOG=agent=debug`.
@@ -29,18 +29,19 @@ pub fn init_test_logging() {
         .try_init();
 }
 
-/// Starts an agent with an explicit endpoint list.
-pub async fn start_with(
+/// The configuration of an agent of node `home`'s region with an explicit
+/// endpoint list (for `Agent::start`).
+pub fn config(
     cluster: &RegistryCluster,
     agent_id: &str,
     home: u64,
     kind: Kind,
     data_dir: Option<PathBuf>,
     endpoints: Vec<String>,
-) -> anyhow::Result<Agent> {
+) -> anyhow::Result<AgentConfig> {
     init_test_logging();
     let region = REGIONS[(home - 1) as usize];
-    let config = AgentConfig {
+    Ok(AgentConfig {
         agent_id: agent_id.to_owned(),
         region: region.to_owned(),
         kind,
@@ -48,9 +49,9 @@ pub async fn start_with(
         data_dir,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+        cluster_id: None,
         tls: tls(cluster, agent_id, kind, region)?,
-    };
-    Ok(Agent::start(config).await?)
+    })
 }
 
 /// The certificate of agent `agent_id` (`None` for an `--insecure` cluster).

@@ -3,6 +3,8 @@
 //! files for a web server.
 
 use std::net::SocketAddr;
+#[cfg(test)]
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,9 +36,10 @@ struct Args {
     /// Where the last-known-good copy lives.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Local HTTP API address.
-    #[arg(long, default_value = "127.0.0.1:7301")]
-    http: SocketAddr,
+    /// Local HTTP API: HOST:PORT (keep it on loopback), or unix:PATH for a
+    /// socket only this user may connect to (mode 0600).
+    #[arg(long, default_value = "127.0.0.1:7301", value_parser = parse_local_api)]
+    http: LocalApi,
     /// Keep DIR/config/{tenant}.json and DIR/manifest.json up to date.
     #[arg(long)]
     materialize: Option<PathBuf>,
@@ -46,8 +49,30 @@ struct Args {
     /// Largest bundle accepted, in bytes; bigger ones are refused (NACK).
     #[arg(long, default_value_t = agent::limits::BUNDLE_BYTES_MAX_DEFAULT)]
     bundle_bytes_max: usize,
+    /// The cluster this agent follows: a registry of another cluster (e.g.
+    /// one restored from a backup) is refused instead of followed
+    /// [default: follow the cluster the registry names].
+    #[arg(long, env = "TENANTRY_CLUSTER_ID")]
+    cluster_id: Option<String>,
     #[command(flatten)]
     tls: trust::cli::TlsArgs,
+}
+
+/// Where the sidecar's local API listens.
+#[derive(Clone, Debug)]
+enum LocalApi {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn parse_local_api(value: &str) -> Result<LocalApi, String> {
+    match value.strip_prefix("unix:") {
+        Some("") => Err("unix:PATH: the path is empty".to_owned()),
+        Some(path) => Ok(LocalApi::Unix(PathBuf::from(path))),
+        None => {
+            value.parse().map(LocalApi::Tcp).map_err(|error| format!("`{value}`: not HOST:PORT or unix:PATH ({error})"))
+        }
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -77,6 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: Some(args.data_dir),
         base_domains: args.base_domains,
         bundle_bytes_max: args.bundle_bytes_max,
+        cluster_id: args.cluster_id,
         tls,
     };
     if let Some(tls) = &config.tls {
@@ -86,11 +112,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let materializer =
         args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
-    if !args.http.ip().is_loopback() {
-        tracing::warn!(http = %args.http, "the sidecar's local API is unauthenticated: keep it on loopback");
-    }
-    let listener = tokio::net::TcpListener::bind(args.http).await?;
-    tracing::info!(http = %args.http, "agent sidecar serving");
+    let listener = match &args.http {
+        LocalApi::Tcp(addr) => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!(http = %addr, "the sidecar's local API is unauthenticated: keep it on loopback");
+            }
+            trust::net::Listener::Tcp(tokio::net::TcpListener::bind(addr).await?)
+        }
+        LocalApi::Unix(path) => trust::net::Listener::Unix(trust::net::bind_unix(path)?),
+    };
+    tracing::info!(http = ?args.http, "agent sidecar serving");
     let options = trust::ListenOptions {
         tls: None,
         client_cert_required: false,
@@ -119,5 +150,20 @@ async fn main() -> std::process::ExitCode {
             eprintln!("agent: {error:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_api_is_an_address_or_a_unix_socket() {
+        assert!(matches!(parse_local_api("127.0.0.1:7301"), Ok(LocalApi::Tcp(addr)) if addr.port() == 7301));
+        assert!(
+            matches!(parse_local_api("unix:/run/a.sock"), Ok(LocalApi::Unix(path)) if path == std::path::Path::new("/run/a.sock"))
+        );
+        assert!(parse_local_api("unix:").unwrap_err().contains("empty"));
+        assert!(parse_local_api("localhost").unwrap_err().contains("HOST:PORT or unix:PATH"));
     }
 }

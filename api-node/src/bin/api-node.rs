@@ -63,6 +63,10 @@ struct Args {
     /// The embedded agent's id [default: the certificate's, else api-REGION-PORT].
     #[arg(long)]
     agent_id: Option<String>,
+    /// The cluster the embedded agent follows: a registry of another cluster
+    /// is refused [default: follow the cluster the registry names].
+    #[arg(long, env = "TENANTRY_CLUSTER_ID")]
+    cluster_id: Option<String>,
     /// The embedded agent's certificate (kind api); the operator port serves with it too.
     #[command(flatten)]
     tls: trust::cli::TlsArgs,
@@ -84,6 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data_dir: Some(args.data_dir.join("agent")),
             base_domains: args.base_domains.clone(),
             bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+            cluster_id: args.cluster_id,
             tls: tls.clone(),
         })
         .await?,

@@ -176,6 +176,7 @@ impl ChaosCluster {
                 data_dir: None,
                 base_domains: vec!["example.com".to_owned()],
                 bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+                cluster_id: None,
                 tls: crate::agents::tls(&cluster, &format!("chaos-{region}"), Kind::Api, region)?,
             };
             agents.push((format!("agent-{region}"), Arc::new(Agent::start(config).await?)));

@@ -128,7 +128,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     phase("agent and node certificates may not call the operators' API");
     let agent_cert = certs.tls(&certs::agent("web-9", AgentKind::Api, "us-east")?, &[])?;
     let node_cert = certs.tls(&certs::node(leader, node.region)?, &[])?;
-    for (who, tls) in [("agent", agent_cert.clone()), ("node", node_cert)] {
+    for (who, tls) in [("agent", agent_cert.clone()), ("node", node_cert.clone())] {
         let status = Client::new(std::slice::from_ref(&node.grpc), Some(tls))?
             .create_tenant("evil", documents(1), &WriteOptions::default())
             .await
@@ -145,7 +145,24 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
         serde_json::json!({ "vote": { "leader_id": { "term": term + 100, "node_id": 9 }, "committed": true } });
     let payload = v1::RaftPayload { payload: serde_json::to_vec(&forged)? };
     assert_eq!(raft.append_entries(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
-    assert_eq!(raft.vote(payload).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(raft.vote(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(cluster.status(leader).await?.term, term);
+
+    phase("a node of another cluster under the same CA is refused, the term unchanged");
+    let node_channel = Connector::new(Some(node_cert), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
+    let mut raft = v1::raft_internal_client::RaftInternalClient::new(node_channel);
+    let other_cluster = ulid::Ulid::new().to_string();
+    for call in ["append_entries", "vote"] {
+        let mut request = tonic::Request::new(payload.clone());
+        request.metadata_mut().insert("x-tenantry-cluster-id", other_cluster.parse()?);
+        let status = match call {
+            "append_entries" => raft.append_entries(request).await,
+            _ => raft.vote(request).await,
+        }
+        .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{call}: {status:?}");
+        assert!(status.message().contains(&other_cluster), "{call}: names the other cluster: {status:?}");
+    }
     assert_eq!(cluster.status(leader).await?.term, term);
 
     phase("an agent speaks only for its certificate: other ids, kinds or regions are refused");
@@ -174,6 +191,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
         data_dir: None,
         base_domains: vec![],
         bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
+        cluster_id: None,
         tls: Some(agent_cert),
     };
     let error = agent::Agent::start(mismatched).await.err().expect("refused").to_string();

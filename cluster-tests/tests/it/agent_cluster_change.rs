@@ -1,8 +1,11 @@
 //! An agent holding another cluster's state (as after a restore from backup,
 //! which names the cluster anew) resyncs from a snapshot, even when its old
-//! revision is higher than anything the new cluster has.
+//! revision is higher than anything the new cluster has; unless it is pinned
+//! to its cluster, and then it refuses the other one and keeps its copy.
 
-use agent::Kind;
+use std::sync::atomic::Ordering;
+
+use agent::{Agent, Kind};
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
@@ -31,6 +34,22 @@ async fn an_agent_from_another_cluster_resyncs_from_a_snapshot() -> anyhow::Resu
     let second = RegistryCluster::start(ClusterOptions::new("agent-cluster-b")).await?;
     let written = second.client().create_tenant("new-1", documents(1), &WriteOptions::default()).await?;
     assert!(written.revision < old_revision);
+
+    phase("pinned to cluster A, the agent refuses B and keeps A's copy");
+    let mut pinned =
+        agents::config(&second, "api-moving", 1, Kind::Api, Some(data_dir.clone()), second.endpoints_from(1))?;
+    pinned.cluster_id = Some(old_cluster.clone());
+    let agent = Agent::start(pinned).await?;
+    cluster_tests::wait::until("two refused sessions", std::time::Duration::from_secs(30), || async {
+        (agent.stats().sessions.load(Ordering::Relaxed) >= 2).then_some(())
+    })
+    .await?;
+    assert_eq!((agent.view().cluster_id.as_str(), agent.revision()), (old_cluster.as_str(), old_revision));
+    assert!(agent.tenant("old-00").is_some() && agent.tenant("new-1").is_none());
+    assert_eq!(agent.stats().snapshots.load(Ordering::Relaxed), 0, "no snapshot of B installed");
+    agent.shutdown().await;
+
+    phase("not pinned, it follows B");
     let agent = agents::start(&second, "api-moving", 1, Kind::Api, Some(data_dir.clone())).await?;
     cluster_tests::wait::until("the agent to hold cluster B", std::time::Duration::from_secs(30), || async {
         (agent.view().cluster_id != old_cluster && agent.revision() >= written.revision).then_some(())
@@ -40,7 +59,7 @@ async fn an_agent_from_another_cluster_resyncs_from_a_snapshot() -> anyhow::Resu
     agents::assert_matches(&agent, &tenants);
     assert!(agent.tenant("old-00").is_none(), "nothing of cluster A is left");
 
-    assert_eq!(agent.stats().snapshots.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(agent.stats().snapshots.load(Ordering::Relaxed), 1);
     agent.shutdown().await;
     second.passed();
     let _ = std::fs::remove_dir_all(&data_dir);

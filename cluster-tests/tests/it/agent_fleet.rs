@@ -25,7 +25,10 @@ async fn a_thousand_agents_on_one_node_reach_the_final_revision() -> anyhow::Res
     let mut fleet = Vec::with_capacity(AGENTS);
     for n in 0..AGENTS {
         let kind = if n % 2 == 0 { Kind::Api } else { Kind::Frontend };
-        fleet.push(agents::start_with(&cluster, &format!("fleet-{n:04}"), 1, kind, None, endpoints.clone()).await?);
+        fleet.push(
+            agent::Agent::start(agents::config(&cluster, &format!("fleet-{n:04}"), 1, kind, None, endpoints.clone())?)
+                .await?,
+        );
     }
 
     phase("50 writes while they follow");

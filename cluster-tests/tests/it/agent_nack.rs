@@ -23,6 +23,7 @@ async fn a_refused_update_is_nacked_kept_back_and_visible_in_regctl_agents() -> 
         data_dir: None,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: 2048,
+        cluster_id: None,
         tls: agents::tls(&cluster, "api-small@us-east", Kind::Api, "us-east")?,
     };
     let agent = Agent::start(config).await?;

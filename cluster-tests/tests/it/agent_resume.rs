@@ -21,7 +21,7 @@ async fn failover_to_a_node_that_is_behind_waits_and_never_goes_back() -> anyhow
     let home = (1..=3).find(|id| *id != leader).unwrap_or(1);
     let behind = (1..=3).find(|id| *id != leader && *id != home).unwrap_or(3);
     let endpoints = vec![cluster.node(home).grpc.clone(), cluster.node(behind).grpc.clone()];
-    let agent = agents::start_with(&cluster, "api-resume", home, Kind::Api, None, endpoints).await?;
+    let agent = agent::Agent::start(agents::config(&cluster, "api-resume", home, Kind::Api, None, endpoints)?).await?;
 
     phase("a watcher records the lowest revision ever seen after each higher one");
     let went_back = Arc::new(AtomicU64::new(0));

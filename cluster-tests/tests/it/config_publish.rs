@@ -76,6 +76,7 @@ async fn publish_in_gated_cohorts_halts_on_a_nack_rolls_back_and_resumes() -> an
         data_dir: None,
         base_domains: vec!["example.com".to_owned()],
         bundle_bytes_max: 8 * 1024,
+        cluster_id: None,
         tls: cluster_tests::agents::tls(&cluster, "api-small@eu-west", Kind::Api, "eu-west")?,
     })
     .await?;

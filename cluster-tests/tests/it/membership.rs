@@ -60,7 +60,8 @@ async fn add_learner_promote_and_remove_while_writes_continue() -> anyhow::Resul
     .await?;
 
     phase("the learner serves an agent and stale reads");
-    let agent = agents::start_with(&cluster, "api-learner", 2, Kind::Api, None, vec![node4.clone()]).await?;
+    let agent =
+        agent::Agent::start(agents::config(&cluster, "api-learner", 2, Kind::Api, None, vec![node4.clone()])?).await?;
     let (_, revision) = cluster.tenants().await?;
     agents::wait_for(&agent, revision).await?;
     let stale = cluster.node_client(4).list_tenants(Consistency::Stale, false).await?;

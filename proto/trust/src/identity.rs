@@ -71,6 +71,15 @@ impl AgentKind {
             _ => Err(TrustError::Identity(format!("agent kind `{value}`: must be api or frontend"))),
         }
     }
+
+    /// The kind a Hello's wire kind names; `None` for `AGENT_KIND_UNSPECIFIED`.
+    pub fn of_wire(kind: proto::v1::AgentKind) -> Option<Self> {
+        match kind {
+            proto::v1::AgentKind::Api => Some(AgentKind::Api),
+            proto::v1::AgentKind::Frontend => Some(AgentKind::Frontend),
+            proto::v1::AgentKind::Unspecified => None,
+        }
+    }
 }
 
 /// The identity a certificate proves.

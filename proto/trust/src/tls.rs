@@ -268,3 +268,27 @@ impl Tls {
 pub fn rfc3339(unix_s: i64) -> String {
     format_time(unix_s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_outside_their_dates_are_refused_naming_the_file_and_the_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::certs::init_ca(dir.path(), "tenantry", false).unwrap();
+        let identity = Identity::Operator { name: "alice".to_owned(), role: crate::Role::Viewer };
+        let options = crate::certs::LeafOptions { hosts: vec![], days: Some(1) };
+        let (cert, _) = crate::certs::issue(dir.path(), &identity, &options).unwrap();
+        let der = read_certs(&cert).unwrap().remove(0);
+        let (from, until) = check_validity(&cert, &der, now_unix_s()).unwrap();
+
+        let shown = cert.display().to_string();
+        let dates = format!("valid from {} until {}", format_time(from), format_time(until));
+        for (now, says) in [(until + 1, "certificate expired"), (from - 1, "certificate is not valid yet")] {
+            let error = check_validity(&cert, &der, now).unwrap_err().to_string();
+            assert!(error.contains(&shown) && error.contains(says) && error.contains(&dates), "{error}");
+            assert!(error.contains(&format!("now {}", format_time(now))), "{error}");
+        }
+    }
+}

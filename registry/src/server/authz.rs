@@ -13,6 +13,9 @@ use tonic::codegen::{http, BoxFuture, Service};
 use tonic::Status;
 use trust::{Identity, PeerInfo, Role};
 
+use super::network::CLUSTER_ID_HEADER;
+use crate::store::StateView;
+
 /// Set by a follower on a write it forwards to the leader: the original
 /// caller's identity URI. Believed only from a node certificate.
 pub(crate) const FORWARDED_FOR_HEADER: &str = "x-tenantry-forwarded-for";
@@ -160,21 +163,41 @@ fn authorize(path: &str, peer: Option<&PeerInfo>, forwarded_for: Option<&str>) -
     Ok(Caller { identity: Some(caller) })
 }
 
+/// Refuses a request that names another cluster than this node's (see
+/// [`CLUSTER_ID_HEADER`]). A caller or a node that does not know its cluster
+/// yet (the first moments of a new cluster) is not refused.
+fn same_cluster(view: &StateView, theirs: Option<&str>) -> Result<(), Status> {
+    let (Some(theirs), Some(ours)) = (theirs, view.read().state.cluster_id) else {
+        return Ok(());
+    };
+    if theirs == ours.to_string() {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "{CLUSTER_ID_HEADER}: this node is a member of cluster {ours} and the caller of cluster {theirs}; \
+         a member of another cluster (e.g. one from before a restore) is refused"
+    )))
+}
+
 /// The layer: wraps every gRPC service of a node.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct AuthzLayer;
+#[derive(Clone)]
+pub(crate) struct AuthzLayer {
+    /// This node's state, for its cluster id.
+    pub(crate) view: StateView,
+}
 
 impl<S> tower::Layer<S> for AuthzLayer {
     type Service = Authz<S>;
 
     fn layer(&self, inner: S) -> Authz<S> {
-        Authz { inner }
+        Authz { inner, view: self.view.clone() }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Authz<S> {
     inner: S,
+    view: StateView,
 }
 
 impl<S, B> Service<http::Request<B>> for Authz<S>
@@ -192,8 +215,11 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let forwarded_for = request.headers().get(FORWARDED_FOR_HEADER).and_then(|value| value.to_str().ok());
-        match authorize(request.uri().path(), request.extensions().get::<PeerInfo>(), forwarded_for) {
+        let header = |name| request.headers().get(name).and_then(|value: &http::HeaderValue| value.to_str().ok());
+        let decision = same_cluster(&self.view, header(CLUSTER_ID_HEADER)).and_then(|()| {
+            authorize(request.uri().path(), request.extensions().get::<PeerInfo>(), header(FORWARDED_FOR_HEADER))
+        });
+        match decision {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);
                 // The clone that was polled ready serves this call.

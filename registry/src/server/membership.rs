@@ -11,9 +11,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::network::PeerChannel;
 use super::registry_service::{Origin, RegistryService};
 use super::status;
 use crate::limits::MEMBERSHIP_CHANGE_MS_MAX;
@@ -80,7 +80,7 @@ impl RegistryService {
         forward: F,
     ) -> Result<Response<v1::MembershipResponse>, Status>
     where
-        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<v1::MembershipResponse>, Status>>,
     {
         let changes: ChangeMembers<NodeId, Member> = match change {

@@ -15,35 +15,73 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
 use crate::raft_types::{Member, NodeId, TypeConfig};
+use crate::store::StateView;
+
+/// Set on every request one member sends another: the sender's cluster id,
+/// once it knows it. A node of another cluster (a member from before a
+/// restore, a misaddressed peer of a second cluster under the same CA) is
+/// refused by the receiver's authorization layer.
+pub(crate) const CLUSTER_ID_HEADER: &str = "x-tenantry-cluster-id";
+
+/// A channel to another member that names this node's cluster on every request.
+pub(crate) type PeerChannel = InterceptedService<Channel, ClusterStamp>;
+
+/// Adds [`CLUSTER_ID_HEADER`] to each request.
+#[derive(Clone)]
+pub(crate) struct ClusterStamp {
+    view: StateView,
+}
+
+impl tonic::service::Interceptor for ClusterStamp {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let cluster_id = self.view.read().state.cluster_id;
+        if let Some(cluster_id) = cluster_id {
+            // A ULID is 26 ASCII characters: always a valid header value.
+            if let Ok(value) = cluster_id.to_string().parse() {
+                request.metadata_mut().insert(CLUSTER_ID_HEADER, value);
+            }
+        }
+        Ok(request)
+    }
+}
 
 /// How this node reaches other members: their advertised addresses, or the
 /// routes `--dial` gives for some; over mutual TLS unless `--insecure`, and
-/// only to a peer whose certificate names the member it dials.
-#[derive(Debug, Clone, Default)]
+/// only to a peer whose certificate names the member it dials; every
+/// request names this node's cluster.
+#[derive(Clone)]
 pub(crate) struct Dialer {
     via: Arc<std::collections::BTreeMap<String, String>>,
     tls: Option<Arc<trust::Tls>>,
+    stamp: ClusterStamp,
 }
 
 impl Dialer {
-    pub(crate) fn new(dial: &[crate::config::Dial], tls: Option<Arc<trust::Tls>>) -> Self {
-        Self { via: Arc::new(dial.iter().map(|route| (route.to.clone(), route.via.clone())).collect()), tls }
+    pub(crate) fn new(dial: &[crate::config::Dial], tls: Option<Arc<trust::Tls>>, view: StateView) -> Self {
+        let via = Arc::new(dial.iter().map(|route| (route.to.clone(), route.via.clone())).collect());
+        Self { via, tls, stamp: ClusterStamp { view } }
     }
 
     /// A lazily connected channel to member `id` of `region`, advertised at
     /// `grpc_addr`. Its certificate is checked for that host (not the
     /// route's) and that identity.
-    pub(crate) fn channel(&self, id: NodeId, member: &Member, connect_timeout: Duration) -> Result<Channel, String> {
+    pub(crate) fn channel(
+        &self,
+        id: NodeId,
+        member: &Member,
+        connect_timeout: Duration,
+    ) -> Result<PeerChannel, String> {
         let region = proto::Region::parse(&member.region).map_err(|error| error.to_string())?;
         let connector = trust::Connector::new(self.tls.clone(), true)
             .with_server_name(&member.grpc_addr)
             .expecting(trust::Expect::Exactly(trust::Identity::Node { id, region }));
         let route = self.via.get(&member.grpc_addr).map_or(member.grpc_addr.as_str(), String::as_str);
-        connector.channel(route, connect_timeout)
+        Ok(InterceptedService::new(connector.channel(route, connect_timeout)?, self.stamp.clone()))
     }
 }
 
@@ -54,7 +92,7 @@ pub fn channel(tls: Option<Arc<trust::Tls>>, grpc_addr: &str, connect_timeout: D
 }
 
 /// Makes one [`Connection`] per target node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct NetworkFactory {
     pub(crate) id: NodeId,
     pub(crate) dialer: Dialer,
@@ -79,7 +117,7 @@ pub(crate) struct Connection {
     id: NodeId,
     target: NodeId,
     /// An invalid address makes every RPC fail as unreachable.
-    client: Result<RaftInternalClient<Channel>, String>,
+    client: Result<RaftInternalClient<PeerChannel>, String>,
     metrics: std::sync::Arc<super::metrics::Metrics>,
 }
 

@@ -78,7 +78,7 @@ pub async fn run(
     let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
-    let dialer = super::network::Dialer::new(&config.dial, tls.clone());
+    let dialer = super::network::Dialer::new(&config.dial, tls.clone(), view.clone());
     let network = NetworkFactory { id: config.id, dialer: dialer.clone(), metrics: metrics.clone() };
     let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
         .await
@@ -161,7 +161,7 @@ pub async fn run(
         .http2_max_header_list_size(GRPC_HEADER_LIST_BYTES_MAX)
         .http2_max_pending_accept_reset_streams(Some(GRPC_PENDING_RESETS_MAX))
         .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
-        .layer(super::authz::AuthzLayer)
+        .layer(super::authz::AuthzLayer { view: view.clone() })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_server)

@@ -12,7 +12,6 @@ use proto::v1::registry_server::Registry;
 use proto::v1::{self, Consistency};
 use proto::{Revision, TenantId};
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use ulid::Ulid;
 
@@ -20,7 +19,7 @@ use super::authz::{self, Caller};
 use super::convert;
 use super::membership::MembershipChange;
 use super::metrics::{Metrics, Timer};
-use super::network::Dialer;
+use super::network::{Dialer, PeerChannel};
 use super::status;
 use crate::core::{
     canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
@@ -50,7 +49,7 @@ pub(crate) struct RegistryService {
     pub(crate) metrics: Arc<Metrics>,
     /// gRPC channels to other nodes, by address, for forwarding and read index.
     pub(crate) dialer: Dialer,
-    pub(crate) channels: Mutex<HashMap<(NodeId, String), Channel>>,
+    pub(crate) channels: Mutex<HashMap<(NodeId, String), PeerChannel>>,
     /// One backup at a time: each holds a copy of the whole state.
     pub(crate) snapshots: tokio::sync::Semaphore,
     /// This node's TLS (`None` with `--insecure`), for its certificate's expiry.
@@ -91,7 +90,7 @@ impl Origin {
 
 impl RegistryService {
     /// A cached channel to member `id` (the leader), checked to be that node.
-    fn channel(&self, id: NodeId, member: &Member) -> Result<Channel, Status> {
+    fn channel(&self, id: NodeId, member: &Member) -> Result<PeerChannel, Status> {
         let mut channels = self.channels.lock().map_err(|_| Status::internal("channel cache lock poisoned"))?;
         let key = (id, member.grpc_addr.clone());
         if let Some(channel) = channels.get(&key) {
@@ -105,7 +104,7 @@ impl RegistryService {
         Ok(channel)
     }
 
-    fn registry_client(&self, id: NodeId, leader: &Member) -> Result<RegistryClient<Channel>, Status> {
+    fn registry_client(&self, id: NodeId, leader: &Member) -> Result<RegistryClient<PeerChannel>, Status> {
         Ok(RegistryClient::new(self.channel(id, leader)?)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
@@ -153,7 +152,7 @@ impl RegistryService {
         forward: F,
     ) -> Result<Response<v1::WriteResponse>, Status>
     where
-        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<v1::WriteResponse>, Status>>,
     {
         bounded("write", async {
@@ -187,7 +186,7 @@ impl RegistryService {
         forward: F,
     ) -> Result<Response<T>, Status>
     where
-        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let (Some(leader_id), Some(leader_node)) = (leader.leader_id, &leader.leader_node) else {

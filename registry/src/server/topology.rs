@@ -6,9 +6,9 @@ use std::future::Future;
 use openraft::error::{ClientWriteError, RaftError};
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self, Consistency};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use super::network::PeerChannel;
 use super::registry_service::{Origin, RegistryService};
 use super::status;
 use crate::core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
@@ -71,7 +71,7 @@ impl RegistryService {
         forward: F,
     ) -> Result<Response<v1::TopologyResponse>, Status>
     where
-        F: FnOnce(RegistryClient<Channel>, Request<Req>) -> Fut,
+        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<v1::TopologyResponse>, Status>>,
     {
         let command = Command { meta: self.write_meta(None, &origin.caller)?, op };

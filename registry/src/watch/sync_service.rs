@@ -152,12 +152,10 @@ fn validate_hello(hello: &v1::Hello, certified: Option<&trust::Identity>) -> Res
     }
     let region = Region::parse(&hello.region).map_err(|error| invalid("region", &error.rule))?;
     let kind = v1::AgentKind::try_from(hello.kind).unwrap_or(v1::AgentKind::Unspecified);
-    let scope = Scope::of(kind).ok_or_else(|| invalid("kind", "must be AGENT_KIND_API or AGENT_KIND_FRONTEND"))?;
+    let (Some(scope), Some(kind)) = (Scope::of(kind), trust::AgentKind::of_wire(kind)) else {
+        return Err(invalid("kind", "must be AGENT_KIND_API or AGENT_KIND_FRONTEND"));
+    };
     if let Some(certified) = certified {
-        let kind = match kind {
-            v1::AgentKind::Api => trust::AgentKind::Api,
-            _ => trust::AgentKind::Frontend,
-        };
         let claimed = trust::Identity::Agent { id: id.clone(), kind, region };
         if &claimed != certified {
             return Err(Status::permission_denied(format!(

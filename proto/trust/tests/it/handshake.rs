@@ -1,6 +1,7 @@
 //! Certificates from `certs` work end to end: a server and a client
 //! handshake over loopback, each seeing the other's identity; strangers,
-//! expired certificates and wrong identities are refused.
+//! and wrong identities are refused (certificates outside their dates: the
+//! unit test in `tls.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
