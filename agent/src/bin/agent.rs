@@ -3,8 +3,6 @@
 //! files for a web server.
 
 use std::net::SocketAddr;
-#[cfg(test)]
-use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 

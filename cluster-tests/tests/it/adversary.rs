@@ -148,6 +148,28 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     assert_eq!(raft.vote(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert_eq!(cluster.status(leader).await?.term, term);
 
+    phase("a node's certificate may not campaign or lead as another member");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let other = (1..=3).find(|id| *id != leader && *id != follower).expect("a third member");
+    let follower_cert = certs.tls(&certs::node(follower, cluster.node(follower).region)?, &[])?;
+    let follower_channel =
+        Connector::new(Some(follower_cert), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
+    let mut raft_as_follower = v1::raft_internal_client::RaftInternalClient::new(follower_channel);
+    let as_other = serde_json::json!({ "leader_id": { "term": term + 100, "node_id": other }, "committed": false });
+    let vote = serde_json::json!({ "vote": as_other, "last_log_id": null });
+    let append = serde_json::json!({ "vote": as_other, "prev_log_id": null, "entries": [], "leader_commit": null });
+    for (call, message) in [("vote", vote), ("append_entries", append)] {
+        let request = v1::RaftPayload { payload: serde_json::to_vec(&message)? };
+        let status = match call {
+            "vote" => raft_as_follower.vote(request).await,
+            _ => raft_as_follower.append_entries(request).await,
+        }
+        .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{call}: {status:?}");
+        assert!(status.message().contains(&format!("speaks for node {other}")), "{call}: {status:?}");
+    }
+    assert_eq!(cluster.status(leader).await?.term, term);
+
     phase("a node of another cluster under the same CA is refused, the term unchanged");
     let node_channel = Connector::new(Some(node_cert), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
     let mut raft = v1::raft_internal_client::RaftInternalClient::new(node_channel);
