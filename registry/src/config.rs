@@ -186,10 +186,10 @@ impl NodeConfig {
         if self.snapshot_every_entries == 0 {
             return fail("snapshot_every_entries: must be > 0".to_owned());
         }
-        if self.document_bytes_max == 0 || self.document_bytes_max > limits::DOCUMENT_BYTES_HARD_MAX {
+        if self.document_bytes_max == 0 || self.document_bytes_max > registry_core::limits::DOCUMENT_BYTES_HARD_MAX {
             return fail(format!(
                 "document_bytes_max: must be 1 to {} bytes (the hard cap every replica enforces)",
-                limits::DOCUMENT_BYTES_HARD_MAX
+                registry_core::limits::DOCUMENT_BYTES_HARD_MAX
             ));
         }
         if self.watch_queue_deltas_max == 0 || self.agents_max == 0 || self.progress_interval_ms == 0 {
@@ -292,7 +292,8 @@ mod tests {
         assert!(wrong_region.validate().is_err());
         let slow_heartbeat = NodeConfig { heartbeat_ms: 1000, ..config.clone() };
         assert!(slow_heartbeat.validate().expect_err("invalid").to_string().contains("heartbeat_ms"));
-        let big_documents = NodeConfig { document_bytes_max: limits::DOCUMENT_BYTES_HARD_MAX + 1, ..config };
+        let big_documents =
+            NodeConfig { document_bytes_max: registry_core::limits::DOCUMENT_BYTES_HARD_MAX + 1, ..config };
         assert!(big_documents.validate().is_err());
     }
 }

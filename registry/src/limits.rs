@@ -8,25 +8,6 @@
 /// logos, integrations per tenant) are the compiler's ([`compiler::limits`]).
 pub const DOCUMENT_BYTES_MAX_DEFAULT: usize = compiler::limits::DOCUMENT_BYTES_MAX;
 
-/// The longest request id (idempotency key) in bytes.
-pub const REQUEST_ID_BYTES_MAX: usize = 128;
-
-/// The longest actor name in bytes.
-pub const ACTOR_BYTES_MAX: usize = 128;
-
-/// The longest reason in bytes.
-pub const REASON_BYTES_MAX: usize = 1024;
-
-/// The most remembered request ids (client sessions); the oldest go first.
-pub const SESSIONS_MAX: usize = 100_000;
-
-/// How long a request id is remembered, in milliseconds (one hour).
-pub const SESSION_AGE_MS_MAX: u64 = 60 * 60 * 1000;
-
-/// The most audit entries kept (in memory, sled and every snapshot); the
-/// oldest go first.
-pub const AUDIT_ENTRIES_MAX: usize = 100_000;
-
 /// The most tenants one list call returns.
 pub const LIST_PAGE_TENANTS_MAX: u32 = 1000;
 
@@ -96,11 +77,6 @@ pub const LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT: u64 = 1_000;
 /// The largest snapshot chunk sent in one install-snapshot RPC, in bytes.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// The hard cap on a document that `apply` enforces on every replica, in
-/// bytes. The configurable limit above must not exceed it; it exists so that
-/// replicas with different flags still apply the same entries identically.
-pub const DOCUMENT_BYTES_HARD_MAX: usize = 4 * 1024 * 1024;
-
 /// How long a client goes on retrying failures that may pass (no leader,
 /// a node down or cut off) before it gives up, in milliseconds: longer than
 /// an election after a leader dies (its lease, then the election timeout,
@@ -165,6 +141,3 @@ pub const SLED_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// How long a membership change may take, in milliseconds (adding a learner
 /// waits until it has caught up, which may mean a snapshot).
 pub const MEMBERSHIP_CHANGE_MS_MAX: u64 = 120_000;
-
-/// The longest shard endpoint, in bytes.
-pub const SHARD_ENDPOINT_BYTES_MAX: usize = 255;

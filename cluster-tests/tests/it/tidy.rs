@@ -1,6 +1,7 @@
 //! Tidy checks of the whole workspace, as ordinary tests (STYLE.md): module
 //! docs everywhere, no stubs or debug macros, stdout only from regctl's
-//! output module and the benchmark tables.
+//! output module and the benchmark tables, and the crates' dependency rules
+//! (ARCHITECTURE.md's invariants) read from `cargo metadata`.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,8 @@ fn source_files() -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    for krate in ["proto", "registry", "agent", "api-node", "cluster-tests"] {
+    for krate in ["proto", "proto/trust", "compiler", "registry/core", "registry", "agent", "api-node", "cluster-tests"]
+    {
         walk(&workspace_root().join(krate).join("src"), &mut files);
     }
     assert!(files.len() > 20, "found only {} source files", files.len());
@@ -64,5 +66,45 @@ fn only_regctl_output_prints_to_stdout() {
             (line.starts_with("println!") || line.starts_with("print!")) && !line.starts_with("//")
         });
         assert!(!printing, "{} prints to stdout; only {PRINTERS:?} may", path.display());
+    }
+}
+
+/// What each crate must never depend on (directly, outside its tests), as
+/// ARCHITECTURE.md's invariants say and why.
+const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 6] = [
+    // The bottom: wire types and generated stubs.
+    ("proto", &["trust", "compiler", "registry-core", "registry", "agent", "api-node"]),
+    ("trust", &["compiler", "registry-core", "registry", "agent", "api-node"]),
+    // Pure: regctl, every node and every agent compile with it.
+    ("compiler", &["tokio", "tonic", "trust", "registry-core", "registry", "agent", "api-node"]),
+    // No IO: openraft, the stores and gRPC are adapters around it.
+    ("registry-core", &["tokio", "tonic", "openraft", "raft-log", "sled", "trust", "registry", "agent", "api-node"]),
+    // Agents and api-nodes never link the registry node.
+    ("agent", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
+    ("api-node", &["registry-core", "registry", "openraft", "raft-log"]),
+];
+
+#[test]
+fn crates_depend_only_downwards() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    for (krate, forbidden) in FORBIDDEN_DEPENDENCIES {
+        let package = packages.iter().find(|package| package["name"] == krate).unwrap_or_else(|| panic!("no {krate}"));
+        let dependencies: Vec<&str> = package["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .filter(|dependency| dependency["kind"] != "dev")
+            .filter_map(|dependency| dependency["name"].as_str())
+            .collect();
+        let broken: Vec<_> = forbidden.iter().filter(|name| dependencies.contains(name)).collect();
+        assert!(broken.is_empty(), "{krate} depends on {broken:?}, which ARCHITECTURE.md forbids");
     }
 }

@@ -2,7 +2,7 @@
 
 use proto::v1;
 
-use crate::core::{AuditEntry, Bundle, Move, Placement, ShardDigest, Tenant, TenantStatus};
+use registry_core::{AuditEntry, Bundle, Move, Placement, ShardDigest, Tenant, TenantStatus};
 
 pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     v1::Tenant {

@@ -16,7 +16,6 @@ use super::network::NetworkFactory;
 use super::raft_service::RaftService;
 use super::registry_service::RegistryService;
 use crate::config::NodeConfig;
-use crate::core::DocumentLimits;
 use crate::error::Error;
 use crate::limits::{
     GRPC_CONCURRENT_STREAMS_MAX, GRPC_CONNECTIONS_MAX, GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL_MS,
@@ -27,6 +26,7 @@ use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::watch::sync_service::SyncContext;
 use crate::watch::{AgentAdminService, AgentDirectory, AgentSyncServer, Freshness};
+use registry_core::DocumentLimits;
 
 /// What a running node exposes to the code that started it.
 #[derive(Clone)]
@@ -253,8 +253,8 @@ async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output =
                 metrics.current_leader == Some(metrics.id)
             };
             if leads {
-                let command = crate::core::Command {
-                    meta: crate::core::WriteMeta {
+                let command = registry_core::Command {
+                    meta: registry_core::WriteMeta {
                         expected_revision: None,
                         request_id: None,
                         actor: "registry".to_owned(),
@@ -262,9 +262,9 @@ async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output =
                         at_unix_ms: 0,
                         change_id: ulid::Ulid::new(),
                     },
-                    op: crate::core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
+                    op: registry_core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
                 };
-                if let Err(error) = raft.client_write(crate::core::Proposal::single(command)).await {
+                if let Err(error) = raft.client_write(registry_core::Proposal::single(command)).await {
                     tracing::debug!(%error, "naming the cluster failed; retrying");
                 }
             }

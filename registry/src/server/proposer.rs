@@ -10,7 +10,7 @@
 //! once per batch (so a replayed request id's answer stays exact).
 //!
 //! Before it proposes, the leader judges each tenant write against its
-//! applied state ([`crate::core::judge`]) when everything in its log is
+//! applied state ([`registry_core::judge`]) when everything in its log is
 //! applied, so that view is exactly the state the entry will apply to: a
 //! refused write is answered at once and takes no log index.
 
@@ -19,10 +19,10 @@ use std::collections::HashSet;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Command, Proposal, Response};
 use crate::limits::{BATCH_COMMANDS_MAX, PROPOSALS_QUEUED_MAX};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
+use registry_core::{Command, Proposal, Response};
 
 /// Why a proposal did not apply (e.g. this node does not lead).
 pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>;
@@ -111,7 +111,7 @@ fn judged(raft: &Raft, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(C
     let mut kept = Vec::with_capacity(batch.len());
     for (command, reply) in batch {
         topology_first |= command.op.tenant().is_none();
-        match crate::core::judge(&state.state, next, &command).filter(|_| !topology_first) {
+        match registry_core::judge(&state.state, next, &command).filter(|_| !topology_first) {
             Some(error) => {
                 let _ = reply.send(Ok(Response::Rejected(error)));
             }

@@ -21,16 +21,16 @@ use super::membership::MembershipChange;
 use super::metrics::{Metrics, Timer};
 use super::network::{Dialer, PeerChannel};
 use super::status;
-use crate::core::{
-    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
-    Response as CoreResponse, ShardDigest, WriteMeta,
-};
 use crate::limits::{
     CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT, HISTORY_ENTRIES_MAX,
     LIST_PAGE_TENANTS_MAX, READ_INDEX_WAIT_MS_MAX,
 };
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
+use registry_core::{
+    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
+    Response as CoreResponse, ShardDigest, WriteMeta,
+};
 
 /// Bytes per message of a backup stream.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
@@ -416,7 +416,7 @@ impl Registry for RegistryService {
         self.ensure_read(message.consistency).await?;
         let applied = self.view.read();
         let tenant = applied.state.tenants.get(&tenant_id).ok_or_else(|| {
-            status::from_command_error(&crate::core::CommandError::NotFound { tenant: tenant_id.clone() })
+            status::from_command_error(&registry_core::CommandError::NotFound { tenant: tenant_id.clone() })
         })?;
         Ok(Response::new(v1::GetTenantResponse {
             tenant: Some(convert::tenant_for(tenant, private)),

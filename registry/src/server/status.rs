@@ -8,8 +8,8 @@ use proto::v1::ErrorDetail;
 use proto::DomainError;
 use tonic::{Code, Status};
 
-use crate::core::CommandError;
 use crate::raft_types::{Member, NodeId};
+use registry_core::CommandError;
 
 /// A status with an `ErrorDetail` attached.
 pub fn with_detail(code: Code, message: impl Into<String>, detail: ErrorDetail) -> Status {

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::network::PeerChannel;
 use super::registry_service::{Origin, RegistryService};
 use super::status;
-use crate::core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
+use registry_core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
 
 pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
     match v1::RegionStatus::try_from(status) {
@@ -27,7 +27,7 @@ pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
     let info = info.ok_or_else(|| Status::invalid_argument("shard: required"))?;
     let region = proto::Region::parse(&info.region).map_err(|error| status::from_domain_error(&error))?;
     let shard = Shard { id: info.id, region, endpoint: info.endpoint, state: ShardState::Active };
-    crate::core::check_shard(&shard).map_err(|error| status::from_command_error(&error))?;
+    registry_core::check_shard(&shard).map_err(|error| status::from_command_error(&error))?;
     Ok(shard)
 }
 

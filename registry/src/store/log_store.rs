@@ -41,9 +41,9 @@ impl raft_log::Types for WalTypes {
                 .commands
                 .iter()
                 .map(|command| match &command.op {
-                    crate::core::Op::CreateTenant { documents, .. }
-                    | crate::core::Op::UpdateTenant { documents, .. }
-                    | crate::core::Op::StageCanary { documents, .. } => {
+                    registry_core::Op::CreateTenant { documents, .. }
+                    | registry_core::Op::UpdateTenant { documents, .. }
+                    | registry_core::Op::StageCanary { documents, .. } => {
                         [&documents.config, &documents.theme, &documents.integrations]
                             .into_iter()
                             .map(|document| document.as_ref().map_or(0, String::len))

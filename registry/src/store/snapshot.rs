@@ -12,8 +12,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::core::{AuditEntry, Session, State, Tenant};
 use crate::raft_types::{LogId, SnapshotMeta, StoredMembership};
+use registry_core::{AuditEntry, Session, State, Tenant};
 
 const FORMAT: &str = "tenantry-snapshot-v1";
 const FILE_PREFIX: &str = "snapshot-";
@@ -35,7 +35,7 @@ enum Record {
     Audit(Arc<AuditEntry>),
     Session(Arc<Session>),
     Cluster(ulid::Ulid),
-    Topology(Arc<crate::core::Topology>),
+    Topology(Arc<registry_core::Topology>),
     End { records: u64, sha256: String },
 }
 
@@ -253,8 +253,8 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{apply, Command, DocumentsPatch, Op, WriteMeta};
     use proto::{Revision, TenantId};
+    use registry_core::{apply, Command, DocumentsPatch, Op, WriteMeta};
 
     fn sample() -> AppliedState {
         let mut applied = AppliedState::default();

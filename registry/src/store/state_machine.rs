@@ -18,11 +18,11 @@ use proto::Revision;
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
-use crate::core::{apply, Change, Position, Response, Tenant};
 use crate::raft_types::{
     storage_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
+use registry_core::{apply, Change, Position, Response, Tenant};
 
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";
@@ -137,10 +137,10 @@ fn load(db: &sled::Db) -> io::Result<AppliedState> {
         } else if key.as_bytes() == KEY_TOPOLOGY {
             applied.state.topology = serde_json::from_slice(&value).map_err(decode_error)?;
         } else if key.starts_with(PREFIX_TENANT) {
-            let tenant: Arc<crate::core::Tenant> = serde_json::from_slice(&value).map_err(decode_error)?;
+            let tenant: Arc<registry_core::Tenant> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.tenants.insert(tenant.id.clone(), tenant);
         } else if key.starts_with(PREFIX_AUDIT) {
-            let entry: Arc<crate::core::AuditEntry> = serde_json::from_slice(&value).map_err(decode_error)?;
+            let entry: Arc<registry_core::AuditEntry> = serde_json::from_slice(&value).map_err(decode_error)?;
             applied.state.audit.insert(entry.position(), entry);
         } else if key.starts_with(PREFIX_SESSION) {
             applied.state.insert_session(serde_json::from_slice(&value).map_err(decode_error)?);

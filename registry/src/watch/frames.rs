@@ -7,8 +7,8 @@ use prost::Message;
 use proto::v1::{self, registry_message::Kind};
 use tonic::codegen::Bytes;
 
-use crate::core::Tenant;
 use crate::server::convert;
+use registry_core::Tenant;
 
 /// What an agent may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
 use proptest::prelude::*;
-use registry::core::{Command, Op, Proposal, WriteMeta};
 use registry::raft_types::{Entry, NodeId, TypeConfig};
+use registry_core::{Command, Op, Proposal, WriteMeta};
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: proto::fuzz::cases(), failure_persistence: None, ..ProptestConfig::default() }

@@ -4,9 +4,9 @@
 use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use proto::TenantId;
-use registry::core::{Command, DocumentsPatch, Op, Proposal, WriteMeta};
 use registry::raft_types::Entry;
 use registry::store::{LogStore, StateMachineStore};
+use registry_core::{Command, DocumentsPatch, Op, Proposal, WriteMeta};
 
 fn create(index: u64, tenant: &str) -> Entry {
     Entry {
@@ -97,9 +97,9 @@ async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
     let kinds: Vec<&str> = responses[0]
         .iter()
         .map(|response| match response {
-            registry::core::Response::Written(_) => "written",
-            registry::core::Response::Rejected(_) => "rejected",
-            registry::core::Response::None => "none",
+            registry_core::Response::Written(_) => "written",
+            registry_core::Response::Rejected(_) => "rejected",
+            registry_core::Response::None => "none",
         })
         .collect();
     assert_eq!(kinds, ["written", "written", "rejected"], "the third creates acme again");

@@ -9,6 +9,7 @@
 
 mod apply;
 mod command;
+pub mod limits;
 mod moves;
 mod placement;
 mod state;

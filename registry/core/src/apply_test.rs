@@ -5,7 +5,7 @@ use proto::TenantId;
 use ulid::Ulid;
 
 use super::*;
-use crate::core::{MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
+use crate::{MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
 
 fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid id")

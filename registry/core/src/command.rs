@@ -108,11 +108,11 @@ pub enum Op {
     /// Declares a region's status.
     SetRegionStatus {
         region: proto::Region,
-        status: crate::core::RegionStatus,
+        status: crate::RegionStatus,
     },
     /// Adds a shard (active: it takes new tenants of its region).
     AddShard {
-        shard: crate::core::Shard,
+        shard: crate::Shard,
     },
     /// Stops a shard from taking new tenants.
     DrainShard {
