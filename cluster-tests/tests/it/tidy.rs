@@ -1,4 +1,4 @@
-//! Tidy checks of the whole workspace, as ordinary tests (STYLE.md): module
+//! Tidy checks of the whole workspace, as ordinary tests (docs/STYLE.md): module
 //! docs everywhere, no stubs or debug macros, stdout only from regctl's
 //! output module and the benchmark tables, and the crates' dependency rules
 //! (ARCHITECTURE.md's invariants) read from `cargo metadata`.
