@@ -5,14 +5,18 @@
 //! * [`view`]: the immutable view and the pure functions that advance it.
 //! * [`follower`]: [`Agent`], the stream client and reconnect loop.
 //! * [`host`]: Host header to tenant id, without allocating.
-//! * [`sidecar`]: the local HTTP API and the materialized config files of the
-//!   `agent` binary.
+//!
+//! The sidecar (a local HTTP API and materialized config files, for apps not
+//! written in Rust and for frontend nodes) is the `agent` binary
+//! (`src/bin/agent/`), built on this library like api-node is.
+//!
+//! Architecture Invariant: the library runs no server; it is what an
+//! application embeds.
 
 pub mod error;
 pub mod follower;
 pub mod host;
 pub mod limits;
-pub mod sidecar;
 mod store;
 pub mod view;
 

@@ -11,12 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::sidecar::problem;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use plumbing::problem;
 use proto::v1::TenantStatus;
 use serde::Deserialize;
 use serde_json::json;

@@ -11,9 +11,7 @@
 //! sessions.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use agent::sidecar::problem;
 use agent::TenantEntry;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use plumbing::{now_unix_ms, problem};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,10 +31,6 @@ use crate::shard::{ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {
     Router::new().route("/api/login", post(login)).route("/api/items", get(list_items).post(create_item))
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// The shard that holds a tenant's rows: the routing map's entry, or the

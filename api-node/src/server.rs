@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::limits::HOST_BYTES_MAX;
-use agent::sidecar::problem;
 use agent::{Agent, TenantEntry};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
@@ -20,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use plumbing::problem;
 use serde_json::json;
 
 use crate::limits::{CONFIG_MAX_AGE_S, RETRY_AFTER_S};

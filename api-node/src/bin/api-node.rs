@@ -129,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = tokio::spawn(trust::net::serve_http(listener, options, app, async {
         let _ = stopped.await;
     }));
-    agent::sidecar::termination().await;
+    plumbing::termination().await;
     let _ = stopping.send(());
     // In-flight requests get a deadline, then the node exits anyway.
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), server).await.is_err() {
@@ -196,7 +196,7 @@ fn read_session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    agent::sidecar::init_logging();
+    plumbing::init_logging("RUST_LOG", "info,sled=warn,h2=warn");
     match run(Args::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -22,8 +22,17 @@ fn source_files() -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    for krate in ["proto", "proto/trust", "compiler", "registry/core", "registry", "agent", "api-node", "cluster-tests"]
-    {
+    for krate in [
+        "proto",
+        "proto/plumbing",
+        "proto/trust",
+        "compiler",
+        "registry/core",
+        "registry",
+        "agent",
+        "api-node",
+        "cluster-tests",
+    ] {
         walk(&workspace_root().join(krate).join("src"), &mut files);
     }
     assert!(files.len() > 20, "found only {} source files", files.len());
@@ -71,14 +80,18 @@ fn only_regctl_output_prints_to_stdout() {
 
 /// What each crate must never depend on (directly, outside its tests), as
 /// ARCHITECTURE.md's invariants say and why.
-const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 6] = [
-    // The bottom: wire types and generated stubs.
+const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 7] = [
+    // The bottom: wire types and generated stubs; process plumbing.
     ("proto", &["trust", "compiler", "registry-core", "registry", "agent", "api-node"]),
+    ("plumbing", &["proto", "trust", "compiler", "registry-core", "registry", "agent", "api-node"]),
     ("trust", &["compiler", "registry-core", "registry", "agent", "api-node"]),
     // Pure: regctl, every node and every agent compile with it.
     ("compiler", &["tokio", "tonic", "trust", "registry-core", "registry", "agent", "api-node"]),
     // No IO: openraft, the stores and gRPC are adapters around it.
-    ("registry-core", &["tokio", "tonic", "openraft", "raft-log", "sled", "trust", "registry", "agent", "api-node"]),
+    (
+        "registry-core",
+        &["tokio", "tonic", "openraft", "raft-log", "sled", "plumbing", "trust", "registry", "agent", "api-node"],
+    ),
     // Agents and api-nodes never link the registry node.
     ("agent", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
     ("api-node", &["registry-core", "registry", "openraft", "raft-log"]),

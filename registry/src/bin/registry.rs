@@ -106,32 +106,9 @@ impl ServeArgs {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn termination() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops this node gracefully");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,raft_log=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    plumbing::init_logging("RUST_LOG", "info,openraft=warn,sled=warn,raft_log=warn");
     let Command::Serve(args) = Cli::parse().command;
     let config = match args.into_config() {
         Ok(config) => config,
@@ -140,7 +117,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match registry::server::run(config, termination(), |_| {}).await {
+    match registry::server::run(config, plumbing::termination(), |_| {}).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("registry: {error}");

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use plumbing::now_unix_ms;
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::registry_server::Registry;
 use proto::v1::{self, Consistency};
@@ -54,10 +55,6 @@ pub(crate) struct RegistryService {
     pub(crate) snapshots: tokio::sync::Semaphore,
     /// This node's TLS (`None` with `--insecure`), for its certificate's expiry.
     pub(crate) tls: Option<Arc<trust::Tls>>,
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 fn parse_tenant(tenant_id: &str) -> Result<TenantId, Status> {

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use plumbing::now_unix_ms;
 use proto::v1::agent_admin_server::AgentAdmin;
 use proto::v1::{self, AgentInfo};
 use tonic::{Request, Response, Status};
@@ -12,10 +12,6 @@ use tonic::{Request, Response, Status};
 use super::WatchHub;
 use crate::limits::AGENTS_TRACKED_MAX;
 use crate::raft_types::NodeId;
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
 
 struct Tracked {
     info: AgentInfo,

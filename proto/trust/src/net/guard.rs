@@ -13,13 +13,7 @@ fn refusal(
     allowed: fn(&Identity) -> bool,
     rule: &str,
 ) -> Option<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let refuse = |status: http::StatusCode, detail: String| {
-        let body = serde_json::json!({
-            "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail,
-        });
-        (status, [(http::header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
-    };
+    let refuse = |status: http::StatusCode, detail: String| plumbing::problem(status, &detail);
     match request.extensions().get::<PeerInfo>() {
         None => Some(refuse(http::StatusCode::INTERNAL_SERVER_ERROR, "no connection information".to_owned())),
         Some(peer) if !peer.secure => None,

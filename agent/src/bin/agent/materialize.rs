@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::{Agent, View};
+use agent::{Agent, View};
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory
 /// with an unpredictable name, created exclusively (`O_CREAT|O_EXCL`, so a
@@ -29,7 +29,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// The files of one materialized directory.
-pub struct Materializer {
+pub(crate) struct Materializer {
     dir: PathBuf,
     /// What is on disk: tenant id -> public bundle sha256.
     written: HashMap<String, String>,
@@ -38,7 +38,7 @@ pub struct Materializer {
 impl Materializer {
     /// Prepares `dir`; files of tenants no longer in the view are removed on
     /// the first sync.
-    pub fn new(dir: &Path) -> io::Result<Self> {
+    pub(crate) fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir.join("config"))?;
         let mut written = HashMap::new();
         for entry in std::fs::read_dir(dir.join("config"))? {
@@ -53,7 +53,7 @@ impl Materializer {
     }
 
     /// Brings the directory to `view`: changed files, removals, then the manifest.
-    pub fn sync(&mut self, view: &View) -> io::Result<()> {
+    pub(crate) fn sync(&mut self, view: &View) -> io::Result<()> {
         let config = self.dir.join("config");
         for entry in view.tenants() {
             if self.written.get(entry.id()).map(String::as_str) != Some(entry.public_sha256()) {
@@ -86,7 +86,7 @@ impl Materializer {
 
 /// Keeps `dir` in step with the agent until `stop` turns true. Changes that
 /// arrive while a sync runs are coalesced into the next one.
-pub async fn run(agent: Arc<Agent>, dir: PathBuf, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+pub(crate) async fn run(agent: Arc<Agent>, dir: PathBuf, mut stop: watch::Receiver<bool>) -> io::Result<()> {
     let mut materializer = Materializer::new(&dir)?;
     let mut changed = agent.changed();
     loop {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod http;
+mod materialize;
+
 use agent::{Agent, AgentConfig, Kind};
 use clap::{Parser, ValueEnum};
 
@@ -108,8 +111,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let agent = Arc::new(Agent::start(config).await?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let materializer =
-        args.materialize.map(|dir| tokio::spawn(agent::sidecar::materialize::run(agent.clone(), dir, stopped.clone())));
+    let materializer = args.materialize.map(|dir| tokio::spawn(materialize::run(agent.clone(), dir, stopped.clone())));
     let listener = match &args.http {
         LocalApi::Tcp(addr) => {
             if !addr.ip().is_loopback() {
@@ -125,8 +127,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client_cert_required: false,
         connections_max: agent::limits::SIDECAR_CONNECTIONS_MAX,
     };
-    let router = agent::sidecar::http::router(agent.clone());
-    trust::net::serve_http(listener, options, router, agent::sidecar::termination()).await;
+    let router = http::router(agent.clone());
+    trust::net::serve_http(listener, options, router, plumbing::termination()).await;
     let _ = stop.send(true);
     if let Some(materializer) = materializer {
         materializer.await??;
@@ -140,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    agent::sidecar::init_logging();
+    plumbing::init_logging("RUST_LOG", "info,h2=warn");
     let args = Args::parse();
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

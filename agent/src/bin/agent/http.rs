@@ -19,11 +19,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::problem;
-use crate::limits::{WAIT_MS_DEFAULT, WAIT_MS_MAX};
-use crate::{Agent, TenantEntry};
+use agent::limits::{WAIT_MS_DEFAULT, WAIT_MS_MAX};
+use agent::{Agent, TenantEntry};
+use plumbing::problem;
 
-pub fn router(agent: Arc<Agent>) -> Router {
+pub(crate) fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/v1/tenants/{id}", get(tenant))
         .route("/v1/resolve", get(resolve))
