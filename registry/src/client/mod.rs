@@ -7,18 +7,18 @@
 //! write carries a request id (generated if the caller gave none), so a retry
 //! after a timeout or a leader change applies at most once.
 
+mod retry;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self, Consistency};
-use rand::Rng;
 use tonic::transport::Channel;
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRY_MS_MAX, CLIENT_ROUND_BACKOFF_MS, GRPC_MESSAGE_BYTES_MAX};
-use crate::server::status;
+use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRY_MS_MAX, GRPC_MESSAGE_BYTES_MAX};
 
 /// A change of regions or shards.
 #[derive(Debug, Clone)]
@@ -65,11 +65,6 @@ pub struct Client {
     request_timeout: Duration,
 }
 
-/// Whether a failed call may succeed at another node or a moment later.
-fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
-}
-
 impl Client {
     /// A client for `endpoints` (`host:port`, at least one), over mutual
     /// TLS with `tls` (`None`: plaintext, for `--insecure` clusters).
@@ -109,58 +104,23 @@ impl Client {
     }
 
     /// Calls `call` at the preferred endpoint, moving on to the others (and
-    /// round again, with backoff) while the failure is retryable.
+    /// round again, with backoff) while the failure is retryable
+    /// ([`retry::Policy`]); the endpoint that answered is preferred next.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, Status>
     where
         F: Fn(RegistryClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let count = self.endpoints.len();
-        let mut index = self.preferred.load(Ordering::Relaxed) % count;
-        let mut last_error = Status::unavailable("no endpoint tried");
-        let give_up_at = std::time::Instant::now() + Duration::from_millis(CLIENT_RETRY_MS_MAX);
-        for attempt in 0.. {
-            if attempt > 0 && attempt % count == 0 {
-                if std::time::Instant::now() >= give_up_at {
-                    break;
-                }
-                let round = (attempt / count) as u32;
-                let backoff_ms = (CLIENT_ROUND_BACKOFF_MS << round.min(3)).min(1_000);
-                let jitter_ms = rand::rng().random_range(0..=backoff_ms / 2);
-                tokio::time::sleep(Duration::from_millis(backoff_ms + jitter_ms)).await;
-            }
-            let endpoint = &self.endpoints[index];
-            let result = tokio::time::timeout(self.request_timeout, call(endpoint.client.clone())).await;
-            let status = match result {
-                Ok(Ok(response)) => {
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(response.into_inner());
-                }
-                Ok(Err(status)) if retryable(&status) => status,
-                Ok(Err(status)) => return Err(status),
-                Err(_) => {
-                    Status::deadline_exceeded(format!("no answer within {} ms", self.request_timeout.as_millis()))
-                }
-            };
-            tracing::debug!(endpoint = %endpoint.addr, %status, "retrying at another endpoint");
-            // Follow a leader hint if it names one of our endpoints.
-            let hinted = status::detail(&status)
-                .map(|detail| detail.leader_grpc_addr)
-                .and_then(|leader| self.endpoints.iter().position(|endpoint| endpoint.addr == leader));
-            index = match hinted {
-                Some(leader) if leader != index => leader,
-                _ => (index + 1) % count,
-            };
-            last_error = Status::new(
-                status.code(),
-                format!("{} (last tried {}; all of {} failed)", status.message(), endpoint.addr, self.endpoint_list()),
-            );
-        }
-        Err(last_error)
-    }
-
-    fn endpoint_list(&self) -> String {
-        self.endpoints().collect::<Vec<_>>().join(",")
+        let addrs: Vec<&str> = self.endpoints().collect();
+        let policy = retry::Policy {
+            addrs: &addrs,
+            attempt_timeout: self.request_timeout,
+            give_up_after: Duration::from_millis(CLIENT_RETRY_MS_MAX),
+        };
+        let first = self.preferred.load(Ordering::Relaxed);
+        let (response, index) = policy.call(first, |index| call(self.endpoints[index].client.clone())).await?;
+        self.preferred.store(index, Ordering::Relaxed);
+        Ok(response.into_inner())
     }
 
     pub async fn create_tenant(
