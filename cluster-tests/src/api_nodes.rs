@@ -73,8 +73,9 @@ impl ApiNode {
 impl ApiNode {
     /// `GET path` on the operator port, as an admin.
     pub async fn admin_get(&self, path: &str) -> std::io::Result<crate::http::HttpResponse> {
-        let head = format!("GET {path} HTTP/1.1\r\nHost: {}", self.admin);
-        crate::http::exchange_via(&self.connector, &self.admin, &head, b"").await
+        let headers = [("Host", self.admin.as_str())];
+        let request = crate::http::HttpRequest::new("GET", path, &headers);
+        crate::http::send(&self.connector, &self.admin, &request).await
     }
 }
 

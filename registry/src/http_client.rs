@@ -1,13 +1,22 @@
-//! A minimal HTTP/1.1 client for regctl (readiness, smoke checks) and the
-//! suites: any method, any headers (including a hostile or missing Host),
-//! the raw status, headers and body. One request per connection; bounded in
+//! An HTTP/1.1 client (hyper) for regctl (readiness, status, smoke checks,
+//! an api-node's operator port) and the suites: any method and headers
+//! (including a hostile or missing Host, or HTTP/1.0), the status, headers
+//! and body. One request per connection, dialed through a
+//! [`trust::Connector`] (mutual TLS where the port needs it); bounded in
 //! time and size.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+/// The longest a request may take, dial and body included.
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// The largest response body read.
+pub const HTTP_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// An HTTP response: status, lowercase header names, body bytes.
 #[derive(Debug, Clone)]
@@ -27,104 +36,83 @@ impl HttpResponse {
     }
 }
 
-/// Sends `request_head` (request line and headers, without the blank line)
-/// to `addr` with `Connection: close`, and reads the whole response.
-pub async fn exchange(addr: &str, request_head: &str) -> io::Result<HttpResponse> {
-    exchange_with_body(addr, request_head, b"").await
+/// A request to send. Give `Host` yourself (or leave it out, to see a
+/// server refuse that).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// Send it as HTTP/1.0 instead of HTTP/1.1.
+    pub http10: bool,
 }
 
-/// Like [`exchange`], with a body (its `Content-Length` is added).
-pub async fn exchange_with_body(addr: &str, request_head: &str, body: &[u8]) -> io::Result<HttpResponse> {
-    exchange_via(&trust::Connector::new(None, false), addr, request_head, body).await
+impl<'a> HttpRequest<'a> {
+    /// `method path` over HTTP/1.1 with `headers` and no body.
+    pub fn new(method: &'a str, path: &'a str, headers: &'a [(&'a str, &'a str)]) -> Self {
+        Self { method, path, headers, body: b"", http10: false }
+    }
 }
 
-/// Like [`exchange_with_body`], dialing with `connector` (mutual TLS to a
-/// registry's HTTP port or an api-node's operator port).
-pub async fn exchange_via(
-    connector: &trust::Connector,
-    addr: &str,
-    request_head: &str,
-    body: &[u8],
-) -> io::Result<HttpResponse> {
+fn invalid(error: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, error.to_string())
+}
+
+fn failed(addr: &str, error: hyper::Error) -> io::Error {
+    io::Error::other(format!("HTTP with {addr}: {error}"))
+}
+
+/// Sends `request` to `addr` through `connector` and reads the whole response.
+pub async fn send(connector: &trust::Connector, addr: &str, request: &HttpRequest<'_>) -> io::Result<HttpResponse> {
+    let mut builder = http::Request::builder().method(request.method).uri(request.path);
+    if request.http10 {
+        builder = builder.version(http::Version::HTTP_10);
+    }
+    for (name, value) in request.headers {
+        builder = builder.header(*name, *value);
+    }
+    let outgoing = builder.body(Full::new(Bytes::copy_from_slice(request.body))).map_err(invalid)?;
     let exchange = async {
-        let mut stream = connector.dial(addr).await?;
-        let length = if body.is_empty() { String::new() } else { format!("\r\nContent-Length: {}", body.len()) };
-        stream.write_all(format!("{request_head}{length}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut raw = Vec::new();
-        // A TLS peer may close without close_notify after a
-        // `Connection: close` response: what was read is the answer.
-        match (&mut stream).take(16 * 1024 * 1024).read_to_end(&mut raw).await {
-            Err(error) if error.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
-            result => {
-                result?;
+        let stream = connector.dial(addr).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|error| failed(addr, error))?;
+        let connection = tokio::spawn(connection);
+        let response = sender.send_request(outgoing).await.map_err(|error| failed(addr, error));
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                connection.abort();
+                return Err(error);
             }
-        }
-        parse(&raw)
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
+        let body = Limited::new(response.into_body(), HTTP_RESPONSE_BYTES_MAX).collect().await;
+        connection.abort();
+        let body = body.map_err(|error| io::Error::other(format!("HTTP body from {addr}: {error}")))?.to_bytes();
+        Ok(HttpResponse { status, headers, body: body.to_vec() })
     };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {addr} within 10 s"))))
+    let timeout = Duration::from_millis(HTTP_REQUEST_TIMEOUT_MS);
+    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {addr} within {} ms", timeout.as_millis())))
+    })
 }
 
-/// `GET path` with the given headers (give `Host` yourself, or leave it out).
+/// `GET path` in plaintext with the given headers.
 pub async fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> io::Result<HttpResponse> {
-    let mut head = format!("GET {path} HTTP/1.1");
-    for (name, value) in headers {
-        head.push_str(&format!("\r\n{name}: {value}"));
-    }
-    exchange(addr, &head).await
+    send(&trust::Connector::new(None, false), addr, &HttpRequest::new("GET", path, headers)).await
 }
 
-/// `POST path` with the given headers and a JSON body.
+/// `POST path` in plaintext with the given headers and a JSON body.
 pub async fn post_json(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> io::Result<HttpResponse> {
-    let mut head = format!("POST {path} HTTP/1.1\r\nContent-Type: application/json");
-    for (name, value) in headers {
-        head.push_str(&format!("\r\n{name}: {value}"));
-    }
-    exchange_with_body(addr, &head, body.as_bytes()).await
-}
-
-fn bad(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("not an HTTP response: {what}"))
-}
-
-fn parse(raw: &[u8]) -> io::Result<HttpResponse> {
-    let split = raw.windows(4).position(|window| window == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad("header not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| bad("no status line"))?;
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|encoding| encoding.contains("chunked")) {
-        body = dechunk(&body)?;
-    }
-    Ok(HttpResponse { status, headers, body })
-}
-
-fn dechunk(mut chunked: &[u8]) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = chunked.windows(2).position(|window| window == b"\r\n").ok_or_else(|| bad("bad chunk"))?;
-        let size = std::str::from_utf8(&chunked[..line_end])
-            .ok()
-            .and_then(|size| usize::from_str_radix(size.trim(), 16).ok())
-            .ok_or_else(|| bad("bad chunk size"))?;
-        chunked = &chunked[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        if chunked.len() < size + 2 {
-            return Err(bad("truncated chunk"));
-        }
-        body.extend_from_slice(&chunked[..size]);
-        chunked = &chunked[size + 2..];
-    }
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let request = HttpRequest { body: body.as_bytes(), ..HttpRequest::new("POST", path, &all) };
+    send(&trust::Connector::new(None, false), addr, &request).await
 }

@@ -14,6 +14,7 @@ use trust::{AgentKind, Connector, Role};
 
 use crate::{documents, phase};
 use cluster_tests::certs::{self, TestCerts};
+use cluster_tests::http::HttpRequest;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
 fn raw_registry(connector: Connector, addr: &str) -> v1::registry_client::RegistryClient<tonic::transport::Channel> {
@@ -221,8 +222,9 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
 
     phase("the operator port of an api-node needs the operator role for copies");
     let viewer_connector = Connector::new(cluster.operator_tls(Role::Viewer), false);
-    let head = format!("POST /admin/moves/acme/copy?began_revision=1 HTTP/1.1\r\nHost: {}", api.admin);
-    let refused = cluster_tests::http::exchange_via(&viewer_connector, &api.admin, &head, b"").await?;
+    let headers = [("Host", api.admin.as_str())];
+    let copy = HttpRequest::new("POST", "/admin/moves/acme/copy?began_revision=1", &headers);
+    let refused = cluster_tests::http::send(&viewer_connector, &api.admin, &copy).await?;
     assert_eq!(refused.status, 403, "{}", refused.text());
 
     cluster.passed();

@@ -10,7 +10,7 @@ use proto::v1;
 use registry::client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::http::get;
+use cluster_tests::http::{get, HttpRequest};
 use cluster_tests::{api_nodes, wait, ClusterOptions, RegistryCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +77,8 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
         assert_eq!((response.status, response.body.clone()), (404, unknown.body.clone()), "{host}{path}");
         assert_eq!(response.header("x-tenant"), None, "{host}{path} reveals no tenant");
     }
-    let no_host = cluster_tests::http::exchange(&addr, "GET /config/acme.json HTTP/1.0").await?;
+    let http10 = cluster_tests::http::HttpRequest { http10: true, ..HttpRequest::new("GET", "/config/acme.json", &[]) };
+    let no_host = cluster_tests::http::send(&trust::Connector::new(None, false), &addr, &http10).await?;
     assert_eq!(no_host.status, 400, "{}", no_host.text());
     assert!(no_host.text().contains("host"), "{}", no_host.text());
 

@@ -179,8 +179,9 @@ async fn copy(
     let path = format!("/admin/moves/{tenant_id}/copy?began_revision={began_revision}");
     let deadline = Instant::now() + COPY_RETRY;
     loop {
-        let head = format!("POST {path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: application/json");
-        let (retry, problem) = match http_client::exchange_via(connector, admin, &head, b"").await {
+        let headers = [("Host", admin), ("Content-Type", "application/json")];
+        let request = http_client::HttpRequest::new("POST", &path, &headers);
+        let (retry, problem) = match http_client::send(connector, admin, &request).await {
             Ok(response) if response.status == 200 => return digests(&response.body),
             Ok(response) => (response.status == 503, format!("{} {}", response.status, detail(&response.body))),
             Err(error) => (true, error.to_string()),

@@ -438,12 +438,12 @@ pub async fn http_get_via(
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}");
-    let response = tokio::time::timeout(timeout, crate::http_client::exchange_via(connector, addr, &head, b""))
-        .await
-        .unwrap_or_else(|_| {
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
-    })?;
+    let headers = [("Host", addr)];
+    let request = crate::http_client::HttpRequest::new("GET", path, &headers);
+    let response =
+        tokio::time::timeout(timeout, crate::http_client::send(connector, addr, &request)).await.unwrap_or_else(
+            |_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out"))),
+        )?;
     Ok((response.status, response.text()))
 }
 
