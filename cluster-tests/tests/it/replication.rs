@@ -45,6 +45,12 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
         ] {
             assert!(metrics.contains(metric), "node {}: /metrics lacks {metric}", node.id);
         }
+        // Every node served a read; the follower and the leader the create
+        // (the follower forwarded it).
+        let timed =
+            |method: &str| metrics.contains(&format!("tenantry_rpc_duration_seconds_count{{method=\"{method}\"}} "));
+        assert!(timed("GetTenant"), "node {}: GetTenant is timed", node.id);
+        assert_eq!(timed("CreateTenant"), node.id == leader || node.id == follower, "node {}: CreateTenant", node.id);
         let (code, status) = get("/status").await?;
         assert_eq!(code, 200);
         let status: serde_json::Value = serde_json::from_str(&status)?;

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use openraft::network::RPCTypes;
+use tonic::codegen::{http, BoxFuture, Service};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS_SECONDS: [f64; 14] =
@@ -29,18 +31,21 @@ impl Histogram {
     }
 }
 
-/// Latency histograms per RPC, keyed by a static name so the map is bounded
-/// by the number of methods.
+/// Latency histograms per RPC, by method name: bounded by the methods the
+/// access table knows ([`RpcTimingLayer`]) and the three Raft RPCs.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    rpc: Mutex<BTreeMap<&'static str, Histogram>>,
+    rpc: Mutex<BTreeMap<String, Histogram>>,
 }
 
 impl Metrics {
     /// Records one call of `method` that took `elapsed`.
-    pub fn observe(&self, method: &'static str, elapsed: Duration) {
+    pub fn observe(&self, method: &str, elapsed: Duration) {
         if let Ok(mut rpc) = self.rpc.lock() {
-            rpc.entry(method).or_default().observe(elapsed.as_secs_f64());
+            match rpc.get_mut(method) {
+                Some(histogram) => histogram.observe(elapsed.as_secs_f64()),
+                None => rpc.entry(method.to_owned()).or_default().observe(elapsed.as_secs_f64()),
+            }
         }
     }
 
@@ -80,22 +85,57 @@ impl Metrics {
     }
 }
 
-/// Records the time from its creation to its drop.
-pub struct Timer<'a> {
-    metrics: &'a Metrics,
-    method: &'static str,
-    started: std::time::Instant,
+/// The gRPC service whose calls are timed, per method.
+const TIMED_SERVICE: &str = "/tenantry.v1.Registry/";
+
+/// Times every call of the operators' API from its arrival until its
+/// response (forwarding to the leader included), in one place instead of in
+/// each handler. It sits inside the authorization layer, so only methods
+/// of the access table reach it and the per-method map stays bounded.
+#[derive(Clone)]
+pub(crate) struct RpcTimingLayer {
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-impl<'a> Timer<'a> {
-    pub fn start(metrics: &'a Metrics, method: &'static str) -> Self {
-        Self { metrics, method, started: std::time::Instant::now() }
+impl<S> tower::Layer<S> for RpcTimingLayer {
+    type Service = RpcTiming<S>;
+
+    fn layer(&self, inner: S) -> RpcTiming<S> {
+        RpcTiming { inner, metrics: self.metrics.clone() }
     }
 }
 
-impl Drop for Timer<'_> {
-    fn drop(&mut self) {
-        self.metrics.observe(self.method, self.started.elapsed());
+#[derive(Clone)]
+pub(crate) struct RpcTiming<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<http::Request<B>> for RpcTiming<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().strip_prefix(TIMED_SERVICE).map(str::to_owned);
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let response = response.await;
+            if let Some(method) = method {
+                metrics.observe(&method, started.elapsed());
+            }
+            response
+        })
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn run(
         node_id: config.id,
         region: config.region.clone(),
         document_limits: DocumentLimits { document_bytes_max: config.document_bytes_max },
-        metrics,
+        metrics: metrics.clone(),
         dialer,
         channels: Mutex::new(Default::default()),
         snapshots: tokio::sync::Semaphore::new(1),
@@ -162,6 +162,7 @@ pub async fn run(
         .http2_max_pending_accept_reset_streams(Some(GRPC_PENDING_RESETS_MAX))
         .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
         .layer(super::authz::AuthzLayer { view: view.clone() })
+        .layer(super::metrics::RpcTimingLayer { metrics: metrics.clone() })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(registry_server)

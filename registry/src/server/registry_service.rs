@@ -19,7 +19,7 @@ use ulid::Ulid;
 use super::authz::{self, Caller};
 use super::convert;
 use super::membership::MembershipChange;
-use super::metrics::{Metrics, Timer};
+use super::metrics::Metrics;
 use super::network::{Dialer, PeerChannel};
 use super::status;
 use crate::limits::{
@@ -238,7 +238,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::CreateTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "CreateTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
@@ -254,7 +253,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::UpdateTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "UpdateTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
@@ -268,7 +266,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::DeleteTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "DeleteTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DeleteTenant { tenant: parse_tenant(&message.tenant_id)? };
@@ -281,7 +278,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::RollbackTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "RollbackTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::RollbackTenant { tenant: parse_tenant(&message.tenant_id)?, to: Revision(message.to_revision) };
@@ -296,7 +292,6 @@ impl Registry for RegistryService {
     }
 
     async fn pin_tenant(&self, request: Request<v1::PinTenantRequest>) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "PinTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let allowed_regions = message
@@ -314,7 +309,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::FenceTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "FenceTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let to = Some(message.to.as_str())
@@ -331,7 +325,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::FailoverTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "FailoverTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         if message.force {
@@ -353,7 +346,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::MoveTenantRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "MoveTenant");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::MoveTenant { tenant: parse_tenant(&message.tenant_id)?, step: move_op(&message)? };
@@ -366,7 +358,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::StageCanaryRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "StageCanary");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
@@ -380,7 +371,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::TenantActionRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "PromoteCanary");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::PromoteCanary { tenant: parse_tenant(&message.tenant_id)? };
@@ -393,7 +383,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::TenantActionRequest>,
     ) -> Result<Response<v1::WriteResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "AbortCanary");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AbortCanary { tenant: parse_tenant(&message.tenant_id)? };
@@ -406,7 +395,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::GetTenantRequest>,
     ) -> Result<Response<v1::GetTenantResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "GetTenant");
         let private = authz::caller(&request).has_role(trust::Role::Operator);
         let message = request.into_inner();
         let tenant_id = parse_tenant(&message.tenant_id)?;
@@ -425,7 +413,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::ListTenantsRequest>,
     ) -> Result<Response<v1::ListTenantsResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "ListTenants");
         let private = authz::caller(&request).has_role(trust::Role::Operator);
         let message = request.into_inner();
         if message.limit > LIST_PAGE_TENANTS_MAX {
@@ -459,7 +446,6 @@ impl Registry for RegistryService {
     }
 
     async fn history(&self, request: Request<v1::HistoryRequest>) -> Result<Response<v1::HistoryResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "History");
         let message = request.into_inner();
         let tenant_id = parse_tenant(&message.tenant_id)?;
         let limit = match message.limit {
@@ -487,7 +473,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::AddLearnerRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "AddLearner");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = super::membership::learner(&message)?;
@@ -501,7 +486,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::MemberRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "PromoteMember");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Promote(super::membership::node_id(message.node_id)?);
@@ -515,7 +499,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::MemberRequest>,
     ) -> Result<Response<v1::MembershipResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "RemoveMember");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Remove(super::membership::node_id(message.node_id)?);
@@ -532,7 +515,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::SaveSnapshotRequest>,
     ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
-        let _timer = Timer::start(&self.metrics, "SaveSnapshot");
         let _ = request;
         let _one_at_a_time = self.snapshots.try_acquire().map_err(|_| {
             Status::resource_exhausted("a snapshot is being saved on this node already; retry when it is done")
@@ -553,7 +535,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::SetRegionStatusRequest>,
     ) -> Result<Response<v1::TopologyResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "SetRegionStatus");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let region = proto::Region::parse(&message.region).map_err(|error| status::from_domain_error(&error))?;
@@ -565,7 +546,6 @@ impl Registry for RegistryService {
     }
 
     async fn add_shard(&self, request: Request<v1::AddShardRequest>) -> Result<Response<v1::TopologyResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "AddShard");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AddShard { shard: super::topology::shard(message.shard.clone())? };
@@ -577,7 +557,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::DrainShardRequest>,
     ) -> Result<Response<v1::TopologyResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "DrainShard");
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DrainShard { id: message.id.clone() };
@@ -594,7 +573,6 @@ impl Registry for RegistryService {
         &self,
         request: Request<v1::GetTopologyRequest>,
     ) -> Result<Response<v1::TopologyResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "GetTopology");
         self.topology(request.into_inner().consistency).await.map(Response::new)
     }
 
@@ -602,7 +580,6 @@ impl Registry for RegistryService {
         &self,
         _request: Request<v1::ClusterStatusRequest>,
     ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
-        let _timer = Timer::start(&self.metrics, "ClusterStatus");
         let metrics = self.raft.metrics().borrow().clone();
         let committed = self
             .raft
