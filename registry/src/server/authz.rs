@@ -55,6 +55,11 @@ fn access(path: &str) -> Option<Access> {
     })
 }
 
+/// The path of the gRPC method a request called (`/tenantry.v1.Registry/CreateTenant`),
+/// set by the layer, so a follower can forward the request as it came.
+#[derive(Debug, Clone)]
+pub(crate) struct CalledPath(pub(crate) http::uri::PathAndQuery);
+
 /// The caller of a request, as the handlers see it.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
@@ -222,6 +227,9 @@ where
         match decision {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);
+                if let Some(path) = request.uri().path_and_query().cloned() {
+                    request.extensions_mut().insert(CalledPath(path));
+                }
                 // The clone that was polled ready serves this call.
                 let clone = self.inner.clone();
                 let mut ready = std::mem::replace(&mut self.inner, clone);

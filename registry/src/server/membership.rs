@@ -4,16 +4,13 @@
 //! consensus, and answer once the new membership is committed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics};
-use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self};
-use tonic::{Request, Response, Status};
+use tonic::{Response, Status};
 
-use super::network::PeerChannel;
 use super::registry_service::{Origin, RegistryService};
 use super::status;
 use crate::limits::MEMBERSHIP_CHANGE_MS_MAX;
@@ -71,18 +68,13 @@ pub(crate) fn node_id(id: u64) -> Result<NodeId, Status> {
 }
 
 impl RegistryService {
-    /// Runs `change` on the leader; on a follower, forwards `message` once with `forward`.
-    pub(crate) async fn change_membership<Req, F, Fut>(
+    /// Runs `change` on the leader; on a follower, forwards `message` once.
+    pub(crate) async fn change_membership<Req: prost::Message + 'static>(
         &self,
         origin: &Origin,
         message: Req,
         change: MembershipChange,
-        forward: F,
-    ) -> Result<Response<v1::MembershipResponse>, Status>
-    where
-        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<v1::MembershipResponse>, Status>>,
-    {
+    ) -> Result<Response<v1::MembershipResponse>, Status> {
         let changes: ChangeMembers<NodeId, Member> = match change {
             MembershipChange::AddLearner { id, member } => ChangeMembers::AddNodes(BTreeMap::from([(id, member)])),
             MembershipChange::Promote(id) => ChangeMembers::AddVoterIds(BTreeSet::from([id])),
@@ -121,7 +113,7 @@ impl RegistryService {
                 }))
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader)))) if !origin.forwarded => {
-                self.forward_to_leader(&leader, origin, message, "membership", forward).await
+                self.forward_to_leader(&leader, origin, message, "membership").await
             }
             Ok(Err(error)) => Err(status::from_client_write(&error)),
         }

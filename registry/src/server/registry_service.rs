@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use plumbing::now_unix_ms;
-use proto::v1::registry_client::RegistryClient;
 use proto::v1::registry_server::Registry;
 use proto::v1::{self, Consistency};
 use proto::{Revision, TenantId};
@@ -72,16 +71,22 @@ async fn bounded<T>(what: &str, future: impl Future<Output = Result<T, Status>>)
     })
 }
 
-/// Where a request came from: its caller (from the authorization layer) and
-/// whether a follower already forwarded it.
+/// Where a request came from: its caller (from the authorization layer),
+/// the method it called, and whether a follower already forwarded it.
 pub(crate) struct Origin {
     pub(crate) caller: Caller,
+    /// `None` for an in-process call that did not pass the layer.
+    path: Option<http::uri::PathAndQuery>,
     pub(crate) forwarded: bool,
 }
 
 impl Origin {
     pub(crate) fn of<T>(request: &Request<T>) -> Self {
-        Self { caller: authz::caller(request), forwarded: request.metadata().contains_key(FORWARDED_HEADER) }
+        Self {
+            caller: authz::caller(request),
+            path: request.extensions().get::<authz::CalledPath>().map(|called| called.0.clone()),
+            forwarded: request.metadata().contains_key(FORWARDED_HEADER),
+        }
     }
 }
 
@@ -99,12 +104,6 @@ impl RegistryService {
             .map_err(|error| Status::unavailable(format!("leader address {}: {error}", member.grpc_addr)))?;
         channels.insert(key, channel.clone());
         Ok(channel)
-    }
-
-    fn registry_client(&self, id: NodeId, leader: &Member) -> Result<RegistryClient<PeerChannel>, Status> {
-        Ok(RegistryClient::new(self.channel(id, leader)?)
-            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX))
     }
 
     /// The write's metadata; the audit actor is the caller's certificate
@@ -140,18 +139,13 @@ impl RegistryService {
     }
 
     /// Proposes `command`; on a follower, forwards the original request to
-    /// the leader once with `forward`.
-    async fn write<Req, F, Fut>(
+    /// the leader once.
+    async fn write<Req: prost::Message + 'static>(
         &self,
         origin: &Origin,
         message: Req,
         command: Command,
-        forward: F,
-    ) -> Result<Response<v1::WriteResponse>, Status>
-    where
-        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<v1::WriteResponse>, Status>>,
-    {
+    ) -> Result<Response<v1::WriteResponse>, Status> {
         bounded("write", async {
             match self.proposer.propose(command).await {
                 Ok(response) => match response {
@@ -164,7 +158,7 @@ impl RegistryService {
                     CoreResponse::None => Err(Status::internal("a tenant write answered nothing")),
                 },
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !origin.forwarded => {
-                    self.forward_to_leader(&leader, origin, message, "write", forward).await
+                    self.forward_to_leader(&leader, origin, message, "write").await
                 }
                 Err(error) => Err(status::from_client_write(&error)),
             }
@@ -172,22 +166,26 @@ impl RegistryService {
         .await
     }
 
-    /// Sends `message` on to the leader, marked as forwarded (so it is
-    /// forwarded at most once).
-    pub(crate) async fn forward_to_leader<Req, T, F, Fut>(
+    /// Sends `message` on to the leader as the method it came as, marked as
+    /// forwarded (so it is forwarded at most once) and naming its original
+    /// caller. The one forwarding path of every write, topology and
+    /// membership RPC.
+    pub(crate) async fn forward_to_leader<Req, Resp>(
         &self,
         leader: &openraft::error::ForwardToLeader<NodeId, Member>,
         origin: &Origin,
         message: Req,
         what: &str,
-        forward: F,
-    ) -> Result<Response<T>, Status>
+    ) -> Result<Response<Resp>, Status>
     where
-        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<T>, Status>>,
+        Req: prost::Message + 'static,
+        Resp: prost::Message + Default + 'static,
     {
         let (Some(leader_id), Some(leader_node)) = (leader.leader_id, &leader.leader_node) else {
             return Err(status::no_leader(leader, what));
+        };
+        let Some(path) = origin.path.clone() else {
+            return Err(Status::internal(format!("{what}: a call that did not arrive over gRPC cannot be forwarded")));
         };
         let mut request = Request::new(message);
         request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
@@ -196,7 +194,13 @@ impl RegistryService {
                 .map_err(|_| Status::internal("the caller's identity is not a valid header value"))?;
             request.metadata_mut().insert(authz::FORWARDED_FOR_HEADER, value);
         }
-        forward(self.registry_client(leader_id, leader_node)?, request).await
+        let mut leader = tonic::client::Grpc::new(self.channel(leader_id, leader_node)?)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        leader.ready().await.map_err(|error| {
+            Status::unavailable(format!("{what}: the leader (node {leader_id} at {}): {error}", leader_node.grpc_addr))
+        })?;
+        leader.unary(request, path, tonic_prost::ProstCodec::default()).await
     }
 
     /// Makes this node's state at least as new as the leader's commit at the
@@ -245,8 +249,7 @@ impl Registry for RegistryService {
         let proposer_region = proto::Region::parse(&self.region).ok();
         let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents, proposer_region };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.create_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn update_tenant(
@@ -258,8 +261,7 @@ impl Registry for RegistryService {
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::UpdateTenant { tenant, documents: self.documents(message.documents.clone())? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.update_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn delete_tenant(
@@ -270,8 +272,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let op = Op::DeleteTenant { tenant: parse_tenant(&message.tenant_id)? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.delete_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn rollback_tenant(
@@ -282,13 +283,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let op = Op::RollbackTenant { tenant: parse_tenant(&message.tenant_id)?, to: Revision(message.to_revision) };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(
-            &origin,
-            message,
-            command,
-            |mut client, request| async move { client.rollback_tenant(request).await },
-        )
-        .await
+        self.write(&origin, message, command).await
     }
 
     async fn pin_tenant(&self, request: Request<v1::PinTenantRequest>) -> Result<Response<v1::WriteResponse>, Status> {
@@ -301,8 +296,7 @@ impl Registry for RegistryService {
             .collect::<Result<Vec<_>, _>>()?;
         let op = Op::PinTenant { tenant: parse_tenant(&message.tenant_id)?, allowed_regions };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.pin_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn fence_tenant(
@@ -317,8 +311,7 @@ impl Registry for RegistryService {
             .transpose()?;
         let op = Op::FenceTenant { tenant: parse_tenant(&message.tenant_id)?, to };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.fence_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn failover_tenant(
@@ -333,13 +326,7 @@ impl Registry for RegistryService {
         let to = proto::Region::parse(&message.to).map_err(|error| status::from_domain_error(&error))?;
         let op = Op::FailoverTenant { tenant: parse_tenant(&message.tenant_id)?, to, forced: message.force };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(
-            &origin,
-            message,
-            command,
-            |mut client, request| async move { client.failover_tenant(request).await },
-        )
-        .await
+        self.write(&origin, message, command).await
     }
 
     async fn move_tenant(
@@ -350,8 +337,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let op = Op::MoveTenant { tenant: parse_tenant(&message.tenant_id)?, step: move_op(&message)? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.move_tenant(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn stage_canary(
@@ -363,8 +349,7 @@ impl Registry for RegistryService {
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::StageCanary { tenant, documents: self.documents(message.documents.clone())? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.stage_canary(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn promote_canary(
@@ -375,8 +360,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let op = Op::PromoteCanary { tenant: parse_tenant(&message.tenant_id)? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.promote_canary(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn abort_canary(
@@ -387,8 +371,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let op = Op::AbortCanary { tenant: parse_tenant(&message.tenant_id)? };
         let command = Command { meta: self.write_meta(message.meta.clone(), &origin.caller)?, op };
-        self.write(&origin, message, command, |mut client, request| async move { client.abort_canary(request).await })
-            .await
+        self.write(&origin, message, command).await
     }
 
     async fn get_tenant(
@@ -476,10 +459,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = super::membership::learner(&message)?;
-        self.change_membership(&origin, message, change, |mut client, request| async move {
-            client.add_learner(request).await
-        })
-        .await
+        self.change_membership(&origin, message, change).await
     }
 
     async fn promote_member(
@@ -489,10 +469,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Promote(super::membership::node_id(message.node_id)?);
-        self.change_membership(&origin, message, change, |mut client, request| async move {
-            client.promote_member(request).await
-        })
-        .await
+        self.change_membership(&origin, message, change).await
     }
 
     async fn remove_member(
@@ -502,10 +479,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let change = MembershipChange::Remove(super::membership::node_id(message.node_id)?);
-        self.change_membership(&origin, message, change, |mut client, request| async move {
-            client.remove_member(request).await
-        })
-        .await
+        self.change_membership(&origin, message, change).await
     }
 
     type SaveSnapshotStream =
@@ -539,18 +513,14 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let region = proto::Region::parse(&message.region).map_err(|error| status::from_domain_error(&error))?;
         let op = Op::SetRegionStatus { region, status: super::topology::region_status(message.status)? };
-        self.change_topology(&origin, message, op, |mut client, request| async move {
-            client.set_region_status(request).await
-        })
-        .await
+        self.change_topology(&origin, message, op).await
     }
 
     async fn add_shard(&self, request: Request<v1::AddShardRequest>) -> Result<Response<v1::TopologyResponse>, Status> {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AddShard { shard: super::topology::shard(message.shard.clone())? };
-        self.change_topology(&origin, message, op, |mut client, request| async move { client.add_shard(request).await })
-            .await
+        self.change_topology(&origin, message, op).await
     }
 
     async fn drain_shard(
@@ -560,13 +530,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DrainShard { id: message.id.clone() };
-        self.change_topology(
-            &origin,
-            message,
-            op,
-            |mut client, request| async move { client.drain_shard(request).await },
-        )
-        .await
+        self.change_topology(&origin, message, op).await
     }
 
     async fn get_topology(

@@ -1,14 +1,10 @@
 //! Regions and shards over gRPC: the conversions, and the write path of a
 //! topology change (proposed like any write; a follower forwards once).
 
-use std::future::Future;
-
 use openraft::error::{ClientWriteError, RaftError};
-use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self, Consistency};
-use tonic::{Request, Response, Status};
+use tonic::{Response, Status};
 
-use super::network::PeerChannel;
 use super::registry_service::{Origin, RegistryService};
 use super::status;
 use registry_core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
@@ -63,23 +59,18 @@ pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyRespon
 
 impl RegistryService {
     /// Proposes a topology change; on a follower, forwards `message` once.
-    pub(crate) async fn change_topology<Req, F, Fut>(
+    pub(crate) async fn change_topology<Req: prost::Message + 'static>(
         &self,
         origin: &Origin,
         message: Req,
         op: Op,
-        forward: F,
-    ) -> Result<Response<v1::TopologyResponse>, Status>
-    where
-        F: FnOnce(RegistryClient<PeerChannel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<v1::TopologyResponse>, Status>>,
-    {
+    ) -> Result<Response<v1::TopologyResponse>, Status> {
         let command = Command { meta: self.write_meta(None, &origin.caller)?, op };
         match self.proposer.propose(command).await {
             Ok(CoreResponse::Rejected(error)) => Err(status::from_command_error(&error)),
             Ok(_) => self.topology(Consistency::Stale as i32).await.map(Response::new),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(leader))) if !origin.forwarded => {
-                self.forward_to_leader(&leader, origin, message, "topology", forward).await
+                self.forward_to_leader(&leader, origin, message, "topology").await
             }
             Err(error) => Err(status::from_client_write(&error)),
         }
