@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub(crate) mod convert;
 pub mod error;
 pub mod http_client;
 pub mod limits;

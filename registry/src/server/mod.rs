@@ -3,7 +3,6 @@
 //! port (health, metrics, status).
 
 mod authz;
-pub(crate) mod convert;
 mod http;
 pub mod metrics;
 mod network;
@@ -14,6 +13,7 @@ mod proposer;
 mod raft_service;
 mod registry_service;
 pub mod status;
+mod sync_service;
 mod topology;
 
 pub use node::{run, NodeHandle};

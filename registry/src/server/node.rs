@@ -15,6 +15,7 @@ use super::metrics::Metrics;
 use super::network::NetworkFactory;
 use super::raft_service::RaftService;
 use super::registry_service::RegistryService;
+use super::sync_service::{AgentSyncServer, SyncContext};
 use crate::config::NodeConfig;
 use crate::error::Error;
 use crate::limits::{
@@ -24,8 +25,7 @@ use crate::limits::{
 };
 use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
-use crate::watch::sync_service::SyncContext;
-use crate::watch::{AgentAdminService, AgentDirectory, AgentSyncServer, Freshness};
+use crate::watch::{AgentAdminService, AgentDirectory, Freshness};
 use registry_core::DocumentLimits;
 
 /// What a running node exposes to the code that started it.

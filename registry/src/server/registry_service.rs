@@ -16,11 +16,11 @@ use tonic::{Request, Response, Status};
 use ulid::Ulid;
 
 use super::authz::{self, Caller};
-use super::convert;
 use super::membership::MembershipChange;
 use super::metrics::Metrics;
 use super::network::{Dialer, PeerChannel};
 use super::status;
+use crate::convert;
 use crate::limits::{
     CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HISTORY_ENTRIES_DEFAULT, HISTORY_ENTRIES_MAX,
     LIST_PAGE_TENANTS_MAX, READ_INDEX_WAIT_MS_MAX,

@@ -7,7 +7,7 @@ use prost::Message;
 use proto::v1::{self, registry_message::Kind};
 use tonic::codegen::Bytes;
 
-use crate::server::convert;
+use crate::convert;
 use registry_core::Tenant;
 
 /// What an agent may see.
@@ -30,7 +30,7 @@ impl Scope {
 }
 
 /// A tenant as an agent of `scope` sees it.
-pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
+pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
     let private = |bundle| match scope {
         Scope::Api => Some(convert::bundle(bundle)),
         Scope::Frontend => None,
@@ -54,7 +54,7 @@ pub(super) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
 }
 
 /// Encodes a message once, to be sent as is to any number of streams.
-pub(super) fn encode(kind: Kind) -> Bytes {
+pub(crate) fn encode(kind: Kind) -> Bytes {
     Bytes::from(v1::RegistryMessage { kind: Some(kind) }.encode_to_vec())
 }
 

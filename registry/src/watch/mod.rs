@@ -5,9 +5,6 @@
 //!   is applied: one delta per Raft entry, encoded once per scope and shared
 //!   by every subscriber through a bounded broadcast ring, plus a history
 //!   window of recent deltas for agents that resume.
-//! * [`sync_service`] serves `AgentSync.Sync`: it decides between replaying
-//!   history, sending a snapshot or going live, and cuts a subscriber that
-//!   falls behind the ring instead of buffering for it.
 //! * [`AgentDirectory`] remembers which agent acknowledged or refused what.
 //! * [`Freshness`] tracks when this node was last known current, for the
 //!   `Progress` messages that agents measure their staleness by.
@@ -21,10 +18,9 @@ mod agents;
 mod frames;
 mod freshness;
 mod hub;
-pub mod sync_service;
 
 pub use agents::{AgentAdminService, AgentDirectory};
+pub(crate) use frames::{encode, tenant_record};
 pub use frames::{DeltaFrames, Scope};
 pub use freshness::Freshness;
-pub use hub::{WatchHub, WatchLimits};
-pub use sync_service::AgentSyncServer;
+pub use hub::{HubEvent, Start, WatchHub, WatchLimits};

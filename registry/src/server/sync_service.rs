@@ -17,14 +17,12 @@ use tonic::codegen::{http, Body, BoxFuture, Bytes, Service, StdError};
 use tonic::server::{Grpc, NamedService, StreamingService};
 use tonic::Status;
 
-use super::frames::{encode, tenant_record};
-use super::hub::{HubEvent, Start};
-use super::{AgentDirectory, Freshness, Scope, WatchHub};
 use crate::limits::{
     AGENT_ID_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, HELLO_TIMEOUT_MS, SINCE_REVISION_WAIT_MS_MAX, SNAPSHOT_CHUNK_TENANTS,
     STREAM_QUEUE_MESSAGES,
 };
 use crate::store::StateView;
+use crate::watch::{encode, tenant_record, AgentDirectory, DeltaFrames, Freshness, HubEvent, Scope, Start, WatchHub};
 
 /// Encodes pre-encoded frames as they are; decodes agent messages with prost.
 #[derive(Debug, Clone, Copy, Default)]
@@ -69,7 +67,7 @@ impl Codec for FrameCodec {
 }
 
 /// Everything a stream needs from its node.
-pub struct SyncContext {
+pub(crate) struct SyncContext {
     pub hub: Arc<WatchHub>,
     pub view: StateView,
     pub agents: Arc<AgentDirectory>,
@@ -82,12 +80,12 @@ pub struct SyncContext {
 
 /// The `tenantry.v1.AgentSync` service.
 #[derive(Clone)]
-pub struct AgentSyncServer {
+pub(crate) struct AgentSyncServer {
     context: Arc<SyncContext>,
 }
 
 impl AgentSyncServer {
-    pub fn new(context: SyncContext) -> Self {
+    pub(crate) fn new(context: SyncContext) -> Self {
         Self { context: Arc::new(context) }
     }
 }
@@ -133,7 +131,7 @@ impl StreamingService<v1::AgentMessage> for SyncMethod {
         let context = self.0.clone();
         // The authorization layer let only agents (or, with --insecure,
         // anyone) through; the certificate's identity binds the stream.
-        let certified = crate::server::caller_agent(&request);
+        let certified = super::caller_agent(&request);
         Box::pin(async move { open(context, certified, request.into_inner()).await })
     }
 }
@@ -325,7 +323,7 @@ impl Stream {
         }
     }
 
-    async fn send_delta(&mut self, delta: &super::DeltaFrames) -> Result<(), End> {
+    async fn send_delta(&mut self, delta: &DeltaFrames) -> Result<(), End> {
         if delta.revision <= self.last_sent {
             // Already covered by the snapshot this stream sent.
             return Ok(());
