@@ -15,16 +15,15 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use proto::v1::agent_sync_client::AgentSyncClient;
 use proto::v1::{self, agent_message, registry_message::Kind as Message};
-use rand::Rng;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::Error;
 use crate::host::tenant_label;
 use crate::limits::{
-    CONNECT_TIMEOUT_MS, HEALTHY_SESSION_MS, HOST_BYTES_MAX, NACK_QUEUE_MAX, OPEN_TIMEOUT_MS, RECONNECT_BACKOFF_MS_MAX,
-    RECONNECT_BACKOFF_MS_MIN, SNAPSHOT_TENANTS_MAX, STREAM_SILENCE_MS_MAX,
+    CONNECT_TIMEOUT_MS, HOST_BYTES_MAX, NACK_QUEUE_MAX, OPEN_TIMEOUT_MS, SNAPSHOT_TENANTS_MAX, STREAM_SILENCE_MS_MAX,
 };
+use crate::reconnect::Reconnect;
 use crate::store::DiskStore;
 use crate::view::{Kind, Refusal, Rules, TenantEntry, View};
 
@@ -239,38 +238,6 @@ impl Agent {
     }
 }
 
-/// Where and when the next session starts. After a session that stayed up
-/// (at least `HEALTHY_SESSION_MS`), the own region's node again, soon;
-/// after a short one, the next endpoint, the pause doubling up to
-/// `RECONNECT_BACKOFF_MS_MAX`. Every pause has up to half again of jitter,
-/// so a fleet cut off together does not come back in step.
-#[derive(Debug, Default)]
-struct Reconnect {
-    /// Short sessions in a row.
-    failures: u32,
-    /// Into the endpoint list, own region first.
-    index: usize,
-}
-
-impl Reconnect {
-    /// The endpoint to try now.
-    fn endpoint<'a>(&self, endpoints: &'a [String]) -> &'a str {
-        &endpoints[self.index % endpoints.len()]
-    }
-
-    /// Records a session that lasted `lasted`; returns the pause before the next.
-    fn ended(&mut self, lasted: Duration) -> Duration {
-        if lasted >= Duration::from_millis(HEALTHY_SESSION_MS) {
-            *self = Reconnect::default();
-        } else {
-            self.failures += 1;
-            self.index += 1;
-        }
-        let base = RECONNECT_BACKOFF_MS_MIN.saturating_mul(1 << self.failures.min(10)).min(RECONNECT_BACKOFF_MS_MAX);
-        Duration::from_millis(base + rand::rng().random_range(0..=base / 2))
-    }
-}
-
 /// The reconnect loop: own region first, then the others, with backoff.
 async fn follow(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let endpoints = shared.config.endpoints.clone();
@@ -467,51 +434,4 @@ fn install(shared: &Shared, next: View, applied: Applied) {
     shared.view.store(Arc::new(next));
     shared.revision.send_replace(revision);
     let _ = shared.applied.send(applied);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn endpoints() -> Vec<String> {
-        ["us-east:7101", "eu-west:7101", "ap-south:7101"].map(str::to_owned).to_vec()
-    }
-
-    fn within(pause: Duration, base_ms: u64) -> bool {
-        (base_ms..=base_ms + base_ms / 2).contains(&(pause.as_millis() as u64))
-    }
-
-    #[test]
-    fn short_sessions_rotate_the_endpoints_with_growing_capped_pauses() {
-        let (endpoints, mut reconnect) = (endpoints(), Reconnect::default());
-        assert_eq!(reconnect.endpoint(&endpoints), "us-east:7101", "own region first");
-        let mut tried = vec![];
-        for failures in 1..=12u32 {
-            let pause = reconnect.ended(Duration::from_millis(10));
-            let base = (RECONNECT_BACKOFF_MS_MIN << failures.min(10)).min(RECONNECT_BACKOFF_MS_MAX);
-            assert!(within(pause, base), "failure {failures}: {pause:?}, base {base} ms");
-            tried.push(reconnect.endpoint(&endpoints).to_owned());
-        }
-        assert_eq!(tried[..4], ["eu-west:7101", "ap-south:7101", "us-east:7101", "eu-west:7101"]);
-        assert!(within(reconnect.ended(Duration::ZERO), RECONNECT_BACKOFF_MS_MAX), "capped");
-    }
-
-    #[test]
-    fn a_session_that_stayed_up_brings_the_agent_back_to_its_own_region_soon() {
-        let (endpoints, mut reconnect) = (endpoints(), Reconnect::default());
-        for _ in 0..5 {
-            reconnect.ended(Duration::from_millis(10));
-        }
-        assert_ne!(reconnect.endpoint(&endpoints), "us-east:7101");
-        let pause = reconnect.ended(Duration::from_millis(HEALTHY_SESSION_MS));
-        assert_eq!(reconnect.endpoint(&endpoints), "us-east:7101");
-        assert!(within(pause, RECONNECT_BACKOFF_MS_MIN), "{pause:?}");
-    }
-
-    #[test]
-    fn pauses_are_jittered() {
-        let pauses: std::collections::BTreeSet<_> =
-            (0..50).map(|_| Reconnect { failures: 5, index: 0 }.ended(Duration::ZERO)).collect();
-        assert!(pauses.len() > 10, "{} distinct pauses of 50", pauses.len());
-    }
 }

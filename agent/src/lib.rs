@@ -17,6 +17,7 @@ pub mod error;
 pub mod follower;
 pub mod host;
 pub mod limits;
+mod reconnect;
 mod store;
 pub mod view;
 
