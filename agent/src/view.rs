@@ -146,12 +146,12 @@ fn validate_bundles(
     let Some(public) = public else {
         return Err(format!("{public_name}: missing"));
     };
-    proto::document::verify_bundle(public_name, &public.json, &public.sha256, rules.bundle_bytes_max)
+    compiler::document::verify_bundle(public_name, &public.json, &public.sha256, rules.bundle_bytes_max)
         .map_err(|error| error.to_string())?;
     compiler::bundle::check_public_bundle(&public.json).map_err(|problem| format!("{public_name}: {problem}"))?;
     match (rules.kind, private) {
         (Kind::Api, Some(private)) => {
-            proto::document::verify_bundle(private_name, &private.json, &private.sha256, rules.bundle_bytes_max)
+            compiler::document::verify_bundle(private_name, &private.json, &private.sha256, rules.bundle_bytes_max)
                 .map_err(|error| error.to_string())?;
         }
         (Kind::Api, None) => return Err(format!("{private_name}: missing for an API agent")),
@@ -250,7 +250,7 @@ mod tests {
     const FRONTEND: Rules = Rules { kind: Kind::Frontend, bundle_bytes_max: 1024 };
 
     fn bundle(json: &str) -> v1::Bundle {
-        v1::Bundle { json: json.as_bytes().to_vec().into(), sha256: proto::document::sha256_hex(json.as_bytes()) }
+        v1::Bundle { json: json.as_bytes().to_vec().into(), sha256: compiler::document::sha256_hex(json.as_bytes()) }
     }
 
     fn record(id: &str, revision: u64, private: bool) -> TenantRecord {

@@ -26,7 +26,7 @@ fn bundle() -> impl Strategy<Value = v1::Bundle> {
         "[ -~]{0,40}",
     ];
     (json, any::<bool>()).prop_map(|(json, right)| v1::Bundle {
-        sha256: if right { proto::document::sha256_hex(json.as_bytes()) } else { "0".repeat(64) },
+        sha256: if right { compiler::document::sha256_hex(json.as_bytes()) } else { "0".repeat(64) },
         json: json.into_bytes().into(),
     })
 }

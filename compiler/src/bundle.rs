@@ -28,7 +28,7 @@ impl Bundle {
         // serde_json's Map is a BTreeMap (no `preserve_order`), so keys come
         // out sorted and the same documents always give the same bytes.
         let json = value.to_string();
-        let sha256 = proto::document::sha256_hex(json.as_bytes());
+        let sha256 = crate::document::sha256_hex(json.as_bytes());
         Self { json, sha256 }
     }
 }

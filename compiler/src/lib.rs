@@ -21,6 +21,7 @@
 //! bundle bytes.
 
 pub mod bundle;
+pub mod document;
 pub mod endpoints;
 pub mod generate;
 pub mod limits;

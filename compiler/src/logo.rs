@@ -78,7 +78,7 @@ pub fn compile(extension: &str, bytes: &[u8]) -> Result<Value, Refusal> {
         "width": width,
         "height": height,
         "bytes": bytes.len(),
-        "sha256": proto::document::sha256_hex(bytes),
+        "sha256": crate::document::sha256_hex(bytes),
         "data": BASE64.encode(bytes),
     }))
 }
@@ -135,7 +135,7 @@ pub fn check_embedded(logo: &Value) -> Result<(), Problem> {
         "width": width,
         "height": height,
         "bytes": bytes.len(),
-        "sha256": proto::document::sha256_hex(&bytes),
+        "sha256": crate::document::sha256_hex(&bytes),
         "data": data,
     });
     if logo != &expected {

@@ -274,5 +274,5 @@ fn bundles_are_content_addressed() {
     assert_eq!(public, again, "the same documents give the same bytes");
     assert!(!public.json.contains("slaTier") && !public.json.contains("vault:"), "{}", public.json);
     assert!(private.json.contains(r#""slaTier":"gold""#));
-    assert_eq!(public.sha256, proto::document::sha256_hex(public.json.as_bytes()));
+    assert_eq!(public.sha256, compiler::document::sha256_hex(public.json.as_bytes()));
 }

@@ -16,7 +16,7 @@ pub struct DomainError {
 }
 
 impl DomainError {
-    pub(crate) fn new(field: impl Into<String>, value: &str, rule_id: &'static str, rule: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, value: &str, rule_id: &'static str, rule: impl Into<String>) -> Self {
         // Cut hostile input so an error message never carries megabytes.
         const SHOWN_CHARS_MAX: usize = 80;
         let mut shown: String = value.chars().take(SHOWN_CHARS_MAX).collect();

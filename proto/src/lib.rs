@@ -5,7 +5,6 @@
 //! [`Revision`] are the domain types that make invalid values unrepresentable
 //! past the edge of the system.
 
-pub mod document;
 mod error;
 pub mod fuzz;
 mod region;

@@ -38,7 +38,7 @@ pub struct DocumentLimits {
 /// canonical text (compact JSON, keys sorted). The content rules run on the
 /// whole tenant in [`compile`].
 pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits) -> Result<String, CommandError> {
-    let map = proto::document::parse_object(kind.field(), text, limits.document_bytes_max).map_err(|error| {
+    let map = compiler::document::parse_object(kind.field(), text, limits.document_bytes_max).map_err(|error| {
         CommandError::Invalid { field: error.field, rule_id: error.rule_id.to_owned(), message: error.rule }
     })?;
     Ok(Value::Object(map).to_string())

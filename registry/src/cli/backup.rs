@@ -60,7 +60,7 @@ pub(super) async fn run(command: SnapshotCommand, client: &Client, format: Forma
             };
             write().map_err(|error| io_failure(&file, error))?;
             let (revision, applied) = verify(&file)?;
-            let sha256 = proto::document::sha256_hex(&bytes);
+            let sha256 = compiler::document::sha256_hex(&bytes);
             output::info(
                 format,
                 &format!(

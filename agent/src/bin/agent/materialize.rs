@@ -119,7 +119,7 @@ mod tests {
             config_revision: 1,
             public_bundle: Some(v1::Bundle {
                 json: json.as_bytes().to_vec().into(),
-                sha256: proto::document::sha256_hex(json.as_bytes()),
+                sha256: compiler::document::sha256_hex(json.as_bytes()),
             }),
             ..Default::default()
         }

@@ -1,10 +1,12 @@
-//! Rules for JSON documents and compiled bundles, shared by the registry
-//! (on write) and the agents (on apply), so both refuse the same things.
+//! The bottom of the document rules: JSON objects within a size and
+//! bundles that match their content hash. The registry (on write) and the
+//! agents (on apply) use the same functions, so both refuse the same
+//! things; every other rule module builds on these.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::DomainError;
+use proto::DomainError;
 
 /// Parses `text` as the JSON object that `field` must hold, at most
 /// `bytes_max` bytes long.
