@@ -1,7 +1,6 @@
 //! Core types to and from their protobuf messages.
 
 use proto::v1;
-
 use registry_core::{AuditEntry, Bundle, Move, Placement, ShardDigest, Tenant, TenantStatus};
 
 pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {

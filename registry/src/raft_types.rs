@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use registry_core::{Proposal, Response};
+use serde::{Deserialize, Serialize};
 
 /// A registry node as Raft membership records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

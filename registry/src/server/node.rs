@@ -8,6 +8,7 @@ use std::time::Duration;
 use proto::v1::agent_admin_server::AgentAdminServer;
 use proto::v1::raft_internal_server::RaftInternalServer;
 use proto::v1::registry_server::RegistryServer;
+use registry_core::DocumentLimits;
 use tokio::net::TcpListener;
 
 use super::http;
@@ -26,7 +27,6 @@ use crate::limits::{
 use crate::raft_types::{Member, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::watch::{AgentAdminService, AgentDirectory, Freshness};
-use registry_core::DocumentLimits;
 
 /// What a running node exposes to the code that started it.
 #[derive(Clone)]

@@ -17,12 +17,12 @@
 use std::collections::HashSet;
 
 use openraft::error::{ClientWriteError, RaftError};
+use registry_core::{Command, Proposal, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::limits::{BATCH_COMMANDS_MAX, PROPOSALS_QUEUED_MAX};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
-use registry_core::{Command, Proposal, Response};
 
 /// Why a proposal did not apply (e.g. this node does not lead).
 pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>;

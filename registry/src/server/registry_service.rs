@@ -11,6 +11,10 @@ use plumbing::now_unix_ms;
 use proto::v1::registry_server::Registry;
 use proto::v1::{self, Consistency};
 use proto::{Revision, TenantId};
+use registry_core::{
+    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
+    Response as CoreResponse, ShardDigest, WriteMeta,
+};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 use ulid::Ulid;
@@ -27,10 +31,6 @@ use crate::limits::{
 };
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::StateView;
-use registry_core::{
-    canonical_document, validate_meta, Command, DocumentKind, DocumentLimits, DocumentsPatch, MoveOp, Op,
-    Response as CoreResponse, ShardDigest, WriteMeta,
-};
 
 /// Bytes per message of a backup stream.
 const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;

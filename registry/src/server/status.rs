@@ -6,10 +6,10 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, Raf
 use prost::Message;
 use proto::v1::ErrorDetail;
 use proto::DomainError;
+use registry_core::CommandError;
 use tonic::{Code, Status};
 
 use crate::raft_types::{Member, NodeId};
-use registry_core::CommandError;
 
 /// A status with an `ErrorDetail` attached.
 pub fn with_detail(code: Code, message: impl Into<String>, detail: ErrorDetail) -> Status {

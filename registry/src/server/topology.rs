@@ -3,11 +3,11 @@
 
 use openraft::error::{ClientWriteError, RaftError};
 use proto::v1::{self, Consistency};
+use registry_core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
 use tonic::{Response, Status};
 
 use super::registry_service::{Origin, RegistryService};
 use super::status;
-use registry_core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
 
 pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
     match v1::RegionStatus::try_from(status) {

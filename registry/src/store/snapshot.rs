@@ -9,11 +9,11 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use registry_core::{AuditEntry, Session, State, Tenant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::raft_types::{LogId, SnapshotMeta, StoredMembership};
-use registry_core::{AuditEntry, Session, State, Tenant};
 
 const FORMAT: &str = "tenantry-snapshot-v1";
 const FILE_PREFIX: &str = "snapshot-";

@@ -15,6 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
 use proto::Revision;
+use registry_core::{apply, Change, Position, Response, Tenant};
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
@@ -22,7 +23,6 @@ use crate::raft_types::{
     storage_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
-use registry_core::{apply, Change, Position, Response, Tenant};
 
 const KEY_LAST_APPLIED: &[u8] = b"m/last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"m/membership";

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use prost::Message;
 use proto::v1::{self, registry_message::Kind};
+use registry_core::Tenant;
 use tonic::codegen::Bytes;
 
 use crate::convert;
-use registry_core::Tenant;
 
 /// What an agent may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
