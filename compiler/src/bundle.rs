@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::schema::{CONFIG_FILE, THEME_FILE};
+use crate::document::{CONFIG_FILE, THEME_FILE};
 use crate::{secrets, Documents, Problem};
 
 /// Canonical JSON text and its SHA-256 in lowercase hex.

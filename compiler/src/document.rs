@@ -1,12 +1,15 @@
 //! The bottom of the document rules: JSON objects within a size and
 //! bundles that match their content hash. The registry (on write) and the
 //! agents (on apply) use the same functions, so both refuse the same
-//! things; every other rule module builds on these.
+//! things; every other rule module builds on these, and on the names and
+//! predicates they share (the files, host patterns, e-mail addresses,
+//! secret key names, region names), so that no rule module imports another.
 
+use proto::{DomainError, Region};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use proto::DomainError;
+use crate::{shown, Problem};
 
 /// Parses `text` as the JSON object that `field` must hold, at most
 /// `bytes_max` bytes long.
@@ -57,6 +60,74 @@ pub fn verify_bundle(field: &str, json: &[u8], sha256: &str, bytes_max: usize) -
         return Err(DomainError::new(field, "…", "sha256", rule));
     }
     Ok(())
+}
+
+/// The files of a tenant directory, as problems name them.
+pub const CONFIG_FILE: &str = "config.json";
+pub const THEME_FILE: &str = "theme.json";
+
+/// The file an integration comes from.
+pub fn integration_file(name: &str) -> String {
+    format!("integrations/{name}.json")
+}
+
+/// A lowercase DNS name (`a.b.c`, labels of a-z 0-9 -), or `*.name` when
+/// `wildcard_allowed` and `name` has at least two labels.
+pub fn is_host_pattern(text: &str, wildcard_allowed: bool) -> bool {
+    let name = match text.strip_prefix("*.") {
+        // A wildcard covers names under a registered domain, never a whole
+        // top-level domain (`*.com`).
+        Some(rest) if wildcard_allowed && rest.contains('.') => rest,
+        _ => text,
+    };
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// `local@domain`, with a dotted lowercase domain.
+pub fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else { return false };
+    text.len() <= 254
+        && !local.is_empty()
+        && local.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".+_-".contains(&byte))
+        && domain.contains('.')
+        && is_host_pattern(domain, false)
+}
+
+/// Words that make a key name a secret's name, compared after lowercasing
+/// and removing `_`, `-` and `.`.
+pub const SECRET_KEY_WORDS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "signingkey",
+    "sessionkey",
+];
+
+/// Whether a key names a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let normalized: String =
+        key.chars().filter(|c| !matches!(c, '_' | '-' | '.')).flat_map(char::to_lowercase).collect();
+    SECRET_KEY_WORDS.iter().any(|word| normalized.contains(word))
+}
+
+/// A region name in a document, as the placement rules read it.
+pub(crate) fn region(value: &Value, pointer: &str) -> Result<Region, Problem> {
+    let text = value.as_str().ok_or_else(|| {
+        Problem::new(CONFIG_FILE, pointer, "region-name", format!("{} is not a region name", shown(value)))
+    })?;
+    Region::parse(text).map_err(|error| Problem::new(CONFIG_FILE, pointer, error.rule_id, error.rule))
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
-use crate::{pointer_push, secrets, Problem};
+use crate::document::{is_host_pattern, is_secret_key};
+use crate::{pointer_push, Problem};
 
 /// A tenant's allowed hosts, from `config.allowedHosts` (invalid entries
 /// are reported by the schema and ignored here).
@@ -53,24 +54,6 @@ impl Allowlist {
             format!("config.allowedHosts is {}", self.patterns.join(", "))
         }
     }
-}
-
-/// A lowercase DNS name (`a.b.c`, labels of a-z 0-9 -), or `*.name` when
-/// `wildcard_allowed` and `name` has at least two labels.
-pub fn is_host_pattern(text: &str, wildcard_allowed: bool) -> bool {
-    let name = match text.strip_prefix("*.") {
-        // A wildcard covers names under a registered domain, never a whole
-        // top-level domain (`*.com`).
-        Some(rest) if wildcard_allowed && rest.contains('.') => rest,
-        _ => text,
-    };
-    name.len() <= 253
-        && name.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// Whether `ip` is an address the fleet must never be made to call.
@@ -167,7 +150,7 @@ pub fn check_url(text: &str, allowlist: &Allowlist) -> Result<(), (&'static str,
         Some(url::Host::Ipv4(ip)) => check_host(&ip.to_string(), allowlist)?,
         Some(url::Host::Ipv6(ip)) => check_host(&ip.to_string(), allowlist)?,
     }
-    if let Some((name, _)) = url.query_pairs().find(|(name, _)| secrets::is_secret_key(name)) {
+    if let Some((name, _)) = url.query_pairs().find(|(name, _)| is_secret_key(name)) {
         return Err(("secret-in-url", format!("query parameter {name:?} names a secret: documents hold no secrets")));
     }
     Ok(())

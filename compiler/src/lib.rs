@@ -4,6 +4,10 @@
 //! skips regctl gets the same refusals), and agents run its public-bundle
 //! check on apply.
 //!
+//! [`validate_documents`] runs every rule over a tenant's documents:
+//!
+//! * [`document`]: the bottom every rule module builds on: JSON objects and
+//!   bundles, and the names and predicates the rules share;
 //! * [`schema`]: the shape of `config.json`, `theme.json` and each
 //!   integration, with JSON-pointer paths in errors;
 //! * [`secrets`]: no secrets anywhere: secret-looking key names and
@@ -34,8 +38,10 @@ pub mod svg;
 
 use std::fmt;
 
+use serde_json::Value;
+
 pub use bundle::{compile_bundles, Bundle};
-pub use schema::{validate_documents, Documents};
+pub use schema::Documents;
 
 /// One broken rule: the file, the JSON pointer inside it, the rule's id and
 /// a message that says what is allowed. Displays as
@@ -85,6 +91,53 @@ impl fmt::Display for Problem {
             write!(f, "{}: {}: {}", self.file, self.pointer, self.message)
         }
     }
+}
+
+/// Every problem of a tenant's documents, in file order; empty when they
+/// may be published.
+pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    schema::check_config(&documents.config, &mut problems);
+    schema::check_theme(&documents.theme, &mut problems);
+    schema::check_integrations(&documents.integrations, &mut problems);
+
+    secrets::check(document::CONFIG_FILE, &documents.config, &mut problems);
+    secrets::check(document::THEME_FILE, &documents.theme, &mut problems);
+    for (name, integration) in &documents.integrations {
+        if let Value::Object(integration) = integration {
+            secrets::check(&document::integration_file(name), integration, &mut problems);
+        }
+    }
+
+    let allowlist = endpoints::Allowlist::from_config(&documents.config);
+    endpoints::check_urls(document::CONFIG_FILE, &documents.config, &allowlist, &mut problems);
+    endpoints::check_urls(document::THEME_FILE, &documents.theme, &allowlist, &mut problems);
+    for (name, integration) in &documents.integrations {
+        if let Value::Object(integration) = integration {
+            endpoints::check_urls(&document::integration_file(name), integration, &allowlist, &mut problems);
+        }
+    }
+    if let Some(Value::Array(domains)) = documents.config.get("customDomains") {
+        for (index, domain) in domains.iter().enumerate() {
+            // A malformed name is the schema's problem, reported once.
+            if let Some(domain) = domain.as_str().filter(|domain| document::is_host_pattern(domain, false)) {
+                if let Err((rule, message)) = endpoints::check_host(domain, &allowlist) {
+                    problems.push(Problem::new(
+                        document::CONFIG_FILE,
+                        format!("/customDomains/{index}"),
+                        rule,
+                        message,
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(embedded) = documents.theme.get("logo") {
+        if let Err(problem) = logo::check_embedded(embedded) {
+            problems.push(problem);
+        }
+    }
+    problems
 }
 
 /// Appends a key to a JSON pointer, escaping `~` and `/` (RFC 6901).

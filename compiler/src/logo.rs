@@ -10,8 +10,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::document::THEME_FILE;
 use crate::limits::{LOGO_BYTES_MAX, LOGO_SIDE_PX_MAX, LOGO_SIDE_PX_MIN};
-use crate::schema::THEME_FILE;
 use crate::{svg, Problem};
 
 /// The file extensions a logo may have.

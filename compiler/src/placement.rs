@@ -5,7 +5,7 @@
 use proto::Region;
 use serde_json::Value;
 
-use crate::schema::{region, CONFIG_FILE};
+use crate::document::{region, CONFIG_FILE};
 use crate::{shown, Problem};
 
 /// A checked placement request; every field may be absent.

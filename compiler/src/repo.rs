@@ -18,9 +18,9 @@ use std::path::Path;
 use proto::TenantId;
 use serde_json::{Map, Value};
 
+use crate::document::{CONFIG_FILE, THEME_FILE};
 use crate::limits::{DOCUMENT_BYTES_MAX, LOGO_BYTES_MAX, REPO_TENANTS_MAX};
 use crate::logo::LOGO_EXTENSIONS;
-use crate::schema::{CONFIG_FILE, THEME_FILE};
 use crate::{compile_bundles, logo, validate_documents, Bundle, Documents, Problem};
 
 /// The file that lists golden tenants.

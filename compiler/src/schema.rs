@@ -1,22 +1,20 @@
 //! The shape of a tenant's documents (documented in
 //! `configs/schemas/*.schema.json`, which a test keeps in step with the
-//! field lists here), and [`validate_documents`], which runs every rule.
+//! field lists here). [`crate::validate_documents`] runs it with every
+//! other rule.
 //!
 //! `config.json` may carry application-specific keys beyond the known ones
 //! (they still pass the secret and endpoint rules); `theme.json` is a fixed
 //! contract with the UI, so an unknown key there is a typo and is refused.
 
-use proto::Region;
 use serde_json::{Map, Value};
 
+use crate::document::{integration_file, is_email, is_host_pattern, CONFIG_FILE, THEME_FILE};
 use crate::limits::{
     ALLOWED_HOSTS_MAX, CUSTOM_DOMAINS_MAX, DEMO_USERS_MAX, INTEGRATIONS_PER_TENANT_MAX, PBKDF2_ITERATIONS_MAX,
     TEXT_CHARS_MAX,
 };
-use crate::{described, endpoints, logo, placement, pointer_push, secrets, shown, Problem};
-
-pub const CONFIG_FILE: &str = "config.json";
-pub const THEME_FILE: &str = "theme.json";
+use crate::{described, placement, pointer_push, secrets, shown, Problem};
 
 /// The known keys of `config.json`, of its `public` object, and of
 /// `theme.json` (the schema files list the same).
@@ -35,53 +33,6 @@ pub struct Documents {
     pub theme: Map<String, Value>,
     /// Integration name → its object (one file `integrations/{name}.json` each).
     pub integrations: Map<String, Value>,
-}
-
-/// The file an integration comes from.
-pub fn integration_file(name: &str) -> String {
-    format!("integrations/{name}.json")
-}
-
-/// Every problem of a tenant's documents, in file order; empty when they
-/// may be published.
-pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    check_config(&documents.config, &mut problems);
-    check_theme(&documents.theme, &mut problems);
-    check_integrations(&documents.integrations, &mut problems);
-
-    secrets::check(CONFIG_FILE, &documents.config, &mut problems);
-    secrets::check(THEME_FILE, &documents.theme, &mut problems);
-    for (name, integration) in &documents.integrations {
-        if let Value::Object(integration) = integration {
-            secrets::check(&integration_file(name), integration, &mut problems);
-        }
-    }
-
-    let allowlist = endpoints::Allowlist::from_config(&documents.config);
-    endpoints::check_urls(CONFIG_FILE, &documents.config, &allowlist, &mut problems);
-    endpoints::check_urls(THEME_FILE, &documents.theme, &allowlist, &mut problems);
-    for (name, integration) in &documents.integrations {
-        if let Value::Object(integration) = integration {
-            endpoints::check_urls(&integration_file(name), integration, &allowlist, &mut problems);
-        }
-    }
-    if let Some(Value::Array(domains)) = documents.config.get("customDomains") {
-        for (index, domain) in domains.iter().enumerate() {
-            // A malformed name is the schema's problem, reported once.
-            if let Some(domain) = domain.as_str().filter(|domain| endpoints::is_host_pattern(domain, false)) {
-                if let Err((rule, message)) = endpoints::check_host(domain, &allowlist) {
-                    problems.push(Problem::new(CONFIG_FILE, format!("/customDomains/{index}"), rule, message));
-                }
-            }
-        }
-    }
-    if let Some(embedded) = documents.theme.get("logo") {
-        if let Err(problem) = logo::check_embedded(embedded) {
-            problems.push(problem);
-        }
-    }
-    problems
 }
 
 fn problem(problems: &mut Vec<Problem>, file: &str, pointer: &str, rule: &'static str, message: String) {
@@ -109,7 +60,7 @@ fn string<'a>(value: &'a Value, file: &str, pointer: &str, problems: &mut Vec<Pr
     text
 }
 
-fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
+pub(crate) fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
     const FILE: &str = CONFIG_FILE;
     if let Some(public) = config.get("public").and_then(|public| object(public, FILE, "/public", problems)) {
         if let Some(api_base) = public.get("apiBase") {
@@ -186,7 +137,7 @@ fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
         }
         for (index, entry) in entries.iter().enumerate() {
             let wildcard_allowed = key == "allowedHosts";
-            let valid = entry.as_str().is_some_and(|host| endpoints::is_host_pattern(host, wildcard_allowed));
+            let valid = entry.as_str().is_some_and(|host| is_host_pattern(host, wildcard_allowed));
             if !valid {
                 let what = if wildcard_allowed { "a host name or *.domain.tld" } else { "a host name" };
                 let message = format!("{} is not {what} (lowercase DNS labels)", shown(entry));
@@ -209,7 +160,7 @@ fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_theme(theme: &Map<String, Value>, problems: &mut Vec<Problem>) {
+pub(crate) fn check_theme(theme: &Map<String, Value>, problems: &mut Vec<Problem>) {
     const FILE: &str = THEME_FILE;
     for key in theme.keys().filter(|key| !THEME_KEYS.contains(&key.as_str())) {
         let message = format!("unknown field; theme.json holds {}", THEME_KEYS.join(", "));
@@ -240,7 +191,7 @@ fn check_theme(theme: &Map<String, Value>, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_integrations(integrations: &Map<String, Value>, problems: &mut Vec<Problem>) {
+pub(crate) fn check_integrations(integrations: &Map<String, Value>, problems: &mut Vec<Problem>) {
     if integrations.len() > INTEGRATIONS_PER_TENANT_MAX {
         let message = format!("{} integrations is over the limit of {INTEGRATIONS_PER_TENANT_MAX}", integrations.len());
         problem(problems, "integrations", "", "count", message);
@@ -257,16 +208,6 @@ fn check_integrations(integrations: &Map<String, Value>, problems: &mut Vec<Prob
 /// `#rrggbb`.
 pub fn is_color(text: &str) -> bool {
     text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|byte| byte.is_ascii_hexdigit())
-}
-
-/// `local@domain`, with a dotted lowercase domain.
-pub fn is_email(text: &str) -> bool {
-    let Some((local, domain)) = text.split_once('@') else { return false };
-    text.len() <= 254
-        && !local.is_empty()
-        && local.bytes().all(|byte| byte.is_ascii_alphanumeric() || b".+_-".contains(&byte))
-        && domain.contains('.')
-        && endpoints::is_host_pattern(domain, false)
 }
 
 fn is_user_name(name: &str) -> bool {
@@ -291,12 +232,4 @@ pub fn is_password_hash(text: &str) -> bool {
         && hex(parts[2])
         && parts[3].len() == 64
         && hex(parts[3])
-}
-
-/// A region name in a document, as the placement rules read it.
-pub(crate) fn region(value: &Value, pointer: &str) -> Result<Region, Problem> {
-    let text = value.as_str().ok_or_else(|| {
-        Problem::new(CONFIG_FILE, pointer, "region-name", format!("{} is not a region name", shown(value)))
-    })?;
-    Region::parse(text).map_err(|error| Problem::new(CONFIG_FILE, pointer, error.rule_id, error.rule))
 }

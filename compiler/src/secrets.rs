@@ -14,38 +14,15 @@
 
 use serde_json::{Map, Value};
 
+use crate::document::{is_email, is_host_pattern, is_secret_key, CONFIG_FILE, THEME_FILE};
 use crate::limits::{ENTROPY_BITS_MAX, ENTROPY_CHECK_CHARS_MIN, HEX_CHECK_CHARS_MIN, HEX_ENTROPY_BITS_MAX};
-use crate::schema::{CONFIG_FILE, THEME_FILE};
 use crate::{pointer_push, Problem};
-
-/// Words that make a key name a secret's name, compared after lowercasing
-/// and removing `_`, `-` and `.`.
-pub const SECRET_KEY_WORDS: &[&str] = &[
-    "secret",
-    "password",
-    "passwd",
-    "passphrase",
-    "token",
-    "apikey",
-    "privatekey",
-    "accesskey",
-    "credential",
-    "signingkey",
-    "sessionkey",
-];
 
 /// Secret stores a reference may point into.
 pub const REFERENCE_SCHEMES: &[&str] = &["vault:", "env:", "aws-sm:", "gcp-sm:", "azure-kv:"];
 
 /// Pointers (in `file`) whose values are hashes or encoded data by design.
 const HASH_FIELDS: &[(&str, &str)] = &[(THEME_FILE, "/logo/data"), (THEME_FILE, "/logo/sha256")];
-
-/// Whether a key names a secret.
-pub fn is_secret_key(key: &str) -> bool {
-    let normalized: String =
-        key.chars().filter(|c| !matches!(c, '_' | '-' | '.')).flat_map(char::to_lowercase).collect();
-    SECRET_KEY_WORDS.iter().any(|word| normalized.contains(word))
-}
 
 /// `vault:kv/acme/stripe` and the like: a scheme from [`REFERENCE_SCHEMES`]
 /// and a path of `A-Za-z0-9 _ . / -`.
@@ -128,8 +105,8 @@ pub fn looks_random(text: &str) -> bool {
         || text.chars().any(char::is_whitespace)
         || is_url(text)
         || is_reference(text)
-        || crate::schema::is_email(text)
-        || crate::endpoints::is_host_pattern(text, true)
+        || is_email(text)
+        || is_host_pattern(text, true)
     {
         return false;
     }
