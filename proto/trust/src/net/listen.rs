@@ -150,8 +150,9 @@ impl Listener {
 pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let shown = path.display();
+    let failed = |error: io::Error| io::Error::new(error.kind(), format!("{shown}: {error}"));
     match std::fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path).map_err(failed)?,
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -159,15 +160,14 @@ pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
             ))
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(io::Error::new(error.kind(), format!("{shown}: {error}"))),
+        Err(error) => return Err(failed(error)),
     }
     let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let private = tempfile::Builder::new().prefix(".bind-").tempdir_in(parent)?;
+    let private = tempfile::Builder::new().prefix(".bind-").tempdir_in(parent).map_err(failed)?;
     let staged = private.path().join("socket");
-    let listener =
-        UnixListener::bind(&staged).map_err(|error| io::Error::new(error.kind(), format!("{shown}: {error}")))?;
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&staged, path).map_err(|error| io::Error::new(error.kind(), format!("{shown}: {error}")))?;
+    let listener = UnixListener::bind(&staged).map_err(failed)?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    std::fs::rename(&staged, path).map_err(failed)?;
     Ok(listener)
 }
 
