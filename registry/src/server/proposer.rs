@@ -15,6 +15,7 @@
 //! refused write is answered at once and takes no log index.
 
 use std::collections::HashSet;
+use std::future::Future;
 
 use openraft::error::{ClientWriteError, RaftError};
 use registry_core::{Command, Proposal, Response};
@@ -29,15 +30,39 @@ pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>
 
 type Reply = oneshot::Sender<Result<Response, WriteError>>;
 
+/// What the proposer needs of Raft: a seam, so that group commit and the
+/// leader's judgement are unit-tested against a scripted log.
+pub(crate) trait RaftLog: Send + Sync + 'static {
+    /// Proposes `proposal` as one entry; each command's response, in order,
+    /// once it applied.
+    fn write(&self, proposal: Proposal) -> impl Future<Output = Result<Vec<Response>, WriteError>> + Send;
+
+    /// The index of the last entry of this node's log when it leads (and
+    /// has one); `None` otherwise.
+    fn leader_log_index(&self) -> Option<u64>;
+}
+
+impl RaftLog for Raft {
+    async fn write(&self, proposal: Proposal) -> Result<Vec<Response>, WriteError> {
+        self.client_write(proposal).await.map(|written| written.data)
+    }
+
+    fn leader_log_index(&self) -> Option<u64> {
+        let metrics = self.metrics();
+        let metrics = metrics.borrow();
+        metrics.last_log_index.filter(|_| metrics.state.is_leader())
+    }
+}
+
 /// The handle writers propose through.
 pub(crate) struct Proposer {
     sender: mpsc::Sender<(Command, Reply)>,
 }
 
 impl Proposer {
-    pub(crate) fn start(raft: Raft, view: StateView) -> Self {
+    pub(crate) fn start(log: impl RaftLog, view: StateView) -> Self {
         let (sender, receiver) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        tokio::spawn(run(raft, view, receiver));
+        tokio::spawn(run(log, view, receiver));
         Self { sender }
     }
 
@@ -51,7 +76,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, view: StateView, mut receiver: mpsc::Receiver<(Command, Reply)>) {
+async fn run(log: impl RaftLog, view: StateView, mut receiver: mpsc::Receiver<(Command, Reply)>) {
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -72,14 +97,14 @@ async fn run(raft: Raft, view: StateView, mut receiver: mpsc::Receiver<(Command,
             }
             batch.push(next);
         }
-        let batch = judged(&raft, &view, batch);
+        let batch = judged(&log, &view, batch);
         if batch.is_empty() {
             continue;
         }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
-        match raft.client_write(Proposal { commands }).await {
-            Ok(written) => {
-                for (reply, response) in replies.into_iter().zip(written.data) {
+        match log.write(Proposal { commands }).await {
+            Ok(responses) => {
+                for (reply, response) in replies.into_iter().zip(responses) {
                     let _ = reply.send(Ok(response));
                 }
             }
@@ -96,16 +121,12 @@ async fn run(raft: Raft, view: StateView, mut receiver: mpsc::Receiver<(Command,
 /// rest. Only on a leader whose applied state is its whole log (otherwise
 /// the entry would apply to a newer state than the one judged); tenant
 /// writes after a topology operation in the same batch are left to apply.
-fn judged(raft: &Raft, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(Command, Reply)> {
-    let next = {
-        let metrics = raft.metrics();
-        let metrics = metrics.borrow();
-        let applied = view.applied_revision().get();
-        if !metrics.state.is_leader() || metrics.last_log_index != Some(applied) {
-            return batch;
-        }
-        proto::Revision(applied + 1)
-    };
+fn judged(log: &impl RaftLog, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(Command, Reply)> {
+    let applied = view.applied_revision().get();
+    if log.leader_log_index() != Some(applied) {
+        return batch;
+    }
+    let next = proto::Revision(applied + 1);
     let state = view.read();
     let mut topology_first = false;
     let mut kept = Vec::with_capacity(batch.len());
@@ -119,4 +140,153 @@ fn judged(raft: &Raft, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(C
         }
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use proto::TenantId;
+    use registry_core::{CommandError, Op, WriteMeta};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    /// A scripted log: records each proposal's commands (as their tenants,
+    /// or `-` for a topology operation), answers each command with
+    /// `Response::None`, and holds each write until the test releases it.
+    struct ScriptedLog {
+        proposals: Arc<Mutex<Vec<Vec<String>>>>,
+        release: Arc<Semaphore>,
+        leader_log_index: Option<u64>,
+    }
+
+    impl RaftLog for ScriptedLog {
+        async fn write(&self, proposal: Proposal) -> Result<Vec<Response>, WriteError> {
+            let names = proposal
+                .commands
+                .iter()
+                .map(|command| command.op.tenant().map_or("-".to_owned(), |tenant| tenant.to_string()));
+            self.proposals.lock().unwrap().push(names.collect());
+            self.release.acquire().await.unwrap().forget();
+            Ok(proposal.commands.iter().map(|_| Response::None).collect())
+        }
+
+        fn leader_log_index(&self) -> Option<u64> {
+            self.leader_log_index
+        }
+    }
+
+    struct Harness {
+        proposer: Arc<Proposer>,
+        proposals: Arc<Mutex<Vec<Vec<String>>>>,
+        release: Arc<Semaphore>,
+    }
+
+    fn harness(leader_log_index: Option<u64>) -> Harness {
+        let (proposals, release) = (Arc::default(), Arc::new(Semaphore::new(0)));
+        let log = ScriptedLog { proposals: Arc::clone(&proposals), release: Arc::clone(&release), leader_log_index };
+        let proposer = Arc::new(Proposer::start(log, StateView::default()));
+        Harness { proposer, proposals, release }
+    }
+
+    impl Harness {
+        fn propose(&self, command: Command) -> tokio::task::JoinHandle<Result<Response, WriteError>> {
+            let proposer = Arc::clone(&self.proposer);
+            tokio::spawn(async move { proposer.propose(command).await })
+        }
+
+        async fn proposals_reach(&self, count: usize) -> Vec<Vec<String>> {
+            for _ in 0..500 {
+                let proposals = self.proposals.lock().unwrap().clone();
+                if proposals.len() >= count {
+                    return proposals;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            panic!("fewer than {count} proposals: {:?}", self.proposals.lock().unwrap());
+        }
+    }
+
+    fn command(op: Op) -> Command {
+        let meta = WriteMeta {
+            expected_revision: None,
+            request_id: None,
+            actor: "operator:alice".to_owned(),
+            reason: String::new(),
+            at_unix_ms: 0,
+            change_id: ulid::Ulid::new(),
+        };
+        Command { meta, op }
+    }
+
+    fn delete(tenant: &str) -> Command {
+        command(Op::DeleteTenant { tenant: TenantId::parse(tenant).unwrap() })
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_goes_out_at_once_and_writes_that_wait_share_the_next_entry() {
+        let cluster = harness(None);
+        let first = cluster.propose(delete("acme"));
+        assert_eq!(cluster.proposals_reach(1).await, [["acme"]], "no waiting to fill a batch");
+
+        // While the first entry is in flight, three writes queue up.
+        let queued: Vec<_> = ["globex", "initech", "hooli"].map(|tenant| cluster.propose(delete(tenant))).into();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cluster.release.add_permits(1);
+        assert!(matches!(first.await.unwrap(), Ok(Response::None)));
+        let proposals = cluster.proposals_reach(2).await;
+        let mut second = proposals[1].clone();
+        second.sort();
+        assert_eq!(second, ["globex", "hooli", "initech"], "one entry for the three: {proposals:?}");
+        cluster.release.add_permits(1);
+        for write in queued {
+            assert!(matches!(write.await.unwrap(), Ok(Response::None)), "each gets its own answer");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_is_written_at_most_once_per_entry() {
+        let cluster = harness(None);
+        let first = cluster.propose(delete("acme"));
+        cluster.proposals_reach(1).await;
+        let again = [cluster.propose(delete("globex")), cluster.propose(delete("globex"))];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cluster.release.add_permits(3);
+        first.await.unwrap().unwrap();
+        for write in again {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(cluster.proposals_reach(3).await, [vec!["acme"], vec!["globex"], vec!["globex"]]);
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_log_is_applied_answers_a_refused_write_without_proposing_it() {
+        // The default state has applied revision 0: a leader with log index 0 judges.
+        let cluster = harness(Some(0));
+        let refused = cluster.propose(delete("acme")).await.unwrap();
+        assert!(
+            matches!(refused, Ok(Response::Rejected(CommandError::NotFound { .. }))),
+            "deleting a tenant that does not exist: {refused:?}"
+        );
+        assert!(cluster.proposals.lock().unwrap().is_empty(), "it took no log index");
+
+        // A topology operation is left to apply; so is what follows it in a batch.
+        let topology = cluster.propose(command(Op::InitCluster { cluster_id: ulid::Ulid::new() }));
+        assert_eq!(cluster.proposals_reach(1).await, [["-"]]);
+        cluster.release.add_permits(1);
+        topology.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_follower_or_a_leader_behind_its_log_does_not_judge() {
+        for leader_log_index in [None, Some(7)] {
+            let cluster = harness(leader_log_index);
+            let write = cluster.propose(delete("acme"));
+            assert_eq!(cluster.proposals_reach(1).await, [["acme"]], "{leader_log_index:?}: proposed, apply decides");
+            cluster.release.add_permits(1);
+            assert!(matches!(write.await.unwrap(), Ok(Response::None)));
+        }
+    }
 }
