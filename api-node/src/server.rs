@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use plumbing::metrics::Scrape;
 use plumbing::problem;
 use serde_json::json;
 
@@ -349,73 +350,59 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 
 /// `/metrics`, served on the operator listener (`--admin-http`).
 pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
+    let mut scrape = Scrape::default();
     let counters = &node.metrics;
-    metric(
+    scrape.counter(
         "tenantry_api_config_served_total",
-        "counter",
         "Runtime configs served (200).",
         counters.config_served.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_config_not_modified_total",
-        "counter",
         "Runtime configs answered 304.",
         counters.config_not_modified.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_not_found_total",
-        "counter",
         "Requests naming no tenant (404).",
         counters.not_found.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_bad_requests_total",
-        "counter",
         "Malformed requests (400).",
         counters.bad_requests.load(Ordering::Relaxed),
     );
     let logins = node.logins.stats();
-    metric(
+    scrape.counter(
         "tenantry_api_logins_succeeded_total",
-        "counter",
         "Demo-user logins that issued a session.",
         logins.succeeded.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_logins_failed_total",
-        "counter",
         "Demo-user logins refused for a wrong user or password (401).",
         logins.failed.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_logins_limited_total",
-        "counter",
         "Demo-user logins refused by the failed-login limiter (429), before any password check.",
         logins.limited.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_api_login_pbkdf2_total",
-        "counter",
         "PBKDF2 derivations run by logins: one per attempt past the limiter.",
         logins.derivations.load(Ordering::Relaxed),
     );
-    metric("tenantry_api_registry_revision", "gauge", "The agent's applied revision.", node.agent.revision());
-    metric(
+    scrape.gauge("tenantry_api_registry_revision", "The agent's applied revision.", node.agent.revision());
+    scrape.gauge(
         "tenantry_api_staleness_ms",
-        "gauge",
         "Milliseconds since the registry proved the view current (max if never).",
         node.staleness().map_or(u64::MAX, |staleness| staleness.as_millis() as u64),
     );
-    metric(
+    scrape.gauge(
         "tenantry_api_fresh",
-        "gauge",
         "1 if the view is fresher than the staleness bound.",
         u64::from(node.is_fresh()),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    scrape.into_response()
 }

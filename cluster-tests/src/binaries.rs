@@ -26,6 +26,8 @@ fn build(profile_dir: &Path) -> anyhow::Result<()> {
         "--package",
         "registry",
         "--package",
+        "regctl",
+        "--package",
         "agent",
         "--package",
         "api-node",

@@ -1,3 +1,3 @@
-//! The suites' HTTP client is regctl's: see `registry::http_client`.
+//! The suites' HTTP client is regctl's: see `registry_client::http`.
 
-pub use registry::http_client::*;
+pub use registry_client::http::*;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proto::v1;
-use registry::client::{http_get_via, Client};
+use registry_client::{http_get_via, Client};
 use std::sync::Arc;
 use trust::Role;
 

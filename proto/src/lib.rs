@@ -7,8 +7,10 @@
 
 mod error;
 pub mod fuzz;
+pub mod limits;
 mod region;
 mod revision;
+pub mod status;
 mod tenant_id;
 
 pub use error::DomainError;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::Kind;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::history::History;
 use super::workload::{self, Workload, WorkloadTenant};

@@ -11,7 +11,7 @@ use agent::Agent;
 use proto::v1;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use registry::client::{Client, WriteOptions};
+use registry_client::{Client, Error, WriteOptions};
 use tokio::task::JoinHandle;
 
 use super::history::{AgentObservation, Call, DataOp, History, Op, Outcome};
@@ -101,7 +101,7 @@ impl Workload {
                         .await;
                         let outcome = match written {
                             Ok(Ok(written)) => Outcome::Ok { revision: written.revision, value },
-                            Ok(Err(status)) => write_error(&status),
+                            Ok(Err(error)) => write_error(&error),
                             Err(_) => Outcome::Unknown("timed out".to_owned()),
                         };
                         (Call::Write { value, expected }, outcome)
@@ -119,7 +119,7 @@ impl Workload {
                                     None => Outcome::Failed("no value in the config".to_owned()),
                                 }
                             }
-                            Ok(Err(status)) => Outcome::Failed(status.message().to_owned()),
+                            Ok(Err(error)) => Outcome::Failed(error.to_string()),
                             Err(_) => Outcome::Failed("timed out".to_owned()),
                         };
                         (Call::Read, outcome)
@@ -278,16 +278,14 @@ impl Default for Workload {
 
 /// What a refused write tells: a compare-and-set mismatch, a refusal that
 /// applied nothing, or an answer that leaves it open.
-fn write_error(status: &tonic::Status) -> Outcome {
-    use tonic::Code;
-    match status.code() {
-        Code::FailedPrecondition => match registry::server::status::detail(status).and_then(|d| d.current_revision) {
-            Some(current) => Outcome::Mismatch { current },
-            None => Outcome::Failed(status.message().to_owned()),
-        },
-        Code::InvalidArgument | Code::NotFound | Code::AlreadyExists | Code::PermissionDenied => {
-            Outcome::Failed(status.message().to_owned())
-        }
-        _ => Outcome::Unknown(status.message().to_owned()),
+fn write_error(error: &Error) -> Outcome {
+    match error {
+        Error::Precondition { current_revision: Some(current), .. } => Outcome::Mismatch { current: *current },
+        Error::Precondition { .. }
+        | Error::Invalid { .. }
+        | Error::NotFound { .. }
+        | Error::AlreadyExists { .. }
+        | Error::Denied { .. } => Outcome::Failed(error.to_string()),
+        Error::Unavailable { .. } | Error::Other(_) => Outcome::Unknown(error.to_string()),
     }
 }

@@ -3,7 +3,7 @@
 //! stale; when the registry is back, it resumes from that revision.
 
 use agent::Kind;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

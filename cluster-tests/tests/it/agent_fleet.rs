@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use agent::Kind;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

@@ -3,7 +3,7 @@
 
 use agent::Kind;
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::phase;
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

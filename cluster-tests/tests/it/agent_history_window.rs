@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use agent::Kind;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use registry::client::{http_get, WriteOptions};
+use registry_client::{http_get, WriteOptions};
 
 use super::{documents, phase};
 use cluster_tests::binaries::binary;

@@ -4,7 +4,7 @@
 
 use agent::{Agent, AgentConfig, Kind};
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use agent::{Applied, Kind};
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};

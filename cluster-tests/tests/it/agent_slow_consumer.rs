@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use proto::v1::{self, agent_message, registry_message};
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 use tokio_stream::StreamExt;
 
 use super::{documents, phase};

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::http::{get, HttpRequest};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use proto::v1;
 use rand::{Rng, SeedableRng};
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::phase;
 use cluster_tests::http::{get, post_json, HttpResponse};

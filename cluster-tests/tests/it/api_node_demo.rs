@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::phase;
 use cluster_tests::http::get;

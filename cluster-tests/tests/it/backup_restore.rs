@@ -1,16 +1,18 @@
 //! Backup and restore drill: `regctl snapshot save` takes a consistent
 //! backup of a cluster with history (creates, updates, a canary, a pin, a
-//! failover, shards, a finished move and one under way); `regctl snapshot
-//! restore` builds a new cluster from it, which holds identical tenants
+//! failover, shards, a finished move and one under way); `registry snapshot
+//! status` checks it offline and `registry snapshot restore` builds a new
+//! cluster from it, which holds identical tenants
 //! (documents, bundles, placements, routing map, moves, revisions),
 //! topology and audit log under a new cluster id, and goes on from there.
 
 use std::ffi::OsStr;
 
 use proto::v1::{self, Consistency};
-use registry::client::{Client, TopologyChange, WriteOptions};
+use registry_client::{Client, TopologyChange, WriteOptions};
 
 use super::{documents, phase, regctl};
+use cluster_tests::binaries::binary;
 use cluster_tests::{ClusterOptions, RegistryCluster};
 
 type Everything = (Vec<v1::Tenant>, Vec<Vec<v1::AuditEntry>>, v1::TopologyResponse);
@@ -70,13 +72,18 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     assert!(saved.status.success());
     let said = String::from_utf8_lossy(&saved.stdout);
     assert!(said.contains("5 tenants") && said.contains("sha256"), "{said}");
+    let status = std::process::Command::new(binary("registry"))
+        .args([OsStr::new("snapshot"), OsStr::new("status"), file.as_os_str()])
+        .output()?;
+    let checked = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success() && checked.contains("5 tenants") && checked.contains("checksum ok"), "{checked}");
     let (tenants, histories, topology) = everything(&client).await?;
     let b = |id: &str| tenants.iter().find(|tenant| tenant.id == id).cloned().unwrap_or_default();
     assert_eq!((b("b-1").shard.as_str(), b("b-1").r#move.is_none()), ("us-2", true), "moved");
     assert_eq!(b("b-2").r#move.map(|moving| moving.step).as_deref(), Some("copying"), "moving");
     let old_cluster_id = old.status(1).await?.cluster_id;
 
-    phase("regctl snapshot restore into node 1 of a new cluster; start all three");
+    phase("registry snapshot restore into node 1 of a new cluster; start all three");
     let mut new = RegistryCluster::prepare(ClusterOptions::new("backup-new"))?;
     let mut args: Vec<&OsStr> = vec![OsStr::new("snapshot"), OsStr::new("restore"), file.as_os_str()];
     args.extend([OsStr::new("--data-dir"), new.node(1).data_dir.as_os_str()]);
@@ -85,10 +92,12 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     for peer in &peers {
         args.extend([OsStr::new("--peer"), OsStr::new(peer)]);
     }
-    let restored = regctl(&new, &new.endpoints_from(1), &args);
-    assert!(restored.status.success());
-    let refused = regctl(&new, &new.endpoints_from(1), &args);
+    let restore = || std::process::Command::new(binary("registry")).args(&args).output();
+    let restored = restore()?;
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    let refused = restore()?;
     assert_eq!(refused.status.code(), Some(1), "never over an existing data dir");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("must be empty"));
     for id in 1..=3 {
         new.start_node(id)?;
     }

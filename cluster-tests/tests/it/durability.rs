@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::v1::Consistency;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 use tokio::sync::Mutex;
 
 use super::{documents, phase};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::http::get;

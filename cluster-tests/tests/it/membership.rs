@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent::Kind;
 use proto::v1::Consistency;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase, regctl};
 use cluster_tests::{agents, wait, ClusterOptions, RegistryCluster};

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase, regctl};
 use cluster_tests::http::get;

@@ -4,8 +4,7 @@
 
 use proto::v1::Consistency;
 
-use registry::client::WriteOptions;
-use registry::server::status;
+use registry_client::{Error, WriteOptions};
 
 use super::{documents, phase};
 use cluster_tests::{ClusterOptions, RegistryCluster};
@@ -61,11 +60,12 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
     phase("compare-and-set through a follower: a stale revision is refused with both revisions");
     let stale = WriteOptions { expected_revision: Some(written.revision - 1), ..Default::default() };
     let refused = cluster.node_client(follower).update_tenant("acme", documents(2), &stale).await.unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
-    let detail = status::detail(&refused).expect("error detail");
-    assert_eq!(detail.rule, "revision-mismatch");
-    assert_eq!(detail.current_revision, Some(written.revision));
-    assert_eq!(detail.expected_revision, Some(written.revision - 1));
+    let Error::Precondition { rule, current_revision, expected_revision, .. } = refused else {
+        panic!("expected FAILED_PRECONDITION, got {refused:?}");
+    };
+    assert_eq!(rule, "revision-mismatch");
+    assert_eq!(current_revision, Some(written.revision));
+    assert_eq!(expected_revision, Some(written.revision - 1));
     let fresh = WriteOptions { expected_revision: Some(written.revision), ..Default::default() };
     let updated = cluster.node_client(follower).update_tenant("acme", documents(2), &fresh).await?;
     assert!(updated.revision > written.revision);
@@ -82,11 +82,10 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
     let before = cluster.client().get_tenant("acme", Consistency::Linearizable).await?.revision;
     let bad = v1_documents_with_config("[1,2]");
     let refused = cluster.client().update_tenant("acme", bad, &WriteOptions::default()).await.unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let detail = status::detail(&refused).expect("error detail");
-    assert_eq!((detail.field.as_str(), detail.rule.as_str()), ("documents.config", "json-object"));
+    let Error::Invalid { field, rule, .. } = refused else { panic!("expected INVALID_ARGUMENT, got {refused:?}") };
+    assert_eq!((field.as_str(), rule.as_str()), ("documents.config", "json-object"));
     let refused = cluster.client().create_tenant("Bad_Id", documents(1), &WriteOptions::default()).await.unwrap_err();
-    assert_eq!(status::detail(&refused).expect("detail").field, "tenant_id");
+    assert!(matches!(&refused, Error::Invalid { field, .. } if field == "tenant_id"), "{refused:?}");
     let after = cluster.client().get_tenant("acme", Consistency::Linearizable).await?.revision;
     assert_eq!(before, after, "refused writes commit nothing");
 

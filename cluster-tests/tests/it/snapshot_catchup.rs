@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use proto::v1::Consistency;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};

@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 
 use super::{phase, regctl};
 use cluster_tests::api_nodes::{self, ApiNode};

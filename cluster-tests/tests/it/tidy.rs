@@ -1,6 +1,6 @@
 //! Tidy checks of the whole workspace, as ordinary tests (docs/STYLE.md): module
-//! docs everywhere, no stubs or debug macros, stdout only from regctl's
-//! output module and the benchmark tables, and the crates' dependency rules
+//! docs everywhere, no stubs or debug macros, stdout only from the output
+//! layers (regctl's, the node binary's, the benchmark tables), and the crates' dependency rules
 //! (ARCHITECTURE.md's invariants) read from `cargo metadata`.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,20 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Every `.rs` file under the crates' `src/` directories.
+/// The workspace's packages, as `cargo metadata` describes them.
+fn packages() -> Vec<serde_json::Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+    metadata["packages"].as_array().expect("packages").clone()
+}
+
+/// Every `.rs` file under the workspace crates' `src/` directories.
 fn source_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).expect("read dir") {
@@ -22,18 +35,9 @@ fn source_files() -> Vec<PathBuf> {
         }
     }
     let mut files = Vec::new();
-    for krate in [
-        "proto",
-        "proto/plumbing",
-        "proto/trust",
-        "compiler",
-        "registry/core",
-        "registry",
-        "agent",
-        "api-node",
-        "cluster-tests",
-    ] {
-        walk(&workspace_root().join(krate).join("src"), &mut files);
+    for package in packages() {
+        let manifest = PathBuf::from(package["manifest_path"].as_str().expect("manifest_path"));
+        walk(&manifest.parent().expect("a crate directory").join("src"), &mut files);
     }
     assert!(files.len() > 20, "found only {} source files", files.len());
     files
@@ -59,12 +63,12 @@ fn no_stubs_or_debug_macros_in_product_code() {
     }
 }
 
-/// The only places that write to stdout: regctl's output module and the
-/// benchmark program's tables.
-const PRINTERS: [&str; 2] = ["registry/src/cli/output/", "cluster-tests/src/bin/bench/"];
+/// Where stdout is written: regctl's output layer, the node binary's answer
+/// to its offline commands, and the benchmark tables.
+const PRINTERS: [&str; 3] = ["registry/regctl/src/output/", "registry/node/src/bin/", "cluster-tests/src/bin/bench/"];
 
 #[test]
-fn only_regctl_output_prints_to_stdout() {
+fn only_output_layers_print_to_stdout() {
     for path in source_files() {
         if PRINTERS.iter().any(|printer| path.to_string_lossy().contains(printer)) {
             continue;
@@ -80,34 +84,37 @@ fn only_regctl_output_prints_to_stdout() {
 
 /// What each crate must never depend on (directly, outside its tests), as
 /// ARCHITECTURE.md's invariants say and why.
-const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 7] = [
+const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 11] = [
     // The bottom: wire types and generated stubs; process plumbing.
-    ("proto", &["trust", "compiler", "registry-core", "registry", "agent", "api-node"]),
-    ("plumbing", &["proto", "trust", "compiler", "registry-core", "registry", "agent", "api-node"]),
-    ("trust", &["compiler", "registry-core", "registry", "agent", "api-node"]),
+    ("proto", &["trust", "compiler", "registry-core", "registry", "registry-client", "regctl", "agent", "api-node"]),
+    (
+        "plumbing",
+        &["proto", "trust", "compiler", "registry-core", "registry", "registry-client", "regctl", "agent", "api-node"],
+    ),
+    ("trust", &["compiler", "registry-core", "registry", "registry-client", "regctl", "agent", "api-node"]),
     // Pure: regctl, every node and every agent compile with it.
-    ("compiler", &["tokio", "tonic", "trust", "registry-core", "registry", "agent", "api-node"]),
+    ("compiler", &["tokio", "tonic", "trust", "registry-core", "registry", "registry-client", "agent", "api-node"]),
     // No IO: openraft, the stores and gRPC are adapters around it.
     (
         "registry-core",
         &["tokio", "tonic", "openraft", "raft-log", "sled", "plumbing", "trust", "registry", "agent", "api-node"],
     ),
+    // The node serves the API; it links no client of it.
+    ("registry", &["registry-client", "regctl", "agent", "api-node"]),
+    // A client knows the API, never the node's insides.
+    ("registry-client", &["registry", "registry-core", "openraft", "raft-log", "sled", "regctl", "agent", "api-node"]),
+    // regctl: the API, the client and the compiler only (etcdctl's rule).
+    ("regctl", &["registry", "registry-core", "openraft", "raft-log", "sled", "agent", "api-node"]),
     // Agents and api-nodes never link the registry node.
     ("agent", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
     ("api-node", &["registry-core", "registry", "openraft", "raft-log"]),
+    // The suites reach the node as users do: its binary and the client.
+    ("cluster-tests", &["registry", "registry-core", "openraft", "raft-log", "sled"]),
 ];
 
 #[test]
 fn crates_depend_only_downwards() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
-        .current_dir(workspace_root())
-        .output()
-        .expect("run cargo metadata");
-    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
-    let packages = metadata["packages"].as_array().expect("packages");
+    let packages = packages();
     for (krate, forbidden) in FORBIDDEN_DEPENDENCIES {
         let package = packages.iter().find(|package| package["name"] == krate).unwrap_or_else(|| panic!("no {krate}"));
         let dependencies: Vec<&str> = package["dependencies"]

@@ -1,8 +1,11 @@
 //! What every Tenantry process shares, written once: logging, the signals
-//! that stop a server, RFC 9457 problem responses and the wall clock.
+//! that stop a server, RFC 9457 problem responses, the wall clock and the
+//! metrics exposition ([`metrics`]).
 //!
 //! Architecture Invariant: this crate depends on no other crate of the
 //! workspace, so any of them may use it.
+
+pub mod metrics;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

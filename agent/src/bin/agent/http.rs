@@ -6,13 +6,12 @@
 //! * `GET /healthz`: revision, staleness and connection, 200 once the agent
 //!   holds a view; `GET /metrics`: Prometheus text.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -21,6 +20,7 @@ use serde_json::{json, Value};
 
 use agent::limits::{WAIT_MS_DEFAULT, WAIT_MS_MAX};
 use agent::{Agent, TenantEntry};
+use plumbing::metrics::Scrape;
 use plumbing::problem;
 
 pub(crate) fn router(agent: Arc<Agent>) -> Router {
@@ -134,48 +134,27 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> Response {
 
 async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
     let stats = agent.stats();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
-    metric("tenantry_agent_revision", "gauge", "Applied revision.", agent.revision());
-    metric("tenantry_agent_tenants", "gauge", "Tenants in the view.", agent.view().len() as u64);
-    metric(
+    let mut scrape = Scrape::default();
+    scrape.gauge("tenantry_agent_revision", "Applied revision.", agent.revision());
+    scrape.gauge("tenantry_agent_tenants", "Tenants in the view.", agent.view().len() as u64);
+    scrape.gauge(
         "tenantry_agent_staleness_ms",
-        "gauge",
         "Milliseconds since the registry proved the view current (max if never).",
         agent.staleness().map_or(u64::MAX, |staleness| staleness.as_millis() as u64),
     );
-    metric(
-        "tenantry_agent_connected",
-        "gauge",
-        "1 if a registry stream is open.",
-        u64::from(agent.endpoint().is_some()),
-    );
-    metric("tenantry_agent_deltas_total", "counter", "Deltas applied.", stats.deltas.load(Ordering::Relaxed));
-    metric(
-        "tenantry_agent_snapshots_total",
-        "counter",
-        "Snapshots installed.",
-        stats.snapshots.load(Ordering::Relaxed),
-    );
-    metric(
-        "tenantry_agent_refusals_total",
-        "counter",
-        "Records refused (NACKs).",
-        stats.refusals.load(Ordering::Relaxed),
-    );
-    metric(
+    scrape.gauge("tenantry_agent_connected", "1 if a registry stream is open.", u64::from(agent.endpoint().is_some()));
+    scrape.counter("tenantry_agent_deltas_total", "Deltas applied.", stats.deltas.load(Ordering::Relaxed));
+    scrape.counter("tenantry_agent_snapshots_total", "Snapshots installed.", stats.snapshots.load(Ordering::Relaxed));
+    scrape.counter("tenantry_agent_refusals_total", "Records refused (NACKs).", stats.refusals.load(Ordering::Relaxed));
+    scrape.counter(
         "tenantry_agent_sessions_total",
-        "counter",
         "Registry sessions opened.",
         stats.sessions.load(Ordering::Relaxed),
     );
-    metric(
+    scrape.counter(
         "tenantry_agent_store_errors_total",
-        "counter",
         "Failed writes of the local copy.",
         stats.store_errors.load(Ordering::Relaxed),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    scrape.into_response()
 }

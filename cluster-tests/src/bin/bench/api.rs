@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cluster_tests::{ClusterOptions, RegistryCluster};
 use proto::v1;
-use registry::client::WriteOptions;
+use registry_client::WriteOptions;
 use serde_json::json;
 
 use crate::stats::Percentiles;

@@ -14,7 +14,7 @@ use cluster_tests::etcd::{self, pb, EtcdCluster};
 use cluster_tests::{ClusterOptions, RegistryCluster};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use proto::v1;
-use registry::client::{Client, WriteOptions};
+use registry_client::{Client, WriteOptions};
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,278 @@
+//! Starting and stopping a registry node.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::v1::agent_admin_server::AgentAdminServer;
+use proto::v1::raft_internal_server::RaftInternalServer;
+use proto::v1::registry_server::RegistryServer;
+use registry_core::DocumentLimits;
+use tokio::net::TcpListener;
+
+use super::http;
+use super::metrics::Metrics;
+use super::network::NetworkFactory;
+use super::raft_service::RaftService;
+use super::registry_service::RegistryService;
+use super::sync_service::{AgentSyncServer, SyncContext};
+use crate::config::NodeConfig;
+use crate::error::Error;
+use crate::limits::{
+    GRPC_CONCURRENT_STREAMS_MAX, GRPC_CONNECTIONS_MAX, GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL_MS,
+    GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, GRPC_PENDING_RESETS_MAX, GRPC_REQUEST_TIMEOUT_MS,
+    HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX,
+};
+use crate::raft_types::{Member, Raft};
+use crate::store::{LogStore, StateMachineStore, StateView};
+use crate::watch::{AgentAdminService, AgentDirectory, Freshness};
+
+/// What a running node exposes to the code that started it.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub raft: Raft,
+    pub view: StateView,
+}
+
+fn raft_config(config: &NodeConfig) -> Result<openraft::Config, Error> {
+    let raft_config = openraft::Config {
+        cluster_name: "tenantry".to_owned(),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms_min,
+        election_timeout_max: config.election_timeout_ms_max,
+        // One append RPC may carry a few MiB of documents across a slow link.
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.log_kept_after_snapshot_entries,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES_MAX,
+        ..Default::default()
+    };
+    raft_config.validate().map_err(|error| Error::Config(error.to_string()))
+}
+
+/// Runs a node until `shutdown` resolves, then stops gracefully: stop
+/// accepting, finish in-flight requests (bounded), stop Raft, flush.
+///
+/// A leader drains like any node, without handing leadership over:
+/// openraft 0.9.25 has no leadership transfer, and a follower asked to
+/// elect itself early is refused votes while the leader's lease holds. The
+/// others elect within the election timeout once it stops.
+///
+/// `started` is called once the node serves, with a handle for tests and
+/// embedding.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    started: impl FnOnce(NodeHandle) + Send,
+) -> Result<(), Error> {
+    config.validate()?;
+    let tls = config.load_tls()?;
+    if let Some(tls) = &tls {
+        tls.reload_on_sighup().map_err(|error| Error::Config(error.to_string()))?;
+    }
+    let log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
+    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
+    let view = state_machine.view();
+    let hub = state_machine.hub();
+    let sled = state_machine.sled_handle();
+    let metrics = Arc::new(Metrics::default());
+
+    let dialer = super::network::Dialer::new(&config.dial, tls.clone(), view.clone());
+    let network = NetworkFactory { id: config.id, dialer: dialer.clone(), metrics: metrics.clone() };
+    let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
+        .await
+        .map_err(|error| Error::Raft(error.to_string()))?;
+
+    // A fresh cluster is initialized exactly once, by its lowest id; every
+    // other node (and this one after a restart) joins what it finds.
+    if config.is_bootstrapper() && !raft.is_initialized().await.map_err(|error| Error::Raft(error.to_string()))? {
+        let members: BTreeMap<_, _> = config
+            .peers
+            .iter()
+            .map(|peer| (peer.id, Member { region: peer.region.clone(), grpc_addr: peer.grpc_addr.clone() }))
+            .collect();
+        tracing::info!(?members, "initializing a fresh cluster");
+        raft.initialize(members).await.map_err(|error| Error::Raft(error.to_string()))?;
+    }
+
+    let proposer = super::proposer::Proposer::start(raft.clone(), view.clone());
+    let service = Arc::new(RegistryService {
+        leader: super::leader::Leader::new(raft.clone(), proposer, dialer),
+        view: view.clone(),
+        node_id: config.id,
+        region: config.region.clone(),
+        document_limits: DocumentLimits { document_bytes_max: config.document_bytes_max },
+        metrics: metrics.clone(),
+        snapshots: tokio::sync::Semaphore::new(1),
+        tls: tls.clone(),
+    });
+
+    let grpc_listener = TcpListener::bind(config.grpc).await?;
+    let http_listener = TcpListener::bind(config.http).await?;
+    tracing::info!(id = config.id, region = %config.region, grpc = %config.grpc, http = %config.http, "registry node serving");
+
+    let (stop_sender, stop_receiver) = tokio::sync::watch::channel(false);
+    let stopped = |mut receiver: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+
+    let freshness = Arc::new(Freshness::default());
+    let agents = Arc::new(AgentDirectory::new(config.id));
+    let probe_interval = Duration::from_millis((config.progress_interval_ms / 2).clamp(50, 500));
+    tokio::spawn(probe_freshness(service.clone(), freshness.clone(), probe_interval, stopped(stop_receiver.clone())));
+    tokio::spawn(name_cluster(raft.clone(), view.clone(), stopped(stop_receiver.clone())));
+    let sync_server = AgentSyncServer::new(SyncContext {
+        hub: hub.clone(),
+        view: view.clone(),
+        agents: agents.clone(),
+        freshness,
+        permits: Arc::new(tokio::sync::Semaphore::new(config.agents_max)),
+        stopping: stop_receiver.clone(),
+    });
+    let admin_server = AgentAdminServer::new(AgentAdminService { directory: agents.clone(), hub: hub.clone() });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
+    health_reporter.set_serving::<AgentSyncServer>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| Error::Config(format!("gRPC reflection: {error}")))?;
+    let registry_server = RegistryServer::from_arc(service.clone())
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let raft_server = RaftInternalServer::new(RaftService { raft: raft.clone() })
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    // Accepted connections get TCP_NODELAY (without it a response's
+    // trailers wait for the client's delayed ACK, ~40 ms per call), a TLS
+    // handshake bounded in time, and a slot of the connection cap.
+    let grpc_incoming = trust::net::incoming(
+        grpc_listener,
+        trust::ListenOptions { tls: tls.clone(), client_cert_required: true, connections_max: GRPC_CONNECTIONS_MAX },
+    );
+    let grpc = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(GRPC_CONCURRENT_STREAMS_MAX))
+        .http2_keepalive_interval(Some(Duration::from_millis(GRPC_KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(GRPC_KEEPALIVE_TIMEOUT_MS)))
+        .http2_max_header_list_size(GRPC_HEADER_LIST_BYTES_MAX)
+        .http2_max_pending_accept_reset_streams(Some(GRPC_PENDING_RESETS_MAX))
+        .timeout(Duration::from_millis(GRPC_REQUEST_TIMEOUT_MS))
+        .layer(super::authz::AuthzLayer { view: view.clone() })
+        .layer(super::metrics::RpcTimingLayer { metrics: metrics.clone() })
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(registry_server)
+        .add_service(raft_server)
+        .add_service(sync_server)
+        .add_service(admin_server)
+        .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_receiver.clone()));
+    let http_state = http::HttpState { service, hub, agents };
+    let http_options = trust::ListenOptions { tls, client_cert_required: false, connections_max: HTTP_CONNECTIONS_MAX };
+    let http = trust::net::serve_http(http_listener, http_options, http::router(http_state), stopped(stop_receiver));
+    let grpc = tokio::spawn(grpc);
+    let http = tokio::spawn(async move {
+        http.await;
+        Ok::<(), std::io::Error>(())
+    });
+
+    started(NodeHandle { raft: raft.clone(), view });
+    // A fatal Raft error (storage broken) stops the node rather than leave
+    // it serving a state it can no longer advance; a supervisor restarts it.
+    let mut raft_metrics = raft.metrics();
+    let fatal = async move {
+        match raft_metrics.wait_for(|metrics| metrics.running_state.is_err()).await {
+            Ok(metrics) => metrics.running_state.clone().err().map(|error| error.to_string()),
+            Err(_) => Some("raft stopped".to_owned()),
+        }
+    };
+    let fatal = tokio::select! {
+        () = shutdown => None,
+        fatal = fatal => fatal,
+    };
+    if let Some(error) = &fatal {
+        tracing::error!(%error, "raft stopped on a fatal error; shutting the node down");
+    }
+
+    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    let _ = stop_sender.send(true);
+    let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
+    let servers = async {
+        let (grpc, http) = tokio::join!(grpc, http);
+        if let Ok(Err(error)) = grpc {
+            tracing::warn!(%error, "gRPC server ended with an error");
+        }
+        if let Ok(Err(error)) = http {
+            tracing::warn!(%error, "HTTP server ended with an error");
+        }
+    };
+    if tokio::time::timeout(grace, servers).await.is_err() {
+        tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "in-flight requests did not finish in time; stopping anyway");
+    }
+    raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
+    sled.flush_async().await.map_err(|error| Error::Io(std::io::Error::other(error)))?;
+    tracing::info!("stopped");
+    match fatal {
+        Some(error) => Err(Error::Raft(error)),
+        None => Ok(()),
+    }
+}
+
+/// Measures how fresh this node is: a linearizable read barrier started at
+/// `t0` that completes proves the node was current as of `t0`.
+async fn probe_freshness(
+    service: Arc<RegistryService>,
+    freshness: Arc<Freshness>,
+    interval: Duration,
+    stopped: impl Future<Output = ()>,
+) {
+    let probe = async {
+        loop {
+            let started = std::time::Instant::now();
+            if let Ok(read_index) = service.leader.ensure_read(proto::v1::Consistency::Linearizable as i32).await {
+                freshness.record(started, read_index);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    };
+    tokio::select! {
+        () = probe => {}
+        () = stopped => {}
+    }
+}
+
+/// Names a fresh cluster: the first leader proposes a cluster id once.
+async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output = ()>) {
+    let name = async {
+        let mut metrics = raft.metrics();
+        while view.read().state.cluster_id.is_none() {
+            let leads = {
+                let metrics = metrics.borrow();
+                metrics.current_leader == Some(metrics.id)
+            };
+            if leads {
+                let command = registry_core::Command {
+                    meta: registry_core::WriteMeta {
+                        expected_revision: None,
+                        request_id: None,
+                        actor: "registry".to_owned(),
+                        reason: "name the cluster".to_owned(),
+                        at_unix_ms: 0,
+                        change_id: ulid::Ulid::new(),
+                    },
+                    op: registry_core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
+                };
+                if let Err(error) = raft.client_write(registry_core::Proposal::single(command)).await {
+                    tracing::debug!(%error, "naming the cluster failed; retrying");
+                }
+            }
+            // At once when this node becomes leader; every 200 ms otherwise.
+            let _ = tokio::time::timeout(Duration::from_millis(200), metrics.changed()).await;
+        }
+    };
+    tokio::select! {
+        () = name => {}
+        () = stopped => {}
+    }
+}

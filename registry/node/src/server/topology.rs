@@ -1,0 +1,87 @@
+//! Regions and shards over gRPC: the conversions, and the write path of a
+//! topology change (proposed like any write; a follower forwards once).
+
+use proto::v1;
+use registry_core::{Command, Op, RegionStatus, Response as CoreResponse, Shard, ShardState, Topology};
+use tonic::{Response, Status};
+
+use super::leader::{write_meta, Leader, Origin};
+use super::status;
+use crate::store::StateView;
+
+pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
+    match v1::RegionStatus::try_from(status) {
+        Ok(v1::RegionStatus::Healthy) => Ok(RegionStatus::Healthy),
+        Ok(v1::RegionStatus::Degraded) => Ok(RegionStatus::Degraded),
+        Ok(v1::RegionStatus::Evacuated) => Ok(RegionStatus::Evacuated),
+        _ => Err(Status::invalid_argument("status: must be healthy, degraded or evacuated")),
+    }
+}
+
+/// Checks a shard to add.
+pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
+    let info = info.ok_or_else(|| Status::invalid_argument("shard: required"))?;
+    let region = proto::Region::parse(&info.region).map_err(|error| status::from_domain_error(&error))?;
+    let shard = Shard { id: info.id, region, endpoint: info.endpoint, state: ShardState::Active };
+    registry_core::check_shard(&shard).map_err(|error| status::from_command_error(&error))?;
+    Ok(shard)
+}
+
+pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyResponse {
+    let status = |status: RegionStatus| match status {
+        RegionStatus::Healthy => v1::RegionStatus::Healthy,
+        RegionStatus::Degraded => v1::RegionStatus::Degraded,
+        RegionStatus::Evacuated => v1::RegionStatus::Evacuated,
+    } as i32;
+    v1::TopologyResponse {
+        regions: topology
+            .regions
+            .iter()
+            .map(|(region, state)| v1::RegionInfo { region: region.to_string(), status: status(*state) })
+            .collect(),
+        shards: topology
+            .shards
+            .values()
+            .map(|shard| v1::ShardInfo {
+                id: shard.id.clone(),
+                region: shard.region.to_string(),
+                endpoint: shard.endpoint.clone(),
+                state: match shard.state {
+                    ShardState::Active => "active",
+                    ShardState::Draining => "draining",
+                }
+                .to_owned(),
+            })
+            .collect(),
+        revision,
+    }
+}
+
+/// Proposes a topology change; on a follower, forwards `message` once.
+pub(crate) async fn change<Req: prost::Message + 'static>(
+    leader: &Leader,
+    view: &StateView,
+    origin: &Origin,
+    message: Req,
+    op: Op,
+) -> Result<Response<v1::TopologyResponse>, Status> {
+    let command = Command { meta: write_meta(None, &origin.caller)?, op };
+    let decided = leader.proposer.propose(command).await;
+    leader
+        .or_forward(origin, message, "topology", decided, |response| match response {
+            CoreResponse::Rejected(error) => Err(status::from_command_error(&error)),
+            _ => Ok(applied(view)),
+        })
+        .await
+}
+
+/// The topology as this node has applied it (after a read barrier unless stale).
+pub(crate) async fn read(leader: &Leader, view: &StateView, consistency: i32) -> Result<v1::TopologyResponse, Status> {
+    leader.ensure_read(consistency).await?;
+    Ok(applied(view))
+}
+
+fn applied(view: &StateView) -> v1::TopologyResponse {
+    let applied = view.read();
+    response(&applied.state.topology, applied.last_applied.map_or(0, |log_id| log_id.index))
+}
