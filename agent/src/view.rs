@@ -148,7 +148,7 @@ fn validate_bundles(
     };
     compiler::document::verify_bundle(public_name, &public.json, &public.sha256, rules.bundle_bytes_max)
         .map_err(|error| error.to_string())?;
-    compiler::bundle::check_public_bundle(&public.json).map_err(|problem| format!("{public_name}: {problem}"))?;
+    compiler::check_public_bundle(&public.json).map_err(|problem| format!("{public_name}: {problem}"))?;
     match (rules.kind, private) {
         (Kind::Api, Some(private)) => {
             compiler::document::verify_bundle(private_name, &private.json, &private.sha256, rules.bundle_bytes_max)

@@ -13,8 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::document::{CONFIG_FILE, THEME_FILE};
-use crate::{secrets, Documents, Problem};
+use crate::document::Documents;
 
 /// Canonical JSON text and its SHA-256 in lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,32 +46,4 @@ pub fn compile_bundles(tenant: &str, documents: &Documents) -> (Bundle, Bundle) 
         "integrations": documents.integrations,
     });
     (Bundle::from_value(&public), Bundle::from_value(&private))
-}
-
-/// An agent's check of a public bundle it is about to serve: exactly the
-/// public parts (tenant, config, theme), and no secrets in them.
-pub fn check_public_bundle(json: &[u8]) -> Result<(), Problem> {
-    let refuse = |rule: &'static str, message: &str| Problem::new("public_bundle", "", rule, message);
-    let Ok(Value::Object(bundle)) = serde_json::from_slice::<Value>(json) else {
-        return Err(refuse("json-object", "is not a JSON object"));
-    };
-    if let Some(key) = bundle.keys().find(|key| !["tenant", "config", "theme"].contains(&key.as_str())) {
-        return Err(Problem::new(
-            "public_bundle",
-            crate::pointer_push("", key),
-            "public-scope",
-            "a public bundle holds tenant, config and theme only",
-        ));
-    }
-    let mut problems = Vec::new();
-    let mut config = Map::new();
-    config.insert("public".to_owned(), bundle.get("config").cloned().unwrap_or(Value::Null));
-    secrets::check(CONFIG_FILE, &config, &mut problems);
-    if let Some(Value::Object(theme)) = bundle.get("theme") {
-        secrets::check(THEME_FILE, theme, &mut problems);
-    }
-    match problems.into_iter().next() {
-        Some(problem) => Err(problem),
-        None => Ok(()),
-    }
 }

@@ -1,15 +1,24 @@
 //! The bottom of the document rules: JSON objects within a size and
 //! bundles that match their content hash. The registry (on write) and the
 //! agents (on apply) use the same functions, so both refuse the same
-//! things; every other rule module builds on these, and on the names and
-//! predicates they share (the files, host patterns, e-mail addresses,
-//! secret key names, region names), so that no rule module imports another.
+//! things; every other rule module builds on these, and on what they
+//! share: [`Problem`] and its pointers, values shown safely in messages,
+//! and the names and predicates (the files, host patterns, e-mail
+//! addresses, secret key names and references, region names, and whether a
+//! string looks random, in [`entropy`]), so that no rule module imports
+//! another.
+
+mod entropy;
+
+use std::fmt;
 
 use proto::{DomainError, Region};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::{shown, Problem};
+pub use entropy::{
+    entropy_bits, entropy_shown, is_reference, is_url, looks_random, ENTROPY_ONE_BIT, REFERENCE_SCHEMES,
+};
 
 /// Parses `text` as the JSON object that `field` must hold, at most
 /// `bytes_max` bytes long.
@@ -128,6 +137,103 @@ pub(crate) fn region(value: &Value, pointer: &str) -> Result<Region, Problem> {
         Problem::new(CONFIG_FILE, pointer, "region-name", format!("{} is not a region name", shown(value)))
     })?;
     Region::parse(text).map_err(|error| Problem::new(CONFIG_FILE, pointer, error.rule_id, error.rule))
+}
+
+/// One broken rule: the file, the JSON pointer inside it, the rule's id and
+/// a message that says what is allowed. Displays as
+/// `tenants/acme/theme.json: /colors/primary: "#12345" is not a #rrggbb color`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, relative to the tenant directory (`config.json`,
+    /// `theme.json`, `integrations/{name}.json`, `branding/logo.svg`) until
+    /// [`Problem::in_dir`] prefixes it.
+    pub file: String,
+    /// RFC 6901 pointer into the file; empty for the whole file.
+    pub pointer: String,
+    /// A short machine-readable name of the rule, e.g. `color`.
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(file: &str, pointer: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), pointer: pointer.into(), rule, message: message.into() }
+    }
+
+    /// The same problem with its file under `dir` (e.g. `tenants/acme`).
+    pub fn in_dir(mut self, dir: &str) -> Self {
+        self.file = format!("{dir}/{}", self.file);
+        self
+    }
+
+    /// The registry's name of the request field at fault: `documents.config`,
+    /// `documents.theme` or `documents.integrations`, then the pointer (an
+    /// integration's pointer starts with its name).
+    pub fn registry_field(&self) -> String {
+        let (document, prefix) = match self.file.rsplit_once("integrations/") {
+            Some((_, name)) => ("integrations", format!("/{}", name.trim_end_matches(".json"))),
+            None if self.file.ends_with("theme.json") || self.file.contains("branding/") => ("theme", String::new()),
+            None => ("config", String::new()),
+        };
+        format!("documents.{document}{prefix}{}", self.pointer)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.pointer, self.message)
+        }
+    }
+}
+
+/// Appends a key to a JSON pointer, escaping `~` and `/` (RFC 6901).
+pub(crate) fn pointer_push(pointer: &str, key: &str) -> String {
+    format!("{pointer}/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+/// A value shown in an error message, so that an error never echoes a
+/// large document or a secret: as JSON text when that is short and holds no
+/// string that looks like a key, else by its kind and size.
+pub(crate) fn shown(value: &serde_json::Value) -> String {
+    const SHOWN_CHARS_MAX: usize = 60;
+    fn no_key(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => !looks_random(text),
+            serde_json::Value::Array(items) => items.iter().all(no_key),
+            serde_json::Value::Object(map) => map.iter().all(|(key, value)| !looks_random(key) && no_key(value)),
+            _ => true,
+        }
+    }
+    let text = value.to_string();
+    if text.chars().count() <= SHOWN_CHARS_MAX && no_key(value) {
+        text
+    } else {
+        described(value)
+    }
+}
+
+/// A value described without its content, for fields that may hold a
+/// secret by mistake (a password where its hash belongs).
+pub(crate) fn described(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => format!("a string of {} characters", text.chars().count()),
+        Value::Object(map) => format!("an object of {} keys", map.len()),
+        Value::Array(items) => format!("an array of {} items", items.len()),
+        _ => value.to_string(),
+    }
+}
+
+/// A tenant's three documents, parsed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Documents {
+    pub config: Map<String, Value>,
+    pub theme: Map<String, Value>,
+    /// Integration name → its object (one file `integrations/{name}.json` each).
+    pub integrations: Map<String, Value>,
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
-use crate::document::{is_host_pattern, is_secret_key};
-use crate::{pointer_push, Problem};
+use crate::document::{is_host_pattern, is_secret_key, pointer_push, shown, Problem};
 
 /// A tenant's allowed hosts, from `config.allowedHosts` (invalid entries
 /// are reported by the schema and ignored here).
@@ -133,7 +132,7 @@ pub fn is_url_like(text: &str) -> bool {
 /// allowlist, and no secret-named query parameter.
 pub fn check_url(text: &str, allowlist: &Allowlist) -> Result<(), (&'static str, String)> {
     // Only a refusal shows the URL (cut, and never a secret-looking one).
-    let shown = || crate::shown(&Value::String(text.to_owned()));
+    let shown = || shown(&Value::String(text.to_owned()));
     let url = url::Url::parse(text.trim()).map_err(|error| match error {
         url::ParseError::RelativeUrlWithoutBase => ("https", format!("{} must be an absolute https:// URL", shown())),
         error => ("url", format!("{} is not a URL: {error}", shown())),

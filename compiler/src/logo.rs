@@ -10,9 +10,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::document::THEME_FILE;
+use crate::document::{Problem, THEME_FILE};
 use crate::limits::{LOGO_BYTES_MAX, LOGO_SIDE_PX_MAX, LOGO_SIDE_PX_MIN};
-use crate::{svg, Problem};
+
+pub mod svg;
 
 /// The file extensions a logo may have.
 pub const LOGO_EXTENSIONS: &[&str] = &["svg", "png", "jpg", "webp"];

@@ -5,8 +5,7 @@
 use proto::Region;
 use serde_json::Value;
 
-use crate::document::{region, CONFIG_FILE};
-use crate::{shown, Problem};
+use crate::document::{pointer_push, region, shown, Problem, CONFIG_FILE};
 
 /// A checked placement request; every field may be absent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +30,7 @@ pub fn requested(request: &Value) -> Result<PlacementRequest, Problem> {
     if let Some(key) = request.keys().find(|key| !["homeRegion", "allowedRegions", "drRegion"].contains(&key.as_str()))
     {
         let message = "unknown field; placement holds homeRegion, allowedRegions, drRegion";
-        return Err(Problem::new(CONFIG_FILE, crate::pointer_push("/placement", key), "unknown-field", message));
+        return Err(Problem::new(CONFIG_FILE, pointer_push("/placement", key), "unknown-field", message));
     }
     let allowed_regions = match request.get("allowedRegions") {
         None => Vec::new(),

@@ -9,12 +9,14 @@
 
 use serde_json::{Map, Value};
 
-use crate::document::{integration_file, is_email, is_host_pattern, CONFIG_FILE, THEME_FILE};
+use crate::document::{
+    described, integration_file, is_email, is_host_pattern, is_reference, pointer_push, shown, Problem, CONFIG_FILE,
+    REFERENCE_SCHEMES, THEME_FILE,
+};
 use crate::limits::{
     ALLOWED_HOSTS_MAX, CUSTOM_DOMAINS_MAX, DEMO_USERS_MAX, INTEGRATIONS_PER_TENANT_MAX, PBKDF2_ITERATIONS_MAX,
     TEXT_CHARS_MAX,
 };
-use crate::{described, placement, pointer_push, secrets, shown, Problem};
 
 /// The known keys of `config.json`, of its `public` object, and of
 /// `theme.json` (the schema files list the same).
@@ -25,15 +27,6 @@ pub const THEME_KEYS: &[&str] = &["colors", "logoUrl", "logo", "texts"];
 
 /// The SLA tiers a tenant may be on.
 pub const SLA_TIERS: &[&str] = &["bronze", "silver", "gold", "platinum"];
-
-/// A tenant's three documents, parsed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Documents {
-    pub config: Map<String, Value>,
-    pub theme: Map<String, Value>,
-    /// Integration name → its object (one file `integrations/{name}.json` each).
-    pub integrations: Map<String, Value>,
-}
 
 fn problem(problems: &mut Vec<Problem>, file: &str, pointer: &str, rule: &'static str, message: String) {
     problems.push(Problem::new(file, pointer, rule, message));
@@ -91,11 +84,6 @@ pub(crate) fn check_config(config: &Map<String, Value>, problems: &mut Vec<Probl
             problem(problems, FILE, "/slaTier", "enum", message);
         }
     }
-    if let Some(request) = config.get("placement") {
-        if let Err(error) = placement::requested(request) {
-            problems.push(error);
-        }
-    }
     if let Some(limits) = config.get("limits").and_then(|value| object(value, FILE, "/limits", problems)) {
         for (name, limit) in limits {
             if limit.as_u64().is_none_or(|limit| limit > 1_000_000_000) {
@@ -147,12 +135,12 @@ pub(crate) fn check_config(config: &Map<String, Value>, problems: &mut Vec<Probl
     }
     if let Some(references) = config.get("secrets").and_then(|value| object(value, FILE, "/secrets", problems)) {
         for (name, reference) in references {
-            if !reference.as_str().is_some_and(secrets::is_reference) {
+            if !reference.as_str().is_some_and(is_reference) {
                 let pointer = pointer_push("/secrets", name);
                 let message = format!(
                     "{} is not a secret reference ({}…); the registry holds references, never values",
                     described(reference),
-                    secrets::REFERENCE_SCHEMES.join("…, ")
+                    REFERENCE_SCHEMES.join("…, ")
                 );
                 problem(problems, FILE, &pointer, "secret-reference", message);
             }

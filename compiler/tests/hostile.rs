@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use compiler::document::{entropy_bits, ENTROPY_ONE_BIT};
 use compiler::limits::LOGO_BYTES_MAX;
 use compiler::logo::{self, Format};
-use compiler::secrets::{entropy_bits, ENTROPY_ONE_BIT};
 
 /// An SVG of `LOGO_BYTES_MAX` bytes whose body is `filler` repeated.
 fn svg_of(open: &str, filler: &str, close: &str) -> Vec<u8> {

@@ -196,10 +196,10 @@ proptest! {
                 match reader.read_event() {
                     Ok(quick_xml::events::Event::Start(element) | quick_xml::events::Event::Empty(element)) => {
                         let name = element.name().0.to_owned();
-                        prop_assert!(compiler::svg::ELEMENTS.contains(&name.as_str()), "<{name}> in {text}");
+                        prop_assert!(compiler::logo::svg::ELEMENTS.contains(&name.as_str()), "<{name}> in {text}");
                         for attribute in element.attributes() {
                             let key = attribute.unwrap().key.0.to_owned();
-                            prop_assert!(compiler::svg::ATTRIBUTES.contains(&key.as_str()), "{key} in {text}");
+                            prop_assert!(compiler::logo::svg::ATTRIBUTES.contains(&key.as_str()), "{key} in {text}");
                             prop_assert!(!key.to_ascii_lowercase().starts_with("on"), "{key} in {text}");
                         }
                     }

@@ -257,14 +257,14 @@ fn base64_of(bytes: &[u8]) -> String {
 #[test]
 fn public_bundles_are_checked_by_agents() {
     let (public, private) = compiler::compile_bundles("acme", &valid());
-    assert!(compiler::bundle::check_public_bundle(public.json.as_bytes()).is_ok());
-    let problem = compiler::bundle::check_public_bundle(private.json.as_bytes()).expect_err("private is not public");
+    assert!(compiler::check_public_bundle(public.json.as_bytes()).is_ok());
+    let problem = compiler::check_public_bundle(private.json.as_bytes()).expect_err("private is not public");
     assert_eq!(
         problem.to_string(),
         "public_bundle: /integrations: a public bundle holds tenant, config and theme only"
     );
     let leaked = br#"{"tenant":"acme","config":{"password":"hunter2"},"theme":{}}"#;
-    assert_eq!(compiler::bundle::check_public_bundle(leaked).expect_err("secret").rule, "secret-key");
+    assert_eq!(compiler::check_public_bundle(leaked).expect_err("secret").rule, "secret-key");
 }
 
 #[test]
