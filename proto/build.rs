@@ -12,6 +12,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
     // Bundles as shared bytes: an api-node's response body is then a
     // reference-count bump, not a copy of the bundle per request.
-    tonic_prost_build::configure().bytes(".tenantry.v1.Bundle.json").compile_fds(descriptors)?;
+    // The cluster status is also JSON (a node's `/status`, `regctl cluster
+    // status -o json`), with the field names of the contract.
+    tonic_prost_build::configure()
+        .bytes(".tenantry.v1.Bundle.json")
+        .type_attribute(".tenantry.v1.ClusterStatusResponse", "#[derive(serde::Serialize)]")
+        .type_attribute(".tenantry.v1.Member", "#[derive(serde::Serialize)]")
+        .compile_fds(descriptors)?;
     Ok(())
 }

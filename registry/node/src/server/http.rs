@@ -58,27 +58,7 @@ async fn readyz(State(HttpState { service, .. }): State<HttpState>) -> Response 
 
 async fn status(State(HttpState { service, .. }): State<HttpState>) -> Response {
     match service.cluster_status(tonic::Request::new(proto::v1::ClusterStatusRequest {})).await {
-        Ok(status) => {
-            let status = status.into_inner();
-            let members: Vec<_> = status
-                .members
-                .iter()
-                .map(|member| {
-                    serde_json::json!({
-                        "id": member.id, "region": member.region, "grpc_addr": member.grpc_addr,
-                        "voter": member.voter, "matched_index": member.matched_index,
-                    })
-                })
-                .collect();
-            Json(serde_json::json!({
-                "node_id": status.node_id, "region": status.region, "state": status.state,
-                "leader_id": status.leader_id, "term": status.term,
-                "last_log_index": status.last_log_index, "committed_index": status.committed_index,
-                "applied_index": status.applied_index, "snapshot_index": status.snapshot_index,
-                "purged_index": status.purged_index, "tenants": status.tenants, "members": members,
-            }))
-            .into_response()
-        }
+        Ok(status) => Json(status.into_inner()).into_response(),
         Err(status) => (StatusCode::SERVICE_UNAVAILABLE, status.message().to_owned()).into_response(),
     }
 }

@@ -4,29 +4,9 @@
 use proto::v1;
 use registry_client::workflows::smoke::SmokeRow;
 use registry_client::Error;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{json_value, Format};
-
-fn status_json(status: &v1::ClusterStatusResponse) -> Value {
-    let members: Vec<_> = status
-        .members
-        .iter()
-        .map(|member| {
-            json!({
-                "id": member.id, "region": member.region, "grpc_addr": member.grpc_addr,
-                "voter": member.voter, "matched_index": member.matched_index,
-            })
-        })
-        .collect();
-    json!({
-        "node_id": status.node_id, "region": status.region, "state": status.state, "cert_not_after_unix_s": status.cert_not_after_unix_s,
-        "leader_id": status.leader_id, "term": status.term, "last_log_index": status.last_log_index,
-        "committed_index": status.committed_index, "applied_index": status.applied_index,
-        "snapshot_index": status.snapshot_index, "purged_index": status.purged_index,
-        "tenants": status.tenants, "cluster_id": status.cluster_id, "members": members,
-    })
-}
 
 pub(crate) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusResponse, Error>)], format: Format) {
     match format {
@@ -34,7 +14,7 @@ pub(crate) fn cluster_status(statuses: &[(String, Result<v1::ClusterStatusRespon
             let nodes: Vec<_> = statuses
                 .iter()
                 .map(|(endpoint, status)| match status {
-                    Ok(status) => json!({ "endpoint": endpoint, "status": status_json(status) }),
+                    Ok(status) => json!({ "endpoint": endpoint, "status": status }),
                     Err(error) => json!({ "endpoint": endpoint, "error": error.to_string() }),
                 })
                 .collect();
