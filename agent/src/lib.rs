@@ -8,7 +8,8 @@
 //!
 //! The sidecar (a local HTTP API and materialized config files, for apps not
 //! written in Rust and for frontend nodes) is the `agent` binary
-//! (`src/bin/agent/`), built on this library like api-node is.
+//! (package `agent-sidecar` in `agent/sidecar/`), built on this library like
+//! api-node is.
 //!
 //! Architecture Invariant: the library runs no server; it is what an
 //! application embeds.

@@ -28,7 +28,7 @@ fn build(profile_dir: &Path) -> anyhow::Result<()> {
         "--package",
         "regctl",
         "--package",
-        "agent",
+        "agent-sidecar",
         "--package",
         "api-node",
         "--bins",

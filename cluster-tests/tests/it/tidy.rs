@@ -84,7 +84,7 @@ fn only_output_layers_print_to_stdout() {
 
 /// What each crate must never depend on (directly, outside its tests), as
 /// ARCHITECTURE.md's invariants say and why.
-const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 11] = [
+const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 12] = [
     // The bottom: wire types and generated stubs; process plumbing.
     ("proto", &["trust", "compiler", "registry-core", "registry", "registry-client", "regctl", "agent", "api-node"]),
     (
@@ -106,7 +106,12 @@ const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 11] = [
     // regctl: the API, the client and the compiler only (etcdctl's rule).
     ("regctl", &["registry", "registry-core", "openraft", "raft-log", "sled", "agent", "api-node"]),
     // Agents and api-nodes never link the registry node.
-    ("agent", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
+    // The agent library serves nothing: HTTP and flags are the sidecar's.
+    (
+        "agent",
+        &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node", "axum", "clap", "agent-sidecar"],
+    ),
+    ("agent-sidecar", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
     ("api-node", &["registry-core", "registry", "openraft", "raft-log"]),
     // The suites reach the node as users do: its binary and the client.
     ("cluster-tests", &["registry", "registry-core", "openraft", "raft-log", "sled"]),

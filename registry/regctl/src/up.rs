@@ -22,8 +22,8 @@ use registry_client::{http_get_via, Client, WriteOptions};
 /// The regions of the local cluster, in node-id order.
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
 
-/// The binaries `regctl up` runs; each is its package's binary of the same name.
-const BINARIES: [&str; 3] = ["registry", "agent", "api-node"];
+/// The binaries `regctl up` runs, and their packages.
+const BINARIES: [(&str, &str); 3] = [("registry", "registry"), ("agent-sidecar", "agent"), ("api-node", "api-node")];
 
 /// How long the processes get to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -171,8 +171,8 @@ fn binaries() -> Result<PathBuf, Failure> {
     if let Ok(cargo) = std::env::var("CARGO") {
         let mut build = std::process::Command::new(cargo);
         build.args(["build", "--quiet"]);
-        for binary in BINARIES {
-            build.args(["--package", binary, "--bin", binary]);
+        for (package, binary) in BINARIES {
+            build.args(["--package", package, "--bin", binary]);
         }
         if dir.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
@@ -184,7 +184,7 @@ fn binaries() -> Result<PathBuf, Failure> {
             ));
         }
     }
-    for binary in BINARIES {
+    for (_, binary) in BINARIES {
         if !dir.join(binary).exists() {
             return Err(Failure(format!(
                 "{} not found; build it with `cargo build --release --workspace` or run `cargo run --release --bin regctl -- up`",
