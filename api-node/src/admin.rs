@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::limits::MOVE_VIEW_WAIT_MS;
-use crate::server::Node;
+use crate::node::Node;
 use crate::shard::ShardError;
 
 /// Every route needs an operator certificate (over TLS): `/metrics` any

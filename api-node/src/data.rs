@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::limiter::Limited;
 use crate::limits::RETRY_AFTER_S;
-use crate::server::{with_tenant_headers, ClientIp, Node, ReadTenant, WriteTenant};
+use crate::node::{with_tenant_headers, ClientIp, Node, ReadTenant, WriteTenant};
 use crate::shard::{ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {

@@ -8,6 +8,8 @@
 //! * [`data`], [`shard`]: the tenant-scoped data API and its per-shard stores.
 //! * [`login`], [`auth`], [`limiter`]: demo-user logins and session tokens;
 //!   password hashes and token keys; the failed-login limiter.
+//! * [`node`]: what every handler shares: [`node::Node`], the tenant
+//!   extractors, the tenant response headers.
 //! * [`server`]: the axum router and handlers.
 //! * [`admin`]: the operator listener: the copy step of a move between shards.
 //!
@@ -20,6 +22,7 @@ pub mod data;
 pub mod limiter;
 pub mod limits;
 pub mod login;
+pub mod node;
 pub mod policy;
 pub mod resolve;
 pub mod server;

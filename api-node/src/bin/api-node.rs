@@ -13,8 +13,9 @@ use api_node::limits::{
     STALENESS_MS_MAX_DEFAULT,
 };
 use api_node::login::Logins;
+use api_node::node::{Metrics, Node};
 use api_node::resolve::{HostRules, IpNet};
-use api_node::server::{router, Metrics, Node};
+use api_node::server::router;
 use api_node::shard::ShardStores;
 use clap::Parser;
 

@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, SerialNumber,
 };
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
@@ -179,7 +180,7 @@ pub fn inspect(file: &Path, der: &CertificateDer<'_>) -> Result<CertInfo, TrustE
     Ok(CertInfo {
         file: file.to_path_buf(),
         subject: cert.subject().to_string(),
-        identity: crate::tls::identity_of(&cert),
+        identity: crate::identity::identity_of(&cert),
         is_ca: cert.is_ca(),
         not_before_unix_s: cert.validity().not_before.timestamp(),
         not_after_unix_s: cert.validity().not_after.timestamp(),
@@ -197,9 +198,21 @@ pub fn list(dir: &Path) -> Result<Vec<CertInfo>, TrustError> {
     files.sort();
     let mut infos = Vec::with_capacity(files.len());
     for file in files {
-        for der in crate::tls::read_certs(&file)? {
+        for der in read_certs(&file)? {
             infos.push(inspect(&file, &der)?);
         }
     }
     Ok(infos)
+}
+
+/// Reads every certificate in a PEM file.
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|error| TrustError::file(path, error))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TrustError::file(path, format!("not a PEM certificate file: {error}")))?;
+    if certs.is_empty() {
+        return Err(TrustError::file(path, "holds no certificate (expected PEM \"BEGIN CERTIFICATE\")"));
+    }
+    Ok(certs)
 }

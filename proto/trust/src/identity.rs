@@ -5,6 +5,9 @@
 use std::fmt;
 
 use proto::Region;
+use rustls_pki_types::CertificateDer;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
 
 use crate::TrustError;
 
@@ -183,6 +186,29 @@ impl fmt::Display for Identity {
             Identity::Operator { name, .. } => write!(formatter, "operator:{name}"),
         }
     }
+}
+
+/// The identity a parsed certificate carries in its URI SAN.
+pub fn identity_of(cert: &X509Certificate<'_>) -> Result<Identity, String> {
+    let names = cert
+        .subject_alternative_name()
+        .map_err(|error| format!("subject alternative names unreadable: {error}"))?
+        .ok_or_else(|| "no subject alternative names, so no identity".to_owned())?;
+    let mut uris = names.value.general_names.iter().filter_map(|name| match name {
+        GeneralName::URI(uri) => Some(*uri),
+        _ => None,
+    });
+    let uri = uris.next().ok_or_else(|| "no identity URI SAN".to_owned())?;
+    if uris.next().is_some() {
+        return Err("more than one URI SAN: an identity must be unambiguous".to_owned());
+    }
+    Identity::from_uri(uri).map_err(|error| error.to_string())
+}
+
+/// The identity of a peer's leaf certificate (already verified by rustls).
+pub fn peer_identity(der: &CertificateDer<'_>) -> Result<Identity, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|error| format!("certificate: {error}"))?;
+    identity_of(&cert)
 }
 
 #[cfg(test)]

@@ -14,9 +14,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::GeneralName;
 
+use crate::certs::{inspect, read_certs};
+use crate::identity::peer_identity;
 use crate::{Identity, TrustError};
 
 /// Where a process finds its CA, certificate and key.
@@ -27,44 +27,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Reads every certificate in a PEM file.
-pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|error| TrustError::file(path, error))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TrustError::file(path, format!("not a PEM certificate file: {error}")))?;
-    if certs.is_empty() {
-        return Err(TrustError::file(path, "holds no certificate (expected PEM \"BEGIN CERTIFICATE\")"));
-    }
-    Ok(certs)
-}
-
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TrustError> {
     PrivateKeyDer::from_pem_file(path)
         .map_err(|error| TrustError::file(path, format!("not a PEM private key: {error}")))
-}
-
-/// The identity a parsed certificate carries in its URI SAN.
-pub fn identity_of(cert: &X509Certificate<'_>) -> Result<Identity, String> {
-    let names = cert
-        .subject_alternative_name()
-        .map_err(|error| format!("subject alternative names unreadable: {error}"))?
-        .ok_or_else(|| "no subject alternative names, so no identity".to_owned())?;
-    let mut uris = names.value.general_names.iter().filter_map(|name| match name {
-        GeneralName::URI(uri) => Some(*uri),
-        _ => None,
-    });
-    let uri = uris.next().ok_or_else(|| "no identity URI SAN".to_owned())?;
-    if uris.next().is_some() {
-        return Err("more than one URI SAN: an identity must be unambiguous".to_owned());
-    }
-    Identity::from_uri(uri).map_err(|error| error.to_string())
-}
-
-/// The identity of a peer's leaf certificate (already verified by rustls).
-pub fn peer_identity(der: &CertificateDer<'_>) -> Result<Identity, String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|error| format!("certificate: {error}"))?;
-    identity_of(&cert)
 }
 
 fn format_time(unix_s: i64) -> String {
@@ -76,7 +41,7 @@ fn format_time(unix_s: i64) -> String {
 
 /// Refuses a certificate that is not valid now, naming the file and dates.
 fn check_validity(path: &Path, der: &CertificateDer<'_>, now_unix_s: i64) -> Result<(i64, i64), TrustError> {
-    let info = crate::certs::inspect(path, der)?;
+    let info = inspect(path, der)?;
     let (from, until) = (info.not_before_unix_s, info.not_after_unix_s);
     let dates = format!("valid from {} until {}", format_time(from), format_time(until));
     if now_unix_s < from {

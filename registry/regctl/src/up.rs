@@ -96,7 +96,7 @@ impl DevCerts {
         for (identity, hosts) in identities {
             // Re-issued when missing or expiring within a day.
             let cert = dir.join(format!("{}.crt", identity.file_stem()));
-            let fresh = trust::tls::read_certs(&cert)
+            let fresh = trust::certs::read_certs(&cert)
                 .ok()
                 .and_then(|certs| trust::certs::inspect(&cert, &certs[0]).ok())
                 .is_some_and(|info| info.not_after_unix_s > time_now_s() + 86_400);

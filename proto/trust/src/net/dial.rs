@@ -132,8 +132,12 @@ impl Connector {
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {addr} timed out")))?
             .map_err(|error| io::Error::new(error.kind(), format!("TLS with {addr}: {error}")))?;
         if let Some(expected) = &self.expect {
-            let found =
-                stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).map(crate::tls::peer_identity);
+            let found = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(crate::identity::peer_identity);
             match found {
                 Some(Ok(identity)) if expected.matches(&identity) => {}
                 Some(Ok(identity)) => {

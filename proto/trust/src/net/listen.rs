@@ -194,7 +194,7 @@ async fn handshake(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
     let identity = match stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()) {
         None => None,
-        Some(leaf) => match crate::tls::peer_identity(leaf) {
+        Some(leaf) => match crate::identity::peer_identity(leaf) {
             Ok(identity) => Some(Arc::new(identity)),
             // Signed by our CA but naming no identity: treated as anonymous.
             Err(error) => {
