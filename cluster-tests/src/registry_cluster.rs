@@ -8,7 +8,8 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use proto::v1;
-use registry_client::{http_get_via, Client};
+use registry_client::http::get_text_via;
+use registry_client::Client;
 use std::sync::Arc;
 use trust::Role;
 
@@ -371,7 +372,7 @@ impl RegistryCluster {
 
     /// `GET path` on node `id`'s HTTP port, as an admin.
     pub async fn http_get(&self, id: u64, path: &str) -> std::io::Result<(u16, String)> {
-        http_get_via(&self.admin_connector(), &self.node(id).http, path, Duration::from_secs(5)).await
+        get_text_via(&self.admin_connector(), &self.node(id).http, path, Duration::from_secs(5)).await
     }
 
     /// Node `id`'s own view of the cluster.

@@ -97,7 +97,9 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let refused = foreign_admin.save_snapshot().await.unwrap_err();
     assert!(matches!(refused, Error::Unavailable { .. }) && mentions_tls(&refused.to_string()), "{refused:?}");
     let foreign_http = Connector::new(Some(foreign.operator(Role::Admin)?), false);
-    assert!(registry_client::http_get_via(&foreign_http, &node.http, "/status", Duration::from_secs(5)).await.is_err());
+    assert!(registry_client::http::get_text_via(&foreign_http, &node.http, "/status", Duration::from_secs(5))
+        .await
+        .is_err());
 
     phase("a viewer reads, without private bundles or integrations, and writes nothing");
     let viewer = cluster.client_as(Role::Viewer);

@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use registry_client::{http_get, WriteOptions};
+use registry_client::http::get_text;
+use registry_client::WriteOptions;
 
 use super::{documents, phase};
 use cluster_tests::binaries::binary;
@@ -54,7 +55,7 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
 
     phase("the HTTP API blocks on ?wait= until the revision arrives");
     let (code, body) =
-        http_get(&http, &format!("/v1/tenants/m-05?wait={revision}&timeout=20000"), Duration::from_secs(25)).await?;
+        get_text(&http, &format!("/v1/tenants/m-05?wait={revision}&timeout=20000"), Duration::from_secs(25)).await?;
     assert_eq!(code, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body)?;
     assert!(answer["revision"].as_u64() >= Some(revision));
@@ -63,14 +64,14 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
         tenants.iter().find(|t| t.id == "m-05").map(|t| t.config_revision)
     );
     assert!(answer["tenant"].get("private").is_none(), "a frontend sidecar serves no private bundle");
-    let (code, _) = http_get(&http, "/v1/resolve?host=m-07.example.com", Duration::from_secs(5)).await?;
+    let (code, _) = get_text(&http, "/v1/resolve?host=m-07.example.com", Duration::from_secs(5)).await?;
     assert_eq!(code, 200);
-    let (code, _) = http_get(&http, "/v1/tenants/m-35", Duration::from_secs(5)).await?;
+    let (code, _) = get_text(&http, "/v1/tenants/m-35", Duration::from_secs(5)).await?;
     assert_eq!(code, 404, "deleted");
-    let (code, body) = http_get(&http, "/v1/tenants/Bad_Id", Duration::from_secs(5)).await?;
+    let (code, body) = get_text(&http, "/v1/tenants/Bad_Id", Duration::from_secs(5)).await?;
     assert_eq!(code, 400);
     assert!(body.contains("tenant_id"), "{body}");
-    let (code, health) = http_get(&http, "/healthz", Duration::from_secs(5)).await?;
+    let (code, health) = get_text(&http, "/healthz", Duration::from_secs(5)).await?;
     assert_eq!(code, 200, "{health}");
 
     phase("the manifest reaches the final revision; the files equal the public bundles");

@@ -116,3 +116,25 @@ pub async fn post_json(addr: &str, path: &str, headers: &[(&str, &str)], body: &
     let request = HttpRequest { body: body.as_bytes(), ..HttpRequest::new("POST", path, &all) };
     send(&trust::Connector::new(None, false), addr, &request).await
 }
+
+/// `GET path` on a plaintext HTTP port (a sidecar's), bounded by
+/// `timeout`: the status code and the body.
+pub async fn get_text(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    get_text_via(&trust::Connector::new(None, false), addr, path, timeout).await
+}
+
+/// `GET path` through `connector` (a registry node's HTTP port: `/readyz`,
+/// `/status`, `/metrics`, over TLS unless `--insecure`).
+pub async fn get_text_via(
+    connector: &trust::Connector,
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let headers = [("Host", addr)];
+    let request = HttpRequest::new("GET", path, &headers);
+    let response = tokio::time::timeout(timeout, send(connector, addr, &request)).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
+    })?;
+    Ok((response.status, response.text()))
+}

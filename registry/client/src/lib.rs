@@ -449,29 +449,6 @@ impl Client {
     }
 }
 
-/// `GET path` on a plaintext HTTP port (a sidecar's), bounded by
-/// `timeout`: the status code and the body.
-pub async fn http_get(addr: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
-    http_get_via(&trust::Connector::new(None, false), addr, path, timeout).await
-}
-
-/// `GET path` through `connector` (a registry node's HTTP port: `/readyz`,
-/// `/status`, `/metrics`, over TLS unless `--insecure`).
-pub async fn http_get_via(
-    connector: &trust::Connector,
-    addr: &str,
-    path: &str,
-    timeout: Duration,
-) -> std::io::Result<(u16, String)> {
-    let headers = [("Host", addr)];
-    let request = crate::http::HttpRequest::new("GET", path, &headers);
-    let response =
-        tokio::time::timeout(timeout, crate::http::send(connector, addr, &request)).await.unwrap_or_else(|_| {
-            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out")))
-        })?;
-    Ok((response.status, response.text()))
-}
-
 impl Client {
     /// Every endpoint's list of its agents.
     pub async fn list_agents(&self) -> Vec<(String, Result<v1::ListAgentsResponse, Error>)> {

@@ -17,7 +17,8 @@ use tokio::process::{Child, Command};
 
 use super::output::{self, Format};
 use super::{repo, Failure};
-use registry_client::{http_get_via, Client, WriteOptions};
+use registry_client::http::get_text_via;
+use registry_client::{Client, WriteOptions};
 
 /// The regions of the local cluster, in node-id order.
 const REGIONS: [&str; 3] = ["us-east", "eu-west", "ap-south"];
@@ -295,7 +296,7 @@ async fn wait_ready(processes: &mut [Process], tls: Option<&std::sync::Arc<trust
             // Registry nodes serve HTTP over TLS; sidecars and api-nodes in plaintext.
             let connector = trust::Connector::new(tls.filter(|_| process.name.starts_with("node-")).cloned(), false);
             if let Ok((200, _)) =
-                http_get_via(&connector, &process.http, process.ready_path, Duration::from_secs(2)).await
+                get_text_via(&connector, &process.http, process.ready_path, Duration::from_secs(2)).await
             {
                 break;
             }

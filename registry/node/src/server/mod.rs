@@ -12,7 +12,7 @@ mod node;
 mod proposer;
 mod raft_service;
 mod registry_service;
-pub mod status;
+mod status;
 mod sync_service;
 mod topology;
 

@@ -2,7 +2,7 @@
 //! commands, bad values, no leader, Raft failures.
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
-pub use proto::status::{detail, with_detail};
+pub(crate) use proto::status::with_detail;
 use proto::v1::ErrorDetail;
 use proto::DomainError;
 use registry_core::CommandError;
@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 use crate::raft_types::{Member, NodeId};
 
 /// A refused command.
-pub fn from_command_error(error: &CommandError) -> Status {
+pub(crate) fn from_command_error(error: &CommandError) -> Status {
     let message = error.to_string();
     match error {
         CommandError::Invalid { field, rule_id, .. } => with_detail(
@@ -54,7 +54,7 @@ pub fn from_command_error(error: &CommandError) -> Status {
 }
 
 /// A value that broke a domain rule.
-pub fn from_domain_error(error: &DomainError) -> Status {
+pub(crate) fn from_domain_error(error: &DomainError) -> Status {
     with_detail(
         Code::InvalidArgument,
         error.to_string(),
@@ -64,7 +64,7 @@ pub fn from_domain_error(error: &DomainError) -> Status {
 
 /// No leader reachable from here: the client should retry, preferably at
 /// the leader whose address the detail names.
-pub fn no_leader(forward: &ForwardToLeader<NodeId, Member>, what: &str) -> Status {
+pub(crate) fn no_leader(forward: &ForwardToLeader<NodeId, Member>, what: &str) -> Status {
     let leader_grpc_addr = forward.leader_node.as_ref().map(|node| node.grpc_addr.clone()).unwrap_or_default();
     let message = match forward.leader_id {
         Some(leader) => {
@@ -80,7 +80,7 @@ fn fatal(error: &openraft::error::Fatal<NodeId>) -> Status {
 }
 
 /// A failed leadership check (read index).
-pub fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> Status {
+pub(crate) fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> Status {
     match error {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => no_leader(&forward, "read"),
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)) => {
@@ -91,7 +91,7 @@ pub fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Mem
 }
 
 /// A failed proposal, other than "forward to the leader".
-pub fn from_client_write(error: &RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Status {
+pub(crate) fn from_client_write(error: &RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Status {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => no_leader(forward, "write"),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
