@@ -6,7 +6,9 @@
 //! Exit codes: 0 success, 1 failure, 2 usage.
 
 mod backup;
+mod canary;
 mod certs;
+mod cluster;
 mod failover;
 mod fleet;
 mod moves;
@@ -14,15 +16,15 @@ mod output;
 mod publish;
 mod repo;
 mod smoke;
+mod tenants;
 mod topology;
 mod up;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use proto::v1::{self, Consistency};
+use proto::v1::Consistency;
 use proto::TenantId;
 
 use output::Format;
@@ -51,7 +53,7 @@ struct Cli {
 enum Command {
     /// Create, read, change and delete tenants.
     #[command(subcommand)]
-    Tenant(TenantCommand),
+    Tenant(tenants::TenantCommand),
     /// Compile a config repo and publish what changed, in gated cohorts.
     Publish(publish::PublishArgs),
     /// Compare a compiled config repo with the registry (exit 1 when they differ).
@@ -70,7 +72,7 @@ enum Command {
     },
     /// Stage, promote or abort a tenant's canary version.
     #[command(subcommand)]
-    Canary(CanaryCommand),
+    Canary(canary::CanaryCommand),
     /// Restore a tenant's documents as of a revision, as a new revision.
     Rollback {
         #[arg(value_parser = parse_tenant_id)]
@@ -116,7 +118,7 @@ enum Command {
     },
     /// Cluster membership and Raft state.
     #[command(subcommand)]
-    Cluster(ClusterCommand),
+    Cluster(cluster::ClusterCommand),
     /// The agent fleet, merged from every reachable node.
     Agents {
         /// Only agents that have not acknowledged the newest revision.
@@ -147,119 +149,8 @@ enum Command {
     Smoke(smoke::SmokeArgs),
 }
 
-#[derive(Subcommand)]
-enum TenantCommand {
-    /// Create a tenant; documents from files (`-` for stdin).
-    Create {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        documents: DocumentArgs,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-    /// Show one tenant.
-    Get {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-    /// List tenants.
-    List {
-        #[command(flatten)]
-        read: ReadArgs,
-        /// Include deleted (tombstoned) tenants.
-        #[arg(long)]
-        include_deleted: bool,
-    },
-    /// Replace documents of a tenant; documents not given keep their value.
-    Set {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        documents: DocumentArgs,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-    /// Delete (tombstone) a tenant.
-    Delete {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum CanaryCommand {
-    /// Stage the tenant as compiled from a config repo; api-nodes serve it only
-    /// with `X-Config-Canary: 1` or cookie `config_canary=1`.
-    Stage {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        /// The config repo holding the candidate.
-        dir: PathBuf,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-    /// Make the staged canary the live version.
-    Promote {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-    /// Drop the staged canary.
-    Abort {
-        #[arg(value_parser = parse_tenant_id)]
-        tenant: TenantId,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-}
-
-#[derive(Subcommand)]
-enum ClusterCommand {
-    /// Members, regions, leader, term and indexes, from every endpoint.
-    Status,
-    /// Add a node as a learner (replicates, serves agents and stale reads, does
-    /// not vote); returns once it has caught up. Start the node first with
-    /// `registry serve --id ID --peer …` listing itself and the cluster.
-    AddLearner {
-        /// ID=REGION@HOST:PORT, e.g. 4=eu-west@10.0.2.4:7100.
-        #[arg(value_parser = parse_member)]
-        member: (u64, String, String),
-    },
-    /// Make a learner a voter.
-    Promote { id: u64 },
-    /// Remove a voter or a learner from the cluster (then stop its process).
-    Remove { id: u64 },
-}
-
-fn parse_member(text: &str) -> Result<(u64, String, String), String> {
-    let usage = || format!("`{text}`: expected ID=REGION@HOST:PORT, e.g. 4=eu-west@127.0.0.1:7104");
-    let (id, rest) = text.split_once('=').ok_or_else(usage)?;
-    let (region, addr) = rest.split_once('@').ok_or_else(usage)?;
-    let id = id.parse::<u64>().map_err(|_| usage())?;
-    Ok((id, region.to_owned(), addr.to_owned()))
-}
-
 fn parse_tenant_id(text: &str) -> Result<TenantId, String> {
     TenantId::parse(text).map_err(|error| error.to_string())
-}
-
-#[derive(Args)]
-struct DocumentArgs {
-    /// config.json (features, API base, SLA tier; `public` is browser-visible).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// theme.json (colors, logo URL, texts).
-    #[arg(long)]
-    theme: Option<PathBuf>,
-    /// Integrations: a JSON object of name -> object.
-    #[arg(long)]
-    integrations: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -308,30 +199,6 @@ impl From<registry_client::Error> for Failure {
     }
 }
 
-fn read_document(path: &Option<PathBuf>, stdin_used: &mut bool) -> Result<Option<String>, Failure> {
-    let Some(path) = path else { return Ok(None) };
-    if path.as_os_str() == "-" {
-        if std::mem::replace(stdin_used, true) {
-            return Err(Failure("only one document can come from stdin (`-`)".to_owned()));
-        }
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|error| Failure(format!("stdin: {error}")))?;
-        return Ok(Some(text));
-    }
-    std::fs::read_to_string(path).map(Some).map_err(|error| Failure(format!("{}: {error}", path.display())))
-}
-
-impl DocumentArgs {
-    fn read(&self) -> Result<v1::Documents, Failure> {
-        let mut stdin_used = false;
-        Ok(v1::Documents {
-            config_json: read_document(&self.config, &mut stdin_used)?,
-            theme_json: read_document(&self.theme, &mut stdin_used)?,
-            integrations_json: read_document(&self.integrations, &mut stdin_used)?,
-        })
-    }
-}
-
 pub(crate) fn actor() -> String {
     std::env::var("USER").map(|user| format!("regctl:{user}")).unwrap_or_else(|_| "regctl".to_owned())
 }
@@ -361,33 +228,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match command {
         Command::Up(_) | Command::Certs(_) => {}
         Command::Smoke(args) => smoke::run(args, &client, format).await?,
-        Command::Tenant(TenantCommand::Create { tenant, documents, write }) => {
-            let written = client.create_tenant(tenant.as_str(), documents.read()?, &write.options()).await?;
-            output::write_response("created", &written, format);
-        }
-        Command::Tenant(TenantCommand::Set { tenant, documents, write }) => {
-            let documents = documents.read()?;
-            if documents.config_json.is_none()
-                && documents.theme_json.is_none()
-                && documents.integrations_json.is_none()
-            {
-                return Err(Failure("give at least one of --config, --theme, --integrations".to_owned()));
-            }
-            let written = client.update_tenant(tenant.as_str(), documents, &write.options()).await?;
-            output::write_response("updated", &written, format);
-        }
-        Command::Tenant(TenantCommand::Delete { tenant, write }) => {
-            let written = client.delete_tenant(tenant.as_str(), &write.options()).await?;
-            output::write_response("deleted", &written, format);
-        }
-        Command::Tenant(TenantCommand::Get { tenant, read }) => {
-            let got = client.get_tenant(tenant.as_str(), read.consistency()).await?;
-            output::tenant(&got, format);
-        }
-        Command::Tenant(TenantCommand::List { read, include_deleted }) => {
-            let (tenants, revision) = client.list_tenants(read.consistency(), include_deleted).await?;
-            output::tenant_list(&tenants, revision, format);
-        }
+        Command::Tenant(command) => tenants::run(command, &client, format).await?,
         Command::Publish(args) => publish::run(args, &client, format).await?,
         Command::Diff { dir } => {
             let compiled = repo::compile(&dir, format)?;
@@ -404,19 +245,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map_err(|error| Failure(format!("{}: {error}", out.display())))?;
             output::info(format, &format!("wrote {tenants} tenants to {}", out.display()));
         }
-        Command::Canary(CanaryCommand::Stage { tenant, dir, write }) => {
-            let compiled = repo::compile_one(&dir, &tenant, format)?;
-            let written = client.stage_canary(tenant.as_str(), repo::documents(&compiled), &write.options()).await?;
-            output::write_response("staged a canary of", &written, format);
-        }
-        Command::Canary(CanaryCommand::Promote { tenant, write }) => {
-            let written = client.finish_canary(tenant.as_str(), true, &write.options()).await?;
-            output::write_response("promoted the canary of", &written, format);
-        }
-        Command::Canary(CanaryCommand::Abort { tenant, write }) => {
-            let written = client.finish_canary(tenant.as_str(), false, &write.options()).await?;
-            output::write_response("aborted the canary of", &written, format);
-        }
+        Command::Canary(command) => canary::run(command, &client, format).await?,
         Command::Rollback { tenant, to, write } => {
             let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
@@ -436,26 +265,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Agents { lagging, region } => fleet::agents(&client, lagging, region, format).await?,
         Command::Wait { revision, region, timeout } => fleet::wait(&client, revision, region, timeout, format).await?,
-        Command::Cluster(ClusterCommand::AddLearner { member: (id, region, addr) }) => {
-            let response = client.add_learner(id, &region, &addr).await?;
-            output::membership(&format!("added learner {id}"), &response, format);
-        }
-        Command::Cluster(ClusterCommand::Promote { id }) => {
-            let response = client.change_member(id, true).await?;
-            output::membership(&format!("promoted {id} to voter"), &response, format);
-        }
-        Command::Cluster(ClusterCommand::Remove { id }) => {
-            let response = client.change_member(id, false).await?;
-            output::membership(&format!("removed {id}"), &response, format);
-        }
-        Command::Cluster(ClusterCommand::Status) => {
-            let statuses = client.cluster_status().await;
-            let reachable = statuses.iter().any(|(_, status)| status.is_ok());
-            output::cluster_status(&statuses, format);
-            if !reachable {
-                return Err(Failure("no endpoint answered".to_owned()));
-            }
-        }
+        Command::Cluster(command) => cluster::run(command, &client, format).await?,
     }
     Ok(())
 }
@@ -475,22 +285,6 @@ fn main() -> ExitCode {
         Err(Failure(message)) => {
             output::error(&message);
             ExitCode::FAILURE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_member;
-
-    #[test]
-    fn members_are_id_region_at_address() {
-        assert_eq!(
-            parse_member("4=eu-west@127.0.0.1:7104"),
-            Ok((4, "eu-west".to_owned(), "127.0.0.1:7104".to_owned()))
-        );
-        for bad in ["4eu-west@a:1", "x=eu-west@a:1", "4=eu-west"] {
-            assert!(parse_member(bad).expect_err(bad).contains("expected ID=REGION@HOST:PORT"));
         }
     }
 }
