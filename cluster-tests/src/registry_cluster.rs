@@ -236,10 +236,7 @@ impl RegistryCluster {
             command.args(["--peer", peer]);
         }
         command.args(&options.extra_args).args(&node_args).args(&tls_flags);
-        command.env(
-            "RUST_LOG",
-            "info,openraft=info,sled=warn,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn",
-        );
+        command.env("RUST_LOG", "info,openraft=info,raft_log=warn,chunked_wal=warn,h2=warn,tower=warn,hyper=warn");
         command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         node.child = Some(command.spawn()?);
         Ok(())

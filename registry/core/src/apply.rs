@@ -12,9 +12,9 @@ use super::{
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
-/// One change to the stored state, for the storage adapter to mirror (and,
-/// later, for watchers to see). Applying the changes of `apply` in order to a
-/// copy of the old state gives the new state.
+/// One change to the stored state: the node hands the changed tenants to the
+/// watchers. Applying the changes of `apply` in order to a copy of the old
+/// state gives the new state (the tests check it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     PutTenant(Arc<Tenant>),

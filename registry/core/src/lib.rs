@@ -4,7 +4,7 @@
 //! revision, the proposer's wall clock, fresh ULIDs) arrives inside the
 //! command, so every replica computes the same result.
 //!
-//! Architecture Invariant: nothing here does IO. openraft, sled and tonic are
+//! Architecture Invariant: nothing here does IO. openraft, the stores and tonic are
 //! adapters around this module.
 
 mod apply;

@@ -17,7 +17,7 @@ pub const SESSIONS_MAX: usize = 100_000;
 /// How long a request id is remembered, in milliseconds (one hour).
 pub const SESSION_AGE_MS_MAX: u64 = 60 * 60 * 1000;
 
-/// The most audit entries kept (in memory, sled and every snapshot); the
+/// The most audit entries kept (in memory and in every snapshot); the
 /// oldest go first.
 pub const AUDIT_ENTRIES_MAX: usize = 100_000;
 

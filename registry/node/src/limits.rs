@@ -118,10 +118,6 @@ pub const PROPOSALS_QUEUED_MAX: usize = 4096;
 /// The most bytes of log entries raft-log keeps cached in memory.
 pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// sled's page cache for the state machine's restart copy (the state itself
-/// is in memory).
-pub const SLED_CACHE_BYTES_MAX: usize = 32 * 1024 * 1024;
-
 /// How long a membership change may take, in milliseconds (adding a learner
 /// waits until it has caught up, which may mean a snapshot).
 pub const MEMBERSHIP_CHANGE_MS_MAX: u64 = 120_000;

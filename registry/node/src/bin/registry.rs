@@ -147,7 +147,7 @@ impl ServeArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    plumbing::init_logging("RUST_LOG", "info,openraft=warn,sled=warn,raft_log=warn");
+    plumbing::init_logging("RUST_LOG", "info,openraft=warn,raft_log=warn");
     let args = match Cli::parse().command {
         Command::Serve(args) => args,
         Command::Snapshot(command) => match snapshot(command) {

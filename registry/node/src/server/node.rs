@@ -75,7 +75,6 @@ pub async fn run(
     let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
     let view = state_machine.view();
     let hub = state_machine.hub();
-    let sled = state_machine.sled_handle();
     let metrics = Arc::new(Metrics::default());
 
     let dialer = super::network::Dialer::new(&config.dial, tls.clone(), view.clone());
@@ -211,7 +210,6 @@ pub async fn run(
         tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "in-flight requests did not finish in time; stopping anyway");
     }
     raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
-    sled.flush_async().await.map_err(|error| Error::Io(std::io::Error::other(error)))?;
     tracing::info!("stopped");
     match fatal {
         Some(error) => Err(Error::Raft(error)),

@@ -2,13 +2,12 @@
 //!
 //! * [`LogStore`]: the Raft log and vote in `raft-log`, a WAL that calls
 //!   `fdatasync` before it reports an append or a vote as done.
-//! * [`StateMachineStore`]: the applied state in memory (for reads) mirrored
-//!   in sled (for fast restarts), with `last_applied` in the same batch.
+//! * [`StateMachineStore`]: the applied state, in memory only.
 //! * [`snapshot`]: snapshot files written, fsynced and renamed into place.
 //!
-//! Architecture Invariant: the state machine is derived data. If sled is
-//! damaged, missing or behind the last snapshot at start, the node rebuilds
-//! it from the snapshot and the log instead of refusing to start.
+//! Architecture Invariant: the applied state is written to disk only as a
+//! snapshot. A restart loads the last snapshot and openraft re-applies the
+//! committed entries after it, which the log always keeps.
 
 mod log_store;
 pub mod snapshot;

@@ -1,5 +1,5 @@
-//! The state machine is derived data: a node whose sled store is missing,
-//! damaged or behind the snapshot rebuilds it instead of refusing to start.
+//! The applied state lives in memory: a reopened store holds the last
+//! snapshot, and the log after it (which openraft re-applies) brings the rest.
 
 use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
@@ -41,7 +41,7 @@ async fn applied_tenants(store: &StateMachineStore) -> Vec<(String, u64)> {
 }
 
 #[tokio::test]
-async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
+async fn a_reopened_store_holds_the_last_snapshot_and_replays_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected;
     {
@@ -53,37 +53,25 @@ async fn sled_survives_reopen_and_is_rebuilt_from_the_snapshot_when_damaged() {
         expected = applied_tenants(&store).await;
         assert_eq!(expected.len(), 3);
     }
+    // A data directory of the previous format: its sled mirror is removed.
+    let legacy_mirror = dir.path().join("sm");
+    std::fs::create_dir(&legacy_mirror).expect("mkdir");
+    std::fs::write(legacy_mirror.join("db"), b"a sled file").expect("write");
 
-    // A plain reopen loads everything from sled, including what came after the snapshot.
-    {
-        let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("reopen");
-        assert_eq!(applied_tenants(&store).await, expected);
-        let (last_applied, _) = store.applied_state().await.expect("applied state");
-        assert_eq!(last_applied.map(|log_id| log_id.index), Some(3));
-    }
-
-    // Damage sled: garbage over every file. The store rebuilds from the
-    // snapshot (index 2); openraft then re-applies entry 3 from the log.
-    for entry in walk(&dir.path().join("sm")) {
-        std::fs::write(&entry, b"not a sled file").expect("damage");
-    }
-    let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open after damage");
+    let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("reopen");
+    assert!(!legacy_mirror.exists(), "the previous format's mirror is removed");
     let (last_applied, _) = store.applied_state().await.expect("applied state");
-    assert_eq!(last_applied.map(|log_id| log_id.index), Some(2), "rebuilt to the snapshot");
+    assert_eq!(last_applied.map(|log_id| log_id.index), Some(2), "the snapshot's index");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
     store.apply(vec![create(3, "initech")]).await.expect("re-apply");
     assert_eq!(applied_tenants(&store).await, expected);
-
-    // Missing entirely: the same.
-    drop(store);
-    std::fs::remove_dir_all(dir.path().join("sm")).expect("remove sled");
-    let store = StateMachineStore::open(dir.path(), Default::default()).expect("open without sled");
-    assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
+    let applied = store.view();
+    applied.read().state.validate().expect("invariants");
 }
 
 /// Group commit: one entry carrying several commands applies each in turn,
 /// at the entry's revision, with its own response, audit entry and session,
-/// and all of it survives a reopen from sled.
+/// and all of it survives a snapshot and a reopen.
 #[tokio::test]
 async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -112,6 +100,7 @@ async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
     };
     assert_eq!(positions, [(1, 0), (1, 1)], "two audit entries at revision 1");
     let expected = applied_tenants(&store).await;
+    store.get_snapshot_builder().await.build_snapshot().await.expect("snapshot");
     drop(store);
     let store = StateMachineStore::open(dir.path(), Default::default()).expect("reopen");
     assert_eq!(applied_tenants(&store).await, expected);
@@ -119,19 +108,6 @@ async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
     let applied = applied.read();
     assert_eq!(applied.state.audit.len(), 2);
     assert_eq!(applied.state.sessions.len(), 3);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[tokio::test]

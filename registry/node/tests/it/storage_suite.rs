@@ -1,5 +1,5 @@
 //! openraft's storage conformance suite against the real on-disk stores
-//! (raft-log WAL and the sled-backed state machine), each test in a fresh
+//! (raft-log WAL and the in-memory state machine with snapshot files), each test in a fresh
 //! temporary directory.
 
 use openraft::testing::{StoreBuilder, Suite};
