@@ -17,6 +17,9 @@ use cluster_tests::certs::{self, TestCerts};
 use cluster_tests::http::HttpRequest;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
+/// The Raft wire format the nodes under test speak (`RaftPayload.format`).
+const RAFT_FORMAT: u32 = 2;
+
 fn raw_registry(connector: Connector, addr: &str) -> v1::registry_client::RegistryClient<tonic::transport::Channel> {
     v1::registry_client::RegistryClient::new(connector.channel(addr, Duration::from_secs(2)).unwrap())
 }
@@ -147,7 +150,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let mut raft = v1::raft_internal_client::RaftInternalClient::new(admin_channel);
     let forged =
         serde_json::json!({ "vote": { "leader_id": { "term": term + 100, "node_id": 9 }, "committed": true } });
-    let payload = v1::RaftPayload { payload: serde_json::to_vec(&forged)? };
+    let payload = v1::RaftPayload { payload: serde_json::to_vec(&forged)?, format: RAFT_FORMAT };
     assert_eq!(raft.append_entries(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert_eq!(raft.vote(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert_eq!(cluster.status(leader).await?.term, term);
@@ -163,7 +166,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let vote = serde_json::json!({ "vote": as_other, "last_log_id": null });
     let append = serde_json::json!({ "vote": as_other, "prev_log_id": null, "entries": [], "leader_commit": null });
     for (call, message) in [("vote", vote), ("append_entries", append)] {
-        let request = v1::RaftPayload { payload: serde_json::to_vec(&message)? };
+        let request = v1::RaftPayload { payload: serde_json::to_vec(&message)?, format: RAFT_FORMAT };
         let status = match call {
             "vote" => raft_as_follower.vote(request).await,
             _ => raft_as_follower.append_entries(request).await,
@@ -172,6 +175,14 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{call}: {status:?}");
         assert!(status.message().contains(&format!("speaks for node {other}")), "{call}: {status:?}");
     }
+
+    phase("a message of another Raft wire format (a mixed build) is refused, naming both formats");
+    let as_itself = serde_json::json!({ "leader_id": { "term": term + 100, "node_id": follower }, "committed": false });
+    let vote = serde_json::json!({ "vote": as_itself, "last_log_id": null });
+    let old_build = v1::RaftPayload { payload: serde_json::to_vec(&vote)?, format: 0 };
+    let status = raft_as_follower.vote(old_build).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains(&format!("Raft format 0 and this node format {RAFT_FORMAT}")), "{status:?}");
     assert_eq!(cluster.status(leader).await?.term, term);
 
     phase("a node of another cluster under the same CA is refused, the term unchanged");

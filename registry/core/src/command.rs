@@ -184,6 +184,13 @@ impl Proposal {
     }
 }
 
+/// How openraft logs an entry's payload: the count, not the documents.
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} command(s)", self.commands.len())
+    }
+}
+
 /// A write that applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutcome {

@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use openraft::{CommittedLeaderId, Membership};
+use crate::raft_types::Membership;
 
 use crate::config::Peer;
-use crate::raft_types::{LogId, Member, StoredMembership};
+use crate::raft_types::{Member, StoredMembership};
 use crate::store::snapshot::{self, AppliedState};
 
 /// What a backup holds.
@@ -70,14 +70,15 @@ pub fn restore(file: &Path, data_dir: &Path, peers: &[Peer]) -> Result<Restored,
         return Err("--peer: give every member of the new cluster".to_owned());
     }
     // A new cluster: its log starts at the backup's revision, in term 0, with the new members as voters.
-    let log_id = LogId::new(CommittedLeaderId::new(0, 0), summary.revision);
+    let log_id = crate::raft_types::log_id(0, 0, summary.revision);
     let nodes: BTreeMap<u64, Member> = peers
         .iter()
         .map(|peer| (peer.id, Member { region: peer.region.clone(), grpc_addr: peer.grpc_addr.clone() }))
         .collect();
     let voters: BTreeSet<u64> = nodes.keys().copied().collect();
     applied.last_applied = Some(log_id);
-    applied.membership = StoredMembership::new(Some(log_id), Membership::new(vec![voters], nodes));
+    let membership = Membership::new(vec![voters], nodes).map_err(|error| format!("--peer: {error}"))?;
+    applied.membership = StoredMembership::new(Some(log_id), membership);
     let cluster_id = ulid::Ulid::new();
     applied.state.cluster_id = Some(cluster_id);
     let snapshots = data_dir.join("snapshots");

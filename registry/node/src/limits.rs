@@ -68,7 +68,7 @@ pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 /// that a briefly lagging follower catches up from the log, not a snapshot.
 pub const LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT: u64 = 1_000;
 
-/// The largest snapshot chunk sent in one install-snapshot RPC, in bytes.
+/// The largest snapshot chunk streamed in one message, in bytes.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 /// Default number of recent deltas a node keeps for agents that resume.

@@ -22,34 +22,37 @@ impl fmt::Display for Member {
 
 openraft::declare_raft_types!(
     /// The registry's Raft types: batches of commands in, one response per
-    /// command out, snapshots as files.
+    /// command out.
     pub TypeConfig:
         D = Proposal,
         R = Vec<Response>,
         NodeId = NodeId,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
-        AsyncRuntime = openraft::TokioRuntime,
 );
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachineStore>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type LeaderId = openraft::alias::LeaderIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, Member>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+/// Snapshots travel and rest as files.
+pub type SnapshotData = tokio::fs::File;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
-/// Wraps an error as openraft's storage error about `subject`; openraft
-/// stops the node on it rather than serve wrong data.
-pub fn storage_error<E: std::error::Error + 'static>(
-    subject: openraft::ErrorSubject<NodeId>,
-    verb: openraft::ErrorVerb,
-    error: &E,
-) -> StorageError {
-    let source = openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(error));
-    StorageError::IO { source }
+/// The log id at `index` written by `node_id` as leader of `term`.
+pub fn log_id(term: u64, node_id: NodeId, index: u64) -> LogId {
+    LogId::new(LeaderId { term, node_id }, index)
 }
+
+pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
+pub type ClientWriteError = openraft::errors::ClientWriteError<TypeConfig>;
+pub type ForwardToLeader = openraft::errors::ForwardToLeader<TypeConfig>;
+pub type Fatal = openraft::errors::Fatal<TypeConfig>;
+/// What a write through Raft may fail with.
+pub type WriteError = RaftError<ClientWriteError>;
+/// What a linearizable read barrier may fail with.
+pub type ReadError = RaftError<openraft::errors::LinearizableReadError<TypeConfig>>;

@@ -2,6 +2,7 @@
 //! applied up to its commit, and the cluster is named, so agent streams are
 //! served), `/metrics` (Prometheus text) and `/status` (JSON).
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -64,8 +65,9 @@ async fn status(State(HttpState { service, .. }): State<HttpState>) -> Response 
 }
 
 async fn metrics(State(HttpState { service, hub, agents }): State<HttpState>) -> Response {
-    let raft = service.leader.raft.metrics().borrow().clone();
-    let committed = service.leader.raft.with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index)).await;
+    let raft = service.leader.raft.metrics().borrow_watched().clone();
+    let committed =
+        service.leader.raft.with_raft_state(|state| state.local_committed().map_or(0, |log_id| log_id.index)).await;
     let mut scrape = Scrape::default();
     let mut gauge = |name: &str, help: &str, value: u64| scrape.gauge(name, help, value);
     gauge("tenantry_raft_term", "Current Raft term.", raft.current_term);

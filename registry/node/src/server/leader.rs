@@ -9,7 +9,8 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, ForwardToLeader, RaftError};
+use openraft::errors::LinearizableReadError;
+use openraft::ReadPolicy;
 use plumbing::now_unix_ms;
 use proto::v1::{self, Consistency};
 use registry_core::{validate_meta, WriteMeta};
@@ -22,7 +23,7 @@ use super::network::{Dialer, PeerChannel};
 use super::proposer::Proposer;
 use super::status;
 use crate::limits::{CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, READ_INDEX_WAIT_MS_MAX};
-use crate::raft_types::{Member, NodeId, Raft};
+use crate::raft_types::{ClientWriteError, ForwardToLeader, Member, NodeId, Raft, RaftError, WriteError};
 
 /// Set on a request that a follower forwarded, so it is forwarded at most once.
 const FORWARDED_HEADER: &str = "x-tenantry-forwarded";
@@ -111,7 +112,7 @@ impl Leader {
         origin: &Origin,
         message: Req,
         what: &str,
-        decided: Result<T, RaftError<NodeId, ClientWriteError<NodeId, Member>>>,
+        decided: Result<T, WriteError>,
         answer: impl FnOnce(T) -> Result<Resp, Status>,
     ) -> Result<Response<Resp>, Status>
     where
@@ -132,7 +133,7 @@ impl Leader {
     /// caller.
     async fn forward_to_leader<Req, Resp>(
         &self,
-        leader: &ForwardToLeader<NodeId, Member>,
+        leader: &ForwardToLeader,
         origin: &Origin,
         message: Req,
         what: &str,
@@ -171,9 +172,9 @@ impl Leader {
             return Ok(0);
         }
         bounded("read", async {
-            let read_index = match self.raft.get_read_log_id().await {
-                Ok((read_log_id, _)) => read_log_id.map_or(0, |log_id| log_id.index),
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(leader))) => {
+            let read_index = match self.raft.get_read_log_id(ReadPolicy::ReadIndex).await {
+                Ok((read_log_id, _)) => read_log_id.index(),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(leader))) => {
                     let (Some(leader_id), Some(leader_node)) = (leader.leader_id, &leader.leader_node) else {
                         return Err(status::no_leader(&leader, "read"));
                     };
@@ -181,7 +182,7 @@ impl Leader {
                         v1::raft_internal_client::RaftInternalClient::new(self.channel(leader_id, leader_node)?);
                     client.read_index(v1::ReadIndexRequest {}).await?.into_inner().read_index
                 }
-                Err(error) => return Err(status::from_check_leader(error)),
+                Err(error) => return Err(status::from_read(error)),
             };
             self.raft
                 .wait(Some(Duration::from_millis(READ_INDEX_WAIT_MS_MAX)))

@@ -3,6 +3,7 @@
 //! on the leader (a follower forwards once) through openraft's joint
 //! consensus, and answer once the new membership is committed.
 
+use openraft::async_runtime::WatchReceiver;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tonic::{Response, Status};
 use super::leader::{Leader, Origin};
 use super::status;
 use crate::limits::MEMBERSHIP_CHANGE_MS_MAX;
-use crate::raft_types::{Member, NodeId};
+use crate::raft_types::{Member, NodeId, TypeConfig};
 
 /// What to change.
 pub(crate) enum MembershipChange {
@@ -24,7 +25,7 @@ pub(crate) enum MembershipChange {
 }
 
 /// The members as this node's metrics see them.
-pub(crate) fn members(metrics: &RaftMetrics<NodeId, Member>) -> Vec<v1::Member> {
+pub(crate) fn members(metrics: &RaftMetrics<TypeConfig>) -> Vec<v1::Member> {
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let matched = |id: &NodeId| {
@@ -78,7 +79,7 @@ pub(crate) async fn change<Req: prost::Message + 'static>(
         MembershipChange::AddLearner { id, member } => ChangeMembers::AddNodes(BTreeMap::from([(id, member)])),
         MembershipChange::Promote(id) => ChangeMembers::AddVoterIds(BTreeSet::from([id])),
         MembershipChange::Remove(id) => {
-            let membership = leader.raft.metrics().borrow().membership_config.membership().clone();
+            let membership = leader.raft.metrics().borrow_watched().membership_config.membership().clone();
             if membership.voter_ids().any(|voter| voter == id) {
                 ChangeMembers::RemoveVoters(BTreeSet::from([id]))
             } else if membership.get_node(&id).is_some() {
@@ -93,7 +94,7 @@ pub(crate) async fn change<Req: prost::Message + 'static>(
             // add_learner waits until the learner has caught up.
             ChangeMembers::AddNodes(nodes) => match nodes.into_iter().next() {
                 Some((id, member)) => leader.raft.add_learner(id, member, true).await,
-                None => Err(RaftError::Fatal(openraft::error::Fatal::Stopped)),
+                None => Err(RaftError::Fatal(crate::raft_types::Fatal::Stopped)),
             },
             changes => leader.raft.change_membership(changes, false).await,
         }
@@ -107,7 +108,7 @@ pub(crate) async fn change<Req: prost::Message + 'static>(
     };
     leader
         .or_forward(origin, message, "membership", decided, |response| {
-            let metrics = leader.raft.metrics().borrow().clone();
+            let metrics = leader.raft.metrics().borrow_watched().clone();
             Ok(v1::MembershipResponse { revision: response.log_id.index, members: members(&metrics) })
         })
         .await

@@ -3,24 +3,54 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
-use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use std::future::Future;
+use std::sync::Arc;
+
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use proto::v1::raft_internal_client::RaftInternalClient;
-use proto::v1::RaftPayload;
+use proto::v1::{raft_snapshot_chunk, RaftPayload, RaftSnapshotChunk};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use std::sync::Arc;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::limits::GRPC_MESSAGE_BYTES_MAX;
-use crate::raft_types::{Member, NodeId, TypeConfig};
+use crate::limits::{GRPC_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX};
+use crate::raft_types::{Member, NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use crate::store::StateView;
+
+/// The Raft wire format this build speaks: openraft 0.10's serde JSON of its
+/// messages. Builds on openraft 0.9 sent none (0).
+pub(crate) const RAFT_FORMAT: u32 = 2;
+
+/// The first chunk of a snapshot stream.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotHeader {
+    pub(crate) vote: Vote,
+    pub(crate) meta: SnapshotMeta,
+}
+
+/// `message` as a payload of this build's format.
+pub(crate) fn encode<T: Serialize>(message: &T) -> Result<RaftPayload, serde_json::Error> {
+    Ok(RaftPayload { payload: serde_json::to_vec(message)?, format: RAFT_FORMAT })
+}
+
+/// A payload of this build's format as a `T`; the error names what is wrong.
+pub(crate) fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, String> {
+    if payload.format != RAFT_FORMAT {
+        return Err(format!(
+            "the peer speaks Raft format {} and this node format {RAFT_FORMAT}: run one build on every member",
+            payload.format
+        ));
+    }
+    serde_json::from_slice(&payload.payload).map_err(|error| format!("not a valid Raft message: {error}"))
+}
 
 /// Set on every request one member sends another: the sender's cluster id,
 /// once it knows it. A node of another cluster (a member from before a
@@ -90,7 +120,7 @@ impl Dialer {
 pub(crate) struct NetworkFactory {
     pub(crate) id: NodeId,
     pub(crate) dialer: Dialer,
-    pub(crate) metrics: std::sync::Arc<super::metrics::Metrics>,
+    pub(crate) metrics: Arc<super::metrics::Metrics>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -112,80 +142,183 @@ pub(crate) struct Connection {
     target: NodeId,
     /// An invalid address makes every RPC fail as unreachable.
     client: Result<RaftInternalClient<PeerChannel>, String>,
-    metrics: std::sync::Arc<super::metrics::Metrics>,
+    metrics: Arc<super::metrics::Metrics>,
 }
 
-type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
+/// The unary Raft RPCs.
+#[derive(Clone, Copy)]
+enum Method {
+    AppendEntries,
+    Vote,
+    PreVote,
+    TransferLeader,
+}
 
-impl Connection {
-    /// Sends one RPC: JSON of `request` in, JSON of `Result<Resp, RaftError>` out.
-    async fn call<Req, Resp, E>(&mut self, action: RPCTypes, request: &Req, option: &RPCOption) -> RpcResult<Resp, E>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
-    {
-        let client = match &mut self.client {
-            Ok(client) => client,
-            Err(error) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(error.clone())))),
-        };
-        let payload = serde_json::to_vec(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
-        let request = tonic::Request::new(RaftPayload { payload });
-        let timeout = option.hard_ttl();
-        let started = std::time::Instant::now();
-        let call = async {
-            match action {
-                RPCTypes::AppendEntries => client.append_entries(request).await,
-                RPCTypes::Vote => client.vote(request).await,
-                RPCTypes::InstallSnapshot => client.install_snapshot(request).await,
-            }
-        };
-        let reply = tokio::time::timeout(timeout, call).await;
-        self.metrics.observe_raft_rpc(action, started.elapsed());
-        let reply = match reply {
-            Err(_) => {
-                return Err(RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout }));
-            }
-            Ok(Err(status)) => {
-                // Connection-level failures mean the peer is down or cut off;
-                // openraft backs off on Unreachable.
-                return Err(match status.code() {
-                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                        RPCError::Unreachable(Unreachable::new(&status))
-                    }
-                    _ => RPCError::Network(NetworkError::new(&status)),
-                });
-            }
-            Ok(Ok(reply)) => reply.into_inner(),
-        };
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply.payload).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
-        result.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+impl Method {
+    fn action(self) -> RPCTypes {
+        match self {
+            Method::AppendEntries => RPCTypes::AppendEntries,
+            Method::Vote | Method::PreVote => RPCTypes::Vote,
+            Method::TransferLeader => RPCTypes::TransferLeader,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::AppendEntries => "raft.AppendEntries",
+            Method::Vote => "raft.Vote",
+            Method::PreVote => "raft.PreVote",
+            Method::TransferLeader => "raft.TransferLeader",
+        }
     }
 }
 
-impl RaftNetwork<TypeConfig> for Connection {
+/// A failed call as openraft sees it: connection-level failures and a peer
+/// that is stopping mean it is down or cut off (openraft backs off on
+/// Unreachable); anything else is a network error.
+fn from_status(status: &tonic::Status) -> RPCError<TypeConfig> {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            RPCError::Unreachable(Unreachable::new(status))
+        }
+        _ => RPCError::Network(NetworkError::new(status)),
+    }
+}
+
+impl Connection {
+    fn client(&mut self) -> Result<&mut RaftInternalClient<PeerChannel>, RPCError<TypeConfig>> {
+        match &mut self.client {
+            Ok(client) => Ok(client),
+            Err(error) => Err(RPCError::Unreachable(Unreachable::from_string(error))),
+        }
+    }
+
+    fn timeout(&self, action: RPCTypes, timeout: Duration) -> Timeout<TypeConfig> {
+        Timeout { action, id: self.id, target: self.target, timeout }
+    }
+
+    /// Sends one unary RPC: `request` in, the peer's answer out, within the
+    /// timeout openraft gives.
+    async fn call<Req, Resp>(
+        &mut self,
+        method: Method,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let timeout = option.hard_ttl();
+        let late = self.timeout(method.action(), timeout);
+        let metrics = self.metrics.clone();
+        let request =
+            tonic::Request::new(encode(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?);
+        let client = self.client()?;
+        let started = std::time::Instant::now();
+        let call = async {
+            match method {
+                Method::AppendEntries => client.append_entries(request).await,
+                Method::Vote => client.vote(request).await,
+                Method::PreVote => client.pre_vote(request).await,
+                Method::TransferLeader => client.transfer_leader(request).await,
+            }
+        };
+        let reply = tokio::time::timeout(timeout, call).await;
+        metrics.observe_raft_rpc(method.name(), started.elapsed());
+        let reply = reply.map_err(|_| RPCError::Timeout(late))?.map_err(|status| from_status(&status))?;
+        decode(reply.get_ref()).map_err(|error| RPCError::Network(NetworkError::from_string(error)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Connection {
+    type SnapshotData = SnapshotData;
+
     async fn append_entries(
         &mut self,
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RPCTypes::AppendEntries, &request, &option).await
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        request: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(RPCTypes::InstallSnapshot, &request, &option).await
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::AppendEntries, &request, &option).await
     }
 
     async fn vote(
         &mut self,
-        request: VoteRequest<NodeId>,
+        request: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(RPCTypes::Vote, &request, &option).await
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Vote, &request, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        request: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::PreVote, &request, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        request: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::TransferLeader, &request, &option).await
+    }
+
+    /// Streams the snapshot file in chunks; the peer installs it once the
+    /// stream ends. Bounded by openraft's snapshot timeout.
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let timeout = option.hard_ttl();
+        let late = self.timeout(RPCTypes::InstallSnapshot, timeout);
+        let header = SnapshotHeader { vote, meta: snapshot.meta.clone() };
+        let header = encode(&header).map_err(|error| StreamingError::Network(NetworkError::new(&error)))?;
+        // A read error ends the stream early; it is reported after the call
+        // (the peer refuses the cut file: its trailer and checksum are missing).
+        let read_error = Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+        let first = RaftSnapshotChunk { chunk: Some(raft_snapshot_chunk::Chunk::Meta(header)) };
+        let failed = read_error.clone();
+        let data = futures::stream::unfold(Some(snapshot.snapshot), move |file| {
+            let failed = failed.clone();
+            async move {
+                let mut file = file?;
+                let mut buffer = vec![0u8; SNAPSHOT_CHUNK_BYTES_MAX as usize];
+                match file.read(&mut buffer).await {
+                    Ok(0) => None,
+                    Ok(read) => {
+                        buffer.truncate(read);
+                        Some((RaftSnapshotChunk { chunk: Some(raft_snapshot_chunk::Chunk::Data(buffer)) }, Some(file)))
+                    }
+                    Err(error) => {
+                        *failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+                        None
+                    }
+                }
+            }
+        });
+        let chunks = futures::StreamExt::chain(futures::stream::once(async { first }), data);
+        let metrics = self.metrics.clone();
+        let client = self.client()?;
+        let started = std::time::Instant::now();
+        let reply = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            reply = tokio::time::timeout(timeout, client.stream_snapshot(chunks)) => reply,
+        };
+        metrics.observe_raft_rpc("raft.StreamSnapshot", started.elapsed());
+        if let Some(error) = read_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            let message = format!("reading the snapshot file: {error}");
+            return Err(StreamingError::Network(NetworkError::from_string(message)));
+        }
+        let reply = reply.map_err(|_| StreamingError::Timeout(late))?.map_err(|status| match from_status(&status) {
+            RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
+            _ => StreamingError::Network(NetworkError::new(&status)),
+        })?;
+        decode(reply.get_ref()).map_err(|error| StreamingError::Network(NetworkError::from_string(error)))
     }
 }

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::async_runtime::WatchReceiver;
 use proto::v1::agent_admin_server::AgentAdminServer;
 use proto::v1::raft_internal_server::RaftInternalServer;
 use proto::v1::registry_server::RegistryServer;
@@ -22,9 +23,9 @@ use crate::error::Error;
 use crate::limits::{
     GRPC_CONCURRENT_STREAMS_MAX, GRPC_CONNECTIONS_MAX, GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL_MS,
     GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, GRPC_PENDING_RESETS_MAX, GRPC_REQUEST_TIMEOUT_MS,
-    HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS, SNAPSHOT_CHUNK_BYTES_MAX,
+    HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS,
 };
-use crate::raft_types::{Member, Raft};
+use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::watch::{AgentAdminService, AgentDirectory, Freshness};
 
@@ -45,19 +46,17 @@ fn raft_config(config: &NodeConfig) -> Result<openraft::Config, Error> {
         install_snapshot_timeout: 10_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         max_in_snapshot_log_to_keep: config.log_kept_after_snapshot_entries,
-        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES_MAX,
+        // A node that was cut off asks before it raises the term, so its
+        // return does not depose a healthy leader.
+        enable_pre_vote: Some(true),
         ..Default::default()
     };
     raft_config.validate().map_err(|error| Error::Config(error.to_string()))
 }
 
-/// Runs a node until `shutdown` resolves, then stops gracefully: stop
-/// accepting, finish in-flight requests (bounded), stop Raft, flush.
-///
-/// A leader drains like any node, without handing leadership over:
-/// openraft 0.9.25 has no leadership transfer, and a follower asked to
-/// elect itself early is refused votes while the leader's lease holds. The
-/// others elect within the election timeout once it stops.
+/// Runs a node until `shutdown` resolves, then stops gracefully: a leader
+/// first hands leadership to the most caught-up voter, then the node stops
+/// accepting, finishes in-flight requests (bounded) and stops Raft.
 ///
 /// `started` is called once the node serves, with a handle for tests and
 /// embedding.
@@ -141,9 +140,10 @@ pub async fn run(
     let registry_server = RegistryServer::from_arc(service.clone())
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let raft_server = RaftInternalServer::new(RaftService { raft: raft.clone() })
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let raft_server =
+        RaftInternalServer::new(RaftService { raft: raft.clone(), receive_dir: config.data_dir.join("snapshots") })
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     // Accepted connections get TCP_NODELAY (without it a response's
     // trailers wait for the client's delayed ACK, ~40 ms per call), a TLS
     // handshake bounded in time, and a slot of the connection cap.
@@ -181,8 +181,8 @@ pub async fn run(
     // it serving a state it can no longer advance; a supervisor restarts it.
     let mut raft_metrics = raft.metrics();
     let fatal = async move {
-        match raft_metrics.wait_for(|metrics| metrics.running_state.is_err()).await {
-            Ok(metrics) => metrics.running_state.clone().err().map(|error| error.to_string()),
+        match raft_metrics.wait_until(|metrics| metrics.running_state.is_err()).await {
+            Ok(metrics) => metrics.running_state.err().map(|error| error.to_string()),
             Err(_) => Some("raft stopped".to_owned()),
         }
     };
@@ -190,8 +190,9 @@ pub async fn run(
         () = shutdown => None,
         fatal = fatal => fatal,
     };
-    if let Some(error) = &fatal {
-        tracing::error!(%error, "raft stopped on a fatal error; shutting the node down");
+    match &fatal {
+        Some(error) => tracing::error!(%error, "raft stopped on a fatal error; shutting the node down"),
+        None => hand_over_leadership(&raft, Duration::from_millis(2 * config.election_timeout_ms_max)).await,
     }
 
     tracing::info!("shutting down: no new requests, finishing in-flight ones");
@@ -240,13 +241,56 @@ async fn probe_freshness(
     }
 }
 
+/// When this node leads, makes the voter that has the most of its log the
+/// leader (openraft's leader transfer: the target campaigns at once and
+/// the others grant it despite the lease), and waits for that within
+/// `within`. Writes then pause for one election round instead of an
+/// election timeout.
+async fn hand_over_leadership(raft: &Raft, within: Duration) {
+    let metrics = raft.metrics().borrow_watched().clone();
+    if metrics.current_leader != Some(metrics.id) {
+        return;
+    }
+    let matched = |id: &NodeId| {
+        metrics
+            .replication
+            .as_ref()
+            .and_then(|replication| replication.get(id).cloned().flatten())
+            .map(|log_id| log_id.index)
+    };
+    let voters = metrics.membership_config.membership().voter_ids().filter(|id| *id != metrics.id);
+    let Some(to) = voters.max_by_key(|id| matched(id)) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    if let Err(error) = raft.trigger().transfer_leader(to).await {
+        tracing::warn!(%error, "could not hand leadership over; stopping anyway");
+        return;
+    }
+    let mut watch = raft.metrics();
+    let moved = tokio::time::timeout(within, watch.wait_until(|metrics| metrics.current_leader != Some(metrics.id)));
+    match moved.await {
+        Ok(Ok(metrics)) => tracing::info!(
+            to,
+            leader = ?metrics.current_leader,
+            took_ms = started.elapsed().as_millis() as u64,
+            "handed leadership over"
+        ),
+        _ => tracing::warn!(
+            to,
+            within_ms = within.as_millis() as u64,
+            "leadership was not handed over in time; stopping anyway"
+        ),
+    }
+}
+
 /// Names a fresh cluster: the first leader proposes a cluster id once.
 async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output = ()>) {
     let name = async {
         let mut metrics = raft.metrics();
         while view.read().state.cluster_id.is_none() {
             let leads = {
-                let metrics = metrics.borrow();
+                let metrics = metrics.borrow_watched();
                 metrics.current_leader == Some(metrics.id)
             };
             if leads {

@@ -17,16 +17,13 @@
 use std::collections::HashSet;
 use std::future::Future;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::async_runtime::WatchReceiver;
 use registry_core::{Command, Proposal, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::limits::{BATCH_COMMANDS_MAX, PROPOSALS_QUEUED_MAX};
-use crate::raft_types::{Member, NodeId, Raft};
+use crate::raft_types::{Fatal, Raft, RaftError, WriteError};
 use crate::store::StateView;
-
-/// Why a proposal did not apply (e.g. this node does not lead).
-pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>;
 
 type Reply = oneshot::Sender<Result<Response, WriteError>>;
 
@@ -49,7 +46,7 @@ impl RaftLog for Raft {
 
     fn leader_log_index(&self) -> Option<u64> {
         let metrics = self.metrics();
-        let metrics = metrics.borrow();
+        let metrics = metrics.borrow_watched();
         metrics.last_log_index.filter(|_| metrics.state.is_leader())
     }
 }
@@ -70,7 +67,7 @@ impl Proposer {
     /// returns its own response once the entry applied.
     pub(crate) async fn propose(&self, command: Command) -> Result<Response, WriteError> {
         let (reply, response) = oneshot::channel();
-        let stopped = || RaftError::Fatal(openraft::error::Fatal::Stopped);
+        let stopped = || RaftError::Fatal(Fatal::Stopped);
         self.sender.send((command, reply)).await.map_err(|_| stopped())?;
         response.await.map_err(|_| stopped())?
     }

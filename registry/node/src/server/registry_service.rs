@@ -3,6 +3,7 @@
 //! membership changes are proposed or forwarded there; linearizable reads
 //! wait for its read index), plus history, backups and cluster status.
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use proto::v1::registry_server::Registry;
@@ -411,11 +412,11 @@ impl Registry for RegistryService {
         &self,
         _request: Request<v1::ClusterStatusRequest>,
     ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
-        let metrics = self.leader.raft.metrics().borrow().clone();
+        let metrics = self.leader.raft.metrics().borrow_watched().clone();
         let committed = self
             .leader
             .raft
-            .with_raft_state(|state| state.committed.map_or(0, |log_id| log_id.index))
+            .with_raft_state(|state| state.local_committed().map_or(0, |log_id| log_id.index))
             .await
             .map_err(|error| Status::unavailable(format!("raft stopped: {error}")))?;
         let members = super::membership::members(&metrics);

@@ -1,14 +1,14 @@
 //! The node's errors as gRPC statuses ([`proto::status`]): refused
 //! commands, bad values, no leader, Raft failures.
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::errors::LinearizableReadError;
 pub(crate) use proto::status::with_detail;
 use proto::v1::ErrorDetail;
 use proto::DomainError;
 use registry_core::CommandError;
 use tonic::{Code, Status};
 
-use crate::raft_types::{Member, NodeId};
+use crate::raft_types::{ClientWriteError, Fatal, ForwardToLeader, RaftError, ReadError, WriteError};
 
 /// A refused command.
 pub(crate) fn from_command_error(error: &CommandError) -> Status {
@@ -64,7 +64,7 @@ pub(crate) fn from_domain_error(error: &DomainError) -> Status {
 
 /// No leader reachable from here: the client should retry, preferably at
 /// the leader whose address the detail names.
-pub(crate) fn no_leader(forward: &ForwardToLeader<NodeId, Member>, what: &str) -> Status {
+pub(crate) fn no_leader(forward: &ForwardToLeader, what: &str) -> Status {
     let leader_grpc_addr = forward.leader_node.as_ref().map(|node| node.grpc_addr.clone()).unwrap_or_default();
     let message = match forward.leader_id {
         Some(leader) => {
@@ -75,15 +75,15 @@ pub(crate) fn no_leader(forward: &ForwardToLeader<NodeId, Member>, what: &str) -
     with_detail(Code::Unavailable, message, ErrorDetail { leader_grpc_addr, ..Default::default() })
 }
 
-fn fatal(error: &openraft::error::Fatal<NodeId>) -> Status {
+fn fatal(error: &Fatal) -> Status {
     Status::unavailable(format!("this registry node is stopping or broken ({error}); use another endpoint"))
 }
 
 /// A failed leadership check (read index).
-pub(crate) fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>) -> Status {
+pub(crate) fn from_read(error: ReadError) -> Status {
     match error {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)) => no_leader(&forward, "read"),
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(error)) => {
+        RaftError::APIError(LinearizableReadError::ForwardToLeader(forward)) => no_leader(&forward, "read"),
+        RaftError::APIError(LinearizableReadError::QuorumNotEnough(error)) => {
             Status::unavailable(format!("read: the leader cannot reach a quorum ({error}); retry"))
         }
         RaftError::Fatal(error) => fatal(&error),
@@ -91,10 +91,17 @@ pub(crate) fn from_check_leader(error: RaftError<NodeId, CheckIsLeaderError<Node
 }
 
 /// A failed proposal, other than "forward to the leader".
-pub(crate) fn from_client_write(error: &RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> Status {
+pub(crate) fn from_client_write(error: &WriteError) -> Status {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => no_leader(forward, "write"),
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => Status::unavailable(
+            "write: the leader changed before the write committed, so it may or may not have applied; \
+             retry with the same request id, which applies it at most once",
+        ),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            Status::failed_precondition(error.to_string())
+        }
+        RaftError::APIError(ClientWriteError::PreconditionFailed(error)) => {
             Status::failed_precondition(error.to_string())
         }
         RaftError::Fatal(error) => fatal(error),

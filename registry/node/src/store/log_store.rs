@@ -11,13 +11,13 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
 use raft_log::api::raft_log_writer::RaftLogWriter;
 use raft_log::codeq::{Decode, Encode};
 use raft_log::RaftLog;
 
-use crate::raft_types::{storage_error, Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::raft_types::{Entry, LogId, TypeConfig, Vote};
 
 /// raft-log's type configuration for the registry.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl Decode for WalLogId {
             Ok(u64::from_le_bytes(bytes))
         };
         let (term, node_id, index) = (read_u64()?, read_u64()?, read_u64()?);
-        Ok(Self(LogId::new(openraft::CommittedLeaderId::new(term, node_id), index)))
+        Ok(Self(crate::raft_types::log_id(term, node_id, index)))
     }
 }
 
@@ -136,7 +136,7 @@ impl Decode for WalEntry {
 /// What raft-log's flush worker calls once a flush is synced (or failed).
 pub(crate) enum FlushCallback {
     /// An append: tells openraft the entries are durable.
-    Append(LogFlushed<TypeConfig>),
+    Append(IOFlushed<TypeConfig>),
     /// A vote, truncate or purge that waits for its own sync.
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
@@ -144,7 +144,7 @@ pub(crate) enum FlushCallback {
 impl raft_log::Callback for FlushCallback {
     fn send(self, result: io::Result<()>) {
         match self {
-            FlushCallback::Append(callback) => callback.log_io_completed(result),
+            FlushCallback::Append(callback) => callback.io_completed(result),
             FlushCallback::Wait(sender) => {
                 // The waiter may have given up (node shutting down); nothing to do then.
                 let _ = sender.send(result);
@@ -210,7 +210,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> Result<Vec<Entry>, io::Error> {
         let from = match range.start_bound() {
             Bound::Included(index) => *index,
             Bound::Excluded(index) => index + 1,
@@ -222,17 +222,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => u64::MAX,
         };
         let wal = self.lock();
-        wal.read(from, to)
-            .map(|result| result.map(|(_, entry)| entry.0))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Read, &error))
+        wal.read(from, to).map(|result| result.map(|(_, entry)| entry.0)).collect::<io::Result<Vec<_>>>()
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.lock().log_state().vote().map(|vote| vote.0))
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let wal = self.lock();
         let state = wal.log_state();
         let last_purged_log_id = state.purged().map(|log_id| log_id.0);
@@ -244,34 +245,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let vote = WalVote(*vote);
-        self.write_synced(|wal| wal.save_vote(vote).map(drop))
-            .await
-            .map_err(|error| storage_error(ErrorSubject::Vote, ErrorVerb::Write, &error))
+        self.write_synced(|wal| wal.save_vote(vote).map(drop)).await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        Ok(self.lock().log_state().vote().map(|vote| vote.0))
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not synced on its own: a lost commit record only means the node
         // learns the commit index from the leader again after a crash.
         let Some(committed) = committed else {
             return Ok(());
         };
         let mut wal = self.lock();
-        wal.commit(WalLogId(committed))
-            .and_then(|_| wal.flush(false, None))
-            .map_err(|error| storage_error(ErrorSubject::Store, ErrorVerb::Write, &error))
+        wal.commit(WalLogId(committed)).and_then(|_| wal.flush(false, None))
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         Ok(self.lock().log_state().committed().map(|log_id| log_id.0))
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -288,22 +281,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // The entries are readable from raft-log's cache as soon as `append`
         // returns; openraft counts them durable only when the callback runs
         // after the worker's fdatasync.
-        wal.append(records)
-            .and_then(|_| wal.flush(true, Some(FlushCallback::Append(callback))))
-            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Write, &error))
+        wal.append(records).and_then(|_| wal.flush(true, Some(FlushCallback::Append(callback))))
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.write_synced(|wal| wal.truncate(log_id.index).map(drop))
-            .await
-            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, &error))
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        // raft-log truncates from an index on; openraft keeps `last_log_id`.
+        // Nothing after it is nothing to do (raft-log refuses an index it lacks).
+        let first_removed = last_log_id.map_or(0, |log_id| log_id.index + 1);
+        let last_index = self.lock().log_state().last().map(|log_id| log_id.0.index);
+        if last_index.is_none_or(|last| last < first_removed) {
+            return Ok(());
+        }
+        self.write_synced(|wal| wal.truncate(first_removed).map(drop)).await
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         // raft-log records the purge in the WAL and removes chunk files only
         // after that record is synced, so `last_purged` is durable first.
-        self.write_synced(|wal| wal.purge(WalLogId(log_id)).map(drop))
-            .await
-            .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, &error))
+        self.write_synced(|wal| wal.purge(WalLogId(log_id)).map(drop)).await
     }
 }

@@ -72,11 +72,7 @@ fn file_name(last_index: u64) -> String {
 
 /// The meta that a snapshot of `applied` carries.
 pub fn meta_of(applied: &AppliedState) -> SnapshotMeta {
-    let snapshot_id = match applied.last_applied {
-        Some(log_id) => format!("{}-{}-{}", log_id.leader_id.term, log_id.leader_id.node_id, log_id.index),
-        None => "empty".to_owned(),
-    };
-    SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership.clone(), snapshot_id }
+    SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership.clone() }
 }
 
 /// Writes `file` with the snapshot records of `applied`, and syncs it.
@@ -277,7 +273,7 @@ mod tests {
             };
             apply(&mut applied.state, Revision(index as u64 + 1), 0, &command);
         }
-        applied.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 3));
+        applied.last_applied = Some(crate::raft_types::log_id(2, 1, 3));
         applied.state.cluster_id = Some(ulid::Ulid::from_parts(7, 7));
         applied
     }
@@ -305,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut applied = sample();
         save(dir.path(), &applied).expect("save");
-        applied.last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(2, 1), 9));
+        applied.last_applied = Some(crate::raft_types::log_id(2, 1, 9));
         let newer = save(dir.path(), &applied).expect("save");
         fs::write(dir.path().join("leftover.tmp"), b"partial").expect("write");
         prepare_dir(dir.path()).expect("prepare");

@@ -9,16 +9,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
 use proto::Revision;
-use registry_core::{apply, Change, Response, Tenant};
+use registry_core::{apply, Change, Tenant};
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
-use crate::raft_types::{
-    storage_error, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::raft_types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
 
 /// The applied state shared between the Raft apply path (the only writer)
@@ -58,12 +57,6 @@ pub struct StateMachineStore {
     shared: StateView,
     hub: Arc<WatchHub>,
     snapshot_dir: PathBuf,
-    /// Where a snapshot being received from the leader is written.
-    receiving: Option<PathBuf>,
-}
-
-fn snapshot_error<E: std::error::Error + 'static>(verb: ErrorVerb, error: &E) -> StorageError {
-    storage_error(ErrorSubject::Snapshot(None), verb, error)
 }
 
 fn to_io(error: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -94,7 +87,7 @@ impl StateMachineStore {
             None => AppliedState::default(),
         };
         let hub = WatchHub::new(applied.last_applied.map_or(0, |log_id| log_id.index), watch_limits);
-        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, snapshot_dir, receiving: None })
+        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, snapshot_dir })
     }
 
     /// A read handle on the applied state.
@@ -109,15 +102,11 @@ impl StateMachineStore {
 
     /// Makes `applied` (a verified snapshot from the leader) this node's
     /// state: first a durable snapshot file, then memory.
-    async fn install(&mut self, received: Option<PathBuf>, applied: AppliedState) -> io::Result<()> {
+    async fn install(&mut self, applied: AppliedState) -> io::Result<()> {
         let snapshot_dir = self.snapshot_dir.clone();
         let applied = tokio::task::spawn_blocking(move || -> io::Result<AppliedState> {
-            // Written anew rather than renamed: openraft may hand over any
-            // file, not necessarily the one begin_receiving_snapshot made.
+            // Written anew: the received file is the receiver's to remove.
             snapshot::save(&snapshot_dir, &applied)?;
-            if let Some(received) = received {
-                let _ = std::fs::remove_file(received);
-            }
             Ok(applied)
         })
         .await
@@ -127,27 +116,16 @@ impl StateMachineStore {
         self.hub.reset(revision);
         Ok(())
     }
-}
 
-impl RaftStateMachine<TypeConfig> for StateMachineStore {
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let applied = self.shared.read();
-        Ok((applied.last_applied, applied.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut responses = Vec::new();
+    /// Applies `ready` in order, answers each waiting writer, and hands the
+    /// agents one delta per entry.
+    fn apply_ready(&mut self, ready: Vec<EntryResponder<TypeConfig>>) {
         // The tenants each entry changed, for the agents' deltas.
-        let mut changed: Vec<(u64, Vec<Arc<Tenant>>)> = Vec::new();
+        let mut changed: Vec<(u64, Vec<Arc<Tenant>>)> = Vec::with_capacity(ready.len());
+        let mut answers = Vec::with_capacity(ready.len());
         {
             let mut applied = self.shared.write();
-            for entry in entries {
+            for (entry, responder) in ready {
                 let revision = Revision(entry.log_id.index);
                 assert!(
                     applied.last_applied.is_none_or(|last| last.index < entry.log_id.index),
@@ -157,10 +135,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 );
                 applied.last_applied = Some(entry.log_id);
                 let mut tenants = Vec::new();
-                let response = match entry.payload {
-                    EntryPayload::Blank => Vec::new(),
+                let mut responses = Vec::new();
+                match entry.payload {
+                    EntryPayload::Blank => {}
                     EntryPayload::Normal(proposal) => {
-                        let mut responses = Vec::with_capacity(proposal.commands.len());
+                        responses.reserve(proposal.commands.len());
                         for (seq, command) in proposal.commands.iter().enumerate() {
                             let (response, changes) = apply(&mut applied.state, revision, seq as u32, command);
                             tenants.extend(changes.into_iter().filter_map(|change| match change {
@@ -169,72 +148,83 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             }));
                             responses.push(response);
                         }
-                        responses
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Vec::new()
                     }
-                };
-                responses.push(response);
+                }
+                if let Some(responder) = responder {
+                    answers.push((responder, responses));
+                }
                 changed.push((revision.get(), tenants));
             }
         }
         // Encoded outside the state lock; one delta per entry, even when it
         // changed no tenant, so an agent can tell a gap from a quiet entry.
+        // Published before the writers hear back, so a write's delta is on
+        // its way when its reply arrives.
         self.hub.publish(changed.iter().map(|(revision, tenants)| DeltaFrames::new(*revision, tenants)).collect());
-        Ok(responses)
+        for (responder, responses) in answers {
+            responder.send(responses);
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        let applied = self.shared.read();
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        // Everything openraft has ready is applied under one lock and then
+        // published; responders are answered after the state is updated.
+        let mut ready = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            ready.push(item);
+            while let Some(Some(item)) = entries.next().now_or_never() {
+                ready.push(item?);
+            }
+            self.apply_ready(std::mem::take(&mut ready));
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder { applied: self.shared.read().clone(), snapshot_dir: self.snapshot_dir.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError> {
-        let path = self.snapshot_dir.join(format!("{}.tmp", ulid::Ulid::new()));
-        // Read and write: install_snapshot reads back what openraft wrote.
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|error| snapshot_error(ErrorVerb::Write, &error))?;
-        self.receiving = Some(path);
-        Ok(Box::new(file))
-    }
-
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<File>) -> Result<(), StorageError> {
-        let read_error = |error: &io::Error| snapshot_error(ErrorVerb::Read, error);
-        let received = self.receiving.take();
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
         let mut file = snapshot.into_std().await;
         let (header, applied) = tokio::task::spawn_blocking(move || {
             use std::io::Seek;
-            file.sync_all()?;
             file.rewind()?;
             snapshot::read(file)
         })
         .await
-        .map_err(|error| read_error(&to_io(error)))?
-        .map_err(|error| read_error(&error))?;
+        .map_err(to_io)??;
         if header.last_log_id != meta.last_log_id {
-            let error = io::Error::new(
+            return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("snapshot file is at {:?} but the leader said {:?}", header.last_log_id, meta.last_log_id),
-            );
-            return Err(read_error(&error));
+            ));
         }
-        self.install(received, applied).await.map_err(|error| snapshot_error(ErrorVerb::Write, &error))
+        self.install(applied).await
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let read_error = |error: &io::Error| snapshot_error(ErrorVerb::Read, error);
-        let Some(path) = snapshot::current(&self.snapshot_dir).map_err(|error| read_error(&error))? else {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
+        let Some(path) = snapshot::current(&self.snapshot_dir)? else {
             return Ok(None);
         };
-        let meta = snapshot::read_meta(&path).map_err(|error| read_error(&error))?;
-        let file = File::open(&path).await.map_err(|error| read_error(&error))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        let meta = snapshot::read_meta(&path)?;
+        let file = File::open(&path).await?;
+        Ok(Some(Snapshot { meta, snapshot: file }))
     }
 }
 
@@ -246,17 +236,15 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let applied = std::mem::take(&mut self.applied);
         let dir = self.snapshot_dir.clone();
         let meta = snapshot::meta_of(&applied);
-        let write_error = |error: &io::Error| snapshot_error(ErrorVerb::Write, error);
-        let path = tokio::task::spawn_blocking(move || snapshot::save(&dir, &applied))
-            .await
-            .map_err(|error| write_error(&to_io(error)))?
-            .map_err(|error| write_error(&error))?;
-        let file = File::open(&path).await.map_err(|error| write_error(&error))?;
+        let path = tokio::task::spawn_blocking(move || snapshot::save(&dir, &applied)).await.map_err(to_io)??;
+        let file = File::open(&path).await?;
         tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "snapshot built");
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot { meta, snapshot: file })
     }
 }

@@ -3,10 +3,10 @@
 //! decode to a message or an error, never a panic, and an intact message
 //! decodes to itself. `FUZZ_CASES=N` for a soak.
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::{EntryPayload, Vote};
 use proptest::prelude::*;
-use registry::raft_types::{Entry, NodeId, TypeConfig};
+use registry::raft_types::{Entry, TypeConfig};
 use registry_core::{Command, Op, Proposal, WriteMeta};
 
 fn config() -> ProptestConfig {
@@ -14,7 +14,7 @@ fn config() -> ProptestConfig {
 }
 
 fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> AppendEntriesRequest<TypeConfig> {
-    let log_id = LogId::new(CommittedLeaderId::new(term, 1), index);
+    let log_id = registry::raft_types::log_id(term, 1, index);
     let command = Command {
         meta: WriteMeta {
             expected_revision: Some(index),
@@ -29,10 +29,10 @@ fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> Appe
     let entry = Entry { log_id, payload: EntryPayload::Normal(Proposal::single(command)) };
     AppendEntriesRequest {
         vote: Vote::new_committed(term, 1),
-        prev_log_id: index.checked_sub(1).map(|prev| LogId::new(CommittedLeaderId::new(term, 1), prev)),
+        prev_log_id: index.checked_sub(1).map(|prev| registry::raft_types::log_id(term, 1, prev)),
         entries: vec![
             entry,
-            Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index + 1), payload: EntryPayload::Blank },
+            Entry { log_id: registry::raft_types::log_id(term, 1, index + 1), payload: EntryPayload::Blank },
         ],
         leader_commit: Some(log_id),
     }
@@ -67,8 +67,8 @@ proptest! {
         let spliced = [&encoded[..at], &noise[..], &encoded[at..]].concat();
         for bytes in [&noise, &mangled, &spliced] {
             let _ = serde_json::from_slice::<AppendEntriesRequest<TypeConfig>>(bytes);
-            let _ = serde_json::from_slice::<VoteRequest<NodeId>>(bytes);
-            let _ = serde_json::from_slice::<InstallSnapshotRequest<TypeConfig>>(bytes);
+            let _ = serde_json::from_slice::<VoteRequest<TypeConfig>>(bytes);
+            let _ = serde_json::from_slice::<TransferLeaderRequest<TypeConfig>>(bytes);
         }
     }
 }

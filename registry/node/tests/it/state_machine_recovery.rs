@@ -1,8 +1,8 @@
 //! The applied state lives in memory: a reopened store holds the last
 //! snapshot, and the log after it (which openraft re-applies) brings the rest.
 
-use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
-use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use openraft::storage::{RaftLogReader, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::EntryPayload;
 use proto::TenantId;
 use registry::raft_types::Entry;
 use registry::store::{LogStore, StateMachineStore};
@@ -10,7 +10,7 @@ use registry_core::{Command, DocumentsPatch, Op, Proposal, WriteMeta};
 
 fn create(index: u64, tenant: &str) -> Entry {
     Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        log_id: registry::raft_types::log_id(1, 1, index),
         payload: EntryPayload::Normal(Proposal::single(create_command(index, tenant))),
     }
 }
@@ -34,6 +34,11 @@ fn create_command(index: u64, tenant: &str) -> Command {
     }
 }
 
+/// Applies `entries` as followers do: nobody waits for a response.
+async fn apply(store: &mut StateMachineStore, entries: Vec<Entry>) -> std::io::Result<()> {
+    store.apply(futures::stream::iter(entries.into_iter().map(|entry| Ok((entry, None))))).await
+}
+
 async fn applied_tenants(store: &StateMachineStore) -> Vec<(String, u64)> {
     let applied = store.view();
     let applied = applied.read();
@@ -46,10 +51,10 @@ async fn a_reopened_store_holds_the_last_snapshot_and_replays_the_rest() {
     let expected;
     {
         let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open");
-        store.apply(vec![create(1, "acme"), create(2, "globex")]).await.expect("apply");
+        apply(&mut store, vec![create(1, "acme"), create(2, "globex")]).await.expect("apply");
         let mut builder = store.get_snapshot_builder().await;
         builder.build_snapshot().await.expect("snapshot");
-        store.apply(vec![create(3, "initech")]).await.expect("apply");
+        apply(&mut store, vec![create(3, "initech")]).await.expect("apply");
         expected = applied_tenants(&store).await;
         assert_eq!(expected.len(), 3);
     }
@@ -63,7 +68,7 @@ async fn a_reopened_store_holds_the_last_snapshot_and_replays_the_rest() {
     let (last_applied, _) = store.applied_state().await.expect("applied state");
     assert_eq!(last_applied.map(|log_id| log_id.index), Some(2), "the snapshot's index");
     assert_eq!(applied_tenants(&store).await, expected[..2].to_vec());
-    store.apply(vec![create(3, "initech")]).await.expect("re-apply");
+    apply(&mut store, vec![create(3, "initech")]).await.expect("re-apply");
     assert_eq!(applied_tenants(&store).await, expected);
     let applied = store.view();
     applied.read().state.validate().expect("invariants");
@@ -78,19 +83,21 @@ async fn a_batch_entry_applies_each_command_with_its_own_response_and_audit() {
     let batch = Proposal {
         commands: vec![create_command(10, "acme"), create_command(11, "globex"), create_command(12, "acme")],
     };
-    let entry = Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), 1), payload: EntryPayload::Normal(batch) };
+    let entry = Entry { log_id: registry::raft_types::log_id(1, 1, 1), payload: EntryPayload::Normal(batch) };
     let mut store = StateMachineStore::open(dir.path(), Default::default()).expect("open");
-    let responses = store.apply(vec![entry]).await.expect("apply");
-    assert_eq!(responses.len(), 1, "one response list per entry");
-    let kinds: Vec<&str> = responses[0]
-        .iter()
-        .map(|response| match response {
-            registry_core::Response::Written(_) => "written",
-            registry_core::Response::Rejected(_) => "rejected",
-            registry_core::Response::None => "none",
-        })
-        .collect();
-    assert_eq!(kinds, ["written", "written", "rejected"], "the third creates acme again");
+    apply(&mut store, vec![entry]).await.expect("apply");
+    let outcomes: Vec<&str> = {
+        let applied = store.view();
+        let applied = applied.read();
+        ["req-10", "req-11", "req-12"]
+            .iter()
+            .map(|request_id| match applied.state.sessions[*request_id].outcome {
+                registry_core::SessionOutcome::Written { .. } => "written",
+                registry_core::SessionOutcome::Rejected(_) => "rejected",
+            })
+            .collect()
+    };
+    assert_eq!(outcomes, ["written", "written", "rejected"], "the third creates acme again");
     let positions: Vec<(u64, u32)> = {
         let applied = store.view();
         let applied = applied.read();
