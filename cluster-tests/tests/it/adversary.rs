@@ -17,8 +17,15 @@ use cluster_tests::certs::{self, TestCerts};
 use cluster_tests::http::HttpRequest;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
-/// The Raft wire format the nodes under test speak (`RaftPayload.format`).
+/// The Raft format the nodes under test speak (`x-tenantry-raft-format`).
 const RAFT_FORMAT: u32 = 2;
+
+/// `message` as a Raft request of the nodes' format.
+fn raft_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("x-tenantry-raft-format", RAFT_FORMAT.into());
+    request
+}
 
 fn raw_registry(connector: Connector, addr: &str) -> v1::registry_client::RegistryClient<tonic::transport::Channel> {
     v1::registry_client::RegistryClient::new(connector.channel(addr, Duration::from_secs(2)).unwrap())
@@ -148,11 +155,14 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let admin_channel =
         Connector::new(cluster.operator_tls(Role::Admin), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
     let mut raft = v1::raft_internal_client::RaftInternalClient::new(admin_channel);
-    let forged =
-        serde_json::json!({ "vote": { "leader_id": { "term": term + 100, "node_id": 9 }, "committed": true } });
-    let payload = v1::RaftPayload { payload: serde_json::to_vec(&forged)?, format: RAFT_FORMAT };
-    assert_eq!(raft.append_entries(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
-    assert_eq!(raft.vote(payload.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let forged_vote = v1::RaftVote { term: term + 100, node_id: 9, committed: true };
+    let append = v1::RaftAppendRequest { vote: Some(forged_vote), ..Default::default() };
+    let vote = v1::RaftVoteRequest { vote: Some(forged_vote), ..Default::default() };
+    assert_eq!(
+        raft.append_entries(raft_request(append.clone())).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(raft.vote(raft_request(vote)).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert_eq!(cluster.status(leader).await?.term, term);
 
     phase("a node's certificate may not campaign or lead as another member");
@@ -162,27 +172,34 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let follower_channel =
         Connector::new(Some(follower_cert), true).channel(&node.grpc, Duration::from_secs(2)).unwrap();
     let mut raft_as_follower = v1::raft_internal_client::RaftInternalClient::new(follower_channel);
-    let as_other = serde_json::json!({ "leader_id": { "term": term + 100, "node_id": other }, "committed": false });
-    let vote = serde_json::json!({ "vote": as_other, "last_log_id": null });
-    let append = serde_json::json!({ "vote": as_other, "prev_log_id": null, "entries": [], "leader_commit": null });
-    for (call, message) in [("vote", vote), ("append_entries", append)] {
-        let request = v1::RaftPayload { payload: serde_json::to_vec(&message)?, format: RAFT_FORMAT };
+    let as_other = v1::RaftVote { term: term + 100, node_id: other, committed: false };
+    for call in ["vote", "append_entries"] {
         let status = match call {
-            "vote" => raft_as_follower.vote(request).await,
-            _ => raft_as_follower.append_entries(request).await,
+            "vote" => {
+                let vote = v1::RaftVoteRequest { vote: Some(as_other), ..Default::default() };
+                raft_as_follower.vote(raft_request(vote)).await.map(drop)
+            }
+            _ => {
+                let append = v1::RaftAppendRequest { vote: Some(as_other), ..Default::default() };
+                raft_as_follower.append_entries(raft_request(append)).await.map(drop)
+            }
         }
         .unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied, "{call}: {status:?}");
         assert!(status.message().contains(&format!("speaks for node {other}")), "{call}: {status:?}");
     }
+    assert_eq!(cluster.status(leader).await?.term, term);
 
-    phase("a message of another Raft wire format (a mixed build) is refused, naming both formats");
-    let as_itself = serde_json::json!({ "leader_id": { "term": term + 100, "node_id": follower }, "committed": false });
-    let vote = serde_json::json!({ "vote": as_itself, "last_log_id": null });
-    let old_build = v1::RaftPayload { payload: serde_json::to_vec(&vote)?, format: 0 };
+    phase("a message of another Raft format (a mixed build) is refused, naming both formats");
+    let as_itself = v1::RaftVote { term: term + 100, node_id: follower, committed: false };
+    let mut old_build = tonic::Request::new(v1::RaftVoteRequest { vote: Some(as_itself), ..Default::default() });
+    old_build.metadata_mut().insert("x-tenantry-raft-format", "1".parse()?);
     let status = raft_as_follower.vote(old_build).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains(&format!("Raft format 0 and this node format {RAFT_FORMAT}")), "{status:?}");
+    assert!(status.message().contains(&format!("Raft format 1 and this node format {RAFT_FORMAT}")), "{status:?}");
+    let unmarked = v1::RaftVoteRequest { vote: Some(as_itself), ..Default::default() };
+    let status = raft_as_follower.vote(unmarked).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "a build that sends no format: {status:?}");
     assert_eq!(cluster.status(leader).await?.term, term);
 
     phase("a node of another cluster under the same CA is refused, the term unchanged");
@@ -190,11 +207,17 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let mut raft = v1::raft_internal_client::RaftInternalClient::new(node_channel);
     let other_cluster = ulid::Ulid::new().to_string();
     for call in ["append_entries", "vote"] {
-        let mut request = tonic::Request::new(payload.clone());
-        request.metadata_mut().insert("x-tenantry-cluster-id", other_cluster.parse()?);
         let status = match call {
-            "append_entries" => raft.append_entries(request).await,
-            _ => raft.vote(request).await,
+            "append_entries" => {
+                let mut request = raft_request(append.clone());
+                request.metadata_mut().insert("x-tenantry-cluster-id", other_cluster.parse()?);
+                raft.append_entries(request).await.map(drop)
+            }
+            _ => {
+                let mut request = raft_request(vote);
+                request.metadata_mut().insert("x-tenantry-cluster-id", other_cluster.parse()?);
+                raft.vote(request).await.map(drop)
+            }
         }
         .unwrap_err();
         assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{call}: {status:?}");

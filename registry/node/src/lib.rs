@@ -3,7 +3,8 @@
 //!
 //! The pure state machine is the `registry-core` crate; [`store`] persists it
 //! and the Raft log; [`watch`] fans applied changes out to agents;
-//! [`server`] runs a node (openraft, gRPC, HTTP); [`backup`] is the offline
+//! [`server`] runs a node (openraft, gRPC, HTTP); [`wire`] is the Raft wire
+//! and log format (protobuf); [`backup`] is the offline
 //! work on backups. Clients (regctl, the suites) use the `registry-client`
 //! crate and never this one.
 
@@ -16,3 +17,4 @@ pub mod raft_types;
 pub mod server;
 pub mod store;
 pub mod watch;
+pub mod wire;

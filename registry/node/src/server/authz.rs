@@ -15,6 +15,7 @@ use trust::{Identity, PeerInfo, Role};
 
 use super::network::CLUSTER_ID_HEADER;
 use crate::store::StateView;
+use crate::wire;
 
 /// Set by a follower on a write it forwards to the leader: the original
 /// caller's identity URI. Believed only from a node certificate.
@@ -184,6 +185,27 @@ fn same_cluster(view: &StateView, theirs: Option<&str>) -> Result<(), Status> {
     )))
 }
 
+/// Refuses Raft traffic of another format than this build's (see
+/// [`wire::FORMAT_HEADER`]; builds before it sent none).
+fn same_raft_format(path: &str, theirs: Option<&str>) -> Result<(), Status> {
+    if !path.starts_with(RAFT_SERVICE) {
+        return Ok(());
+    }
+    let theirs = theirs.unwrap_or("1");
+    if theirs == wire::FORMAT.to_string() {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "{}: the peer speaks Raft format {theirs} and this node format {}: upgrade every member to one build \
+         (a format change needs a full stop, not a rolling restart)",
+        wire::FORMAT_HEADER,
+        wire::FORMAT
+    )))
+}
+
+/// The internal service whose requests carry the Raft format.
+const RAFT_SERVICE: &str = "/tenantry.v1.RaftInternal/";
+
 /// The layer: wraps every gRPC service of a node.
 #[derive(Clone)]
 pub(crate) struct AuthzLayer {
@@ -221,9 +243,10 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let header = |name| request.headers().get(name).and_then(|value: &http::HeaderValue| value.to_str().ok());
-        let decision = same_cluster(&self.view, header(CLUSTER_ID_HEADER)).and_then(|()| {
-            authorize(request.uri().path(), request.extensions().get::<PeerInfo>(), header(FORWARDED_FOR_HEADER))
-        });
+        let path = request.uri().path();
+        let decision = authorize(path, request.extensions().get::<PeerInfo>(), header(FORWARDED_FOR_HEADER))
+            .and_then(|caller| same_raft_format(path, header(wire::FORMAT_HEADER)).map(|()| caller))
+            .and_then(|caller| same_cluster(&self.view, header(CLUSTER_ID_HEADER)).map(|()| caller));
         match decision {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);

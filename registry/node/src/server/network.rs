@@ -13,47 +13,20 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use proto::v1::raft_internal_client::RaftInternalClient;
-use proto::v1::{raft_snapshot_chunk, RaftPayload, RaftSnapshotChunk};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use proto::v1::{raft_snapshot_chunk, RaftSnapshotChunk, RaftSnapshotHeader};
 use tokio::io::AsyncReadExt;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::limits::{GRPC_MESSAGE_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX};
-use crate::raft_types::{Member, NodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use crate::raft_types::{Member, NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
 use crate::store::StateView;
+use crate::wire::{self, Invalid};
 
-/// The Raft wire format this build speaks: openraft 0.10's serde JSON of its
-/// messages. Builds on openraft 0.9 sent none (0).
-pub(crate) const RAFT_FORMAT: u32 = 2;
-
-/// The first chunk of a snapshot stream.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct SnapshotHeader {
-    pub(crate) vote: Vote,
-    pub(crate) meta: SnapshotMeta,
-}
-
-/// `message` as a payload of this build's format.
-pub(crate) fn encode<T: Serialize>(message: &T) -> Result<RaftPayload, serde_json::Error> {
-    Ok(RaftPayload { payload: serde_json::to_vec(message)?, format: RAFT_FORMAT })
-}
-
-/// A payload of this build's format as a `T`; the error names what is wrong.
-pub(crate) fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, String> {
-    if payload.format != RAFT_FORMAT {
-        return Err(format!(
-            "the peer speaks Raft format {} and this node format {RAFT_FORMAT}: run one build on every member",
-            payload.format
-        ));
-    }
-    serde_json::from_slice(&payload.payload).map_err(|error| format!("not a valid Raft message: {error}"))
-}
-
-/// Set on every request one member sends another: the sender's cluster id,
-/// once it knows it. A node of another cluster (a member from before a
+/// Set on every request one member sends another: the Raft format of this
+/// build ([`wire::FORMAT_HEADER`]), and the sender's cluster id, once it
+/// knows it. A node of another cluster (a member from before a
 /// restore, a misaddressed peer of a second cluster under the same CA) is
 /// refused by the receiver's authorization layer.
 pub(crate) const CLUSTER_ID_HEADER: &str = "x-tenantry-cluster-id";
@@ -61,7 +34,7 @@ pub(crate) const CLUSTER_ID_HEADER: &str = "x-tenantry-cluster-id";
 /// A channel to another member that names this node's cluster on every request.
 pub(crate) type PeerChannel = InterceptedService<Channel, ClusterStamp>;
 
-/// Adds [`CLUSTER_ID_HEADER`] to each request.
+/// Adds [`wire::FORMAT_HEADER`] and [`CLUSTER_ID_HEADER`] to each request.
 #[derive(Clone)]
 pub(crate) struct ClusterStamp {
     view: StateView,
@@ -69,6 +42,7 @@ pub(crate) struct ClusterStamp {
 
 impl tonic::service::Interceptor for ClusterStamp {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(wire::FORMAT_HEADER, wire::FORMAT.into());
         let cluster_id = self.view.read().state.cluster_id;
         if let Some(cluster_id) = cluster_id {
             // A ULID is 26 ASCII characters: always a valid header value.
@@ -185,11 +159,17 @@ fn from_status(status: &tonic::Status) -> RPCError<TypeConfig> {
     }
 }
 
+/// A reply that does not decode: the peer is not speaking this format.
+fn malformed(error: Invalid) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::from_string(format!("the peer's reply: {error}")))
+}
+
 impl Connection {
-    fn client(&mut self) -> Result<&mut RaftInternalClient<PeerChannel>, RPCError<TypeConfig>> {
-        match &mut self.client {
-            Ok(client) => Ok(client),
-            Err(error) => Err(RPCError::Unreachable(Unreachable::from_string(error))),
+    /// A handle on the channel (a clone is a reference-count bump).
+    fn client(&self) -> Result<RaftInternalClient<PeerChannel>, Unreachable<TypeConfig>> {
+        match &self.client {
+            Ok(client) => Ok(client.clone()),
+            Err(error) => Err(Unreachable::from_string(error)),
         }
     }
 
@@ -197,37 +177,19 @@ impl Connection {
         Timeout { action, id: self.id, target: self.target, timeout }
     }
 
-    /// Sends one unary RPC: `request` in, the peer's answer out, within the
-    /// timeout openraft gives.
-    async fn call<Req, Resp>(
-        &mut self,
+    /// Runs one unary RPC within the timeout openraft gives, timed.
+    async fn call<Resp>(
+        &self,
         method: Method,
-        request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<TypeConfig>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-    {
+        call: impl Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
         let timeout = option.hard_ttl();
-        let late = self.timeout(method.action(), timeout);
-        let metrics = self.metrics.clone();
-        let request =
-            tonic::Request::new(encode(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?);
-        let client = self.client()?;
         let started = std::time::Instant::now();
-        let call = async {
-            match method {
-                Method::AppendEntries => client.append_entries(request).await,
-                Method::Vote => client.vote(request).await,
-                Method::PreVote => client.pre_vote(request).await,
-                Method::TransferLeader => client.transfer_leader(request).await,
-            }
-        };
         let reply = tokio::time::timeout(timeout, call).await;
-        metrics.observe_raft_rpc(method.name(), started.elapsed());
-        let reply = reply.map_err(|_| RPCError::Timeout(late))?.map_err(|status| from_status(&status))?;
-        decode(reply.get_ref()).map_err(|error| RPCError::Network(NetworkError::from_string(error)))
+        self.metrics.observe_raft_rpc(method.name(), started.elapsed());
+        let reply = reply.map_err(|_| RPCError::Timeout(self.timeout(method.action(), timeout)))?;
+        Ok(reply.map_err(|status| from_status(&status))?.into_inner())
     }
 }
 
@@ -239,7 +201,9 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Method::AppendEntries, &request, &option).await
+        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let reply = self.call(Method::AppendEntries, &option, client.append_entries(wire::append_request(&request)));
+        wire::append_response_from(reply.await?).map_err(malformed)
     }
 
     async fn vote(
@@ -247,7 +211,9 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Method::Vote, &request, &option).await
+        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let reply = self.call(Method::Vote, &option, client.vote(wire::vote_request(&request)));
+        wire::vote_response_from(reply.await?).map_err(malformed)
     }
 
     async fn pre_vote(
@@ -255,7 +221,9 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Method::PreVote, &request, &option).await
+        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let reply = self.call(Method::PreVote, &option, client.pre_vote(wire::vote_request(&request)));
+        wire::vote_response_from(reply.await?).map_err(malformed)
     }
 
     async fn transfer_leader(
@@ -263,7 +231,10 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Method::TransferLeader, &request, &option).await
+        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let reply =
+            self.call(Method::TransferLeader, &option, client.transfer_leader(wire::transfer_request(&request)));
+        wire::transfer_response_from(reply.await?).map_err(malformed)
     }
 
     /// Streams the snapshot file in chunks; the peer installs it once the
@@ -277,12 +248,12 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let timeout = option.hard_ttl();
         let late = self.timeout(RPCTypes::InstallSnapshot, timeout);
-        let header = SnapshotHeader { vote, meta: snapshot.meta.clone() };
-        let header = encode(&header).map_err(|error| StreamingError::Network(NetworkError::new(&error)))?;
+        let header =
+            RaftSnapshotHeader { vote: Some(wire::vote(&vote)), meta: Some(wire::snapshot_meta(&snapshot.meta)) };
         // A read error ends the stream early; it is reported after the call
         // (the peer refuses the cut file: its trailer and checksum are missing).
         let read_error = Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
-        let first = RaftSnapshotChunk { chunk: Some(raft_snapshot_chunk::Chunk::Meta(header)) };
+        let first = RaftSnapshotChunk { chunk: Some(raft_snapshot_chunk::Chunk::Header(header)) };
         let failed = read_error.clone();
         let data = futures::stream::unfold(Some(snapshot.snapshot), move |file| {
             let failed = failed.clone();
@@ -304,7 +275,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         });
         let chunks = futures::StreamExt::chain(futures::stream::once(async { first }), data);
         let metrics = self.metrics.clone();
-        let client = self.client()?;
+        let mut client = self.client().map_err(StreamingError::Unreachable)?;
         let started = std::time::Instant::now();
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
@@ -319,6 +290,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             RPCError::Unreachable(unreachable) => StreamingError::Unreachable(unreachable),
             _ => StreamingError::Network(NetworkError::new(&status)),
         })?;
-        decode(reply.get_ref()).map_err(|error| StreamingError::Network(NetworkError::from_string(error)))
+        wire::snapshot_response_from(reply.into_inner())
+            .map_err(|error| StreamingError::Network(NetworkError::from_string(format!("the peer's reply: {error}"))))
     }
 }

@@ -8,14 +8,11 @@ use tonic::{Response, Status};
 use super::leader::{write_meta, Leader, Origin};
 use super::status;
 use crate::store::StateView;
+use crate::wire;
 
 pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
-    match v1::RegionStatus::try_from(status) {
-        Ok(v1::RegionStatus::Healthy) => Ok(RegionStatus::Healthy),
-        Ok(v1::RegionStatus::Degraded) => Ok(RegionStatus::Degraded),
-        Ok(v1::RegionStatus::Evacuated) => Ok(RegionStatus::Evacuated),
-        _ => Err(Status::invalid_argument("status: must be healthy, degraded or evacuated")),
-    }
+    wire::region_status_from(status)
+        .ok_or_else(|| Status::invalid_argument("status: must be healthy, degraded or evacuated"))
 }
 
 /// Checks a shard to add.
@@ -28,11 +25,7 @@ pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
 }
 
 pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyResponse {
-    let status = |status: RegionStatus| match status {
-        RegionStatus::Healthy => v1::RegionStatus::Healthy,
-        RegionStatus::Degraded => v1::RegionStatus::Degraded,
-        RegionStatus::Evacuated => v1::RegionStatus::Evacuated,
-    } as i32;
+    let status = |status: RegionStatus| wire::region_status(status) as i32;
     v1::TopologyResponse {
         regions: topology
             .regions

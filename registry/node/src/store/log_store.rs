@@ -6,7 +6,7 @@
 //! for the same synced flush before `save_vote` returns.
 
 use std::fmt::Debug;
-use std::io::{self, Read, Write};
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,144 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::OptionalSend;
 use raft_log::api::raft_log_writer::RaftLogWriter;
-use raft_log::codeq::{Decode, Encode};
 use raft_log::RaftLog;
 
+use super::wal::{self, FlushCallback, WalEntry, WalLogId, WalTypes, WalVote};
 use crate::raft_types::{Entry, LogId, TypeConfig, Vote};
-
-/// raft-log's type configuration for the registry.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct WalTypes;
-
-impl raft_log::Types for WalTypes {
-    type LogId = WalLogId;
-    type LogPayload = WalEntry;
-    type Vote = WalVote;
-    type Callback = FlushCallback;
-    type UserData = ();
-
-    fn log_index(log_id: &WalLogId) -> u64 {
-        log_id.0.index
-    }
-
-    fn payload_size(payload: &WalEntry) -> u64 {
-        // An estimate for raft-log's cache accounting: documents dominate.
-        let documents = match &payload.0.payload {
-            openraft::EntryPayload::Normal(proposal) => proposal
-                .commands
-                .iter()
-                .map(|command| match &command.op {
-                    registry_core::Op::CreateTenant { documents, .. }
-                    | registry_core::Op::UpdateTenant { documents, .. }
-                    | registry_core::Op::StageCanary { documents, .. } => {
-                        [&documents.config, &documents.theme, &documents.integrations]
-                            .into_iter()
-                            .map(|document| document.as_ref().map_or(0, String::len))
-                            .sum::<usize>()
-                            + 256
-                    }
-                    _ => 256,
-                })
-                .sum(),
-            _ => 0,
-        };
-        (documents + 256) as u64
-    }
-}
-
-/// Writes `value` as a little-endian u32 length and its JSON bytes.
-fn encode_json<T: serde::Serialize, W: Write>(value: &T, mut writer: W) -> io::Result<usize> {
-    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("WAL record over 4 GiB"))?;
-    writer.write_all(&len.to_le_bytes())?;
-    writer.write_all(&bytes)?;
-    Ok(4 + bytes.len())
-}
-
-fn decode_json<T: serde::de::DeserializeOwned, R: Read>(mut reader: R) -> io::Result<T> {
-    let mut len = [0u8; 4];
-    reader.read_exact(&mut len)?;
-    let mut bytes = vec![0u8; u32::from_le_bytes(len) as usize];
-    reader.read_exact(&mut bytes)?;
-    serde_json::from_slice(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
-}
-
-/// An openraft log id in raft-log's codec.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct WalLogId(LogId);
-
-impl Encode for WalLogId {
-    fn encode<W: Write>(&self, mut writer: W) -> io::Result<usize> {
-        writer.write_all(&self.0.leader_id.term.to_le_bytes())?;
-        writer.write_all(&self.0.leader_id.node_id.to_le_bytes())?;
-        writer.write_all(&self.0.index.to_le_bytes())?;
-        Ok(24)
-    }
-}
-
-impl Decode for WalLogId {
-    fn decode<R: Read>(mut reader: R) -> io::Result<Self> {
-        let mut read_u64 = || -> io::Result<u64> {
-            let mut bytes = [0u8; 8];
-            reader.read_exact(&mut bytes)?;
-            Ok(u64::from_le_bytes(bytes))
-        };
-        let (term, node_id, index) = (read_u64()?, read_u64()?, read_u64()?);
-        Ok(Self(crate::raft_types::log_id(term, node_id, index)))
-    }
-}
-
-/// An openraft vote in raft-log's codec.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd)]
-pub(crate) struct WalVote(Vote);
-
-impl Encode for WalVote {
-    fn encode<W: Write>(&self, writer: W) -> io::Result<usize> {
-        encode_json(&self.0, writer)
-    }
-}
-
-impl Decode for WalVote {
-    fn decode<R: Read>(reader: R) -> io::Result<Self> {
-        decode_json(reader).map(Self)
-    }
-}
-
-/// An openraft entry in raft-log's codec.
-#[derive(Debug, Clone)]
-pub(crate) struct WalEntry(Entry);
-
-impl Encode for WalEntry {
-    fn encode<W: Write>(&self, writer: W) -> io::Result<usize> {
-        encode_json(&self.0, writer)
-    }
-}
-
-impl Decode for WalEntry {
-    fn decode<R: Read>(reader: R) -> io::Result<Self> {
-        decode_json(reader).map(Self)
-    }
-}
-
-/// What raft-log's flush worker calls once a flush is synced (or failed).
-pub(crate) enum FlushCallback {
-    /// An append: tells openraft the entries are durable.
-    Append(IOFlushed<TypeConfig>),
-    /// A vote, truncate or purge that waits for its own sync.
-    Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
-}
-
-impl raft_log::Callback for FlushCallback {
-    fn send(self, result: io::Result<()>) {
-        match self {
-            FlushCallback::Append(callback) => callback.io_completed(result),
-            FlushCallback::Wait(sender) => {
-                // The waiter may have given up (node shutting down); nothing to do then.
-                let _ = sender.send(result);
-            }
-        }
-    }
-}
 
 /// The Raft log and vote store. Cheap to clone: clones share one WAL.
 #[derive(Clone)]
@@ -160,17 +26,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens (or creates) the WAL in `dir`.
+    /// Opens (or creates) the WAL in `dir`, migrating a log of the
+    /// previous format first (see [`wal::open`]).
     pub fn open(dir: &Path) -> io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        // raft-log caches log payloads (1 GiB by default); entries a lagging
-        // follower needs beyond the cache are read back from disk.
-        let config = raft_log::Config {
-            log_cache_capacity: Some(crate::limits::LOG_CACHE_BYTES_MAX),
-            ..raft_log::Config::new(dir.display())
-        };
-        let wal = RaftLog::open(Arc::new(config))?;
-        Ok(Self { wal: Arc::new(Mutex::new(wal)) })
+        Ok(Self { wal: Arc::new(Mutex::new(wal::open(dir)?)) })
     }
 
     fn lock(&self) -> MutexGuard<'_, RaftLog<WalTypes>> {

@@ -1,7 +1,8 @@
 //! Durable storage of a registry node.
 //!
 //! * [`LogStore`]: the Raft log and vote in `raft-log`, a WAL that calls
-//!   `fdatasync` before it reports an append or a vote as done.
+//!   `fdatasync` before it reports an append or a vote as done; its records
+//!   are protobuf (`wal`).
 //! * [`StateMachineStore`]: the applied state, in memory only.
 //! * [`snapshot`]: snapshot files written, fsynced and renamed into place.
 //!
@@ -12,6 +13,7 @@
 mod log_store;
 pub mod snapshot;
 mod state_machine;
+mod wal;
 
 pub use log_store::LogStore;
 pub use state_machine::{SharedState, StateMachineStore, StateView};

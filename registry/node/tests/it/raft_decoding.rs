@@ -1,12 +1,15 @@
 //! Property tests of Raft message decoding (what `RaftInternal` does with a
-//! peer's payload): random bytes and real messages cut, flipped or spliced
+//! peer's message): random bytes and real messages cut, flipped or spliced
 //! decode to a message or an error, never a panic, and an intact message
 //! decodes to itself. `FUZZ_CASES=N` for a soak.
 
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::raft::AppendEntriesRequest;
 use openraft::{EntryPayload, Vote};
 use proptest::prelude::*;
-use registry::raft_types::{Entry, TypeConfig};
+use prost::Message;
+use proto::v1;
+use registry::raft_types::{log_id, Entry, TypeConfig};
+use registry::wire;
 use registry_core::{Command, Op, Proposal, WriteMeta};
 
 fn config() -> ProptestConfig {
@@ -14,7 +17,6 @@ fn config() -> ProptestConfig {
 }
 
 fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> AppendEntriesRequest<TypeConfig> {
-    let log_id = registry::raft_types::log_id(term, 1, index);
     let command = Command {
         meta: WriteMeta {
             expected_revision: Some(index),
@@ -26,15 +28,12 @@ fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> Appe
         },
         op: Op::DeleteTenant { tenant },
     };
-    let entry = Entry { log_id, payload: EntryPayload::Normal(Proposal::single(command)) };
+    let entry = Entry { log_id: log_id(term, 1, index), payload: EntryPayload::Normal(Proposal::single(command)) };
     AppendEntriesRequest {
         vote: Vote::new_committed(term, 1),
-        prev_log_id: index.checked_sub(1).map(|prev| registry::raft_types::log_id(term, 1, prev)),
-        entries: vec![
-            entry,
-            Entry { log_id: registry::raft_types::log_id(term, 1, index + 1), payload: EntryPayload::Blank },
-        ],
-        leader_commit: Some(log_id),
+        prev_log_id: index.checked_sub(1).map(|prev| log_id(term, 1, prev)),
+        entries: vec![entry, Entry { log_id: log_id(term, 1, index + 1), payload: EntryPayload::Blank }],
+        leader_commit: Some(log_id(term, 1, index)),
     }
 }
 
@@ -42,11 +41,27 @@ fn tenant() -> impl Strategy<Value = proto::TenantId> {
     "[a-z][a-z0-9]{0,10}".prop_filter_map("a tenant id", |id| proto::TenantId::parse(&id).ok())
 }
 
+/// Decodes `bytes` as each Raft message, as the receiving node does.
+fn decode_all(bytes: &[u8]) {
+    if let Ok(message) = v1::RaftAppendRequest::decode(bytes) {
+        let _ = wire::append_request_from(message);
+    }
+    if let Ok(message) = v1::RaftVoteRequest::decode(bytes) {
+        let _ = wire::vote_request_from(message);
+    }
+    if let Ok(message) = v1::RaftTransferLeaderRequest::decode(bytes) {
+        let _ = wire::transfer_request_from(message);
+    }
+    if let Ok(message) = v1::RaftEntry::decode(bytes) {
+        let _ = wire::entry_from(message, "entry");
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn raft_payloads_decode_or_fail_cleanly(
+    fn raft_messages_decode_or_fail_cleanly(
         term in 0..u64::MAX / 2,
         index in 0..u64::MAX / 2,
         actor in any::<String>(),
@@ -56,9 +71,10 @@ proptest! {
         flip in any::<(usize, u8)>(),
     ) {
         let message = append(term, index, actor, tenant);
-        let encoded = serde_json::to_vec(&message).unwrap();
-        let decoded: AppendEntriesRequest<TypeConfig> = serde_json::from_slice(&encoded).unwrap();
-        prop_assert_eq!(serde_json::to_vec(&decoded).unwrap(), encoded.clone());
+        let encoded = wire::append_request(&message).encode_to_vec();
+        let decoded = wire::append_request_from(v1::RaftAppendRequest::decode(encoded.as_slice()).unwrap()).unwrap();
+        prop_assert_eq!(&decoded.entries, &message.entries);
+        prop_assert_eq!(wire::append_request(&decoded).encode_to_vec(), encoded.clone());
 
         let mut mangled = encoded.clone();
         let at = flip.0 % mangled.len();
@@ -66,9 +82,7 @@ proptest! {
         mangled.truncate(cut % (mangled.len() + 1));
         let spliced = [&encoded[..at], &noise[..], &encoded[at..]].concat();
         for bytes in [&noise, &mangled, &spliced] {
-            let _ = serde_json::from_slice::<AppendEntriesRequest<TypeConfig>>(bytes);
-            let _ = serde_json::from_slice::<VoteRequest<TypeConfig>>(bytes);
-            let _ = serde_json::from_slice::<TransferLeaderRequest<TypeConfig>>(bytes);
+            decode_all(bytes);
         }
     }
 }
