@@ -70,3 +70,68 @@ async fn failover_to_a_node_that_is_behind_waits_and_never_goes_back() -> anyhow
     cluster.passed();
     Ok(())
 }
+
+/// History survives restarts: after every registry node restarted, with
+/// snapshots newer than an agent's revision, the agent resumes from the
+/// history the nodes rebuilt from their logs instead of a whole snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_restart_an_agent_behind_the_snapshots_resumes_from_the_log() -> anyhow::Result<()> {
+    let options = ClusterOptions { snapshot_every_entries: 20, ..ClusterOptions::new("agent-resume-restart") };
+    let mut cluster = RegistryCluster::start(options).await?;
+    let client = cluster.client();
+    for n in 0..5 {
+        client.create_tenant(&format!("h-{n}"), documents(n), &WriteOptions::default()).await?;
+    }
+    let data_dir = cluster_tests::binaries::test_dir("agent-resume-restart-data");
+    let agent = agents::start(&cluster, "api-restart", 1, Kind::Api, Some(data_dir.clone())).await?;
+    let (_, revision) = cluster.tenants().await?;
+    agents::wait_for(&agent, revision).await?;
+    let behind = agent.revision();
+    agent.shutdown().await;
+
+    phase("60 more writes while the agent is away: every node snapshots past it");
+    let mut last = 0;
+    for n in 0..60u64 {
+        let tenant = format!("h-{}", n % 5);
+        last = client.update_tenant(&tenant, documents(100 + n), &WriteOptions::default()).await?.revision;
+    }
+    for id in 1..=3 {
+        cluster.wait_applied(id, last).await?;
+    }
+
+    phase("every node stops and starts again");
+    for id in 1..=3 {
+        cluster.terminate(id).await?;
+    }
+    for id in 1..=3 {
+        let snapshot = newest_snapshot_index(&cluster.node(id).data_dir.join("snapshots"))?;
+        assert!(snapshot > behind, "node {id}'s snapshot ({snapshot}) is past the agent ({behind})");
+        cluster.start_node(id)?;
+    }
+    cluster.wait_ready().await?;
+
+    phase("the agent resumes by deltas from its revision");
+    let agent = agents::start(&cluster, "api-restart", 1, Kind::Api, Some(data_dir.clone())).await?;
+    let written = client.create_tenant("after-restart", documents(999), &WriteOptions::default()).await?;
+    agents::wait_for(&agent, written.revision).await?;
+    assert_eq!(agent.stats().snapshots.load(Ordering::Relaxed), 0, "resumed by deltas, not a snapshot");
+    let (tenants, _) = cluster.tenants().await?;
+    agents::assert_matches(&agent, &tenants);
+    agent.shutdown().await;
+    cluster.passed();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// The index of the newest snapshot file in `dir` (`snapshot-<index>.jsonl`).
+fn newest_snapshot_index(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut newest = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let index = name.strip_prefix("snapshot-").and_then(|rest| rest.strip_suffix(".jsonl"));
+        if let Some(index) = index.and_then(|index| index.parse().ok()) {
+            newest = newest.max(index);
+        }
+    }
+    Ok(newest)
+}

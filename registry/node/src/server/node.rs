@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
+use openraft::storage::RaftLogReader;
 use proto::v1::agent_admin_server::AgentAdminServer;
 use proto::v1::raft_internal_server::RaftInternalServer;
 use proto::v1::registry_server::RegistryServer;
@@ -70,8 +71,15 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.reload_on_sighup().map_err(|error| Error::Config(error.to_string()))?;
     }
-    let log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
+    let mut log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
     let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
+    // The history window, from the log the snapshot already covers.
+    let snapshot_index = state_machine.view().applied_revision().get();
+    let first = log_store.purged_index().map_or(1, |purged| purged + 1);
+    let first = first.max((snapshot_index + 1).saturating_sub(config.watch_limits().history_deltas_max as u64));
+    if first <= snapshot_index {
+        state_machine.seed_history(log_store.try_get_log_entries(first..=snapshot_index).await?);
+    }
     let view = state_machine.view();
     let hub = state_machine.hub();
     let metrics = Arc::new(Metrics::default());

@@ -17,7 +17,7 @@ use registry_core::{apply, Change, Tenant};
 use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
-use crate::raft_types::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::raft_types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
 
 /// The applied state shared between the Raft apply path (the only writer)
@@ -93,6 +93,38 @@ impl StateMachineStore {
     /// A read handle on the applied state.
     pub fn view(&self) -> StateView {
         self.shared.clone()
+    }
+
+    /// Rebuilds the agents' history window after a restart from `entries`,
+    /// the log up to the snapshot this store loaded (openraft keeps some
+    /// entries before it): each entry's delta carries the snapshot's records
+    /// of the tenants its commands name. Those records are at least as new
+    /// as the entry and no newer than the snapshot, so an agent that replays
+    /// them and then the deltas of the entries openraft re-applies after the
+    /// snapshot ends where the registry is, each tenant only moving forward.
+    /// Agents behind the restarted node then resume instead of taking a
+    /// whole snapshot.
+    pub fn seed_history(&self, entries: Vec<Entry>) {
+        let deltas = {
+            let applied = self.shared.read();
+            entries
+                .iter()
+                .map(|entry| {
+                    let mut named: Vec<Arc<Tenant>> = Vec::new();
+                    if let EntryPayload::Normal(proposal) = &entry.payload {
+                        for tenant in proposal.commands.iter().filter_map(|command| command.op.tenant()) {
+                            let known = applied.state.tenants.get(tenant);
+                            if let Some(record) = known.filter(|record| !named.iter().any(|seen| seen.id == record.id))
+                            {
+                                named.push(record.clone());
+                            }
+                        }
+                    }
+                    DeltaFrames::new(entry.log_id.index, &named)
+                })
+                .collect()
+        };
+        self.hub.seed(deltas);
     }
 
     /// The hub that pushes every applied entry to the agents.

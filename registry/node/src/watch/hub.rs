@@ -128,6 +128,21 @@ impl WatchHub {
         self.published.send_replace(last);
     }
 
+    /// Fills the empty history of a hub that has published nothing since it
+    /// started with `deltas`, which end at its revision (a restart, see
+    /// `StateMachineStore::seed_history`). Anything else is left alone.
+    pub fn seed(&self, deltas: Vec<DeltaFrames>) {
+        let mut history = self.history();
+        let published = self.published();
+        let contiguous = deltas.windows(2).all(|pair| pair[1].revision == pair[0].revision + 1);
+        if !history.is_empty() || !contiguous || deltas.last().map(|delta| delta.revision) != Some(published) {
+            tracing::warn!(published, "history not seeded: the deltas do not end at the hub's revision");
+            return;
+        }
+        let skip = deltas.len().saturating_sub(self.limits.history_deltas_max);
+        history.extend(deltas.into_iter().skip(skip).map(Arc::new));
+    }
+
     /// The node installed a snapshot at `revision`: forget the history and
     /// make every subscriber resume.
     pub fn reset(&self, revision: u64) {
@@ -228,6 +243,26 @@ mod tests {
         hub.publish(deltas(12..=12));
         assert!(matches!(subscriber.try_recv(), Ok(HubEvent::Reset)));
         assert!(matches!(hub.subscribe(10, false).start, Start::Snapshot));
+    }
+
+    #[test]
+    fn a_restarted_hub_is_seeded_with_the_entries_up_to_its_revision() {
+        let hub = hub(5);
+        hub.seed(deltas(3..=9));
+        assert_eq!(hub.history_len(), 0, "deltas that do not end at the hub's revision are refused");
+        hub.seed(deltas(2..=10));
+        assert_eq!(hub.history_len(), 5, "bounded like any history");
+        match hub.subscribe(7, false).start {
+            Start::Replay(replay) => {
+                assert_eq!(replay.iter().map(|delta| delta.revision).collect::<Vec<_>>(), [8, 9, 10])
+            }
+            _ => panic!("expected a replay"),
+        }
+        assert!(matches!(hub.subscribe(5, false).start, Start::Replay(_)), "6 is the oldest kept");
+        assert!(matches!(hub.subscribe(4, false).start, Start::Snapshot), "4 is behind the window");
+        hub.publish(deltas(11..=11));
+        hub.seed(deltas(7..=11));
+        assert_eq!(hub.history_len(), 5, "a hub that has history is not seeded again");
     }
 
     #[test]
