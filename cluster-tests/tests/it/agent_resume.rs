@@ -117,6 +117,16 @@ async fn after_a_full_restart_an_agent_behind_the_snapshots_resumes_from_the_log
     assert_eq!(agent.stats().snapshots.load(Ordering::Relaxed), 0, "resumed by deltas, not a snapshot");
     let (tenants, _) = cluster.tenants().await?;
     agents::assert_matches(&agent, &tenants);
+
+    phase("node 1 timed the delta it sent and the region's acknowledgement");
+    cluster_tests::wait::until("us-east's acknowledgement in node 1's /metrics", Duration::from_secs(10), || async {
+        let (_, metrics) = cluster.http_get(1, "/metrics").await.ok()?;
+        let acked = metrics.lines().any(|line| {
+            line.starts_with(r#"tenantry_write_acked_seconds_count{region="us-east"} "#) && !line.ends_with(" 0")
+        });
+        (acked && metrics.contains(r#"tenantry_write_stage_seconds_count{stage="delta_sent"}"#)).then_some(())
+    })
+    .await?;
     agent.shutdown().await;
     cluster.passed();
     let _ = std::fs::remove_dir_all(&data_dir);

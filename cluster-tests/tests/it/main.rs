@@ -25,6 +25,7 @@ mod config_canary;
 mod config_publish;
 mod durability;
 mod failover;
+mod leader_transfer;
 mod membership;
 mod placement_pins;
 mod regctl_up;

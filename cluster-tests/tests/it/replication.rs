@@ -49,6 +49,16 @@ async fn follower_write_is_forwarded_and_read_linearizably_everywhere() -> anyho
         let timed =
             |method: &str| metrics.contains(&format!("tenantry_rpc_duration_seconds_count{{method=\"{method}\"}} "));
         assert!(timed("GetTenant"), "node {}: GetTenant is timed", node.id);
+        // Each write's stages on this node: flushed (from proposed) on the
+        // leader only, committed and applied everywhere.
+        let staged = |stage: &str| {
+            metrics.lines().any(|line| {
+                line.starts_with(&format!("tenantry_write_stage_seconds_count{{stage=\"{stage}\"}} "))
+                    && !line.ends_with(" 0")
+            })
+        };
+        assert_eq!(staged("flushed"), node.id == leader, "node {}: proposed -> flushed", node.id);
+        assert!(staged("committed") && staged("applied"), "node {}: committed and applied are timed", node.id);
         assert_eq!(timed("CreateTenant"), node.id == leader || node.id == follower, "node {}: CreateTenant", node.id);
         let (code, status) = get("/status").await?;
         assert_eq!(code, 200);

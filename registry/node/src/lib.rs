@@ -4,7 +4,7 @@
 //! The pure state machine is the `registry-core` crate; [`store`] persists it
 //! and the Raft log; [`watch`] fans applied changes out to agents;
 //! [`server`] runs a node (openraft, gRPC, HTTP); [`wire`] is the Raft wire
-//! and log format (protobuf); [`backup`] is the offline
+//! and log format (protobuf); [`stages`] times each write's stages; [`backup`] is the offline
 //! work on backups. Clients (regctl, the suites) use the `registry-client`
 //! crate and never this one.
 
@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod raft_types;
 pub mod server;
+pub mod stages;
 pub mod store;
 pub mod watch;
 pub mod wire;

@@ -12,6 +12,7 @@ mod api;
 mod catchup;
 mod fanout;
 mod memory;
+mod rolling;
 mod stats;
 mod target;
 mod writes;
@@ -76,6 +77,12 @@ enum Suite {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// A steady writer while each node is restarted in turn: the write pause per restart (Tenantry only).
+    RollingRestart {
+        /// Writes per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+    },
     /// Members' resident memory with N tenants of ~4 KiB.
     Memory {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
@@ -113,6 +120,14 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(target == Target::Tenantry, "api: etcd has no api-node; run it with --target tenantry");
             anyhow::ensure!(connections > 0 && seconds > 0, "--connections and --seconds must be > 0");
             api::run(connections, seconds, json).await
+        }
+        Suite::RollingRestart { rate } => {
+            anyhow::ensure!(
+                target == Target::Tenantry,
+                "rolling-restart: Tenantry only; run it with --target tenantry"
+            );
+            anyhow::ensure!(rate > 0, "--rate must be > 0");
+            rolling::run(rate, json).await
         }
         Suite::Memory { tenants } => {
             anyhow::ensure!(!tenants.is_empty() && tenants.iter().all(|count| *count > 0), "--tenants must be > 0");

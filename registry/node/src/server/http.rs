@@ -15,6 +15,7 @@ use proto::v1::registry_server::Registry;
 use proto::v1::Consistency;
 
 use super::registry_service::RegistryService;
+use crate::stages::Stages;
 use crate::watch::{AgentDirectory, WatchHub};
 
 /// What the HTTP handlers read.
@@ -23,6 +24,7 @@ pub(crate) struct HttpState {
     pub(crate) service: Arc<RegistryService>,
     pub(crate) hub: Arc<WatchHub>,
     pub(crate) agents: Arc<AgentDirectory>,
+    pub(crate) stages: Arc<Stages>,
 }
 
 /// `/healthz` and `/readyz` are open (load balancers and probes carry no
@@ -64,7 +66,7 @@ async fn status(State(HttpState { service, .. }): State<HttpState>) -> Response 
     }
 }
 
-async fn metrics(State(HttpState { service, hub, agents }): State<HttpState>) -> Response {
+async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpState>) -> Response {
     let raft = service.leader.raft.metrics().borrow_watched().clone();
     let committed =
         service.leader.raft.with_raft_state(|state| state.local_committed().map_or(0, |log_id| log_id.index)).await;
@@ -92,5 +94,6 @@ async fn metrics(State(HttpState { service, hub, agents }): State<HttpState>) ->
     gauge("tenantry_watch_subscribers", "Agent streams subscribed now.", hub.subscribers() as u64);
     gauge("tenantry_agents_connected", "Agents connected to this node.", agents.connected_count() as u64);
     service.metrics.register(scrape.registry());
+    stages.register(scrape.registry());
     scrape.into_response()
 }

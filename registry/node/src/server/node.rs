@@ -27,6 +27,7 @@ use crate::limits::{
     HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS,
 };
 use crate::raft_types::{Member, NodeId, Raft};
+use crate::stages::Stages;
 use crate::store::{LogStore, StateMachineStore, StateView};
 use crate::watch::{AgentAdminService, AgentDirectory, Freshness};
 
@@ -71,8 +72,9 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.reload_on_sighup().map_err(|error| Error::Config(error.to_string()))?;
     }
-    let mut log_store = LogStore::open(&config.data_dir.join("raft-log"))?;
-    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?;
+    let stages = Arc::new(Stages::default());
+    let mut log_store = LogStore::open(&config.data_dir.join("raft-log"))?.timed(stages.clone());
+    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?.timed(stages.clone());
     // The history window, from the log the snapshot already covers.
     let snapshot_index = state_machine.view().applied_revision().get();
     let first = log_store.purged_index().map_or(1, |purged| purged + 1);
@@ -102,7 +104,7 @@ pub async fn run(
         raft.initialize(members).await.map_err(|error| Error::Raft(error.to_string()))?;
     }
 
-    let proposer = super::proposer::Proposer::start(raft.clone(), view.clone());
+    let proposer = super::proposer::Proposer::start(raft.clone(), view.clone(), stages.clone());
     let service = Arc::new(RegistryService {
         leader: super::leader::Leader::new(raft.clone(), proposer, dialer),
         view: view.clone(),
@@ -124,7 +126,7 @@ pub async fn run(
     };
 
     let freshness = Arc::new(Freshness::default());
-    let agents = Arc::new(AgentDirectory::new(config.id));
+    let agents = Arc::new(AgentDirectory::new(config.id, stages.clone()));
     let probe_interval = Duration::from_millis((config.progress_interval_ms / 2).clamp(50, 500));
     tokio::spawn(probe_freshness(service.clone(), freshness.clone(), probe_interval, stopped(stop_receiver.clone())));
     tokio::spawn(name_cluster(raft.clone(), view.clone(), stopped(stop_receiver.clone())));
@@ -133,6 +135,7 @@ pub async fn run(
         view: view.clone(),
         agents: agents.clone(),
         freshness,
+        stages: stages.clone(),
         permits: Arc::new(tokio::sync::Semaphore::new(config.agents_max)),
         stopping: stop_receiver.clone(),
     });
@@ -175,7 +178,7 @@ pub async fn run(
         .add_service(sync_server)
         .add_service(admin_server)
         .serve_with_incoming_shutdown(grpc_incoming, stopped(stop_receiver.clone()));
-    let http_state = http::HttpState { service, hub, agents };
+    let http_state = http::HttpState { service, hub, agents, stages };
     let http_options = trust::ListenOptions { tls, client_cert_required: false, connections_max: HTTP_CONNECTIONS_MAX };
     let http = trust::net::serve_http(http_listener, http_options, http::router(http_state), stopped(stop_receiver));
     let grpc = tokio::spawn(grpc);

@@ -16,6 +16,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 
 use openraft::async_runtime::WatchReceiver;
 use registry_core::{Command, Proposal, Response};
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::limits::{BATCH_COMMANDS_MAX, PROPOSALS_QUEUED_MAX};
 use crate::raft_types::{Fatal, Raft, RaftError, WriteError};
+use crate::stages::Stages;
 use crate::store::StateView;
 
 type Reply = oneshot::Sender<Result<Response, WriteError>>;
@@ -30,9 +32,9 @@ type Reply = oneshot::Sender<Result<Response, WriteError>>;
 /// What the proposer needs of Raft: a seam, so that group commit and the
 /// leader's judgement are unit-tested against a scripted log.
 pub(crate) trait RaftLog: Send + Sync + 'static {
-    /// Proposes `proposal` as one entry; each command's response, in order,
-    /// once it applied.
-    fn write(&self, proposal: Proposal) -> impl Future<Output = Result<Vec<Response>, WriteError>> + Send;
+    /// Proposes `proposal` as one entry; its log index and each command's
+    /// response, in order, once it applied.
+    fn write(&self, proposal: Proposal) -> impl Future<Output = Result<(u64, Vec<Response>), WriteError>> + Send;
 
     /// The index of the last entry of this node's log when it leads (and
     /// has one); `None` otherwise.
@@ -40,8 +42,8 @@ pub(crate) trait RaftLog: Send + Sync + 'static {
 }
 
 impl RaftLog for Raft {
-    async fn write(&self, proposal: Proposal) -> Result<Vec<Response>, WriteError> {
-        self.client_write(proposal).await.map(|written| written.data)
+    async fn write(&self, proposal: Proposal) -> Result<(u64, Vec<Response>), WriteError> {
+        self.client_write(proposal).await.map(|written| (written.log_id.index, written.data))
     }
 
     fn leader_log_index(&self) -> Option<u64> {
@@ -57,9 +59,10 @@ pub(crate) struct Proposer {
 }
 
 impl Proposer {
-    pub(crate) fn start(log: impl RaftLog, view: StateView) -> Self {
+    /// Starts proposing to `log`; each entry's proposal time goes to `stages`.
+    pub(crate) fn start(log: impl RaftLog, view: StateView, stages: Arc<Stages>) -> Self {
         let (sender, receiver) = mpsc::channel(PROPOSALS_QUEUED_MAX);
-        tokio::spawn(run(log, view, receiver));
+        tokio::spawn(run(log, view, stages, receiver));
         Self { sender }
     }
 
@@ -73,7 +76,7 @@ impl Proposer {
     }
 }
 
-async fn run(log: impl RaftLog, view: StateView, mut receiver: mpsc::Receiver<(Command, Reply)>) {
+async fn run(log: impl RaftLog, view: StateView, stages: Arc<Stages>, mut receiver: mpsc::Receiver<(Command, Reply)>) {
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -99,8 +102,10 @@ async fn run(log: impl RaftLog, view: StateView, mut receiver: mpsc::Receiver<(C
             continue;
         }
         let (commands, replies): (Vec<Command>, Vec<Reply>) = batch.into_iter().unzip();
+        let proposed = std::time::Instant::now();
         match log.write(Proposal { commands }).await {
-            Ok(responses) => {
+            Ok((index, responses)) => {
+                stages.proposed(index, proposed);
                 for (reply, response) in replies.into_iter().zip(responses) {
                     let _ = reply.send(Ok(response));
                 }
@@ -160,14 +165,15 @@ mod tests {
     }
 
     impl RaftLog for ScriptedLog {
-        async fn write(&self, proposal: Proposal) -> Result<Vec<Response>, WriteError> {
+        async fn write(&self, proposal: Proposal) -> Result<(u64, Vec<Response>), WriteError> {
             let names = proposal
                 .commands
                 .iter()
                 .map(|command| command.op.tenant().map_or("-".to_owned(), |tenant| tenant.to_string()));
             self.proposals.lock().unwrap().push(names.collect());
+            let index = self.proposals.lock().unwrap().len() as u64;
             self.release.acquire().await.unwrap().forget();
-            Ok(proposal.commands.iter().map(|_| Response::None).collect())
+            Ok((index, proposal.commands.iter().map(|_| Response::None).collect()))
         }
 
         fn leader_log_index(&self) -> Option<u64> {
@@ -184,7 +190,7 @@ mod tests {
     fn harness(leader_log_index: Option<u64>) -> Harness {
         let (proposals, release) = (Arc::default(), Arc::new(Semaphore::new(0)));
         let log = ScriptedLog { proposals: Arc::clone(&proposals), release: Arc::clone(&release), leader_log_index };
-        let proposer = Arc::new(Proposer::start(log, StateView::default()));
+        let proposer = Arc::new(Proposer::start(log, StateView::default(), Arc::default()));
         Harness { proposer, proposals, release }
     }
 

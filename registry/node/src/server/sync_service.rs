@@ -21,6 +21,7 @@ use crate::limits::{
     AGENT_ID_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, HELLO_TIMEOUT_MS, SINCE_REVISION_WAIT_MS_MAX, SNAPSHOT_CHUNK_TENANTS,
     STREAM_QUEUE_MESSAGES,
 };
+use crate::stages::{Stage, Stages};
 use crate::store::StateView;
 use crate::watch::{encode, tenant_record, AgentDirectory, DeltaFrames, Freshness, HubEvent, Scope, Start, WatchHub};
 
@@ -72,6 +73,7 @@ pub(crate) struct SyncContext {
     pub view: StateView,
     pub agents: Arc<AgentDirectory>,
     pub freshness: Arc<Freshness>,
+    pub stages: Arc<Stages>,
     /// One permit per connected agent.
     pub permits: Arc<Semaphore>,
     /// Becomes true when the node stops: streams end with UNAVAILABLE.
@@ -336,6 +338,7 @@ impl Stream {
         }
         self.send(delta.frame(self.scope)).await?;
         self.last_sent = delta.revision;
+        self.context.stages.mark(Stage::DeltaSent, delta.revision);
         Ok(())
     }
 

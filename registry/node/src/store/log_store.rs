@@ -18,18 +18,25 @@ use raft_log::RaftLog;
 
 use super::wal::{self, FlushCallback, WalEntry, WalLogId, WalTypes, WalVote};
 use crate::raft_types::{Entry, LogId, TypeConfig, Vote};
+use crate::stages::{Stage, Stages};
 
 /// The Raft log and vote store. Cheap to clone: clones share one WAL.
 #[derive(Clone)]
 pub struct LogStore {
     wal: Arc<Mutex<RaftLog<WalTypes>>>,
+    stages: Arc<Stages>,
 }
 
 impl LogStore {
     /// Opens (or creates) the WAL in `dir`, migrating a log of the
     /// previous format first (see [`wal::open`]).
     pub fn open(dir: &Path) -> io::Result<Self> {
-        Ok(Self { wal: Arc::new(Mutex::new(wal::open(dir)?)) })
+        Ok(Self { wal: Arc::new(Mutex::new(wal::open(dir)?)), stages: Arc::default() })
+    }
+
+    /// Marks the stages this store passes (flushed, committed) in `stages`.
+    pub fn timed(self, stages: Arc<Stages>) -> Self {
+        Self { stages, ..self }
     }
 
     fn lock(&self) -> MutexGuard<'_, RaftLog<WalTypes>> {
@@ -115,6 +122,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let Some(committed) = committed else {
             return Ok(());
         };
+        self.stages.mark(Stage::Committed, committed.index);
         let mut wal = self.lock();
         wal.commit(WalLogId(committed)).and_then(|_| wal.flush(false, None))
     }
@@ -133,14 +141,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // already (a purge never passes the applied snapshot); raft-log
         // refuses them, so they are skipped rather than rewritten.
         let purged_index = wal.log_state().purged().map(|log_id| log_id.0.index);
+        let mut through = 0;
         let records = entries
             .into_iter()
             .filter(|entry| purged_index.is_none_or(|purged| entry.log_id.index > purged))
+            .inspect(|entry| through = entry.log_id.index)
             .map(|entry| (WalLogId(entry.log_id), WalEntry(entry)));
         // The entries are readable from raft-log's cache as soon as `append`
         // returns; openraft counts them durable only when the callback runs
         // after the worker's fdatasync.
-        wal.append(records).and_then(|_| wal.flush(true, Some(FlushCallback::Append(callback))))
+        wal.append(records)?;
+        let callback = FlushCallback::Append { callback, stages: self.stages.clone(), through };
+        wal.flush(true, Some(callback))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

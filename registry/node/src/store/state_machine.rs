@@ -18,6 +18,7 @@ use tokio::fs::File;
 
 use super::snapshot::{self, AppliedState};
 use crate::raft_types::{Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::stages::{Stage, Stages};
 use crate::watch::{DeltaFrames, WatchHub, WatchLimits};
 
 /// The applied state shared between the Raft apply path (the only writer)
@@ -56,6 +57,7 @@ impl SharedState {
 pub struct StateMachineStore {
     shared: StateView,
     hub: Arc<WatchHub>,
+    stages: Arc<Stages>,
     snapshot_dir: PathBuf,
 }
 
@@ -87,7 +89,12 @@ impl StateMachineStore {
             None => AppliedState::default(),
         };
         let hub = WatchHub::new(applied.last_applied.map_or(0, |log_id| log_id.index), watch_limits);
-        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, snapshot_dir })
+        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, stages: Arc::default(), snapshot_dir })
+    }
+
+    /// Marks each applied entry in `stages`.
+    pub fn timed(self, stages: Arc<Stages>) -> Self {
+        Self { stages, ..self }
     }
 
     /// A read handle on the applied state.
@@ -190,6 +197,9 @@ impl StateMachineStore {
                 }
                 changed.push((revision.get(), tenants));
             }
+        }
+        if let Some((revision, _)) = changed.last() {
+            self.stages.mark(Stage::Applied, *revision);
         }
         // Encoded outside the state lock; one delta per entry, even when it
         // changed no tenant, so an agent can tell a gap from a quiet entry.

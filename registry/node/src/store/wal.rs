@@ -19,6 +19,7 @@ use raft_log::RaftLog;
 use openraft::storage::IOFlushed;
 
 use crate::raft_types::{Entry, LogId, TypeConfig, Vote};
+use crate::stages::{Stage, Stages};
 use crate::wire;
 
 /// The file that marks a WAL directory's format.
@@ -66,8 +67,9 @@ impl raft_log::Types for WalTypes {
 
 /// What raft-log's flush worker calls once a flush is synced (or failed).
 pub(crate) enum FlushCallback {
-    /// An append: tells openraft the entries are durable.
-    Append(IOFlushed<TypeConfig>),
+    /// An append of the entries up to `through`: tells openraft they are
+    /// durable, and marks them flushed.
+    Append { callback: IOFlushed<TypeConfig>, stages: Arc<Stages>, through: u64 },
     /// A vote, truncate or purge that waits for its own sync.
     Wait(tokio::sync::oneshot::Sender<io::Result<()>>),
     /// The same, for a thread outside the runtime (the migration at start).
@@ -77,7 +79,12 @@ pub(crate) enum FlushCallback {
 impl raft_log::Callback for FlushCallback {
     fn send(self, result: io::Result<()>) {
         match self {
-            FlushCallback::Append(callback) => callback.io_completed(result),
+            FlushCallback::Append { callback, stages, through } => {
+                if result.is_ok() {
+                    stages.mark(Stage::Flushed, through);
+                }
+                callback.io_completed(result);
+            }
             // The waiter may have given up (node shutting down); nothing to do then.
             FlushCallback::Wait(sender) => {
                 let _ = sender.send(result);

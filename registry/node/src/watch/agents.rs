@@ -1,7 +1,7 @@
 //! The agents a node knows: who is connected, what each acknowledged and
 //! refused. Bounded: the longest-disconnected agents are forgotten first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use plumbing::now_unix_ms;
@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::WatchHub;
 use crate::limits::AGENTS_TRACKED_MAX;
 use crate::raft_types::NodeId;
+use crate::stages::Stages;
 
 struct Tracked {
     info: AgentInfo,
@@ -22,19 +23,52 @@ struct Tracked {
     superseded: Arc<tokio::sync::Notify>,
 }
 
+/// The agents, and per region the acknowledged revisions of its connected
+/// agents (a multiset: revision -> how many), whose least is what every
+/// connected agent of the region has.
+#[derive(Default)]
+struct Agents {
+    by_id: HashMap<String, Tracked>,
+    acked_by_region: HashMap<String, BTreeMap<u64, usize>>,
+}
+
+impl Agents {
+    fn least_acked(&self, region: &str) -> Option<u64> {
+        self.acked_by_region.get(region).and_then(|acked| acked.keys().next().copied())
+    }
+
+    fn add_acked(&mut self, region: &str, revision: u64) {
+        *self.acked_by_region.entry(region.to_owned()).or_default().entry(revision).or_default() += 1;
+    }
+
+    fn remove_acked(&mut self, region: &str, revision: u64) {
+        if let Some(acked) = self.acked_by_region.get_mut(region) {
+            if let Some(count) = acked.get_mut(&revision) {
+                *count -= 1;
+                if *count == 0 {
+                    acked.remove(&revision);
+                }
+            }
+        }
+    }
+}
+
 /// Per-agent state of one node.
 pub struct AgentDirectory {
     node_id: NodeId,
-    agents: Mutex<HashMap<String, Tracked>>,
+    agents: Mutex<Agents>,
     next_connection: std::sync::atomic::AtomicU64,
+    stages: Arc<Stages>,
 }
 
 impl AgentDirectory {
-    pub fn new(node_id: NodeId) -> Self {
-        Self { node_id, agents: Mutex::default(), next_connection: Default::default() }
+    /// A directory that marks in `stages` when every connected agent of a
+    /// region has acknowledged an entry.
+    pub fn new(node_id: NodeId, stages: Arc<Stages>) -> Self {
+        Self { node_id, agents: Mutex::default(), next_connection: Default::default(), stages }
     }
 
-    fn agents(&self) -> MutexGuard<'_, HashMap<String, Tracked>> {
+    fn agents(&self) -> MutexGuard<'_, Agents> {
         match self.agents.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -46,10 +80,13 @@ impl AgentDirectory {
         let connection = self.next_connection.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let superseded = Arc::new(tokio::sync::Notify::new());
         let mut agents = self.agents();
-        let previous = agents.remove(&hello.agent_id);
+        let previous = agents.by_id.remove(&hello.agent_id);
         if let Some(previous) = &previous {
             // A permit is stored if the old stream is not waiting yet.
             previous.superseded.notify_one();
+            if previous.info.connected {
+                agents.remove_acked(&previous.info.region, previous.info.acked_revision);
+            }
         }
         let info = AgentInfo {
             agent_id: hello.agent_id.clone(),
@@ -66,15 +103,17 @@ impl AgentDirectory {
             last_nack: previous.as_ref().and_then(|tracked| tracked.info.last_nack.clone()),
             last_nack_unix_ms: previous.as_ref().map_or(0, |tracked| tracked.info.last_nack_unix_ms),
         };
-        agents.insert(hello.agent_id.clone(), Tracked { info, connection, superseded: superseded.clone() });
-        if agents.len() > AGENTS_TRACKED_MAX {
+        agents.add_acked(&info.region, info.acked_revision);
+        agents.by_id.insert(hello.agent_id.clone(), Tracked { info, connection, superseded: superseded.clone() });
+        if agents.by_id.len() > AGENTS_TRACKED_MAX {
             let oldest = agents
+                .by_id
                 .iter()
                 .filter(|(_, tracked)| !tracked.info.connected)
                 .min_by_key(|(_, tracked)| tracked.info.since_unix_ms)
                 .map(|(id, _)| id.clone());
             if let Some(oldest) = oldest {
-                agents.remove(&oldest);
+                agents.by_id.remove(&oldest);
             }
         }
         (connection, superseded)
@@ -83,16 +122,36 @@ impl AgentDirectory {
     /// The agent applied up to `revision` (never goes back), said on its
     /// newest stream `connection`.
     pub fn ack(&self, agent_id: &str, connection: u64, revision: u64) {
-        if let Some(tracked) = self.agents().get_mut(agent_id).filter(|tracked| tracked.connection == connection) {
-            tracked.info.acked_revision = tracked.info.acked_revision.max(revision);
-            tracked.info.last_ack_unix_ms = now_unix_ms();
+        let mut agents = self.agents();
+        let Some(tracked) = agents.by_id.get_mut(agent_id).filter(|tracked| tracked.connection == connection) else {
+            return;
+        };
+        let before = tracked.info.acked_revision;
+        tracked.info.acked_revision = before.max(revision);
+        tracked.info.last_ack_unix_ms = now_unix_ms();
+        let (region, after, connected) =
+            (tracked.info.region.clone(), tracked.info.acked_revision, tracked.info.connected);
+        if connected && after > before {
+            let least = agents.least_acked(&region);
+            agents.remove_acked(&region, before);
+            agents.add_acked(&region, after);
+            self.region_advanced(&agents, &region, least);
+        }
+    }
+
+    /// Marks the entries every connected agent of `region` now has, if the
+    /// least of them moved past `least_before`.
+    fn region_advanced(&self, agents: &Agents, region: &str, least_before: Option<u64>) {
+        if let Some(least) = agents.least_acked(region).filter(|least| Some(*least) > least_before) {
+            self.stages.acked(region, least);
         }
     }
 
     /// The agent refused a record.
     pub fn nack(&self, agent_id: &str, connection: u64, nack: v1::Nack) {
         tracing::warn!(agent_id, revision = nack.revision, tenant = %nack.tenant_id, reason = %nack.reason, "agent refused an update");
-        if let Some(tracked) = self.agents().get_mut(agent_id).filter(|tracked| tracked.connection == connection) {
+        if let Some(tracked) = self.agents().by_id.get_mut(agent_id).filter(|tracked| tracked.connection == connection)
+        {
             tracked.info.last_nack = Some(nack);
             tracked.info.last_nack_unix_ms = now_unix_ms();
         }
@@ -100,24 +159,28 @@ impl AgentDirectory {
 
     /// The stream `connection` of the agent ended.
     pub fn disconnected(&self, agent_id: &str, connection: u64) {
-        if let Some(tracked) = self.agents().get_mut(agent_id) {
-            if tracked.connection == connection {
-                tracked.info.connected = false;
-                tracked.info.since_unix_ms = now_unix_ms();
-            }
-        }
+        let mut agents = self.agents();
+        let Some(tracked) = agents.by_id.get_mut(agent_id).filter(|tracked| tracked.connection == connection) else {
+            return;
+        };
+        tracked.info.connected = false;
+        tracked.info.since_unix_ms = now_unix_ms();
+        let (region, acked) = (tracked.info.region.clone(), tracked.info.acked_revision);
+        let least = agents.least_acked(&region);
+        agents.remove_acked(&region, acked);
+        self.region_advanced(&agents, &region, least);
     }
 
     /// Every known agent, sorted by id.
     pub fn list(&self) -> Vec<AgentInfo> {
-        let mut agents: Vec<_> = self.agents().values().map(|tracked| tracked.info.clone()).collect();
+        let mut agents: Vec<_> = self.agents().by_id.values().map(|tracked| tracked.info.clone()).collect();
         agents.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
         agents
     }
 
     /// Connected agents (for metrics).
     pub fn connected_count(&self) -> usize {
-        self.agents().values().filter(|tracked| tracked.info.connected).count()
+        self.agents().by_id.values().filter(|tracked| tracked.info.connected).count()
     }
 }
 
@@ -157,7 +220,7 @@ mod tests {
 
     #[test]
     fn acks_never_go_back_and_stale_streams_do_not_count() {
-        let directory = AgentDirectory::new(2);
+        let directory = AgentDirectory::new(2, Arc::default());
         let (first, first_superseded) = directory.connected(&hello("a", 5));
         directory.ack("a", first, 9);
         directory.ack("a", first, 7);
