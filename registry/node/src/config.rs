@@ -203,6 +203,7 @@ impl NodeConfig {
         crate::watch::WatchLimits {
             history_deltas_max: self.watch_history_deltas_max,
             history_age_max: std::time::Duration::from_millis(limits::WATCH_HISTORY_AGE_MS_MAX),
+            history_bytes_max: limits::WATCH_HISTORY_BYTES_MAX,
             queue_deltas_max: self.watch_queue_deltas_max,
             progress_interval: std::time::Duration::from_millis(self.progress_interval_ms),
             agents_max: self.agents_max,

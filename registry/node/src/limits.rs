@@ -75,6 +75,12 @@ pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Deltas are one per Raft entry; at 100 writes/s this is 100 s of history.
 pub const WATCH_HISTORY_DELTAS_MAX_DEFAULT: usize = 10_000;
 
+/// The most bytes of encoded deltas the history keeps (both scopes). A
+/// delta carries whole tenant records, so a bulk load of 100,000 tenants
+/// would otherwise keep an encoded copy of each, twice, for the whole
+/// window; agents further behind than this take a snapshot.
+pub const WATCH_HISTORY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// How long a delta stays in the history at most, in milliseconds.
 pub const WATCH_HISTORY_AGE_MS_MAX: u64 = 10 * 60 * 1000;
 

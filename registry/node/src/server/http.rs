@@ -91,6 +91,11 @@ async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpSt
     gauge("tenantry_tenants", "Live (not deleted) tenants.", service.view.read().state.live_tenants() as u64);
     gauge("tenantry_watch_published_revision", "Revision of the last delta pushed to agents.", hub.published());
     gauge("tenantry_watch_history_deltas", "Deltas kept for resuming agents.", hub.history_len() as u64);
+    gauge(
+        "tenantry_watch_history_bytes",
+        "Bytes of encoded deltas kept for resuming agents.",
+        hub.history_bytes() as u64,
+    );
     gauge("tenantry_watch_subscribers", "Agent streams subscribed now.", hub.subscribers() as u64);
     gauge("tenantry_agents_connected", "Agents connected to this node.", agents.connected_count() as u64);
     service.metrics.register(scrape.registry());

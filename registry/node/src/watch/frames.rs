@@ -82,6 +82,11 @@ impl DeltaFrames {
         }
     }
 
+    /// The bytes this delta holds, for both scopes.
+    pub fn bytes(&self) -> usize {
+        self.api.len() + self.frontend.len()
+    }
+
     /// The encoded message for a subscriber of `scope`.
     pub fn frame(&self, scope: Scope) -> Bytes {
         match scope {

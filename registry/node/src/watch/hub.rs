@@ -18,6 +18,8 @@ pub struct WatchLimits {
     pub history_deltas_max: usize,
     /// How long a delta stays in the history at most.
     pub history_age_max: Duration,
+    /// The most bytes of encoded deltas the history keeps.
+    pub history_bytes_max: usize,
     /// Deltas a subscriber may fall behind before it is cut.
     pub queue_deltas_max: usize,
     /// How often an idle stream gets a Progress message.
@@ -31,6 +33,7 @@ impl Default for WatchLimits {
         Self {
             history_deltas_max: limits::WATCH_HISTORY_DELTAS_MAX_DEFAULT,
             history_age_max: Duration::from_millis(limits::WATCH_HISTORY_AGE_MS_MAX),
+            history_bytes_max: limits::WATCH_HISTORY_BYTES_MAX,
             queue_deltas_max: limits::WATCH_QUEUE_DELTAS_MAX_DEFAULT,
             progress_interval: Duration::from_millis(limits::PROGRESS_INTERVAL_MS_DEFAULT),
             agents_max: limits::AGENTS_PER_NODE_MAX_DEFAULT,
@@ -63,8 +66,38 @@ pub struct Subscription {
     pub events: broadcast::Receiver<HubEvent>,
 }
 
+/// The recent deltas, oldest first, and the bytes they hold.
+#[derive(Default)]
+struct History {
+    deltas: VecDeque<Arc<DeltaFrames>>,
+    bytes: usize,
+}
+
+impl History {
+    fn push(&mut self, delta: Arc<DeltaFrames>) {
+        self.bytes += delta.bytes();
+        self.deltas.push_back(delta);
+    }
+
+    fn clear(&mut self) {
+        self.deltas.clear();
+        self.bytes = 0;
+    }
+
+    /// Drops the oldest deltas beyond the count, byte and age bounds.
+    fn trim(&mut self, limits: &WatchLimits) {
+        while self.deltas.len() > limits.history_deltas_max
+            || self.bytes > limits.history_bytes_max
+            || self.deltas.front().is_some_and(|oldest| oldest.published_at.elapsed() > limits.history_age_max)
+        {
+            let Some(oldest) = self.deltas.pop_front() else { break };
+            self.bytes -= oldest.bytes();
+        }
+    }
+}
+
 pub struct WatchHub {
-    history: Mutex<VecDeque<Arc<DeltaFrames>>>,
+    history: Mutex<History>,
     events: broadcast::Sender<HubEvent>,
     /// The revision of the last delta published (the applied revision).
     published: watch::Sender<u64>,
@@ -76,7 +109,7 @@ impl WatchHub {
     pub fn new(applied_revision: u64, limits: WatchLimits) -> Arc<Self> {
         let (events, _) = broadcast::channel(limits.queue_deltas_max.max(1));
         Arc::new(Self {
-            history: Mutex::new(VecDeque::new()),
+            history: Mutex::new(History::default()),
             events,
             published: watch::Sender::new(applied_revision),
             limits,
@@ -87,7 +120,7 @@ impl WatchHub {
         self.limits
     }
 
-    fn history(&self) -> MutexGuard<'_, VecDeque<Arc<DeltaFrames>>> {
+    fn history(&self) -> MutexGuard<'_, History> {
         match self.history.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -114,15 +147,11 @@ impl WatchHub {
             }
             expected = delta.revision + 1;
             let delta = Arc::new(delta);
-            history.push_back(delta.clone());
+            history.push(delta.clone());
             // No receiver is fine: nobody is watching.
             let _ = self.events.send(HubEvent::Delta(delta));
         }
-        while history.len() > self.limits.history_deltas_max
-            || history.front().is_some_and(|oldest| oldest.published_at.elapsed() > self.limits.history_age_max)
-        {
-            history.pop_front();
-        }
+        history.trim(&self.limits);
         // Published last: a subscriber that sees this revision and an empty
         // ring has every delta up to it.
         self.published.send_replace(last);
@@ -135,12 +164,14 @@ impl WatchHub {
         let mut history = self.history();
         let published = self.published();
         let contiguous = deltas.windows(2).all(|pair| pair[1].revision == pair[0].revision + 1);
-        if !history.is_empty() || !contiguous || deltas.last().map(|delta| delta.revision) != Some(published) {
+        if !history.deltas.is_empty() || !contiguous || deltas.last().map(|delta| delta.revision) != Some(published) {
             tracing::warn!(published, "history not seeded: the deltas do not end at the hub's revision");
             return;
         }
-        let skip = deltas.len().saturating_sub(self.limits.history_deltas_max);
-        history.extend(deltas.into_iter().skip(skip).map(Arc::new));
+        for delta in deltas {
+            history.push(Arc::new(delta));
+        }
+        history.trim(&self.limits);
     }
 
     /// The node installed a snapshot at `revision`: forget the history and
@@ -179,8 +210,8 @@ impl WatchHub {
             Start::Snapshot
         } else if since >= published {
             Start::Live
-        } else if history.front().is_some_and(|oldest| oldest.revision <= since + 1) {
-            Start::Replay(history.iter().filter(|delta| delta.revision > since).cloned().collect())
+        } else if history.deltas.front().is_some_and(|oldest| oldest.revision <= since + 1) {
+            Start::Replay(history.deltas.iter().filter(|delta| delta.revision > since).cloned().collect())
         } else {
             Start::Snapshot
         };
@@ -189,7 +220,12 @@ impl WatchHub {
 
     /// How many deltas the history holds (for metrics).
     pub fn history_len(&self) -> usize {
-        self.history().len()
+        self.history().deltas.len()
+    }
+
+    /// How many bytes of encoded deltas the history holds (for metrics).
+    pub fn history_bytes(&self) -> usize {
+        self.history().bytes
     }
 
     /// How many streams are subscribed now (for metrics).
@@ -226,6 +262,42 @@ mod tests {
         }
         assert!(matches!(hub.subscribe(15, false).start, Start::Replay(_)), "16 is the oldest kept");
         assert!(matches!(hub.subscribe(14, false).start, Start::Snapshot), "15 left the window");
+    }
+
+    #[test]
+    fn the_history_is_bounded_by_bytes_too() {
+        // A tenant with a 10 KB document, made the way apply makes it.
+        let tenant = |id: &str| {
+            let command = registry_core::Command {
+                meta: registry_core::WriteMeta {
+                    expected_revision: None,
+                    request_id: None,
+                    actor: "test".to_owned(),
+                    reason: String::new(),
+                    at_unix_ms: 1,
+                    change_id: ulid::Ulid::nil(),
+                },
+                op: registry_core::Op::CreateTenant {
+                    tenant: proto::TenantId::parse(id).expect("valid"),
+                    uid: ulid::Ulid::nil(),
+                    documents: registry_core::DocumentsPatch {
+                        config: Some(format!(r#"{{"public":{{"pad":"{}"}}}}"#, "x".repeat(10_000))),
+                        ..Default::default()
+                    },
+                    proposer_region: None,
+                },
+            };
+            let mut state = registry_core::State::default();
+            registry_core::apply(&mut state, proto::Revision(1), 0, &command);
+            state.tenants.values().next().expect("created").clone()
+        };
+        let one = DeltaFrames::new(11, &[tenant("acme")]).bytes();
+        let hub = WatchHub::new(10, WatchLimits { history_bytes_max: 3 * one, ..Default::default() });
+        hub.publish((11..=20).map(|revision| DeltaFrames::new(revision, &[tenant("acme")])).collect());
+        assert_eq!(hub.history_len(), 3, "three deltas of {one} bytes fit");
+        assert!(hub.history_bytes() <= 3 * one);
+        assert!(matches!(hub.subscribe(17, false).start, Start::Replay(_)));
+        assert!(matches!(hub.subscribe(16, false).start, Start::Snapshot), "beyond the byte bound");
     }
 
     #[test]
