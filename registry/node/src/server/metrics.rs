@@ -43,11 +43,6 @@ impl Metrics {
         self.rpc.get_or_create(&Method { method: method.to_owned() }).observe(elapsed.as_secs_f64());
     }
 
-    /// Records one outgoing Raft RPC, named like `raft.Vote`.
-    pub fn observe_raft_rpc(&self, method: &'static str, elapsed: Duration) {
-        self.observe(method, elapsed);
-    }
-
     /// Adds the histograms to a scrape's `registry`.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(

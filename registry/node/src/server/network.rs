@@ -187,7 +187,7 @@ impl Connection {
         let timeout = option.hard_ttl();
         let started = std::time::Instant::now();
         let reply = tokio::time::timeout(timeout, call).await;
-        self.metrics.observe_raft_rpc(method.name(), started.elapsed());
+        self.metrics.observe(method.name(), started.elapsed());
         let reply = reply.map_err(|_| RPCError::Timeout(self.timeout(method.action(), timeout)))?;
         Ok(reply.map_err(|status| from_status(&status))?.into_inner())
     }
@@ -281,7 +281,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             reply = tokio::time::timeout(timeout, client.stream_snapshot(chunks)) => reply,
         };
-        metrics.observe_raft_rpc("raft.StreamSnapshot", started.elapsed());
+        metrics.observe("raft.StreamSnapshot", started.elapsed());
         if let Some(error) = read_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
             let message = format!("reading the snapshot file: {error}");
             return Err(StreamingError::Network(NetworkError::from_string(message)));

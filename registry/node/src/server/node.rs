@@ -75,12 +75,17 @@ pub async fn run(
     let stages = Arc::new(Stages::default());
     let mut log_store = LogStore::open(&config.data_dir.join("raft-log"))?.timed(stages.clone());
     let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?.timed(stages.clone());
-    // The history window, from the log the snapshot already covers.
+    // The agents' history window, from the log the snapshot covers. Only a
+    // head start: a node whose log lacks it (a restored one) starts empty.
     let snapshot_index = state_machine.view().applied_revision().get();
     let first = log_store.purged_index().map_or(1, |purged| purged + 1);
     let first = first.max((snapshot_index + 1).saturating_sub(config.watch_limits().history_deltas_max as u64));
-    if first <= snapshot_index {
-        state_machine.seed_history(log_store.try_get_log_entries(first..=snapshot_index).await?);
+    let last = log_store.last_log_id().map_or(0, |log_id| log_id.index);
+    if first <= snapshot_index && snapshot_index <= last {
+        match log_store.try_get_log_entries(first..=snapshot_index).await {
+            Ok(entries) => state_machine.seed_history(entries),
+            Err(error) => tracing::warn!(%error, "the agents' history window starts empty"),
+        }
     }
     let view = state_machine.view();
     let hub = state_machine.hub();
