@@ -26,7 +26,10 @@ impl Bundle {
     fn from_value(value: &Value) -> Self {
         // serde_json's Map is a BTreeMap (no `preserve_order`), so keys come
         // out sorted and the same documents always give the same bytes.
-        let json = value.to_string();
+        let mut json = value.to_string();
+        // `to_string` grows its buffer by doubling: without this a 4 KiB
+        // bundle would hold 8 KiB for as long as the registry keeps it.
+        json.shrink_to_fit();
         let sha256 = crate::document::sha256_hex(json.as_bytes());
         Self { json, sha256 }
     }
@@ -46,4 +49,25 @@ pub fn compile_bundles(tenant: &str, documents: &Documents) -> (Bundle, Bundle) 
         "integrations": documents.integrations,
     });
     (Bundle::from_value(&public), Bundle::from_value(&private))
+}
+
+/// The three documents inside a private bundle of `tenant` made by
+/// [`compile_bundles`]: its `config`, `integrations` and `theme` members,
+/// given the byte lengths of the first two (the members are written in key
+/// order, compact, so each is a slice of the bundle). `None` when `json` is
+/// not laid out so. Lets a Raft entry carry a compiled tenant's documents
+/// once, inside its private bundle.
+pub fn private_documents<'a>(
+    tenant: &str,
+    json: &'a str,
+    config_len: usize,
+    integrations_len: usize,
+) -> Option<(&'a str, &'a str, &'a str)> {
+    let tenant = Value::from(tenant).to_string();
+    let rest = json.strip_prefix(r#"{"config":"#)?;
+    let (config, rest) = rest.split_at_checked(config_len)?;
+    let (integrations, rest) = rest.strip_prefix(r#","integrations":"#)?.split_at_checked(integrations_len)?;
+    let rest = rest.strip_prefix(r#","tenant":"#)?.strip_prefix(tenant.as_str())?;
+    let theme = rest.strip_prefix(r#","theme":"#)?.strip_suffix('}')?;
+    Some((config, integrations, theme))
 }

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use compiler::logo::{self, Format};
-use compiler::{compile_bundles, validate_documents, Documents};
+use compiler::{bundle, compile_bundles, validate_documents, Documents};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -170,6 +170,21 @@ proptest! {
             prop_assert!(serde_json::from_str::<Value>(&public.json).is_ok());
             prop_assert!(serde_json::from_str::<Value>(&private.json).is_ok());
         }
+    }
+
+    /// Any documents: the private bundle holds each document's canonical
+    /// text as a slice, found again from the first two lengths; a bundle
+    /// of another tenant or with other lengths is not taken apart.
+    #[test]
+    fn the_private_bundle_holds_the_documents_as_slices(
+        config in object(), theme in object(), integrations in object(), tenant in "[a-z][a-z0-9-]{0,20}",
+    ) {
+        let texts = [&config, &integrations, &theme].map(|map| Value::Object(map.clone()).to_string());
+        let (_, private) = compile_bundles(&tenant, &Documents { config, theme, integrations });
+        let split = bundle::private_documents(&tenant, &private.json, texts[0].len(), texts[1].len());
+        prop_assert_eq!(split, Some((texts[0].as_str(), texts[1].as_str(), texts[2].as_str())));
+        prop_assert_eq!(bundle::private_documents("Other", &private.json, texts[0].len(), texts[1].len()), None);
+        prop_assert_eq!(bundle::private_documents(&tenant, &private.json, texts[0].len() + 1, texts[1].len()), None);
     }
 
     /// Any bytes behind any magic number: a verdict, never a panic.

@@ -18,7 +18,7 @@ use cluster_tests::http::HttpRequest;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
 /// The Raft format the nodes under test speak (`x-tenantry-raft-format`).
-const RAFT_FORMAT: u32 = 2;
+const RAFT_FORMAT: u32 = 3;
 
 /// `message` as a Raft request of the nodes' format.
 fn raft_request<T>(message: T) -> tonic::Request<T> {

@@ -186,9 +186,9 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
         [
             format!("rollback to {to}").as_str(),
             "abort canary",
-            "stage canary config,theme,integrations",
+            "stage canary theme",
             &format!("promote canary of {}", canary.revision),
-            "stage canary config,theme,integrations",
+            "stage canary theme",
             "create"
         ]
     );

@@ -7,7 +7,7 @@ use ulid::Ulid;
 
 use super::{
     canonical_document, check_shard, compile, initial_placement, moves, validate_meta, AuditEntry, Canary, Command,
-    CommandError, DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session,
+    CommandError, Compiled, DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session,
     SessionOutcome, Shard, ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
 };
 use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
@@ -78,12 +78,14 @@ pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command)
     let (response, outcome) = match execute(state, revision, command) {
         Ok(tenant) => {
             let tenant = Arc::new(tenant);
-            state.tenants.insert(tenant.id.clone(), tenant.clone());
+            let before = state.tenants.insert(tenant.id.clone(), tenant.clone());
             changes.push(Change::PutTenant(tenant.clone()));
-            record_audit(state, (revision, seq), &tenant, command, &mut changes);
+            record_audit(state, (revision, seq), before.as_deref(), &tenant, command, &mut changes);
             let outcome = SessionOutcome::Written { tenant: tenant.id.clone() };
             (Response::Written(WriteOutcome { revision, tenant: Some(tenant), replayed: false }), outcome)
         }
+        // Judged on a state the entry did not apply to: a retry is judged again.
+        Err(error @ CommandError::Stale { .. }) => return (Response::Rejected(error), changes),
         Err(error) => (Response::Rejected(error.clone()), SessionOutcome::Rejected(error)),
     };
 
@@ -97,22 +99,35 @@ pub fn apply(state: &mut State, revision: Revision, seq: u32, command: &Command)
     (response, changes)
 }
 
-/// Judges a tenant write without changing `state`: the refusal that apply
-/// would give it at `revision`, if any. The leader runs it before proposing
-/// (with everything in its log applied), so a refused write takes no log
-/// index, no fsync and no replication. `None` means "propose it": apply
-/// still decides, and replays of a known request id and topology operations
-/// are left to it.
-pub fn judge(state: &State, revision: Revision, command: &Command) -> Option<CommandError> {
+/// The leader's judgement of a client's write, made before proposing it
+/// with everything in its log applied, so `state` is exactly what the entry
+/// at `revision` will apply to: the refusal apply would give it (a refused
+/// write takes no log index, no fsync and no replication), or the command to
+/// propose, its documents validated and compiled ([`Command::compiled`]).
+/// Replays of a known request id and topology operations go as they are:
+/// apply decides.
+pub fn resolve(state: &State, revision: Revision, mut command: Command) -> Result<Command, CommandError> {
     let meta = &command.meta;
-    if let Err(error) = validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason) {
-        return Some(error);
-    }
-    command.op.tenant()?;
+    validate_meta(meta.request_id.as_deref(), &meta.actor, &meta.reason)?;
+    let Some(tenant_id) = command.op.tenant() else {
+        return Ok(command);
+    };
     if meta.request_id.as_ref().is_some_and(|request_id| state.sessions.contains_key(request_id)) {
-        return None;
+        return Ok(command);
     }
-    execute(state, revision, command).err()
+    let current = state.tenants.get(tenant_id).filter(|tenant| tenant.is_live());
+    check_expected_revision(tenant_id, current.map(|tenant| tenant.as_ref()), meta.expected_revision)?;
+    if let Some(compiled) = compile_documents(state, current.map(|tenant| tenant.as_ref()), &command)? {
+        command.compiled = Some(Arc::new(compiled));
+        if let Op::CreateTenant { documents, .. }
+        | Op::UpdateTenant { documents, .. }
+        | Op::StageCanary { documents, .. } = &mut command.op
+        {
+            *documents = DocumentsPatch::default();
+        }
+    }
+    execute(state, revision, &command)?;
+    Ok(command)
 }
 
 /// The topology a topology operation leaves (`None`: not one).
@@ -162,21 +177,22 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
     let live = || current.ok_or_else(|| CommandError::NotFound { tenant: tenant_id.clone() });
 
     match &command.op {
-        Op::CreateTenant { tenant, uid, documents, proposer_region } => {
+        Op::CreateTenant { tenant, uid, .. } => {
             if let Some(current) = current {
                 return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
             }
-            let documents = patched(TenantDocuments::default(), documents)?;
-            let (public_bundle, private_bundle) = compile(tenant, &documents)?;
-            let placement = initial_placement(&documents.config, proposer_region.as_ref());
+            let compiled = compiled(state, current.map(|tenant| tenant.as_ref()), command)?;
+            let placement = compiled.placement.clone().ok_or_else(|| {
+                CommandError::invalid("compiled.placement", "required", "a create carries its initial placement")
+            })?;
             let shard = assign_shard(&state.topology, placement.home_region.as_ref());
             Ok(Tenant {
                 id: tenant.clone(),
                 uid: *uid,
                 status: TenantStatus::Active,
-                documents: Arc::new(documents),
-                public_bundle,
-                private_bundle,
+                documents: compiled.documents.clone(),
+                public_bundle: compiled.public_bundle.clone(),
+                private_bundle: compiled.private_bundle.clone(),
                 placement,
                 create_revision: revision,
                 mod_revision: revision,
@@ -186,10 +202,10 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 moving: None,
             })
         }
-        Op::UpdateTenant { documents, .. } => {
+        Op::UpdateTenant { .. } | Op::RollbackTenant { .. } => {
             let current = live()?;
-            let documents = patched(current.documents.as_ref().clone(), non_empty(documents)?)?;
-            with_documents(current, revision, Arc::new(documents))
+            let compiled = compiled(state, Some(current), command)?;
+            Ok(with_documents(current, revision, &compiled))
         }
         Op::DeleteTenant { .. } => {
             let current = live()?;
@@ -197,15 +213,15 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
         }
         Op::MoveTenant { step, .. } => moves::move_step(state, live()?, revision, step),
-        Op::RollbackTenant { to, .. } => {
+        Op::StageCanary { .. } => {
             let current = live()?;
-            with_documents(current, revision, documents_at(state, current, *to)?)
-        }
-        Op::StageCanary { tenant, documents } => {
-            let current = live()?;
-            let documents = patched(current.documents.as_ref().clone(), non_empty(documents)?)?;
-            let (public_bundle, private_bundle) = compile(tenant, &documents)?;
-            let canary = Canary { revision, documents, public_bundle, private_bundle };
+            let compiled = compiled(state, Some(current), command)?;
+            let canary = Canary {
+                revision,
+                documents: compiled.documents.clone(),
+                public_bundle: compiled.public_bundle.clone(),
+                private_bundle: compiled.private_bundle.clone(),
+            };
             Ok(Tenant { canary: Some(Arc::new(canary)), mod_revision: revision, ..Tenant::clone(current) })
         }
         Op::PromoteCanary { tenant } => {
@@ -213,7 +229,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             let canary = current.canary.as_ref().ok_or_else(|| CommandError::NoCanary { tenant: tenant.clone() })?;
             // The candidate keeps the version it was served under as a canary.
             Ok(Tenant {
-                documents: Arc::new(canary.documents.clone()),
+                documents: canary.documents.clone(),
                 public_bundle: canary.public_bundle.clone(),
                 private_bundle: canary.private_bundle.clone(),
                 config_revision: canary.revision,
@@ -329,20 +345,68 @@ fn non_empty(patch: &DocumentsPatch) -> Result<&DocumentsPatch, CommandError> {
 }
 
 /// The tenant with new live documents (and their bundles) at `revision`.
-fn with_documents(
-    current: &Tenant,
-    revision: Revision,
-    documents: Arc<TenantDocuments>,
-) -> Result<Tenant, CommandError> {
-    let (public_bundle, private_bundle) = compile(&current.id, &documents)?;
-    Ok(Tenant {
-        documents,
-        public_bundle,
-        private_bundle,
+fn with_documents(current: &Tenant, revision: Revision, compiled: &Compiled) -> Tenant {
+    Tenant {
+        documents: compiled.documents.clone(),
+        public_bundle: compiled.public_bundle.clone(),
+        private_bundle: compiled.private_bundle.clone(),
         mod_revision: revision,
         config_revision: revision,
         ..Tenant::clone(current)
-    })
+    }
+}
+
+/// The documents a write sets, compiled: as the leader compiled them
+/// (checked against the tenant they were judged on), or now, for an entry
+/// of a build before Raft format 3 (which compiled in apply).
+fn compiled(state: &State, current: Option<&Tenant>, command: &Command) -> Result<Arc<Compiled>, CommandError> {
+    if let (Some(compiled), Some(tenant)) = (&command.compiled, command.op.tenant()) {
+        let current_revision = current.map_or(0, |tenant| tenant.mod_revision.get());
+        if compiled.based_on != current_revision {
+            let (tenant, judged) = (tenant.clone(), compiled.based_on);
+            return Err(CommandError::Stale { tenant, judged, current: current_revision });
+        }
+        return Ok(compiled.clone());
+    }
+    compile_documents(state, current, command)?
+        .map(Arc::new)
+        .ok_or_else(|| CommandError::invalid("op", "sets-documents", "this operation sets no documents"))
+}
+
+/// Validates and compiles the documents `command` leaves `current` with
+/// (`None`: it sets no documents). The one place the config compiler runs
+/// on a write: the leader, before proposing.
+fn compile_documents(
+    state: &State,
+    current: Option<&Tenant>,
+    command: &Command,
+) -> Result<Option<Compiled>, CommandError> {
+    let Some(tenant_id) = command.op.tenant() else {
+        return Ok(None);
+    };
+    let live = || current.ok_or_else(|| CommandError::NotFound { tenant: tenant_id.clone() });
+    let (documents, placement) = match &command.op {
+        Op::CreateTenant { tenant, documents, proposer_region, .. } => {
+            if let Some(current) = current {
+                return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
+            }
+            let documents = patched(TenantDocuments::default(), documents)?;
+            let placement = initial_placement(&documents.config, proposer_region.as_ref());
+            (Arc::new(documents), Some(placement))
+        }
+        Op::UpdateTenant { documents, .. } | Op::StageCanary { documents, .. } => {
+            let current = live()?;
+            (Arc::new(patched(current.documents.as_ref().clone(), non_empty(documents)?)?), None)
+        }
+        Op::RollbackTenant { to, .. } => {
+            let current = live()?;
+            (documents_at(state, current, *to)?, None)
+        }
+        _ => return Ok(None),
+    };
+    let (public_bundle, private_bundle) = compile(tenant_id, &documents)?;
+    let based_on = current.map_or(0, |tenant| tenant.mod_revision.get());
+    Ok(Some(Compiled { based_on, documents, public_bundle, private_bundle, placement }))
 }
 
 /// The live documents `tenant` had at revision `to`: those of its last
@@ -407,16 +471,22 @@ fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<Ten
 fn record_audit(
     state: &mut State,
     (revision, seq): Position,
+    before: Option<&Tenant>,
     tenant: &Tenant,
     command: &Command,
     changes: &mut Vec<Change>,
 ) {
     let summary = match &command.op {
         Op::CreateTenant { .. } => "create".to_owned(),
-        Op::UpdateTenant { documents, .. } => format!("update {}", documents.names().join(",")),
+        Op::UpdateTenant { .. } => {
+            format!("update {}", changed(before.map(|before| before.documents.as_ref()), &tenant.documents))
+        }
         Op::DeleteTenant { .. } => "delete".to_owned(),
         Op::RollbackTenant { to, .. } => format!("rollback to {to}"),
-        Op::StageCanary { documents, .. } => format!("stage canary {}", documents.names().join(",")),
+        Op::StageCanary { .. } => match &tenant.canary {
+            Some(canary) => format!("stage canary {}", changed(Some(&tenant.documents), &canary.documents)),
+            None => "stage canary".to_owned(),
+        },
         Op::PromoteCanary { .. } => format!("promote canary of {}", tenant.config_revision),
         Op::AbortCanary { .. } => "abort canary".to_owned(),
         Op::FenceTenant { to: Some(to), .. } => format!("fence for failover to {to}"),
@@ -460,6 +530,25 @@ fn record_audit(
             changes.push(Change::RemoveAudit(oldest));
         }
     }
+}
+
+/// The names of the documents that differ between `old` and `new`, for
+/// audit summaries ("none": the write left them as they were).
+fn changed(old: Option<&TenantDocuments>, new: &TenantDocuments) -> String {
+    let empty = TenantDocuments::default();
+    let old = old.unwrap_or(&empty);
+    let names: Vec<_> = [
+        ("config", old.config != new.config),
+        ("theme", old.theme != new.theme),
+        ("integrations", old.integrations != new.integrations),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    names.join(",")
 }
 
 /// Forgets request ids beyond the count limit or older than the age limit,

@@ -7,11 +7,11 @@ use ulid::Ulid;
 use super::*;
 use crate::{MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
 
-fn tenant_id(id: &str) -> TenantId {
+pub(super) fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid id")
 }
 
-fn meta(at_unix_ms: u64) -> WriteMeta {
+pub(super) fn meta(at_unix_ms: u64) -> WriteMeta {
     WriteMeta {
         expected_revision: None,
         request_id: None,
@@ -22,27 +22,27 @@ fn meta(at_unix_ms: u64) -> WriteMeta {
     }
 }
 
-fn create(id: &str, config: &str) -> Command {
+pub(super) fn create(id: &str, config: &str) -> Command {
     let documents = DocumentsPatch { config: Some(config.to_owned()), ..Default::default() };
-    Command {
-        meta: meta(1000),
-        op: Op::CreateTenant { tenant: tenant_id(id), uid: Ulid::from_parts(1, 2), documents, proposer_region: None },
-    }
+    Command::new(
+        meta(1000),
+        Op::CreateTenant { tenant: tenant_id(id), uid: Ulid::from_parts(1, 2), documents, proposer_region: None },
+    )
 }
 
-fn update(id: &str, theme: &str) -> Command {
+pub(super) fn update(id: &str, theme: &str) -> Command {
     let documents = DocumentsPatch { theme: Some(theme.to_owned()), ..Default::default() };
-    Command { meta: meta(2000), op: Op::UpdateTenant { tenant: tenant_id(id), documents } }
+    Command::new(meta(2000), Op::UpdateTenant { tenant: tenant_id(id), documents })
 }
 
-fn written(response: &Response) -> &WriteOutcome {
+pub(super) fn written(response: &Response) -> &WriteOutcome {
     match response {
         Response::Written(outcome) => outcome,
         other => panic!("expected a write, got {other:?}"),
     }
 }
 
-fn rejected(response: &Response) -> &CommandError {
+pub(super) fn rejected(response: &Response) -> &CommandError {
     match response {
         Response::Rejected(error) => error,
         other => panic!("expected a rejection, got {other:?}"),
@@ -95,7 +95,7 @@ fn create_update_delete() {
     assert_eq!(tenant.config_revision, Revision(5));
     assert!(tenant.public_bundle.json.contains("#ffffff"));
 
-    let delete = Command { meta: meta(3000), op: Op::DeleteTenant { tenant: tenant_id("acme") } };
+    let delete = Command::new(meta(3000), Op::DeleteTenant { tenant: tenant_id("acme") });
     let (response, _) = apply(&mut state, Revision(6), 0, &delete);
     assert_eq!(written(&response).tenant.as_ref().expect("tenant").status, TenantStatus::Deleted);
     assert_eq!(state.live_tenants(), 0);
@@ -111,7 +111,7 @@ fn create_update_delete() {
 #[test]
 fn the_first_cluster_id_wins() {
     let mut state = State::default();
-    let init = |n| Command { meta: meta(1), op: Op::InitCluster { cluster_id: Ulid::from_parts(n, 0) } };
+    let init = |n| Command::new(meta(1), Op::InitCluster { cluster_id: Ulid::from_parts(n, 0) });
     let (response, changes) = apply(&mut state, Revision(2), 0, &init(1));
     assert_eq!(response, Response::None);
     assert_changes_replay(&State::default(), &changes, &state);
@@ -129,7 +129,7 @@ fn create_twice_and_missing_tenants() {
     assert!(matches!(rejected(&response), CommandError::AlreadyExists { revision: Revision(1), .. }));
     let (response, _) = apply(&mut state, Revision(3), 0, &update("ghost", "{}"));
     assert!(matches!(rejected(&response), CommandError::NotFound { .. }));
-    let delete = Command { meta: meta(1), op: Op::DeleteTenant { tenant: tenant_id("ghost") } };
+    let delete = Command::new(meta(1), Op::DeleteTenant { tenant: tenant_id("ghost") });
     assert!(matches!(rejected(&apply(&mut state, Revision(4), 0, &delete).0), CommandError::NotFound { .. }));
 }
 
@@ -228,17 +228,14 @@ fn every_validation_error_names_field_and_rule() {
         ),
         (create("acme", &big), "documents.config", "size"),
         (
-            Command {
-                meta: meta(1),
-                op: Op::UpdateTenant { tenant: tenant_id("acme"), documents: DocumentsPatch::default() },
-            },
+            Command::new(meta(1), Op::UpdateTenant { tenant: tenant_id("acme"), documents: DocumentsPatch::default() }),
             "documents",
             "required",
         ),
         (
-            Command {
-                meta: meta(1),
-                op: Op::CreateTenant {
+            Command::new(
+                meta(1),
+                Op::CreateTenant {
                     tenant: tenant_id("acme"),
                     uid: Ulid::nil(),
                     documents: DocumentsPatch {
@@ -247,7 +244,7 @@ fn every_validation_error_names_field_and_rule() {
                     },
                     proposer_region: None,
                 },
-            },
+            ),
             "documents.integrations/oauth",
             "json-object",
         ),
@@ -281,7 +278,9 @@ fn every_validation_error_names_field_and_rule() {
             state.tenants.clear();
         }
         let before = state.clone();
+        let judged = resolve(&state, Revision(2), command.clone()).expect_err("the leader refuses it alike");
         let (response, changes) = apply(&mut state, Revision(2), 0, &command);
+        assert_eq!(&judged, rejected(&response), "{field}");
         match rejected(&response) {
             CommandError::Invalid { field: got_field, rule_id, message } => {
                 assert_eq!((got_field.as_str(), rule_id.as_str()), (field, rule), "{message}");
@@ -294,8 +293,8 @@ fn every_validation_error_names_field_and_rule() {
     }
 }
 
-fn op(at_unix_ms: u64, op: Op) -> Command {
-    Command { meta: meta(at_unix_ms), op }
+pub(super) fn op(at_unix_ms: u64, op: Op) -> Command {
+    Command::new(meta(at_unix_ms), op)
 }
 
 #[test]
@@ -642,3 +641,6 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
         ]
     );
 }
+
+#[path = "resolve_test.rs"]
+mod resolve;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 use super::Tenant;
+use compiler::Bundle;
 
 /// Who asks for a write, why, and the values the proposer fixed for every
 /// replica (its wall clock and a fresh change id).
@@ -166,6 +167,38 @@ pub enum MoveOp {
 pub struct Command {
     pub meta: WriteMeta,
     pub op: Op,
+    /// For a write that sets documents (create, update, rollback, canary
+    /// stage): what the leader compiled before proposing it ([`crate::resolve`]),
+    /// so that apply only checks what depends on state. `None` in what a
+    /// client asks, and in entries of builds before Raft format 3, which
+    /// apply compiles as those builds did.
+    #[serde(default)]
+    pub compiled: Option<Arc<Compiled>>,
+}
+
+impl Command {
+    /// A write as a client asks for it (nothing compiled yet).
+    pub fn new(meta: WriteMeta, op: Op) -> Self {
+        Self { meta, op, compiled: None }
+    }
+}
+
+/// A tenant's new documents, validated and compiled by the leader against
+/// the tenant as it was at `based_on`. The patch of an update or canary
+/// stage is folded in: a compiled command carries an empty patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compiled {
+    /// The mod_revision of the tenant it was judged against (0: no live
+    /// tenant). Apply refuses it if the tenant changed since (as
+    /// [`CommandError::Stale`]: the leader never lets that happen).
+    pub based_on: u64,
+    /// The whole documents the write leaves (a canary stage: the candidate's).
+    pub documents: Arc<super::TenantDocuments>,
+    pub public_bundle: Bundle,
+    pub private_bundle: Bundle,
+    /// A create's initial placement (the config's request, else the
+    /// proposer's region); `None` for the other writes.
+    pub placement: Option<super::Placement>,
 }
 
 /// The application payload of a Raft entry: the commands that concurrent
@@ -216,6 +249,11 @@ pub enum CommandError {
     RevisionMismatch { tenant: TenantId, expected: u64, current: u64 },
     #[error("tenant `{tenant}` has no staged canary; stage one with `regctl canary stage`")]
     NoCanary { tenant: TenantId },
+    /// The tenant changed between the leader's judgement and apply (a new
+    /// leader applying an old one's entry). Not remembered for the request
+    /// id: a retry is judged again.
+    #[error("tenant `{tenant}` changed (revision {current}) after the leader judged this write at revision {judged}; retry it")]
+    Stale { tenant: TenantId, judged: u64, current: u64 },
 }
 
 impl CommandError {

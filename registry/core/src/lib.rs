@@ -15,8 +15,10 @@ mod placement;
 mod state;
 mod validate;
 
-pub use apply::{apply, judge, Change};
-pub use command::{Command, CommandError, DocumentsPatch, MoveOp, Op, Proposal, Response, WriteMeta, WriteOutcome};
+pub use apply::{apply, resolve, Change};
+pub use command::{
+    Command, CommandError, Compiled, DocumentsPatch, MoveOp, Op, Proposal, Response, WriteMeta, WriteOutcome,
+};
 pub use compiler::Bundle;
 pub use placement::initial_placement;
 pub use state::{

@@ -167,7 +167,7 @@ pub struct Move {
 pub struct Canary {
     /// The revision that staged it: its configVersion.
     pub revision: Revision,
-    pub documents: TenantDocuments,
+    pub documents: Arc<TenantDocuments>,
     pub public_bundle: Bundle,
     pub private_bundle: Bundle,
 }

@@ -41,7 +41,10 @@ pub fn canonical_document(kind: DocumentKind, text: &str, limits: DocumentLimits
     let map = compiler::document::parse_object(kind.field(), text, limits.document_bytes_max).map_err(|error| {
         CommandError::Invalid { field: error.field, rule_id: error.rule_id.to_owned(), message: error.rule }
     })?;
-    Ok(Value::Object(map).to_string())
+    let mut text = Value::Object(map).to_string();
+    // Kept for the tenant's life: no spare capacity from the doubling buffer.
+    text.shrink_to_fit();
+    Ok(text)
 }
 
 /// Runs the config compiler's rules over a tenant's documents (canonical

@@ -310,17 +310,16 @@ async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output =
                 metrics.current_leader == Some(metrics.id)
             };
             if leads {
-                let command = registry_core::Command {
-                    meta: registry_core::WriteMeta {
-                        expected_revision: None,
-                        request_id: None,
-                        actor: "registry".to_owned(),
-                        reason: "name the cluster".to_owned(),
-                        at_unix_ms: 0,
-                        change_id: ulid::Ulid::new(),
-                    },
-                    op: registry_core::Op::InitCluster { cluster_id: ulid::Ulid::new() },
+                let meta = registry_core::WriteMeta {
+                    expected_revision: None,
+                    request_id: None,
+                    actor: "registry".to_owned(),
+                    reason: "name the cluster".to_owned(),
+                    at_unix_ms: 0,
+                    change_id: ulid::Ulid::new(),
                 };
+                let command =
+                    registry_core::Command::new(meta, registry_core::Op::InitCluster { cluster_id: ulid::Ulid::new() });
                 if let Err(error) = raft.client_write(registry_core::Proposal::single(command)).await {
                     tracing::debug!(%error, "naming the cluster failed; retrying");
                 }

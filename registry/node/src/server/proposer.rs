@@ -1,22 +1,23 @@
 //! Group commit: writes that arrive while a proposal is in flight are
-//! proposed together as one Raft entry.
+//! proposed together as one Raft entry, and the leader judges each of them
+//! once, before proposing.
 //!
-//! openraft 0.9's core appends one entry at a time and waits for its
-//! fsync before it handles the next, so proposing each write alone costs
-//! every write its own fsync and replication round (about 550 writes/s on
-//! the reference machine, whatever the concurrency). The proposer never
-//! waits to fill a batch: a lone write goes out at once; concurrent ones
-//! share the next entry, up to [`BATCH_COMMANDS_MAX`], each tenant at most
-//! once per batch (so a replayed request id's answer stays exact).
+//! The proposer never waits to fill a batch: a lone write goes out at once;
+//! concurrent ones share the next entry, up to [`BATCH_COMMANDS_MAX`], each
+//! tenant at most once per batch (so a replayed request id's answer stays
+//! exact), a topology operation alone in its entry.
 //!
-//! Before it proposes, the leader judges each tenant write against its
-//! applied state ([`registry_core::judge`]) when everything in its log is
-//! applied, so that view is exactly the state the entry will apply to: a
-//! refused write is answered at once and takes no log index.
+//! Before it proposes, a leader whose log is all applied (it waits for that,
+//! briefly) judges each tenant write against that state — exactly the state
+//! the entry will apply to ([`registry_core::resolve`]): a refused write is
+//! answered at once and takes no log index; the rest carry their documents
+//! validated and compiled, so replicas only check what depends on state.
+//! Elsewhere (a follower: the write is forwarded) nothing is judged.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use registry_core::{Command, Proposal, Response};
@@ -39,6 +40,9 @@ pub(crate) trait RaftLog: Send + Sync + 'static {
     /// The index of the last entry of this node's log when it leads (and
     /// has one); `None` otherwise.
     fn leader_log_index(&self) -> Option<u64>;
+
+    /// Waits (bounded) until this node applied its log up to `index`.
+    fn wait_applied(&self, index: u64) -> impl Future<Output = ()> + Send;
 }
 
 impl RaftLog for Raft {
@@ -50,6 +54,12 @@ impl RaftLog for Raft {
         let metrics = self.metrics();
         let metrics = metrics.borrow_watched();
         metrics.last_log_index.filter(|_| metrics.state.is_leader())
+    }
+
+    async fn wait_applied(&self, index: u64) {
+        let timeout = Duration::from_millis(crate::limits::ELECTION_TIMEOUT_MS_MAX_DEFAULT);
+        // On a timeout the batch goes unjudged: apply then compiles it.
+        let _ = self.wait(Some(timeout)).applied_index_at_least(Some(index), "the leader's log applied").await;
     }
 }
 
@@ -87,17 +97,18 @@ async fn run(log: impl RaftLog, view: StateView, stages: Arc<Stages>, mut receiv
             },
         };
         let mut tenants = HashSet::new();
+        let alone = first.0.op.tenant().is_none();
         tenants.extend(first.0.op.tenant().cloned());
         let mut batch = vec![first];
-        while batch.len() < BATCH_COMMANDS_MAX {
+        while !alone && batch.len() < BATCH_COMMANDS_MAX {
             let Ok(next) = receiver.try_recv() else { break };
-            if next.0.op.tenant().is_some_and(|tenant| !tenants.insert(tenant.clone())) {
+            if next.0.op.tenant().is_none_or(|tenant| !tenants.insert(tenant.clone())) {
                 carried = Some(next);
                 break;
             }
             batch.push(next);
         }
-        let batch = judged(&log, &view, batch);
+        let batch = resolved(&log, &view, batch).await;
         if batch.is_empty() {
             continue;
         }
@@ -120,25 +131,29 @@ async fn run(log: impl RaftLog, view: StateView, stages: Arc<Stages>, mut receiv
 }
 
 /// Answers the writes of `batch` that apply would refuse and returns the
-/// rest. Only on a leader whose applied state is its whole log (otherwise
-/// the entry would apply to a newer state than the one judged); tenant
-/// writes after a topology operation in the same batch are left to apply.
-fn judged(log: &impl RaftLog, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(Command, Reply)> {
+/// rest, judged ([`registry_core::resolve`]). Only on a leader whose applied
+/// state is its whole log: otherwise the entry would apply to a newer state
+/// than the one judged.
+async fn resolved(log: &impl RaftLog, view: &StateView, batch: Vec<(Command, Reply)>) -> Vec<(Command, Reply)> {
+    let Some(last) = log.leader_log_index() else {
+        return batch;
+    };
+    if view.applied_revision().get() < last {
+        log.wait_applied(last).await;
+    }
     let applied = view.applied_revision().get();
     if log.leader_log_index() != Some(applied) {
         return batch;
     }
     let next = proto::Revision(applied + 1);
     let state = view.read();
-    let mut topology_first = false;
     let mut kept = Vec::with_capacity(batch.len());
     for (command, reply) in batch {
-        topology_first |= command.op.tenant().is_none();
-        match registry_core::judge(&state.state, next, &command).filter(|_| !topology_first) {
-            Some(error) => {
+        match registry_core::resolve(&state.state, next, command) {
+            Ok(command) => kept.push((command, reply)),
+            Err(error) => {
                 let _ = reply.send(Ok(Response::Rejected(error)));
             }
-            None => kept.push((command, reply)),
         }
     }
     kept
@@ -156,7 +171,8 @@ mod tests {
     use super::*;
 
     /// A scripted log: records each proposal's commands (as their tenants,
-    /// or `-` for a topology operation), answers each command with
+    /// marked when they carry compiled documents, or `-` for a topology
+    /// operation), answers each command with
     /// `Response::None`, and holds each write until the test releases it.
     struct ScriptedLog {
         proposals: Arc<Mutex<Vec<Vec<String>>>>,
@@ -166,10 +182,11 @@ mod tests {
 
     impl RaftLog for ScriptedLog {
         async fn write(&self, proposal: Proposal) -> Result<(u64, Vec<Response>), WriteError> {
-            let names = proposal
-                .commands
-                .iter()
-                .map(|command| command.op.tenant().map_or("-".to_owned(), |tenant| tenant.to_string()));
+            let names = proposal.commands.iter().map(|command| match (command.op.tenant(), &command.compiled) {
+                (None, _) => "-".to_owned(),
+                (Some(tenant), None) => tenant.to_string(),
+                (Some(tenant), Some(_)) => format!("{tenant} (compiled)"),
+            });
             self.proposals.lock().unwrap().push(names.collect());
             let index = self.proposals.lock().unwrap().len() as u64;
             self.release.acquire().await.unwrap().forget();
@@ -179,6 +196,8 @@ mod tests {
         fn leader_log_index(&self) -> Option<u64> {
             self.leader_log_index
         }
+
+        async fn wait_applied(&self, _index: u64) {}
     }
 
     struct Harness {
@@ -221,7 +240,13 @@ mod tests {
             at_unix_ms: 0,
             change_id: ulid::Ulid::new(),
         };
-        Command { meta, op }
+        Command::new(meta, op)
+    }
+
+    fn create(tenant: &str) -> Command {
+        let documents = registry_core::DocumentsPatch { config: Some("{}".to_owned()), ..Default::default() };
+        let tenant = TenantId::parse(tenant).unwrap();
+        command(Op::CreateTenant { tenant, uid: ulid::Ulid::new(), documents, proposer_region: None })
     }
 
     fn delete(tenant: &str) -> Command {
@@ -275,11 +300,30 @@ mod tests {
         );
         assert!(cluster.proposals.lock().unwrap().is_empty(), "it took no log index");
 
-        // A topology operation is left to apply; so is what follows it in a batch.
-        let topology = cluster.propose(command(Op::InitCluster { cluster_id: ulid::Ulid::new() }));
-        assert_eq!(cluster.proposals_reach(1).await, [["-"]]);
+        // A write it accepts goes out with its documents compiled.
+        let create = cluster.propose(create("acme"));
+        assert_eq!(cluster.proposals_reach(1).await, [["acme (compiled)"]]);
         cluster.release.add_permits(1);
-        topology.await.unwrap().unwrap();
+        create.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_topology_operation_goes_alone_in_its_entry() {
+        let cluster = harness(None);
+        let first = cluster.propose(delete("acme"));
+        cluster.proposals_reach(1).await;
+        let queued = [
+            cluster.propose(delete("globex")),
+            cluster.propose(command(Op::InitCluster { cluster_id: ulid::Ulid::new() })),
+            cluster.propose(delete("initech")),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cluster.release.add_permits(4);
+        first.await.unwrap().unwrap();
+        for write in queued {
+            write.await.unwrap().unwrap();
+        }
+        assert_eq!(cluster.proposals_reach(4).await, [vec!["acme"], vec!["globex"], vec!["-"], vec!["initech"]]);
     }
 
     #[tokio::test]

@@ -100,7 +100,7 @@ impl Registry for RegistryService {
         let documents = self.documents(message.documents.clone())?;
         let proposer_region = proto::Region::parse(&self.region).ok();
         let op = Op::CreateTenant { tenant, uid: Ulid::new(), documents, proposer_region };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -112,7 +112,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::UpdateTenant { tenant, documents: self.documents(message.documents.clone())? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -123,7 +123,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::DeleteTenant { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -134,7 +134,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::RollbackTenant { tenant: parse_tenant(&message.tenant_id)?, to: Revision(message.to_revision) };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -147,7 +147,7 @@ impl Registry for RegistryService {
             .map(|region| proto::Region::parse(region).map_err(|error| status::from_domain_error(&error)))
             .collect::<Result<Vec<_>, _>>()?;
         let op = Op::PinTenant { tenant: parse_tenant(&message.tenant_id)?, allowed_regions };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -162,7 +162,7 @@ impl Registry for RegistryService {
             .map(|to| proto::Region::parse(to).map_err(|error| status::from_domain_error(&error)))
             .transpose()?;
         let op = Op::FenceTenant { tenant: parse_tenant(&message.tenant_id)?, to };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -177,7 +177,7 @@ impl Registry for RegistryService {
         }
         let to = proto::Region::parse(&message.to).map_err(|error| status::from_domain_error(&error))?;
         let op = Op::FailoverTenant { tenant: parse_tenant(&message.tenant_id)?, to, forced: message.force };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -188,7 +188,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::MoveTenant { tenant: parse_tenant(&message.tenant_id)?, step: move_op(&message)? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -200,7 +200,7 @@ impl Registry for RegistryService {
         let message = request.into_inner();
         let tenant = parse_tenant(&message.tenant_id)?;
         let op = Op::StageCanary { tenant, documents: self.documents(message.documents.clone())? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -211,7 +211,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::PromoteCanary { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 
@@ -222,7 +222,7 @@ impl Registry for RegistryService {
         let origin = Origin::of(&request);
         let message = request.into_inner();
         let op = Op::AbortCanary { tenant: parse_tenant(&message.tenant_id)? };
-        let command = Command { meta: write_meta(message.meta.clone(), &origin.caller)?, op };
+        let command = Command::new(write_meta(message.meta.clone(), &origin.caller)?, op);
         self.write(&origin, message, command).await
     }
 

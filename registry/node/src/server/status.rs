@@ -45,6 +45,8 @@ pub(crate) fn from_command_error(error: &CommandError) -> Status {
                 ..Default::default()
             },
         ),
+        // A retry (with the same request id) is judged again.
+        CommandError::Stale { .. } => Status::unavailable(message),
         CommandError::NoCanary { .. } => with_detail(
             Code::FailedPrecondition,
             message,

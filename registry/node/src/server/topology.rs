@@ -58,7 +58,7 @@ pub(crate) async fn change<Req: prost::Message + 'static>(
     message: Req,
     op: Op,
 ) -> Result<Response<v1::TopologyResponse>, Status> {
-    let command = Command { meta: write_meta(None, &origin.caller)?, op };
+    let command = Command::new(write_meta(None, &origin.caller)?, op);
     let decided = leader.proposer.propose(command).await;
     leader
         .or_forward(origin, message, "topology", decided, |response| match response {

@@ -255,8 +255,8 @@ mod tests {
     fn sample() -> AppliedState {
         let mut applied = AppliedState::default();
         for (index, id) in ["acme", "globex", "initech"].into_iter().enumerate() {
-            let command = Command {
-                meta: WriteMeta {
+            let command = Command::new(
+                WriteMeta {
                     expected_revision: None,
                     request_id: Some(format!("req-{id}")),
                     actor: "test".to_owned(),
@@ -264,13 +264,13 @@ mod tests {
                     at_unix_ms: 1,
                     change_id: ulid::Ulid::nil(),
                 },
-                op: Op::CreateTenant {
+                Op::CreateTenant {
                     tenant: TenantId::parse(id).expect("valid"),
                     uid: ulid::Ulid::nil(),
                     documents: DocumentsPatch { config: Some(r#"{"a":1}"#.to_owned()), ..Default::default() },
                     proposer_region: None,
                 },
-            };
+            );
             apply(&mut applied.state, Revision(index as u64 + 1), 0, &command);
         }
         applied.last_applied = Some(crate::raft_types::log_id(2, 1, 3));

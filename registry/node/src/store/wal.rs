@@ -46,17 +46,23 @@ impl raft_log::Types for WalTypes {
             openraft::EntryPayload::Normal(proposal) => proposal
                 .commands
                 .iter()
-                .map(|command| match &command.op {
-                    registry_core::Op::CreateTenant { documents, .. }
-                    | registry_core::Op::UpdateTenant { documents, .. }
-                    | registry_core::Op::StageCanary { documents, .. } => {
-                        [&documents.config, &documents.theme, &documents.integrations]
-                            .into_iter()
-                            .map(|document| document.as_ref().map_or(0, String::len))
-                            .sum::<usize>()
-                            + 256
-                    }
-                    _ => 256,
+                .map(|command| {
+                    let compiled = command
+                        .compiled
+                        .as_ref()
+                        .map_or(0, |compiled| compiled.private_bundle.json.len() + compiled.public_bundle.json.len());
+                    let patch = match &command.op {
+                        registry_core::Op::CreateTenant { documents, .. }
+                        | registry_core::Op::UpdateTenant { documents, .. }
+                        | registry_core::Op::StageCanary { documents, .. } => {
+                            [&documents.config, &documents.theme, &documents.integrations]
+                                .into_iter()
+                                .map(|document| document.as_ref().map_or(0, String::len))
+                                .sum::<usize>()
+                        }
+                        _ => 0,
+                    };
+                    compiled + patch + 256
                 })
                 .sum(),
             _ => 0,
@@ -357,8 +363,8 @@ mod tests {
     use crate::raft_types::log_id;
 
     fn entry(index: u64) -> Entry {
-        let command = Command {
-            meta: WriteMeta {
+        let command = Command::new(
+            WriteMeta {
                 expected_revision: None,
                 request_id: Some(format!("req-{index}")),
                 actor: "test".to_owned(),
@@ -366,11 +372,11 @@ mod tests {
                 at_unix_ms: index,
                 change_id: ulid::Ulid::from_parts(index, 1),
             },
-            op: Op::UpdateTenant {
+            Op::UpdateTenant {
                 tenant: proto::TenantId::parse("acme").expect("valid"),
                 documents: DocumentsPatch { config: Some(format!(r#"{{"n":{index}}}"#)), ..Default::default() },
             },
-        };
+        );
         Entry { log_id: log_id(2, 1, index), payload: EntryPayload::Normal(Proposal::single(command)) }
     }
 

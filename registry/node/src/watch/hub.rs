@@ -268,8 +268,8 @@ mod tests {
     fn the_history_is_bounded_by_bytes_too() {
         // A tenant with a 10 KB document, made the way apply makes it.
         let tenant = |id: &str| {
-            let command = registry_core::Command {
-                meta: registry_core::WriteMeta {
+            let command = registry_core::Command::new(
+                registry_core::WriteMeta {
                     expected_revision: None,
                     request_id: None,
                     actor: "test".to_owned(),
@@ -277,7 +277,7 @@ mod tests {
                     at_unix_ms: 1,
                     change_id: ulid::Ulid::nil(),
                 },
-                op: registry_core::Op::CreateTenant {
+                registry_core::Op::CreateTenant {
                     tenant: proto::TenantId::parse(id).expect("valid"),
                     uid: ulid::Ulid::nil(),
                     documents: registry_core::DocumentsPatch {
@@ -286,7 +286,7 @@ mod tests {
                     },
                     proposer_region: None,
                 },
-            };
+            );
             let mut state = registry_core::State::default();
             registry_core::apply(&mut state, proto::Revision(1), 0, &command);
             state.tenants.values().next().expect("created").clone()

@@ -2,10 +2,15 @@
 
 use proto::v1::{self, log_command, log_move_tenant};
 use proto::{Region, Revision, TenantId};
+use std::sync::Arc;
+
 use registry_core::{
-    Command, DocumentsPatch, MoveOp, Op, Proposal, RegionStatus, Shard, ShardDigest, ShardState, WriteMeta,
+    Bundle, Command, Compiled, DocumentsPatch, MoveOp, Op, Placement, Proposal, RegionStatus, Shard, ShardDigest,
+    ShardState, TenantDocuments, WriteMeta,
 };
 use ulid::Ulid;
+
+use crate::convert;
 
 use super::{required, Invalid};
 
@@ -96,7 +101,73 @@ fn command(command: &Command) -> v1::LogCommand {
         Op::DrainShard { id } => log_command::Op::DrainShard(id.clone()),
         Op::InitCluster { cluster_id } => log_command::Op::InitCluster(ulid_bytes(*cluster_id)),
     };
-    v1::LogCommand { meta: Some(meta), op: Some(op) }
+    v1::LogCommand { meta: Some(meta), op: Some(op), compiled: command.compiled.as_deref().map(compiled) }
+}
+
+/// The documents travel inside the private bundle (see `LogCompiled`).
+fn compiled(compiled: &Compiled) -> v1::LogCompiled {
+    let len = |text: &str| u32::try_from(text.len()).unwrap_or(u32::MAX);
+    v1::LogCompiled {
+        based_on: compiled.based_on,
+        private_bundle: Some(convert::bundle(&compiled.private_bundle)),
+        config_len: len(&compiled.documents.config),
+        integrations_len: len(&compiled.documents.integrations),
+        public_bundle: Some(convert::bundle(&compiled.public_bundle)),
+        placement: compiled.placement.as_ref().map(convert::placement),
+    }
+}
+
+fn compiled_from(message: v1::LogCompiled, tenant: &TenantId, at: &str) -> Result<Compiled, Invalid> {
+    let bundle = |message: Option<v1::Bundle>, field: &str| {
+        let message = required(message, &format!("{at}.{field}"))?;
+        let json =
+            String::from_utf8(message.json.to_vec()).map_err(|_| Invalid(format!("{at}.{field}.json: not UTF-8")))?;
+        Ok::<_, Invalid>(Bundle { json, sha256: message.sha256 })
+    };
+    let private_bundle = bundle(message.private_bundle, "private_bundle")?;
+    let (config, integrations, theme) = compiler::bundle::private_documents(
+        tenant.as_str(),
+        &private_bundle.json,
+        message.config_len as usize,
+        message.integrations_len as usize,
+    )
+    .ok_or_else(|| {
+        Invalid(format!(
+            "{at}.private_bundle.json: not tenant `{tenant}`'s bundle with a config of {} and integrations of {} bytes",
+            message.config_len, message.integrations_len
+        ))
+    })?;
+    let documents =
+        TenantDocuments { config: config.to_owned(), theme: theme.to_owned(), integrations: integrations.to_owned() };
+    Ok(Compiled {
+        based_on: message.based_on,
+        documents: Arc::new(documents),
+        public_bundle: bundle(message.public_bundle, "public_bundle")?,
+        private_bundle,
+        placement: message
+            .placement
+            .map(|placement| placement_from(placement, &format!("{at}.placement")))
+            .transpose()?,
+    })
+}
+
+fn placement_from(message: v1::Placement, at: &str) -> Result<Placement, Invalid> {
+    let region = |value: String, field: &str| {
+        (!value.is_empty())
+            .then(|| Region::parse(&value).map_err(|error| Invalid(format!("{at}.{field}: {error}"))))
+            .transpose()
+    };
+    Ok(Placement {
+        home_region: region(message.home_region, "home_region")?,
+        allowed_regions: message
+            .allowed_regions
+            .into_iter()
+            .map(|value| Region::parse(&value).map_err(|error| Invalid(format!("{at}.allowed_regions: {error}"))))
+            .collect::<Result<_, _>>()?,
+        dr_region: region(message.dr_region, "dr_region")?,
+        epoch: message.epoch,
+        failing_over_to: region(message.failing_over_to, "failing_over_to")?,
+    })
 }
 
 fn command_from(message: v1::LogCommand, at: &str) -> Result<Command, Invalid> {
@@ -185,7 +256,14 @@ fn command_from(message: v1::LogCommand, at: &str) -> Result<Command, Invalid> {
             Op::InitCluster { cluster_id: ulid_from(&cluster_id, &format!("{at}.init_cluster"))? }
         }
     };
-    Ok(Command { meta, op })
+    let compiled = match (message.compiled, op.tenant()) {
+        (None, _) => None,
+        (Some(compiled), Some(tenant)) => Some(Arc::new(compiled_from(compiled, tenant, &format!("{at}.compiled"))?)),
+        (Some(_), None) => {
+            return Err(Invalid(format!("{at}.compiled: only a tenant write carries compiled documents")))
+        }
+    };
+    Ok(Command { meta, op, compiled })
 }
 
 fn documents(patch: &DocumentsPatch) -> v1::LogDocuments {

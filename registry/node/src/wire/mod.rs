@@ -21,8 +21,11 @@ use crate::raft_types::{Entry, LogId, Member, Membership, SnapshotMeta, StoredMe
 
 /// The format of the Raft messages and log entries this build writes and
 /// reads. Sent as [`FORMAT_HEADER`] on every Raft request; 1 was the JSON
-/// of openraft 0.9's types, which sent no header.
-pub const FORMAT: u32 = 2;
+/// of openraft 0.9's types, which sent no header; 3 adds what the leader
+/// compiled to a command (`LogCompiled`), which a format 2 build would
+/// ignore and apply differently. A format 2 log reads as is: its commands
+/// carry nothing compiled, and apply compiles them as format 2 builds did.
+pub const FORMAT: u32 = 3;
 
 /// The metadata key that carries [`FORMAT`].
 pub const FORMAT_HEADER: &str = "x-tenantry-raft-format";

@@ -80,6 +80,7 @@ fn command(op: Op, n: u64) -> Command {
             change_id: ulid::Ulid::from_parts(n, u128::from(n)),
         },
         op,
+        compiled: None,
     }
 }
 
@@ -92,8 +93,18 @@ fn membership() -> Membership {
     Membership::new(vec![BTreeSet::from([1, 2]), BTreeSet::from([1, 2, 3])], nodes).expect("valid")
 }
 
+/// A create as the leader proposes it: its documents compiled.
+fn judged_create() -> Command {
+    let op = every_op().swap_remove(0);
+    let judged = registry_core::resolve(&registry_core::State::default(), Revision(1), command(op, 1));
+    let judged = judged.expect("judged");
+    assert!(judged.compiled.is_some());
+    judged
+}
+
 fn entries() -> Vec<Entry> {
-    let commands = every_op().into_iter().enumerate().map(|(n, op)| command(op, n as u64)).collect();
+    let mut commands: Vec<_> = every_op().into_iter().enumerate().map(|(n, op)| command(op, n as u64)).collect();
+    commands.push(judged_create());
     vec![
         Entry { log_id: id(1, 1, 1), payload: EntryPayload::Blank },
         Entry { log_id: id(1, 1, 2), payload: EntryPayload::Normal(Proposal { commands }) },
@@ -179,6 +190,16 @@ fn a_malformed_message_names_its_field() {
     proposal.commands[1].meta.as_mut().expect("meta").change_id = vec![1, 2, 3];
     let error = entry_from(message, "e").unwrap_err();
     assert_eq!(error.0, "e.proposal.commands[1].meta.change_id: a ULID is 16 bytes, not 3");
+
+    // A compiled create whose private bundle is not laid out as its lengths say.
+    let mut message =
+        v1::LogProposal { commands: vec![commands::proposal(&Proposal::single(judged_create())).commands.remove(0)] };
+    message.commands[0].compiled.as_mut().expect("compiled").config_len += 1;
+    let error = commands::proposal_from(message.clone(), "p").unwrap_err();
+    assert!(error.0.starts_with("p.commands[0].compiled.private_bundle.json: not tenant `acme`'s bundle"), "{error}");
+    message.commands[0].compiled.as_mut().expect("compiled").private_bundle = None;
+    let error = commands::proposal_from(message, "p").unwrap_err();
+    assert_eq!(error.0, "p.commands[0].compiled.private_bundle: required");
 
     let vote = vote_request_from(v1::RaftVoteRequest::default()).unwrap_err();
     assert_eq!(vote.0, "vote: required");

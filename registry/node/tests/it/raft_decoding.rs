@@ -17,8 +17,8 @@ fn config() -> ProptestConfig {
 }
 
 fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> AppendEntriesRequest<TypeConfig> {
-    let command = Command {
-        meta: WriteMeta {
+    let command = Command::new(
+        WriteMeta {
             expected_revision: Some(index),
             request_id: Some(format!("req-{index}")),
             actor,
@@ -26,8 +26,8 @@ fn append(term: u64, index: u64, actor: String, tenant: proto::TenantId) -> Appe
             at_unix_ms: index,
             change_id: ulid::Ulid::from_parts(index, 7),
         },
-        op: Op::DeleteTenant { tenant },
-    };
+        Op::DeleteTenant { tenant },
+    );
     let entry = Entry { log_id: log_id(term, 1, index), payload: EntryPayload::Normal(Proposal::single(command)) };
     AppendEntriesRequest {
         vote: Vote::new_committed(term, 1),

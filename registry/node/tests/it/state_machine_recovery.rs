@@ -32,6 +32,7 @@ fn create_command(index: u64, tenant: &str) -> Command {
             documents: DocumentsPatch { config: Some(format!(r#"{{"n":{index}}}"#)), ..Default::default() },
             proposer_region: None,
         },
+        compiled: None,
     }
 }
 
