@@ -42,32 +42,35 @@ pub fn compile_bundles(tenant: &str, documents: &Documents) -> (Bundle, Bundle) 
         _ => Map::new(),
     };
     let public = json!({ "tenant": tenant, "config": public_config, "theme": documents.theme });
-    let private = json!({
-        "tenant": tenant,
-        "config": documents.config,
-        "theme": documents.theme,
-        "integrations": documents.integrations,
-    });
-    (Bundle::from_value(&public), Bundle::from_value(&private))
+    // Writing a map of JSON values cannot fail (its keys are strings).
+    let text = |map: &Map<String, Value>| serde_json::to_string(map).unwrap_or_default();
+    let private =
+        private_json(tenant, &text(&documents.config), &text(&documents.integrations), &text(&documents.theme));
+    let sha256 = crate::document::sha256_hex(private.as_bytes());
+    (Bundle::from_value(&public), Bundle { json: private, sha256 })
 }
 
-/// The three documents inside a private bundle of `tenant` made by
-/// [`compile_bundles`]: its `config`, `integrations` and `theme` members,
-/// given the byte lengths of the first two (the members are written in key
-/// order, compact, so each is a slice of the bundle). `None` when `json` is
-/// not laid out so. Lets a Raft entry carry a compiled tenant's documents
-/// once, inside its private bundle.
-pub fn private_documents<'a>(
-    tenant: &str,
-    json: &'a str,
-    config_len: usize,
-    integrations_len: usize,
-) -> Option<(&'a str, &'a str, &'a str)> {
+/// The private bundle of `tenant` from its documents' canonical texts
+/// (compact JSON, keys sorted): `{"config":…,"integrations":…,"tenant":…,
+/// "theme":…}`, what `serde_json` writes for that object. So a holder of
+/// the documents needs no second copy of the bundle: it rebuilds the bytes
+/// when it sends them (the registry keeps only the hash).
+pub fn private_json(tenant: &str, config: &str, integrations: &str, theme: &str) -> String {
     let tenant = Value::from(tenant).to_string();
-    let rest = json.strip_prefix(r#"{"config":"#)?;
-    let (config, rest) = rest.split_at_checked(config_len)?;
-    let (integrations, rest) = rest.strip_prefix(r#","integrations":"#)?.split_at_checked(integrations_len)?;
-    let rest = rest.strip_prefix(r#","tenant":"#)?.strip_prefix(tenant.as_str())?;
-    let theme = rest.strip_prefix(r#","theme":"#)?.strip_suffix('}')?;
-    Some((config, integrations, theme))
+    let parts = [
+        r#"{"config":"#,
+        config,
+        r#","integrations":"#,
+        integrations,
+        r#","tenant":"#,
+        &tenant,
+        r#","theme":"#,
+        theme,
+        "}",
+    ];
+    let mut json = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    for part in parts {
+        json.push_str(part);
+    }
+    json
 }

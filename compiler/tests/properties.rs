@@ -172,19 +172,19 @@ proptest! {
         }
     }
 
-    /// Any documents: the private bundle holds each document's canonical
-    /// text as a slice, found again from the first two lengths; a bundle
-    /// of another tenant or with other lengths is not taken apart.
+    /// Any documents: the private bundle is the JSON object of the tenant
+    /// and its documents, as serde_json writes it, and `private_json`
+    /// rebuilds it from the documents' canonical texts.
     #[test]
-    fn the_private_bundle_holds_the_documents_as_slices(
+    fn the_private_bundle_is_rebuilt_from_the_documents(
         config in object(), theme in object(), integrations in object(), tenant in "[a-z][a-z0-9-]{0,20}",
     ) {
-        let texts = [&config, &integrations, &theme].map(|map| Value::Object(map.clone()).to_string());
+        let text = |map: &Map<String, Value>| Value::Object(map.clone()).to_string();
+        let texts = (text(&config), text(&integrations), text(&theme));
+        let whole = serde_json::json!({ "tenant": tenant, "config": config, "theme": theme, "integrations": integrations });
         let (_, private) = compile_bundles(&tenant, &Documents { config, theme, integrations });
-        let split = bundle::private_documents(&tenant, &private.json, texts[0].len(), texts[1].len());
-        prop_assert_eq!(split, Some((texts[0].as_str(), texts[1].as_str(), texts[2].as_str())));
-        prop_assert_eq!(bundle::private_documents("Other", &private.json, texts[0].len(), texts[1].len()), None);
-        prop_assert_eq!(bundle::private_documents(&tenant, &private.json, texts[0].len() + 1, texts[1].len()), None);
+        prop_assert_eq!(&private.json, &whole.to_string());
+        prop_assert_eq!(&private.json, &bundle::private_json(&tenant, &texts.0, &texts.1, &texts.2));
     }
 
     /// Any bytes behind any magic number: a verdict, never a panic.

@@ -192,7 +192,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 status: TenantStatus::Active,
                 documents: compiled.documents.clone(),
                 public_bundle: compiled.public_bundle.clone(),
-                private_bundle: compiled.private_bundle.clone(),
+                private_sha256: compiled.private_sha256.clone(),
                 placement,
                 create_revision: revision,
                 mod_revision: revision,
@@ -220,7 +220,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
                 revision,
                 documents: compiled.documents.clone(),
                 public_bundle: compiled.public_bundle.clone(),
-                private_bundle: compiled.private_bundle.clone(),
+                private_sha256: compiled.private_sha256.clone(),
             };
             Ok(Tenant { canary: Some(Arc::new(canary)), mod_revision: revision, ..Tenant::clone(current) })
         }
@@ -231,7 +231,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
             Ok(Tenant {
                 documents: canary.documents.clone(),
                 public_bundle: canary.public_bundle.clone(),
-                private_bundle: canary.private_bundle.clone(),
+                private_sha256: canary.private_sha256.clone(),
                 config_revision: canary.revision,
                 mod_revision: revision,
                 canary: None,
@@ -349,7 +349,7 @@ fn with_documents(current: &Tenant, revision: Revision, compiled: &Compiled) -> 
     Tenant {
         documents: compiled.documents.clone(),
         public_bundle: compiled.public_bundle.clone(),
-        private_bundle: compiled.private_bundle.clone(),
+        private_sha256: compiled.private_sha256.clone(),
         mod_revision: revision,
         config_revision: revision,
         ..Tenant::clone(current)
@@ -406,7 +406,8 @@ fn compile_documents(
     };
     let (public_bundle, private_bundle) = compile(tenant_id, &documents)?;
     let based_on = current.map_or(0, |tenant| tenant.mod_revision.get());
-    Ok(Some(Compiled { based_on, documents, public_bundle, private_bundle, placement }))
+    let private_sha256 = private_bundle.sha256;
+    Ok(Some(Compiled { based_on, documents, public_bundle, private_sha256, placement }))
 }
 
 /// The live documents `tenant` had at revision `to`: those of its last

@@ -325,6 +325,7 @@ fn rollback_restores_old_documents_and_bundles_under_a_new_revision() {
     assert_changes_replay(&before, &changes, &state);
     let restored = written(&response).tenant.as_ref().expect("tenant");
     assert_eq!(restored.public_bundle, old.public_bundle, "byte-equal bundle");
+    assert_eq!(restored.private_bundle(), old.private_bundle(), "byte-equal bundle");
     assert_eq!(restored.documents, old.documents);
     assert_eq!((restored.mod_revision, restored.config_revision), (Revision(4), Revision(4)));
     assert_eq!(state.audit[&(Revision(4), 0)].summary, "rollback to 2");

@@ -195,7 +195,8 @@ pub struct Compiled {
     /// The whole documents the write leaves (a canary stage: the candidate's).
     pub documents: Arc<super::TenantDocuments>,
     pub public_bundle: Bundle,
-    pub private_bundle: Bundle,
+    /// The private bundle's hash (its bytes are the documents).
+    pub private_sha256: String,
     /// A create's initial placement (the config's request, else the
     /// proposer's region); `None` for the other writes.
     pub placement: Option<super::Placement>,

@@ -61,7 +61,7 @@ fn apply_runs_no_document_rule_on_what_the_leader_compiled() {
         based_on: 0,
         documents: Arc::new(documents),
         public_bundle,
-        private_bundle,
+        private_sha256: private_bundle.sha256,
         placement,
     }));
     let mut state = State::default();

@@ -96,7 +96,10 @@ pub struct Tenant {
     /// The live documents; shared with the audit entries that restore them.
     pub documents: Arc<TenantDocuments>,
     pub public_bundle: Bundle,
-    pub private_bundle: Bundle,
+    /// The private bundle's hash: its bytes are the documents, rebuilt
+    /// when sent ([`Tenant::private_bundle`]), so they are held once.
+    #[serde(rename = "private_bundle", with = "bundle_hash")]
+    pub private_sha256: String,
     pub placement: Placement,
     pub create_revision: Revision,
     /// The record's last change (compare-and-set compares it).
@@ -169,12 +172,52 @@ pub struct Canary {
     pub revision: Revision,
     pub documents: Arc<TenantDocuments>,
     pub public_bundle: Bundle,
-    pub private_bundle: Bundle,
+    #[serde(rename = "private_bundle", with = "bundle_hash")]
+    pub private_sha256: String,
 }
 
 impl Tenant {
     pub fn is_live(&self) -> bool {
         self.status != TenantStatus::Deleted
+    }
+
+    /// The private bundle, rebuilt from the documents.
+    pub fn private_bundle(&self) -> Bundle {
+        self.documents.private_bundle(&self.id, &self.private_sha256)
+    }
+}
+
+impl Canary {
+    /// The candidate's private bundle, rebuilt from its documents.
+    pub fn private_bundle(&self, tenant: &TenantId) -> Bundle {
+        self.documents.private_bundle(tenant, &self.private_sha256)
+    }
+}
+
+impl TenantDocuments {
+    /// The private bundle of these documents, whose hash is `sha256`.
+    pub fn private_bundle(&self, tenant: &TenantId, sha256: &str) -> Bundle {
+        let json = compiler::bundle::private_json(tenant.as_str(), &self.config, &self.integrations, &self.theme);
+        Bundle { json, sha256: sha256.to_owned() }
+    }
+}
+
+/// A held bundle in a snapshot: `{"sha256": …}` (snapshots of builds that
+/// held the bytes too have a `json` member, ignored).
+mod bundle_hash {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Held<T> {
+        sha256: T,
+    }
+
+    pub(super) fn serialize<S: Serializer>(sha256: &str, serializer: S) -> Result<S::Ok, S::Error> {
+        Held { sha256 }.serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        Held::<String>::deserialize(deserializer).map(|held| held.sha256)
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
         theme_json: tenant.documents.theme.clone(),
         integrations_json: tenant.documents.integrations.clone(),
         public_bundle: Some(bundle(&tenant.public_bundle)),
-        private_bundle: Some(bundle(&tenant.private_bundle)),
+        private_bundle: Some(owned_bundle(tenant.private_bundle())),
         placement: Some(placement(&tenant.placement)),
         create_revision: tenant.create_revision.get(),
         mod_revision: tenant.mod_revision.get(),
@@ -25,7 +25,7 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
             theme_json: canary.documents.theme.clone(),
             integrations_json: canary.documents.integrations.clone(),
             public_bundle: Some(bundle(&canary.public_bundle)),
-            private_bundle: Some(bundle(&canary.private_bundle)),
+            private_bundle: Some(owned_bundle(canary.private_bundle(&tenant.id))),
         }),
     }
 }
@@ -71,7 +71,11 @@ pub(crate) fn status(status: TenantStatus) -> v1::TenantStatus {
 }
 
 pub(crate) fn bundle(bundle: &Bundle) -> v1::Bundle {
-    v1::Bundle { json: bundle.json.clone().into_bytes().into(), sha256: bundle.sha256.clone() }
+    owned_bundle(bundle.clone())
+}
+
+pub(crate) fn owned_bundle(bundle: Bundle) -> v1::Bundle {
+    v1::Bundle { json: bundle.json.into_bytes().into(), sha256: bundle.sha256 }
 }
 
 pub(crate) fn placement(placement: &Placement) -> v1::Placement {

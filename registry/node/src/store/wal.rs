@@ -47,10 +47,13 @@ impl raft_log::Types for WalTypes {
                 .commands
                 .iter()
                 .map(|command| {
-                    let compiled = command
-                        .compiled
-                        .as_ref()
-                        .map_or(0, |compiled| compiled.private_bundle.json.len() + compiled.public_bundle.json.len());
+                    let compiled = command.compiled.as_ref().map_or(0, |compiled| {
+                        let documents = &compiled.documents;
+                        documents.config.len()
+                            + documents.theme.len()
+                            + documents.integrations.len()
+                            + compiled.public_bundle.json.len()
+                    });
                     let patch = match &command.op {
                         registry_core::Op::CreateTenant { documents, .. }
                         | registry_core::Op::UpdateTenant { documents, .. }

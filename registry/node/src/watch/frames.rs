@@ -31,10 +31,8 @@ impl Scope {
 
 /// A tenant as an agent of `scope` sees it.
 pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
-    let private = |bundle| match scope {
-        Scope::Api => Some(convert::bundle(bundle)),
-        Scope::Frontend => None,
-    };
+    // Private bundles are rebuilt from the documents, for API agents only.
+    let api = scope == Scope::Api;
     v1::TenantRecord {
         id: tenant.id.to_string(),
         uid: tenant.uid.to_string(),
@@ -43,13 +41,17 @@ pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
         mod_revision: tenant.mod_revision.get(),
         placement: Some(convert::placement(&tenant.placement)),
         public_bundle: Some(convert::bundle(&tenant.public_bundle)),
-        private_bundle: private(&tenant.private_bundle),
+        private_bundle: api.then(|| convert::owned_bundle(tenant.private_bundle())),
         config_revision: tenant.config_revision.get(),
         shard: tenant.shard.clone().unwrap_or_default(),
         r#move: tenant.moving.as_deref().map(convert::tenant_move),
         canary_revision: tenant.canary.as_ref().map_or(0, |canary| canary.revision.get()),
         canary_public_bundle: tenant.canary.as_ref().map(|canary| convert::bundle(&canary.public_bundle)),
-        canary_private_bundle: tenant.canary.as_ref().and_then(|canary| private(&canary.private_bundle)),
+        canary_private_bundle: tenant
+            .canary
+            .as_ref()
+            .filter(|_| api)
+            .map(|canary| convert::owned_bundle(canary.private_bundle(&tenant.id))),
     }
 }
 

@@ -104,46 +104,30 @@ fn command(command: &Command) -> v1::LogCommand {
     v1::LogCommand { meta: Some(meta), op: Some(op), compiled: command.compiled.as_deref().map(compiled) }
 }
 
-/// The documents travel inside the private bundle (see `LogCompiled`).
 fn compiled(compiled: &Compiled) -> v1::LogCompiled {
-    let len = |text: &str| u32::try_from(text.len()).unwrap_or(u32::MAX);
+    let documents = &compiled.documents;
     v1::LogCompiled {
         based_on: compiled.based_on,
-        private_bundle: Some(convert::bundle(&compiled.private_bundle)),
-        config_len: len(&compiled.documents.config),
-        integrations_len: len(&compiled.documents.integrations),
+        config: documents.config.clone(),
+        theme: documents.theme.clone(),
+        integrations: documents.integrations.clone(),
+        private_sha256: compiled.private_sha256.clone(),
         public_bundle: Some(convert::bundle(&compiled.public_bundle)),
         placement: compiled.placement.as_ref().map(convert::placement),
     }
 }
 
-fn compiled_from(message: v1::LogCompiled, tenant: &TenantId, at: &str) -> Result<Compiled, Invalid> {
-    let bundle = |message: Option<v1::Bundle>, field: &str| {
-        let message = required(message, &format!("{at}.{field}"))?;
-        let json =
-            String::from_utf8(message.json.to_vec()).map_err(|_| Invalid(format!("{at}.{field}.json: not UTF-8")))?;
-        Ok::<_, Invalid>(Bundle { json, sha256: message.sha256 })
-    };
-    let private_bundle = bundle(message.private_bundle, "private_bundle")?;
-    let (config, integrations, theme) = compiler::bundle::private_documents(
-        tenant.as_str(),
-        &private_bundle.json,
-        message.config_len as usize,
-        message.integrations_len as usize,
-    )
-    .ok_or_else(|| {
-        Invalid(format!(
-            "{at}.private_bundle.json: not tenant `{tenant}`'s bundle with a config of {} and integrations of {} bytes",
-            message.config_len, message.integrations_len
-        ))
-    })?;
+fn compiled_from(message: v1::LogCompiled, at: &str) -> Result<Compiled, Invalid> {
+    let public_bundle = required(message.public_bundle, &format!("{at}.public_bundle"))?;
+    let json = String::from_utf8(public_bundle.json.to_vec())
+        .map_err(|_| Invalid(format!("{at}.public_bundle.json: not UTF-8")))?;
     let documents =
-        TenantDocuments { config: config.to_owned(), theme: theme.to_owned(), integrations: integrations.to_owned() };
+        TenantDocuments { config: message.config, theme: message.theme, integrations: message.integrations };
     Ok(Compiled {
         based_on: message.based_on,
         documents: Arc::new(documents),
-        public_bundle: bundle(message.public_bundle, "public_bundle")?,
-        private_bundle,
+        public_bundle: Bundle { json, sha256: public_bundle.sha256 },
+        private_sha256: message.private_sha256,
         placement: message
             .placement
             .map(|placement| placement_from(placement, &format!("{at}.placement")))
@@ -258,7 +242,7 @@ fn command_from(message: v1::LogCommand, at: &str) -> Result<Command, Invalid> {
     };
     let compiled = match (message.compiled, op.tenant()) {
         (None, _) => None,
-        (Some(compiled), Some(tenant)) => Some(Arc::new(compiled_from(compiled, tenant, &format!("{at}.compiled"))?)),
+        (Some(compiled), Some(_)) => Some(Arc::new(compiled_from(compiled, &format!("{at}.compiled"))?)),
         (Some(_), None) => {
             return Err(Invalid(format!("{at}.compiled: only a tenant write carries compiled documents")))
         }

@@ -191,15 +191,17 @@ fn a_malformed_message_names_its_field() {
     let error = entry_from(message, "e").unwrap_err();
     assert_eq!(error.0, "e.proposal.commands[1].meta.change_id: a ULID is 16 bytes, not 3");
 
-    // A compiled create whose private bundle is not laid out as its lengths say.
+    // A compiled create without its public bundle, or of a topology operation.
     let mut message =
         v1::LogProposal { commands: vec![commands::proposal(&Proposal::single(judged_create())).commands.remove(0)] };
-    message.commands[0].compiled.as_mut().expect("compiled").config_len += 1;
+    let judged = message.commands[0].compiled.clone();
+    message.commands[0].compiled.as_mut().expect("compiled").public_bundle = None;
     let error = commands::proposal_from(message.clone(), "p").unwrap_err();
-    assert!(error.0.starts_with("p.commands[0].compiled.private_bundle.json: not tenant `acme`'s bundle"), "{error}");
-    message.commands[0].compiled.as_mut().expect("compiled").private_bundle = None;
+    assert_eq!(error.0, "p.commands[0].compiled.public_bundle: required");
+    message.commands[0].compiled = judged;
+    message.commands[0].op = Some(v1::log_command::Op::DrainShard("s1".to_owned()));
     let error = commands::proposal_from(message, "p").unwrap_err();
-    assert_eq!(error.0, "p.commands[0].compiled.private_bundle: required");
+    assert_eq!(error.0, "p.commands[0].compiled: only a tenant write carries compiled documents");
 
     let vote = vote_request_from(v1::RaftVoteRequest::default()).unwrap_err();
     assert_eq!(vote.0, "vote: required");
