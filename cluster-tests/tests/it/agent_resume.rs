@@ -133,12 +133,12 @@ async fn after_a_full_restart_an_agent_behind_the_snapshots_resumes_from_the_log
     Ok(())
 }
 
-/// The index of the newest snapshot file in `dir` (`snapshot-<index>.jsonl`).
+/// The index of the newest snapshot file in `dir` (`snapshot-<index>.snap`).
 fn newest_snapshot_index(dir: &std::path::Path) -> anyhow::Result<u64> {
     let mut newest = 0;
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let index = name.strip_prefix("snapshot-").and_then(|rest| rest.strip_suffix(".jsonl"));
+        let index = name.strip_prefix("snapshot-").and_then(|rest| rest.strip_suffix(".snap"));
         if let Some(index) = index.and_then(|index| index.parse().ok()) {
             newest = newest.max(index);
         }

@@ -67,7 +67,7 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
     client.failover_tenant("acme", "eu-west", false, &options).await?;
 
     phase("regctl snapshot save");
-    let file = old.dir.join("backup.jsonl");
+    let file = old.dir.join("backup.snap");
     let saved = regctl(&old, &old.endpoints_from(1), &[OsStr::new("snapshot"), OsStr::new("save"), file.as_os_str()]);
     assert!(saved.status.success());
     let said = String::from_utf8_lossy(&saved.stdout);

@@ -36,3 +36,16 @@ fn bench_writes_run_against_tenantry_and_etcd() {
         assert!(result["writes"].as_u64() > Some(0), "{stdout}");
     }
 }
+
+#[test]
+fn bench_restart_times_a_follower_and_the_leader() {
+    let stdout = bench(&["restart", "--tenants", "200", "--json"]);
+    let result: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let restarts = result["restarts"].as_array().expect("restarts");
+    let led: Vec<_> = restarts.iter().map(|restart| restart["led"].as_bool()).collect();
+    assert_eq!(led, [Some(false), Some(true)], "{stdout}");
+    for restart in restarts {
+        let (ready, serving) = (restart["ready_ms"].as_f64(), restart["serving_ms"].as_f64());
+        assert!(ready > Some(0.0) && serving >= ready, "{stdout}");
+    }
+}

@@ -216,6 +216,35 @@ impl Proposal {
     pub fn single(command: Command) -> Self {
         Self { commands: vec![command] }
     }
+
+    /// About how many bytes the commands hold (documents dominate): for
+    /// cache accounting and the snapshot trigger, not an encoded size.
+    pub fn approximate_bytes(&self) -> usize {
+        self.commands.iter().map(Command::approximate_bytes).sum()
+    }
+}
+
+impl Command {
+    /// About how many bytes the command holds (see [`Proposal::approximate_bytes`]).
+    pub fn approximate_bytes(&self) -> usize {
+        let text = |text: &Option<String>| text.as_ref().map_or(0, String::len);
+        let patch = match &self.op {
+            Op::CreateTenant { documents, .. }
+            | Op::UpdateTenant { documents, .. }
+            | Op::StageCanary { documents, .. } => {
+                text(&documents.config) + text(&documents.theme) + text(&documents.integrations)
+            }
+            _ => 0,
+        };
+        let compiled = self.compiled.as_ref().map_or(0, |compiled| {
+            let documents = &compiled.documents;
+            documents.config.len()
+                + documents.theme.len()
+                + documents.integrations.len()
+                + compiled.public_bundle.json.len()
+        });
+        patch + compiled + 256
+    }
 }
 
 /// How openraft logs an entry's payload: the count, not the documents.

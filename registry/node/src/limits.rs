@@ -64,6 +64,12 @@ pub const ELECTION_TIMEOUT_MS_MAX_DEFAULT: u64 = 3_000;
 /// Default number of applied entries between two snapshots.
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 10_000;
 
+/// Bytes of applied commands (about: documents dominate) after which a
+/// snapshot is taken, however few entries carried them: openraft's policy
+/// counts entries, and one entry may batch hundreds of writes, so without
+/// this a restart could read and replay a log many times the state's size.
+pub const SNAPSHOT_EVERY_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Default number of entries kept in the log behind the last snapshot, so
 /// that a briefly lagging follower catches up from the log, not a snapshot.
 pub const LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT: u64 = 1_000;
@@ -123,6 +129,11 @@ pub const PROPOSALS_QUEUED_MAX: usize = 4096;
 
 /// The most bytes of log entries raft-log keeps cached in memory.
 pub const LOG_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The largest WAL chunk file, in bytes: a purge after a snapshot removes
+/// the chunks wholly before it, so a start reads at most this much beyond
+/// the log the snapshot does not cover.
+pub const WAL_CHUNK_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// How long a membership change may take, in milliseconds (adding a learner
 /// waits until it has caught up, which may mean a snapshot).

@@ -12,6 +12,7 @@ mod api;
 mod catchup;
 mod fanout;
 mod memory;
+mod restart;
 mod rolling;
 mod stats;
 mod target;
@@ -83,6 +84,11 @@ enum Suite {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+    /// A node holding N tenants of ~4 KiB killed and started again: until it is ready and serving (Tenantry only).
+    Restart {
+        #[arg(long, default_value_t = 100_000)]
+        tenants: usize,
+    },
     /// Members' resident memory with N tenants of ~4 KiB.
     Memory {
         #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
@@ -128,6 +134,11 @@ async fn main() -> anyhow::Result<()> {
             );
             anyhow::ensure!(rate > 0, "--rate must be > 0");
             rolling::run(rate, json).await
+        }
+        Suite::Restart { tenants } => {
+            anyhow::ensure!(target == Target::Tenantry, "restart: Tenantry only; run it with --target tenantry");
+            anyhow::ensure!(tenants > 0, "--tenants must be > 0");
+            restart::run(tenants, json).await
         }
         Suite::Memory { tenants } => {
             anyhow::ensure!(!tenants.is_empty() && tenants.iter().all(|count| *count > 0), "--tenants must be > 0");

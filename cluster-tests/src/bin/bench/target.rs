@@ -40,9 +40,14 @@ pub(crate) fn set_insecure(insecure: bool) {
     let _ = INSECURE.set(insecure);
 }
 
+/// Whether Tenantry runs in plaintext (`--insecure`).
+pub(crate) fn insecure() -> bool {
+    INSECURE.get().copied().unwrap_or(false)
+}
+
 /// The transport a Tenantry run uses, for the table's title.
 pub(crate) fn transport() -> &'static str {
-    if INSECURE.get().copied().unwrap_or(false) {
+    if insecure() {
         "plaintext (--insecure)"
     } else {
         "mutual TLS"
@@ -63,7 +68,7 @@ impl Store {
             Target::Tenantry => {
                 // Heartbeats and elections as a WAN deployment would set them; loopback does not need faster.
                 let base = ClusterOptions::new(name);
-                let base = if INSECURE.get().copied().unwrap_or(false) { base.insecure() } else { base };
+                let base = if insecure() { base.insecure() } else { base };
                 let options = ClusterOptions {
                     heartbeat_ms: 250,
                     election_timeout_ms_min: 1500,

@@ -89,6 +89,7 @@ pub async fn run(
     }
     let view = state_machine.view();
     let hub = state_machine.hub();
+    let snapshot_due = state_machine.snapshot_due();
     let metrics = Arc::new(Metrics::default());
 
     let dialer = super::network::Dialer::new(&config.dial, tls.clone(), view.clone());
@@ -96,6 +97,18 @@ pub async fn run(
     let raft = Raft::new(config.id, Arc::new(raft_config(&config)?), network, log_store, state_machine)
         .await
         .map_err(|error| Error::Raft(error.to_string()))?;
+    // Snapshots by size too (see `SNAPSHOT_EVERY_BYTES`).
+    let snapshots = {
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            loop {
+                snapshot_due.notified().await;
+                if let Err(error) = raft.trigger().snapshot().await {
+                    tracing::warn!(%error, "could not start a snapshot");
+                }
+            }
+        })
+    };
 
     // A fresh cluster is initialized exactly once, by its lowest id; every
     // other node (and this one after a restart) joins what it finds.
@@ -226,6 +239,7 @@ pub async fn run(
     if tokio::time::timeout(grace, servers).await.is_err() {
         tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "in-flight requests did not finish in time; stopping anyway");
     }
+    snapshots.abort();
     raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
     tracing::info!("stopped");
     match fatal {

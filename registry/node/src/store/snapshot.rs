@@ -1,8 +1,14 @@
-//! Snapshot files: one JSON record per line, a header with openraft's
-//! snapshot meta first and a trailer with the record count and the SHA-256
-//! of every byte before it last. Written to a temporary file, fsynced,
-//! renamed into place, and the directory fsynced, so a crash leaves either
-//! the old snapshot or the new one, never half of one.
+//! Snapshot files: a header with openraft's snapshot meta first, then the
+//! state's records, and a trailer with the record count and the SHA-256 of
+//! every byte before it last. Written to a temporary file, fsynced, renamed
+//! into place, and the directory fsynced, so a crash leaves either the old
+//! snapshot or the new one, never half of one.
+//!
+//! Format 2 (written): [`MAGIC`], then each record as a little-endian u32
+//! length and its postcard encoding (compact binary: documents as raw
+//! bytes, not escaped JSON strings); an audit entry that set a tenant's
+//! live documents refers to them instead of repeating them. Format 1 (one
+//! JSON record per line) is still read, from older nodes and backups.
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -15,9 +21,14 @@ use sha2::{Digest, Sha256};
 
 use crate::raft_types::{LogId, SnapshotMeta, StoredMembership};
 
-const FORMAT: &str = "tenantry-snapshot-v1";
+const FORMAT_1: &str = "tenantry-snapshot-v1";
+const FORMAT: &str = "tenantry-snapshot-v2";
+/// The first bytes of a format 2 file (a format 1 file starts with `{`).
+const MAGIC: &[u8] = b"tenantry-snapshot-v2\n";
 const FILE_PREFIX: &str = "snapshot-";
-const FILE_SUFFIX: &str = ".jsonl";
+/// Format 2's file suffix; format 1 files (`.jsonl`) are listed too.
+const FILE_SUFFIX: &str = ".snap";
+const FILE_SUFFIX_1: &str = ".jsonl";
 
 /// The applied state at one log id: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,13 +41,22 @@ pub struct AppliedState {
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Record {
-    Header { format: String, meta: SnapshotMeta },
+    Header {
+        format: String,
+        meta: SnapshotMeta,
+    },
     Tenant(Arc<Tenant>),
     Audit(Arc<AuditEntry>),
     Session(Arc<Session>),
     Cluster(ulid::Ulid),
     Topology(Arc<registry_core::Topology>),
-    End { records: u64, sha256: String },
+    End {
+        records: u64,
+        sha256: String,
+    },
+    /// An audit entry whose documents are its tenant's live ones (written
+    /// without them; the tenant's record comes first). Format 2 only.
+    AuditOfLive(Arc<AuditEntry>),
 }
 
 /// Hashes every byte written through it.
@@ -57,8 +77,10 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 fn write_record(writer: &mut impl Write, record: &Record) -> io::Result<()> {
-    serde_json::to_writer(&mut *writer, record).map_err(io::Error::other)?;
-    writer.write_all(b"\n")
+    let bytes = postcard::to_stdvec(record).map_err(io::Error::other)?;
+    let length = u32::try_from(bytes.len()).map_err(|_| invalid("a snapshot record over 4 GiB"))?;
+    writer.write_all(&length.to_le_bytes())?;
+    writer.write_all(&bytes)
 }
 
 fn invalid(message: impl Into<String>) -> io::Error {
@@ -90,6 +112,7 @@ pub fn encode(applied: &AppliedState) -> io::Result<Vec<u8>> {
 /// Writes the snapshot records of `applied` to `out` and returns it.
 fn write_records<W: Write>(out: W, applied: &AppliedState) -> io::Result<W> {
     let mut writer = HashingWriter { inner: out, hasher: Sha256::new() };
+    writer.write_all(MAGIC)?;
     let header = Record::Header { format: FORMAT.to_owned(), meta: meta_of(applied) };
     write_record(&mut writer, &header)?;
     let state = &applied.state;
@@ -105,7 +128,14 @@ fn write_records<W: Write>(out: W, applied: &AppliedState) -> io::Result<W> {
         records += 1;
     }
     for entry in state.audit.values() {
-        write_record(&mut writer, &Record::Audit(entry.clone()))?;
+        let live = state.tenants.get(&entry.tenant).map(|tenant| &tenant.documents);
+        let record = match (&entry.documents, live) {
+            (Some(documents), Some(live)) if Arc::ptr_eq(documents, live) => {
+                Record::AuditOfLive(Arc::new(AuditEntry { documents: None, ..AuditEntry::clone(entry) }))
+            }
+            _ => Record::Audit(entry.clone()),
+        };
+        write_record(&mut writer, &record)?;
         records += 1;
     }
     for session in state.sessions.values() {
@@ -148,7 +178,9 @@ fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
-        let index = name.strip_prefix(FILE_PREFIX).and_then(|rest| rest.strip_suffix(FILE_SUFFIX));
+        let index = name
+            .strip_prefix(FILE_PREFIX)
+            .and_then(|rest| rest.strip_suffix(FILE_SUFFIX).or_else(|| rest.strip_suffix(FILE_SUFFIX_1)));
         if let Some(Ok(index)) = index.map(str::parse::<u64>) {
             snapshots.push((index, path));
         }
@@ -178,35 +210,101 @@ pub fn prepare_dir(dir: &Path) -> io::Result<()> {
 
 /// Reads only the header of a snapshot file.
 pub fn read_meta(path: &Path) -> io::Result<SnapshotMeta> {
-    let mut line = String::new();
-    BufReader::new(File::open(path)?).read_line(&mut line)?;
-    match serde_json::from_str(&line).map_err(|error| invalid(format!("snapshot header: {error}")))? {
-        Record::Header { format, meta } if format == FORMAT => Ok(meta),
-        _ => Err(invalid(format!("{}: not a {FORMAT} file", path.display()))),
+    let mut records = Records::open(BufReader::new(File::open(path)?))?;
+    let expected = records.format();
+    match records.next()?.0 {
+        Record::Header { format, meta } if format == expected => Ok(meta),
+        _ => Err(invalid(format!("{}: not a {FORMAT} or {FORMAT_1} file", path.display()))),
     }
 }
 
-/// Reads and verifies a whole snapshot.
+/// The records of a snapshot file of either format, each with its bytes
+/// (what the trailer's hash covers), read into one reused buffer.
+struct Records<R> {
+    reader: R,
+    /// Format 2 (binary) or 1 (JSON lines).
+    binary: bool,
+    buffer: Vec<u8>,
+}
+
+/// The largest record a snapshot may hold: a tenant with its canary, each
+/// document at most the hard maximum, with room to spare.
+const RECORD_BYTES_MAX: usize = 8 * registry_core::limits::DOCUMENT_BYTES_HARD_MAX + 1024 * 1024;
+
+impl<R: BufRead> Records<R> {
+    fn open(mut reader: R) -> io::Result<Self> {
+        if reader.fill_buf()?.starts_with(b"{") {
+            return Ok(Records { reader, binary: false, buffer: Vec::new() });
+        }
+        let mut magic = vec![0; MAGIC.len()];
+        reader.read_exact(&mut magic).map_err(|_| invalid("not a snapshot file (too short)"))?;
+        if magic != MAGIC {
+            return Err(invalid(format!("not a {FORMAT} or {FORMAT_1} snapshot file")));
+        }
+        Ok(Records { reader, binary: true, buffer: Vec::new() })
+    }
+
+    fn format(&self) -> &'static str {
+        if self.binary {
+            FORMAT
+        } else {
+            FORMAT_1
+        }
+    }
+
+    /// The first bytes the hash covers (format 2: the magic).
+    fn preamble(&self) -> &'static [u8] {
+        if self.binary {
+            MAGIC
+        } else {
+            b""
+        }
+    }
+
+    fn next(&mut self) -> io::Result<(Record, &[u8])> {
+        let truncated = || invalid("snapshot ends without its trailer (truncated?)");
+        self.buffer.clear();
+        if !self.binary {
+            if self.reader.read_until(b'\n', &mut self.buffer)? == 0 {
+                return Err(truncated());
+            }
+            let record = serde_json::from_slice(&self.buffer).map_err(|error| invalid(error.to_string()))?;
+            return Ok((record, &self.buffer));
+        }
+        let mut length = [0; 4];
+        self.reader.read_exact(&mut length).map_err(|_| truncated())?;
+        let record_length = u32::from_le_bytes(length) as usize;
+        if record_length > RECORD_BYTES_MAX {
+            return Err(invalid(format!("a snapshot record of {record_length} bytes (at most {RECORD_BYTES_MAX})")));
+        }
+        self.buffer.extend_from_slice(&length);
+        self.buffer.resize(4 + record_length, 0);
+        self.reader.read_exact(&mut self.buffer[4..]).map_err(|_| truncated())?;
+        let record = postcard::from_bytes(&self.buffer[4..]).map_err(|error| invalid(error.to_string()))?;
+        Ok((record, &self.buffer))
+    }
+}
+
+/// Reads and verifies a whole snapshot (either format).
 pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
-    let mut reader = BufReader::new(reader);
+    let mut records = Records::open(BufReader::new(reader))?;
     let mut hasher = Sha256::new();
-    let mut line = String::new();
+    hasher.update(records.preamble());
     let mut meta = None;
     let mut applied = AppliedState::default();
-    let mut records = 0u64;
+    let mut count = 0u64;
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(invalid("snapshot ends without its trailer (truncated?)"));
+        let (record, bytes) = records.next().map_err(|error| invalid(format!("snapshot record {count}: {error}")))?;
+        // Every byte before the trailer.
+        if !matches!(record, Record::End { .. }) {
+            hasher.update(bytes);
         }
-        let record: Record =
-            serde_json::from_str(&line).map_err(|error| invalid(format!("snapshot record {records}: {error}")))?;
         match record {
             Record::End { records: expected, sha256 } => {
                 let actual = hex::encode(hasher.finalize());
-                if actual != sha256 || expected != records {
+                if actual != sha256 || expected != count {
                     return Err(invalid(format!(
-                        "snapshot checksum mismatch: {records} records hashing to {actual}, trailer says {expected} and {sha256}"
+                        "snapshot checksum mismatch: {count} records hashing to {actual}, trailer says {expected} and {sha256}"
                     )));
                 }
                 let meta = meta.ok_or_else(|| invalid("snapshot has no header"))?;
@@ -214,7 +312,7 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                 return Ok((meta, applied));
             }
             Record::Header { format, meta: header } => {
-                if format != FORMAT || meta.is_some() {
+                if format != records.format() || meta.is_some() {
                     return Err(invalid("snapshot header is not the first record or has an unknown format"));
                 }
                 applied.last_applied = header.last_log_id;
@@ -223,26 +321,40 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
             }
             Record::Tenant(tenant) => {
                 applied.state.tenants.insert(tenant.id.clone(), tenant);
-                records += 1;
+                count += 1;
             }
-            Record::Audit(entry) => {
+            Record::Audit(mut entry) => {
+                // Shares the tenant's live documents when they are the same
+                // (format 1 wrote them twice).
+                let live = applied.state.tenants.get(&entry.tenant).map(|tenant| &tenant.documents);
+                if let (Some(documents), Some(live)) = (&entry.documents, live) {
+                    if documents == live && !Arc::ptr_eq(documents, live) {
+                        Arc::make_mut(&mut entry).documents = Some(live.clone());
+                    }
+                }
                 applied.state.audit.insert(entry.position(), entry);
-                records += 1;
+                count += 1;
+            }
+            Record::AuditOfLive(mut entry) => {
+                let live = applied.state.tenants.get(&entry.tenant).map(|tenant| tenant.documents.clone());
+                let live = live.ok_or_else(|| invalid(format!("audit entry of unknown tenant {}", entry.tenant)))?;
+                Arc::make_mut(&mut entry).documents = Some(live);
+                applied.state.audit.insert(entry.position(), entry);
+                count += 1;
             }
             Record::Session(session) => {
                 applied.state.insert_session(session);
-                records += 1;
+                count += 1;
             }
             Record::Cluster(cluster_id) => {
                 applied.state.cluster_id = Some(cluster_id);
-                records += 1;
+                count += 1;
             }
             Record::Topology(topology) => {
                 applied.state.topology = topology;
-                records += 1;
+                count += 1;
             }
         }
-        hasher.update(line.as_bytes());
     }
 }
 
@@ -278,22 +390,80 @@ mod tests {
         applied
     }
 
+    /// Audit entries that set live documents share the tenant's copy.
+    fn assert_shares_documents(applied: &AppliedState) {
+        let state = &applied.state;
+        let shared = state.audit.values().filter(|entry| {
+            let live = &state.tenants[&entry.tenant].documents;
+            entry.documents.as_ref().is_some_and(|documents| Arc::ptr_eq(documents, live))
+        });
+        assert_eq!(shared.count(), state.tenants.len(), "each create's audit entry shares its tenant's documents");
+    }
+
     #[test]
     fn round_trip_and_corruption_is_detected() {
         let dir = tempfile::tempdir().expect("tempdir");
         let applied = sample();
         let path = save(dir.path(), &applied).expect("save");
+        assert!(path.to_string_lossy().ends_with(".snap"), "{}", path.display());
         assert_eq!(current(dir.path()).expect("list"), Some(path.clone()));
         assert_eq!(read_meta(&path).expect("meta").last_log_id, applied.last_applied);
         let (_, loaded) = read(File::open(&path).expect("open")).expect("read");
         assert_eq!(loaded, applied);
+        assert_shares_documents(&loaded);
 
-        let text = fs::read_to_string(&path).expect("read");
-        let corrupted = text.replacen(r#"\"a\":1"#, r#"\"a\":2"#, 1);
-        assert_ne!(corrupted, text);
-        assert!(read(corrupted.as_bytes()).is_err(), "a changed byte fails the checksum");
-        let truncated = &text[..text.len() / 2];
-        assert!(read(truncated.as_bytes()).is_err(), "a truncated file is refused");
+        let bytes = fs::read(&path).expect("read");
+        assert!(bytes.starts_with(MAGIC));
+        let at = bytes.windows(7).position(|window| window == br#"{"a":1}"#).expect("a document, unescaped");
+        let mut corrupted = bytes.clone();
+        corrupted[at + 5] = b'2';
+        assert!(read(corrupted.as_slice()).is_err(), "a changed byte fails the checksum");
+        assert!(read(&bytes[..bytes.len() / 2]).is_err(), "a truncated file is refused");
+        let mut oversized = bytes[..MAGIC.len()].to_vec();
+        oversized.extend_from_slice(&u32::MAX.to_le_bytes());
+        let refused = read(oversized.as_slice()).unwrap_err().to_string();
+        assert!(refused.contains("a snapshot record of 4294967295 bytes"), "{refused}");
+    }
+
+    /// A snapshot file of format 1, as nodes before format 2 wrote it.
+    fn format_1(applied: &AppliedState) -> Vec<u8> {
+        let state = &applied.state;
+        let mut records = vec![Record::Header { format: FORMAT_1.to_owned(), meta: meta_of(applied) }];
+        records.extend(state.cluster_id.map(Record::Cluster));
+        records.push(Record::Topology(state.topology.clone()));
+        records.extend(state.tenants.values().map(|tenant| {
+            // Format 1 held each tenant's private bundle whole.
+            let mut tenant = serde_json::to_value(tenant).expect("json");
+            tenant["private_bundle"]["json"] = "{}".into();
+            Record::Tenant(serde_json::from_value(tenant).expect("a tenant"))
+        }));
+        records.extend(state.audit.values().map(|entry| Record::Audit(Arc::new(AuditEntry::clone(entry)))));
+        records.extend(state.sessions.values().cloned().map(Record::Session));
+        let mut bytes = Vec::new();
+        for record in &records {
+            bytes.extend(serde_json::to_vec(record).expect("json"));
+            bytes.push(b'\n');
+        }
+        let end = Record::End { records: records.len() as u64 - 1, sha256: hex::encode(Sha256::digest(&bytes)) };
+        bytes.extend(serde_json::to_vec(&end).expect("json"));
+        bytes.push(b'\n');
+        bytes
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_read_and_its_documents_shared() {
+        let applied = sample();
+        let bytes = format_1(&applied);
+        let (meta, loaded) = read(bytes.as_slice()).expect("read");
+        assert_eq!(meta.last_log_id, applied.last_applied);
+        assert_eq!(loaded, applied);
+        assert_shares_documents(&loaded);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(format!("{FILE_PREFIX}{:020}{FILE_SUFFIX_1}", 3));
+        fs::write(&path, &bytes).expect("write");
+        assert_eq!(current(dir.path()).expect("list"), Some(path.clone()));
+        assert_eq!(read_meta(&path).expect("meta").last_log_id, applied.last_applied);
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct StateMachineStore {
     hub: Arc<WatchHub>,
     stages: Arc<Stages>,
     snapshot_dir: PathBuf,
+    /// Bytes of commands applied since the last snapshot began; past
+    /// [`SNAPSHOT_EVERY_BYTES`](crate::limits::SNAPSHOT_EVERY_BYTES), `snapshot_due` is notified.
+    since_snapshot: u64,
+    snapshot_due: Arc<tokio::sync::Notify>,
 }
 
 fn to_io(error: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -82,14 +86,36 @@ impl StateMachineStore {
         }
         let applied = match snapshot::current(&snapshot_dir)? {
             Some(path) => {
-                snapshot::read(std::fs::File::open(&path)?)
+                let started = std::time::Instant::now();
+                let applied = snapshot::read(std::fs::File::open(&path)?)
                     .map_err(|error| io::Error::new(error.kind(), format!("{}: {error}", path.display())))?
-                    .1
+                    .1;
+                tracing::info!(
+                    path = %path.display(),
+                    last_log_id = ?applied.last_applied,
+                    tenants = applied.state.tenants.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "snapshot loaded"
+                );
+                applied
             }
             None => AppliedState::default(),
         };
         let hub = WatchHub::new(applied.last_applied.map_or(0, |log_id| log_id.index), watch_limits);
-        Ok(Self { shared: Arc::new(SharedState(RwLock::new(applied))), hub, stages: Arc::default(), snapshot_dir })
+        Ok(Self {
+            shared: Arc::new(SharedState(RwLock::new(applied))),
+            hub,
+            stages: Arc::default(),
+            snapshot_dir,
+            since_snapshot: 0,
+            snapshot_due: Arc::default(),
+        })
+    }
+
+    /// Notified when the commands applied since the last snapshot reach
+    /// [`SNAPSHOT_EVERY_BYTES`](crate::limits::SNAPSHOT_EVERY_BYTES): the node then asks openraft for one.
+    pub fn snapshot_due(&self) -> Arc<tokio::sync::Notify> {
+        self.snapshot_due.clone()
     }
 
     /// Marks each applied entry in `stages`.
@@ -178,6 +204,7 @@ impl StateMachineStore {
                 match entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(proposal) => {
+                        self.since_snapshot += proposal.approximate_bytes() as u64;
                         responses.reserve(proposal.commands.len());
                         for (seq, command) in proposal.commands.iter().enumerate() {
                             let (response, changes) = apply(&mut applied.state, revision, seq as u32, command);
@@ -200,6 +227,10 @@ impl StateMachineStore {
         }
         if let Some((revision, _)) = changed.last() {
             self.stages.mark(Stage::Applied, *revision);
+        }
+        if self.since_snapshot >= crate::limits::SNAPSHOT_EVERY_BYTES {
+            self.since_snapshot = 0;
+            self.snapshot_due.notify_one();
         }
         // Encoded outside the state lock; one delta per entry, even when it
         // changed no tenant, so an agent can tell a gap from a quiet entry.
@@ -239,6 +270,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        self.since_snapshot = 0;
         SnapshotBuilder { applied: self.shared.read().clone(), snapshot_dir: self.snapshot_dir.clone() }
     }
 

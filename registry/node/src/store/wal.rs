@@ -42,35 +42,11 @@ impl raft_log::Types for WalTypes {
 
     fn payload_size(payload: &WalEntry) -> u64 {
         // An estimate for raft-log's cache accounting: documents dominate.
-        let documents = match &payload.0.payload {
-            openraft::EntryPayload::Normal(proposal) => proposal
-                .commands
-                .iter()
-                .map(|command| {
-                    let compiled = command.compiled.as_ref().map_or(0, |compiled| {
-                        let documents = &compiled.documents;
-                        documents.config.len()
-                            + documents.theme.len()
-                            + documents.integrations.len()
-                            + compiled.public_bundle.json.len()
-                    });
-                    let patch = match &command.op {
-                        registry_core::Op::CreateTenant { documents, .. }
-                        | registry_core::Op::UpdateTenant { documents, .. }
-                        | registry_core::Op::StageCanary { documents, .. } => {
-                            [&documents.config, &documents.theme, &documents.integrations]
-                                .into_iter()
-                                .map(|document| document.as_ref().map_or(0, String::len))
-                                .sum::<usize>()
-                        }
-                        _ => 0,
-                    };
-                    compiled + patch + 256
-                })
-                .sum(),
+        let commands = match &payload.0.payload {
+            openraft::EntryPayload::Normal(proposal) => proposal.approximate_bytes(),
             _ => 0,
         };
-        (documents + 256) as u64
+        (commands + 256) as u64
     }
 }
 
@@ -187,10 +163,12 @@ impl Decode for WalEntry {
 fn config(dir: &Path) -> Arc<raft_log::Config> {
     // raft-log caches log payloads (1 GiB by default); entries a lagging
     // follower needs beyond the cache are read back from disk.
-    Arc::new(raft_log::Config {
-        log_cache_capacity: Some(crate::limits::LOG_CACHE_BYTES_MAX),
-        ..raft_log::Config::new(dir.display())
-    })
+    let mut config = raft_log::Config::new(dir.display());
+    config.log_cache_capacity = Some(crate::limits::LOG_CACHE_BYTES_MAX);
+    // A purge removes whole chunks only: with the default (1 GiB) a purged
+    // log stayed on disk, and every start read all of it.
+    config.wal.chunk_max_size = Some(crate::limits::WAL_CHUNK_BYTES_MAX);
+    Arc::new(config)
 }
 
 /// Opens (or creates) the WAL in `dir`, migrating a format 1 log first.
