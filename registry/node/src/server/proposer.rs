@@ -57,7 +57,9 @@ impl RaftLog for Raft {
     }
 
     async fn wait_applied(&self, index: u64) {
-        let timeout = Duration::from_millis(crate::limits::ELECTION_TIMEOUT_MS_MAX_DEFAULT);
+        // About one election: longer, and a leader that lost its quorum
+        // would hold every write back well past the client's retry.
+        let timeout = Duration::from_millis(self.config().election_timeout_max);
         // On a timeout the batch goes unjudged: apply then compiles it.
         let _ = self.wait(Some(timeout)).applied_index_at_least(Some(index), "the leader's log applied").await;
     }
