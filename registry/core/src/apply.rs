@@ -5,12 +5,13 @@ use std::sync::Arc;
 use proto::{Revision, TenantId};
 use ulid::Ulid;
 
+use super::documents::{compile_documents, compiled};
 use super::{
-    canonical_document, check_shard, compile, initial_placement, moves, validate_meta, AuditEntry, Canary, Command,
-    CommandError, Compiled, DocumentKind, DocumentLimits, DocumentsPatch, Op, Placement, Position, Response, Session,
-    SessionOutcome, Shard, ShardState, State, Tenant, TenantDocuments, TenantStatus, Topology, WriteOutcome,
+    check_shard, moves, validate_meta, AuditEntry, Canary, Command, CommandError, Compiled, DocumentsPatch, Op,
+    Placement, Position, Response, Session, SessionOutcome, Shard, ShardState, State, Tenant, TenantDocuments,
+    TenantStatus, Topology, WriteOutcome,
 };
-use crate::limits::{AUDIT_ENTRIES_MAX, DOCUMENT_BYTES_HARD_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
+use crate::limits::{AUDIT_ENTRIES_MAX, SESSIONS_MAX, SESSION_AGE_MS_MAX};
 
 /// One change to the stored state: the node hands the changed tenants to the
 /// watchers. Applying the changes of `apply` in order to a copy of the old
@@ -337,13 +338,6 @@ fn pinned(placement: &Placement, allowed_regions: &[proto::Region]) -> Result<Pl
     Ok(Placement { allowed_regions: allowed, ..placement.clone() })
 }
 
-fn non_empty(patch: &DocumentsPatch) -> Result<&DocumentsPatch, CommandError> {
-    if patch.names().is_empty() {
-        return Err(CommandError::invalid("documents", "required", "set at least one document"));
-    }
-    Ok(patch)
-}
-
 /// The tenant with new live documents (and their bundles) at `revision`.
 fn with_documents(current: &Tenant, revision: Revision, compiled: &Compiled) -> Tenant {
     Tenant {
@@ -354,88 +348,6 @@ fn with_documents(current: &Tenant, revision: Revision, compiled: &Compiled) -> 
         config_revision: revision,
         ..Tenant::clone(current)
     }
-}
-
-/// The documents a write sets, compiled: as the leader compiled them
-/// (checked against the tenant they were judged on), or now, for an entry
-/// of a build before Raft format 3 (which compiled in apply).
-fn compiled(state: &State, current: Option<&Tenant>, command: &Command) -> Result<Arc<Compiled>, CommandError> {
-    if let (Some(compiled), Some(tenant)) = (&command.compiled, command.op.tenant()) {
-        let current_revision = current.map_or(0, |tenant| tenant.mod_revision.get());
-        if compiled.based_on != current_revision {
-            let (tenant, judged) = (tenant.clone(), compiled.based_on);
-            return Err(CommandError::Stale { tenant, judged, current: current_revision });
-        }
-        return Ok(compiled.clone());
-    }
-    compile_documents(state, current, command)?
-        .map(Arc::new)
-        .ok_or_else(|| CommandError::invalid("op", "sets-documents", "this operation sets no documents"))
-}
-
-/// Validates and compiles the documents `command` leaves `current` with
-/// (`None`: it sets no documents). The one place the config compiler runs
-/// on a write: the leader, before proposing.
-fn compile_documents(
-    state: &State,
-    current: Option<&Tenant>,
-    command: &Command,
-) -> Result<Option<Compiled>, CommandError> {
-    let Some(tenant_id) = command.op.tenant() else {
-        return Ok(None);
-    };
-    let live = || current.ok_or_else(|| CommandError::NotFound { tenant: tenant_id.clone() });
-    let (documents, placement) = match &command.op {
-        Op::CreateTenant { tenant, documents, proposer_region, .. } => {
-            if let Some(current) = current {
-                return Err(CommandError::AlreadyExists { tenant: tenant.clone(), revision: current.mod_revision });
-            }
-            let documents = patched(TenantDocuments::default(), documents)?;
-            let placement = initial_placement(&documents.config, proposer_region.as_ref());
-            (Arc::new(documents), Some(placement))
-        }
-        Op::UpdateTenant { documents, .. } | Op::StageCanary { documents, .. } => {
-            let current = live()?;
-            (Arc::new(patched(current.documents.as_ref().clone(), non_empty(documents)?)?), None)
-        }
-        Op::RollbackTenant { to, .. } => {
-            let current = live()?;
-            (documents_at(state, current, *to)?, None)
-        }
-        _ => return Ok(None),
-    };
-    let (public_bundle, private_bundle) = compile(tenant_id, &documents)?;
-    let based_on = current.map_or(0, |tenant| tenant.mod_revision.get());
-    let private_sha256 = private_bundle.sha256;
-    Ok(Some(Compiled { based_on, documents, public_bundle, private_sha256, placement }))
-}
-
-/// The live documents `tenant` had at revision `to`: those of its last
-/// change at or before `to` that set documents, in this incarnation.
-fn documents_at(state: &State, tenant: &Tenant, to: Revision) -> Result<Arc<TenantDocuments>, CommandError> {
-    if to < tenant.create_revision {
-        return Err(CommandError::invalid(
-            "to_revision",
-            "history",
-            format!("revision {to} is before tenant `{}` was created (at {})", tenant.id, tenant.create_revision),
-        ));
-    }
-    state
-        .audit
-        .range((tenant.create_revision, 0)..=(to, u32::MAX))
-        .rev()
-        .find_map(|(_, entry)| entry.documents.clone().filter(|_| entry.tenant == tenant.id))
-        .ok_or_else(|| {
-            let oldest = state.audit.keys().next().map_or(0, |(revision, _)| revision.get());
-            CommandError::invalid(
-                "to_revision",
-                "history",
-                format!(
-                    "the audit log no longer holds tenant `{}`'s documents at revision {to} (oldest entry kept: {oldest})",
-                    tenant.id
-                ),
-            )
-        })
 }
 
 fn check_expected_revision(
@@ -451,22 +363,6 @@ fn check_expected_revision(
         return Err(CommandError::RevisionMismatch { tenant: tenant.clone(), expected, current: current_revision });
     }
     Ok(())
-}
-
-/// Applies a documents patch, re-validating each document it sets.
-fn patched(mut documents: TenantDocuments, patch: &DocumentsPatch) -> Result<TenantDocuments, CommandError> {
-    let limits = DocumentLimits { document_bytes_max: DOCUMENT_BYTES_HARD_MAX };
-    let slots = [
-        (DocumentKind::Config, &patch.config, &mut documents.config),
-        (DocumentKind::Theme, &patch.theme, &mut documents.theme),
-        (DocumentKind::Integrations, &patch.integrations, &mut documents.integrations),
-    ];
-    for (kind, new, slot) in slots {
-        if let Some(text) = new {
-            *slot = canonical_document(kind, text, limits)?;
-        }
-    }
-    Ok(documents)
 }
 
 fn record_audit(

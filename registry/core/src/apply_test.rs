@@ -5,7 +5,8 @@ use proto::TenantId;
 use ulid::Ulid;
 
 use super::*;
-use crate::{MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
+use crate::limits::DOCUMENT_BYTES_HARD_MAX;
+use crate::{resolve, Compiled, DocumentsPatch, MoveOp, MoveStep, RegionStatus, ShardDigest, WriteMeta};
 
 pub(super) fn tenant_id(id: &str) -> TenantId {
     TenantId::parse(id).expect("valid id")
@@ -644,4 +645,4 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
 }
 
 #[path = "resolve_test.rs"]
-mod resolve;
+mod resolve_tests;

@@ -9,6 +9,7 @@
 
 mod apply;
 mod command;
+mod documents;
 pub mod limits;
 mod moves;
 mod placement;
