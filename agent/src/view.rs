@@ -129,6 +129,14 @@ pub fn validate(record: &TenantRecord, revision: u64, rules: Rules) -> Result<()
             record.mod_revision, record.config_revision
         ));
     }
+    if is_deleted(record) {
+        // A tombstone is applied by removing the tenant: it needs no
+        // bundles (registries before compacted tombstones sent them still).
+        if rules.kind == Kind::Frontend && (record.private_bundle.is_some() || record.canary_private_bundle.is_some()) {
+            return Err("private_bundle: a frontend agent must never hold private data".to_owned());
+        }
+        return Ok(());
+    }
     validate_bundles(("public_bundle", "private_bundle"), &record.public_bundle, &record.private_bundle, rules)?;
     if record.canary_revision > 0 {
         let names = ("canary_public_bundle", "canary_private_bundle");
@@ -339,6 +347,18 @@ mod tests {
         gone.status = TenantStatus::Deleted as i32;
         let (view, _) = view.apply_delta(delta(2, vec![gone]), API).expect("ok");
         assert!(view.tenant("globex").is_none());
+        // A compacted tombstone carries no bundles, and removes alike.
+        let tombstone = TenantRecord {
+            id: "acme".to_owned(),
+            status: TenantStatus::Deleted as i32,
+            mod_revision: 1,
+            ..Default::default()
+        };
+        let (view, refusals) = view.apply_delta(delta(3, vec![tombstone.clone()]), API).expect("ok");
+        assert!(refusals.is_empty() && view.is_empty(), "{refusals:?}");
+        let leaky = TenantRecord { private_bundle: record("acme", 3, true).private_bundle, ..tombstone };
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![leaky]), FRONTEND).expect("ok");
+        assert!(refusals[0].reason.contains("never hold private data"), "{refusals:?}");
         let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], API);
         assert_eq!((view.revision, view.len()), (9, 1));
         assert!(view.tenant("acme").is_none(), "a snapshot replaces everything");

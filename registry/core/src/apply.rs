@@ -211,7 +211,7 @@ fn execute(state: &State, revision: Revision, command: &Command) -> Result<Tenan
         Op::DeleteTenant { .. } => {
             let current = live()?;
             moves::not_while_moving(current)?;
-            Ok(Tenant { status: TenantStatus::Deleted, mod_revision: revision, ..Tenant::clone(current) })
+            Ok(current.tombstone(revision))
         }
         Op::MoveTenant { step, .. } => moves::move_step(state, live()?, revision, step),
         Op::StageCanary { .. } => {

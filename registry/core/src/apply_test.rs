@@ -98,11 +98,18 @@ fn create_update_delete() {
 
     let delete = Command::new(meta(3000), Op::DeleteTenant { tenant: tenant_id("acme") });
     let (response, _) = apply(&mut state, Revision(6), 0, &delete);
-    assert_eq!(written(&response).tenant.as_ref().expect("tenant").status, TenantStatus::Deleted);
+    let tombstone = written(&response).tenant.as_ref().expect("tenant");
+    assert_eq!((tombstone.status, tombstone.mod_revision), (TenantStatus::Deleted, Revision(6)));
+    assert_eq!((tombstone.create_revision, tombstone.config_revision), (Revision(3), Revision(5)));
+    // Compacted: nothing of what the tenant held stays in the tombstone.
+    assert!(!tombstone.is_uncompacted_tombstone(), "{tombstone:?}");
+    assert_eq!(tombstone.documents.config.len() + tombstone.public_bundle.json.len(), 0);
     assert_eq!(state.live_tenants(), 0);
 
     let history: Vec<_> = state.audit.values().map(|entry| entry.summary.as_str()).collect();
     assert_eq!(history, ["create", "update theme", "delete"]);
+    let last_set = state.audit.values().filter_map(|entry| entry.documents.as_ref()).next_back().expect("documents");
+    assert!(last_set.theme.contains("#ffffff"), "the history keeps the documents the tombstone dropped");
 
     // A tombstoned id can be created again, as a new incarnation.
     let (response, _) = apply(&mut state, Revision(9), 0, &create("acme", "{}"));

@@ -18,7 +18,8 @@ pub enum TenantStatus {
     Active,
     Suspended,
     LockedForMove,
-    /// Tombstone: the record stays so that history stays explainable.
+    /// Tombstone: the record stays, compacted ([`Tenant::tombstone`]), so
+    /// that history stays explainable.
     Deleted,
 }
 
@@ -181,7 +182,37 @@ impl Tenant {
         self.status != TenantStatus::Deleted
     }
 
-    /// The private bundle, rebuilt from the documents.
+    /// What stays of this tenant once deleted at `revision`: who it was,
+    /// where it lived and its revisions; none of its documents or bundles
+    /// (its audit entries keep the documents each change left), so a
+    /// tombstone costs a few hundred bytes whatever the tenant held.
+    pub fn tombstone(&self, revision: Revision) -> Tenant {
+        let nothing = TenantDocuments { config: String::new(), theme: String::new(), integrations: String::new() };
+        Tenant {
+            id: self.id.clone(),
+            uid: self.uid,
+            status: TenantStatus::Deleted,
+            documents: Arc::new(nothing),
+            public_bundle: Bundle { json: String::new(), sha256: String::new() },
+            private_sha256: String::new(),
+            placement: self.placement.clone(),
+            create_revision: self.create_revision,
+            mod_revision: revision,
+            config_revision: self.config_revision,
+            canary: None,
+            shard: self.shard.clone(),
+            moving: None,
+        }
+    }
+
+    /// Whether this is a tombstone that still holds documents or bundles
+    /// (written by builds that kept them).
+    pub fn is_uncompacted_tombstone(&self) -> bool {
+        !self.is_live()
+            && (!self.public_bundle.json.is_empty() || self.canary.is_some() || !self.documents.config.is_empty())
+    }
+
+    /// The private bundle, rebuilt from the documents (a live tenant's).
     pub fn private_bundle(&self) -> Bundle {
         self.documents.private_bundle(&self.id, &self.private_sha256)
     }

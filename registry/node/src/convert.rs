@@ -11,8 +11,9 @@ pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
         config_json: tenant.documents.config.clone(),
         theme_json: tenant.documents.theme.clone(),
         integrations_json: tenant.documents.integrations.clone(),
-        public_bundle: Some(bundle(&tenant.public_bundle)),
-        private_bundle: Some(owned_bundle(tenant.private_bundle())),
+        // A tombstone holds no bundles.
+        public_bundle: tenant.is_live().then(|| bundle(&tenant.public_bundle)),
+        private_bundle: tenant.is_live().then(|| owned_bundle(tenant.private_bundle())),
         placement: Some(placement(&tenant.placement)),
         create_revision: tenant.create_revision.get(),
         mod_revision: tenant.mod_revision.get(),

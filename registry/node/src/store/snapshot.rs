@@ -308,6 +308,13 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                     )));
                 }
                 let meta = meta.ok_or_else(|| invalid("snapshot has no header"))?;
+                // Tombstones of builds that kept what a deleted tenant held,
+                // compacted now that the audit entries took their documents.
+                for tenant in applied.state.tenants.values_mut() {
+                    if tenant.is_uncompacted_tombstone() {
+                        *tenant = Arc::new(tenant.tombstone(tenant.mod_revision));
+                    }
+                }
                 applied.state.validate().map_err(invalid)?;
                 return Ok((meta, applied));
             }
@@ -362,7 +369,7 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
 mod tests {
     use super::*;
     use proto::{Revision, TenantId};
-    use registry_core::{apply, Command, DocumentsPatch, Op, WriteMeta};
+    use registry_core::{apply, Command, DocumentsPatch, Op, Tenant, TenantStatus, WriteMeta};
 
     fn sample() -> AppliedState {
         let mut applied = AppliedState::default();
@@ -464,6 +471,26 @@ mod tests {
         fs::write(&path, &bytes).expect("write");
         assert_eq!(current(dir.path()).expect("list"), Some(path.clone()));
         assert_eq!(read_meta(&path).expect("meta").last_log_id, applied.last_applied);
+    }
+
+    #[test]
+    fn a_tombstone_that_kept_its_documents_is_compacted_on_load_and_its_history_kept() {
+        let mut applied = sample();
+        let globex = TenantId::parse("globex").expect("valid");
+        // A delete as builds before compacted tombstones applied it.
+        let tenant = applied.state.tenants.get_mut(&globex).expect("globex");
+        *tenant =
+            Arc::new(Tenant { status: TenantStatus::Deleted, mod_revision: Revision(4), ..Tenant::clone(tenant) });
+        assert!(tenant.is_uncompacted_tombstone());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, loaded) = read(File::open(save(dir.path(), &applied).expect("save")).expect("open")).expect("read");
+
+        let tombstone = &loaded.state.tenants[&globex];
+        assert!(!tombstone.is_uncompacted_tombstone(), "{tombstone:?}");
+        assert_eq!((tombstone.status, tombstone.mod_revision), (TenantStatus::Deleted, Revision(4)));
+        let created = loaded.state.audit.values().find(|entry| entry.tenant == globex).expect("its create");
+        let documents = created.documents.as_ref().expect("the create's documents");
+        assert_eq!(documents.config, r#"{"a":1}"#, "the history keeps what the tombstone dropped");
     }
 
     #[test]

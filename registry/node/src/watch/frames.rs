@@ -31,8 +31,10 @@ impl Scope {
 
 /// A tenant as an agent of `scope` sees it.
 pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
-    // Private bundles are rebuilt from the documents, for API agents only.
+    // Private bundles are rebuilt from the documents, for API agents only;
+    // a tombstone holds no bundles.
     let api = scope == Scope::Api;
+    let live = tenant.is_live();
     v1::TenantRecord {
         id: tenant.id.to_string(),
         uid: tenant.uid.to_string(),
@@ -40,8 +42,8 @@ pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
         create_revision: tenant.create_revision.get(),
         mod_revision: tenant.mod_revision.get(),
         placement: Some(convert::placement(&tenant.placement)),
-        public_bundle: Some(convert::bundle(&tenant.public_bundle)),
-        private_bundle: api.then(|| convert::owned_bundle(tenant.private_bundle())),
+        public_bundle: live.then(|| convert::bundle(&tenant.public_bundle)),
+        private_bundle: (api && live).then(|| convert::owned_bundle(tenant.private_bundle())),
         config_revision: tenant.config_revision.get(),
         shard: tenant.shard.clone().unwrap_or_default(),
         r#move: tenant.moving.as_deref().map(convert::tenant_move),
