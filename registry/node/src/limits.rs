@@ -74,6 +74,13 @@ pub const SNAPSHOT_EVERY_BYTES: u64 = 64 * 1024 * 1024;
 /// that a briefly lagging follower catches up from the log, not a snapshot.
 pub const LOG_KEPT_AFTER_SNAPSHOT_ENTRIES_DEFAULT: u64 = 1_000;
 
+/// The most bytes of WAL kept behind the last snapshot (whole chunks), on
+/// top of the entry count above: one entry may batch hundreds of writes,
+/// and a start reads all of the kept log. Half the agents' history window
+/// ([`WATCH_HISTORY_BYTES_MAX`] holds both scopes' encodings), which a
+/// restarted node seeds from this log.
+pub const LOG_KEPT_AFTER_SNAPSHOT_BYTES_MAX: u64 = WATCH_HISTORY_BYTES_MAX as u64 / 2;
+
 /// The largest snapshot chunk streamed in one message, in bytes.
 pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
 

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::limits::{
     GRPC_CONCURRENT_STREAMS_MAX, GRPC_CONNECTIONS_MAX, GRPC_HEADER_LIST_BYTES_MAX, GRPC_KEEPALIVE_INTERVAL_MS,
     GRPC_KEEPALIVE_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, GRPC_PENDING_RESETS_MAX, GRPC_REQUEST_TIMEOUT_MS,
-    HTTP_CONNECTIONS_MAX, SHUTDOWN_GRACE_MS,
+    HTTP_CONNECTIONS_MAX, LOG_KEPT_AFTER_SNAPSHOT_BYTES_MAX, SHUTDOWN_GRACE_MS,
 };
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::stages::Stages;
@@ -90,6 +90,7 @@ pub async fn run(
     let view = state_machine.view();
     let hub = state_machine.hub();
     let snapshot_due = state_machine.snapshot_due();
+    let kept_log = log_store.clone();
     let metrics = Arc::new(Metrics::default());
 
     let dialer = super::network::Dialer::new(&config.dial, tls.clone(), view.clone());
@@ -109,6 +110,8 @@ pub async fn run(
             }
         })
     };
+
+    let log_keeper = tokio::spawn(keep_log_within_bytes(raft.clone(), kept_log, LOG_KEPT_AFTER_SNAPSHOT_BYTES_MAX));
 
     // A fresh cluster is initialized exactly once, by its lowest id; every
     // other node (and this one after a restart) joins what it finds.
@@ -240,6 +243,7 @@ pub async fn run(
         tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "in-flight requests did not finish in time; stopping anyway");
     }
     snapshots.abort();
+    log_keeper.abort();
     raft.shutdown().await.map_err(|error| Error::Raft(error.to_string()))?;
     tracing::info!("stopped");
     match fatal {
@@ -311,6 +315,29 @@ async fn hand_over_leadership(raft: &Raft, within: Duration) {
             within_ms = within.as_millis() as u64,
             "leadership was not handed over in time; stopping anyway"
         ),
+    }
+}
+
+/// After each snapshot, purges the log it covers down to `bytes_max` of
+/// WAL (openraft keeps a number of entries behind a snapshot, and one entry
+/// may batch hundreds of writes): a start reads all of the kept log.
+async fn keep_log_within_bytes(raft: Raft, log: LogStore, bytes_max: u64) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let snapshot = metrics.borrow_watched().snapshot.map(|log_id| log_id.index);
+        if snapshot != seen {
+            seen = snapshot;
+            if let Some(upto) = snapshot.and_then(|index| log.purge_point(index, bytes_max)) {
+                tracing::info!(upto, bytes_max, "purging the log behind the snapshot to its byte bound");
+                if raft.trigger().purge_log(upto).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -64,12 +64,40 @@ impl LogStore {
         self.lock().log_state().purged().map(|log_id| log_id.0.index)
     }
 
+    /// Where to purge so that the WAL kept behind a snapshot of
+    /// `snapshot_index` holds at most `bytes_max` bytes of whole chunks
+    /// ([`purge_point`]); `None`: it already does.
+    pub fn purge_point(&self, snapshot_index: u64, bytes_max: u64) -> Option<u64> {
+        let wal = self.lock();
+        let purged = wal.log_state().purged().map_or(0, |log_id| log_id.0.index);
+        let chunks = wal.stat().closed_chunks.into_iter().filter_map(|chunk| {
+            let last = chunk.log_state.last().map(|log_id| log_id.0.index)?;
+            Some((last, chunk.size))
+        });
+        purge_point(chunks.collect(), snapshot_index, bytes_max).filter(|&upto| upto > purged)
+    }
+
     /// The log id of the last entry (or the last purged one), if any.
     pub fn last_log_id(&self) -> Option<LogId> {
         let wal = self.lock();
         let state = wal.log_state();
         state.last().or(state.purged()).map(|log_id| log_id.0)
     }
+}
+
+/// The index to purge up to so that the closed WAL chunks wholly covered
+/// by a snapshot of `snapshot_index` add up to at most `bytes_max`, the
+/// newest kept; `chunks` are `(last index, bytes)`, oldest first. Purging
+/// at a chunk's last index frees that chunk and every older one.
+fn purge_point(chunks: Vec<(u64, u64)>, snapshot_index: u64, bytes_max: u64) -> Option<u64> {
+    let mut kept = 0u64;
+    for (last, bytes) in chunks.into_iter().rev().filter(|&(last, _)| last <= snapshot_index) {
+        kept += bytes;
+        if kept > bytes_max {
+            return Some(last);
+        }
+    }
+    None
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -170,5 +198,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // raft-log records the purge in the WAL and removes chunk files only
         // after that record is synced, so `last_purged` is durable first.
         self.write_synced(|wal| wal.purge(WalLogId(log_id)).map(drop)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::purge_point;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_kept_log_is_bounded_by_whole_chunks_behind_the_snapshot() {
+        // Five chunks of 16 MiB ending at these indexes; a snapshot at 450
+        // covers the first four wholly.
+        let chunks = vec![(100, 16 * MIB), (200, 16 * MIB), (300, 16 * MIB), (400, 16 * MIB), (500, 16 * MIB)];
+        assert_eq!(purge_point(chunks.clone(), 450, 32 * MIB), Some(200), "the two newest covered chunks stay");
+        assert_eq!(purge_point(chunks.clone(), 450, 64 * MIB), None, "all four covered chunks fit");
+        assert_eq!(purge_point(chunks.clone(), 450, 8 * MIB), Some(400), "not even one fits: all covered go");
+        assert_eq!(purge_point(chunks.clone(), 50, 0), None, "nothing is covered by the snapshot");
+        assert_eq!(purge_point(Vec::new(), 450, 0), None);
     }
 }
