@@ -134,4 +134,25 @@ impl History {
             count(|outcome| matches!(outcome, Outcome::Unknown(_))),
         )
     }
+
+    /// The failed and unknown operations, for the report: when each was
+    /// invoked, how long it took, its call and what it got.
+    pub fn unsettled(&self) -> Vec<String> {
+        let ops = self.ops();
+        let unsettled = ops.iter().filter_map(|op| {
+            let (kind, message) = match &op.outcome {
+                Outcome::Failed(message) => ("failed", message),
+                Outcome::Unknown(message) => ("unknown", message),
+                _ => return None,
+            };
+            let took = op.completed.saturating_sub(op.invoked);
+            Some(format!(
+                "{kind} at {:.3} s after {took:.1?}: {} {:?}: {message}",
+                op.invoked.as_secs_f64(),
+                op.tenant,
+                op.call
+            ))
+        });
+        unsettled.collect()
+    }
 }

@@ -81,6 +81,8 @@ pub struct ChaosCluster {
 #[derive(Debug, Default)]
 pub struct Report {
     pub operations: (usize, usize, usize, usize),
+    /// The failed and unknown operations, each described.
+    pub unsettled: Vec<String>,
     pub data_requests: usize,
     pub data_writes_accepted: usize,
     /// Per agent: distinct views seen, and snapshots (resyncs) applied.
@@ -415,6 +417,7 @@ pub async fn verify(
     violations.extend(checkers::isolation::check(&data));
     Ok(Report {
         operations: history.counts(),
+        unsettled: history.unsettled(),
         data_requests: data.len(),
         data_writes_accepted: data.iter().filter(|op| op.write && op.status == 201).count(),
         agent_views: checkers::agents::summary(&observations),
@@ -454,6 +457,9 @@ impl Report {
         eprintln!(
             "  registry operations: {ok} ok, {mismatches} compare-and-set refused, {failed} failed, {unknown} unknown"
         );
+        for unsettled in &self.unsettled {
+            eprintln!("    {unsettled}");
+        }
         eprintln!("  api-node requests: {} ({} writes accepted)", self.data_requests, self.data_writes_accepted);
         for (agent, (views, snapshots)) in &self.agent_views {
             let took = self.convergence.iter().find(|(name, _)| name == agent).and_then(|(_, took)| *took);
