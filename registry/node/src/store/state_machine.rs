@@ -316,31 +316,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let applied = std::mem::take(&mut self.applied);
         let dir = self.snapshot_dir.clone();
         let meta = snapshot::meta_of(&applied);
-        let path = in_background(move || snapshot::save(&dir, &applied)).await??;
+        let path = tokio::task::spawn_blocking(move || snapshot::save(&dir, &applied)).await.map_err(to_io)??;
         let file = File::open(&path).await?;
         tracing::info!(path = %path.display(), last_log_id = ?meta.last_log_id, "snapshot built");
         Ok(Snapshot { meta, snapshot: file })
     }
-}
-
-/// The CPU priority (nice) of the thread that writes a snapshot.
-const SNAPSHOT_THREAD_NICE: i32 = 10;
-
-/// Runs `work` on a thread of its own at a lower CPU priority: writing a
-/// snapshot (encoding and hashing the whole state) is background work and
-/// yields to serving when CPU is short, as a database's compaction does.
-/// Measured: a 100,000-tenant agent cold start that overlapped the
-/// snapshots of all three members on two cores took 4.0 s at normal
-/// priority, 2.7 s with this (2.1-2.4 s with no snapshot under way).
-async fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name("snapshot".to_owned()).spawn(move || {
-        // Linux: a thread id names this thread alone.
-        let thread = Some(rustix::thread::gettid());
-        if let Err(error) = rustix::process::setpriority_process(thread, SNAPSHOT_THREAD_NICE) {
-            tracing::debug!(%error, "the snapshot runs at normal priority");
-        }
-        let _ = sender.send(work());
-    })?;
-    receiver.await.map_err(|_| io::Error::other("the snapshot thread stopped before it finished"))
 }
