@@ -228,8 +228,11 @@ impl StateMachineStore {
         if let Some((revision, _)) = changed.last() {
             self.stages.mark(Stage::Applied, *revision);
         }
+        // Asked after every apply until a snapshot begins (which resets the
+        // count): openraft ignores a request made while one is being built,
+        // and a request lost so would let the log behind the snapshot grow
+        // by another `SNAPSHOT_EVERY_BYTES`.
         if self.since_snapshot >= crate::limits::SNAPSHOT_EVERY_BYTES {
-            self.since_snapshot = 0;
             self.snapshot_due.notify_one();
         }
         // Encoded outside the state lock; one delta per entry, even when it
