@@ -1,39 +1,45 @@
 //! The operator listener (`--admin-http`, never the public one): the copy
-//! step of a move between shards.
+//! and clean-up steps of a move between shards.
 //!
 //! `POST /admin/moves/{tenant}/copy?began_revision=N` copies the tenant's
 //! rows from its old shard to its new one, as the registry's move record
 //! (begun at revision N) says, and answers both sides' digests for regctl
-//! to record. The instruction is the replicated record in this node's view,
-//! not the request: a request naming a move the view does not hold, or a
-//! node outside the tenant's home region, changes nothing.
+//! to record; `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N`
+//! removes them from the old shard once the move is flipped. The instruction
+//! is the replicated record in this node's view, not the request: a request
+//! naming a move the view does not hold, or a node outside the tenant's home
+//! region, changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use agent::TenantEntry;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use plumbing::problem;
-use proto::v1::TenantStatus;
+use proto::v1::{TenantMove, TenantStatus};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::data::{endpoint_of, shard_name};
 use crate::limits::MOVE_VIEW_WAIT_MS;
 use crate::node::Node;
-use crate::shard::ShardError;
+use crate::store::ShardError;
 
 /// Every route needs an operator certificate (over TLS): `/metrics` any
 /// role, the copy step of a move the operator role.
 pub fn router(node: Arc<Node>) -> Router {
     use trust::net::{guard, Guard};
-    let copy_route =
-        Router::new().route("/admin/moves/{tenant}/copy", post(copy)).layer(axum::middleware::from_fn_with_state(
+    let copy_route = Router::new()
+        .route("/admin/moves/{tenant}/copy", post(copy))
+        .route("/admin/moves/{tenant}/remove-old-copy", post(remove_old_copy))
+        .layer(axum::middleware::from_fn_with_state(
             Guard {
                 allowed: |identity| identity.role() >= Some(trust::Role::Operator),
-                rule: "copying rows needs the operator role",
+                rule: "moving rows needs the operator role",
             },
             guard,
         ));
@@ -47,57 +53,112 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 #[derive(Deserialize)]
-struct CopyQuery {
+struct MoveQuery {
     began_revision: u64,
 }
 
-async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(query): Query<CopyQuery>) -> Response {
-    let began = query.began_revision;
+/// The move begun at `began` in this node's view, at one of `steps`, with
+/// this node in the tenant's home region; otherwise the refusal to answer.
+async fn move_in_view(
+    node: &Node,
+    tenant: &str,
+    began: u64,
+    steps: &[&str],
+) -> Result<(Arc<TenantEntry>, TenantMove), Response> {
     if !node.agent.wait_for_revision(began, Duration::from_millis(MOVE_VIEW_WAIT_MS)).await {
         let detail = format!("this node's view is behind revision {began}, which began the move; retry shortly");
-        return problem(StatusCode::SERVICE_UNAVAILABLE, &detail);
+        return Err(problem(StatusCode::SERVICE_UNAVAILABLE, &detail));
     }
-    let Some(entry) = node.agent.tenant(&tenant) else {
-        return problem(StatusCode::NOT_FOUND, &format!("no tenant {tenant} in this node's view"));
+    let Some(entry) = node.agent.tenant(tenant) else {
+        return Err(problem(StatusCode::NOT_FOUND, &format!("no tenant {tenant} in this node's view")));
     };
     let record = &entry.record;
     let home = record.placement.as_ref().map(|placement| placement.home_region.as_str()).unwrap_or_default();
     let moving = record.r#move.as_ref().filter(|moving| {
         moving.began_revision == began
             && record.status == TenantStatus::LockedForMove as i32
-            && matches!(moving.step.as_str(), "copying" | "verified")
+            && steps.contains(&moving.step.as_str())
     });
-    let Some(moving) = moving else {
-        let detail = format!("the registry's record of {tenant} here holds no move begun at revision {began} and not yet flipped; nothing copied");
-        return problem(StatusCode::CONFLICT, &detail);
+    let Some(moving) = moving.cloned() else {
+        let detail = format!(
+            "the registry's record of {tenant} here holds no move begun at revision {began} at step {}; nothing done",
+            steps.join(" or ")
+        );
+        return Err(problem(StatusCode::CONFLICT, &detail));
     };
     if home != node.region {
         let detail =
-            format!("{tenant}'s home region is {home}: its api-node copies the rows, not this one ({})", node.region);
-        return problem(StatusCode::MISDIRECTED_REQUEST, &detail);
+            format!("{tenant}'s home region is {home}: its api-node moves the rows, not this one ({})", node.region);
+        return Err(problem(StatusCode::MISDIRECTED_REQUEST, &detail));
     }
-    let from = crate::data::shard_name(&node, &moving.from_shard);
-    let to = moving.to_shard.clone();
-    let (uid, copy_epoch) = (record.uid.clone(), moving.copy_epoch);
-    let copier = node.clone();
-    let copied = tokio::task::spawn_blocking(move || copier.shards.copy_tenant(&from, &to, &uid, copy_epoch)).await;
+    Ok((entry, moving))
+}
+
+fn failure(step: &str, error: ShardError) -> Response {
+    match error {
+        ShardError::StaleEpoch { .. } => {
+            problem(StatusCode::CONFLICT, &format!("{error}: the move ended; nothing {step}"))
+        }
+        ShardError::Invalid { .. } | ShardError::Refused { .. } => {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, &format!("{step} refused: {error}"))
+        }
+        ShardError::Unavailable { .. } => problem(StatusCode::SERVICE_UNAVAILABLE, &format!("{step} failed: {error}")),
+    }
+}
+
+/// `POST /admin/moves/{tenant}/copy?began_revision=N`: the copy step.
+async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(query): Query<MoveQuery>) -> Response {
+    let (entry, moving) = match move_in_view(&node, &tenant, query.began_revision, &["copying", "verified"]).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let endpoints = endpoint_of(&node, &entry, &moving.from_shard)
+        .and_then(|from| Ok((from, endpoint_of(&node, &entry, &moving.to_shard)?)));
+    let copied = match endpoints {
+        Ok((from, to)) => node.shards.copy_tenant(&from, &to, &entry.record.uid, moving.copy_epoch).await,
+        Err(error) => Err(error),
+    };
+    let from_shard = shard_name(&entry, &moving.from_shard);
     match copied {
-        Ok(Ok((source, target))) => {
-            tracing::info!(%tenant, from = %crate::data::shard_name(&node, &moving.from_shard), to = %moving.to_shard, rows = source.rows, "copied a tenant's rows for a move");
+        Ok((source, target)) => {
+            tracing::info!(%tenant, from = %from_shard, to = %moving.to_shard, rows = source.rows, "copied a tenant's rows for a move");
             Json(json!({
                 "tenant": tenant,
-                "from_shard": crate::data::shard_name(&node, &moving.from_shard),
+                "from_shard": from_shard,
                 "to_shard": moving.to_shard,
-                "copy_epoch": copy_epoch,
+                "copy_epoch": moving.copy_epoch,
                 "source": source,
                 "target": target,
             }))
             .into_response()
         }
-        Ok(Err(error @ ShardError::StaleEpoch { .. })) => {
-            problem(StatusCode::CONFLICT, &format!("{error}: the move ended; nothing copied"))
+        Err(error) => failure("copied", error),
+    }
+}
+
+/// `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N`: after the
+/// flip, removes the tenant's rows from the shard it left (its fence row
+/// stays there, so a lagging writer is still refused).
+async fn remove_old_copy(
+    State(node): State<Arc<Node>>,
+    Path(tenant): Path<String>,
+    Query(query): Query<MoveQuery>,
+) -> Response {
+    let (entry, moving) = match move_in_view(&node, &tenant, query.began_revision, &["flipped"]).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let epoch = entry.record.placement.as_ref().map_or(0, |placement| placement.epoch);
+    let removed = match endpoint_of(&node, &entry, &moving.from_shard) {
+        Ok(from) => node.shards.remove_old_copy(&from, &entry.record.uid, epoch).await,
+        Err(error) => Err(error),
+    };
+    let from_shard = shard_name(&entry, &moving.from_shard);
+    match removed {
+        Ok(rows) => {
+            tracing::info!(%tenant, shard = %from_shard, rows, "removed a moved tenant's old copy");
+            Json(json!({ "tenant": tenant, "shard": from_shard, "removed_rows": rows })).into_response()
         }
-        Ok(Err(error)) => problem(StatusCode::SERVICE_UNAVAILABLE, &format!("copy failed: {error}")),
-        Err(error) => problem(StatusCode::INTERNAL_SERVER_ERROR, &format!("copy failed: {error}")),
+        Err(error) => failure("removed", error),
     }
 }

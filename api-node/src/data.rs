@@ -1,7 +1,7 @@
 //! The tenant-scoped data API: `POST /api/login`, `GET /api/items`,
 //! `POST /api/items` (with `Idempotency-Key`). Every access goes through the
 //! request's tenant: its session token, its region-safety decision, and its
-//! [`TenantScope`](crate::shard::TenantScope) on the shard that holds it.
+//! [`TenantScope`](crate::store::TenantScope) on the shard that holds it.
 //!
 //! Logins go through [`Logins`](crate::login::Logins): over the failed-login
 //! limit a login is answered 429 with `Retry-After` before any PBKDF2 runs;
@@ -27,44 +27,71 @@ use crate::auth::AuthError;
 use crate::limiter::Limited;
 use crate::limits::RETRY_AFTER_S;
 use crate::node::{with_tenant_headers, ClientIp, Node, ReadTenant, WriteTenant};
-use crate::shard::{ShardError, TenantScope};
+use crate::store::{NewItem, ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {
     Router::new().route("/api/login", post(login)).route("/api/items", get(list_items).post(create_item))
 }
 
-/// The shard that holds a tenant's rows: the routing map's entry, or the
-/// region's default shard for a tenant the map does not name.
-pub fn shard_of(node: &Node, entry: &TenantEntry) -> String {
-    shard_name(node, &entry.record.shard)
+/// The shard that holds a tenant's rows: the routing map's entry, or its
+/// home region's default shard for a tenant the map does not name.
+pub fn shard_of(entry: &TenantEntry) -> String {
+    shard_name(entry, &entry.record.shard)
 }
 
-/// A shard named in the registry's records (empty: this region's default shard).
-pub fn shard_name(node: &Node, shard: &str) -> String {
+/// A shard named in `entry`'s record (empty: its home region's default shard).
+pub fn shard_name(entry: &TenantEntry, shard: &str) -> String {
     match shard {
-        "" => format!("default-{}", node.region),
+        "" => {
+            let home = entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str());
+            format!("default-{home}")
+        }
         shard => shard.to_owned(),
     }
+}
+
+/// Where the shard `shard` (as `entry` names it) lives: the endpoint the
+/// registry sent with the record, or for the default shard (empty) the
+/// `--default-shard` this node has for the tenant's home region.
+pub fn endpoint_of(node: &Node, entry: &TenantEntry, shard: &str) -> Result<String, ShardError> {
+    if shard.is_empty() {
+        let home = entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str());
+        return node.default_shards.get(home).cloned().ok_or_else(|| ShardError::Refused {
+            endpoint: format!("default-{home}"),
+            reason: format!("this node has no --default-shard for region {home}"),
+        });
+    }
+    let named = entry.record.shards.iter().find(|info| info.id == shard);
+    named.map(|info| info.endpoint.clone()).ok_or_else(|| ShardError::Refused {
+        endpoint: shard.to_owned(),
+        reason: "the registry sent no endpoint for this shard with the tenant's record (a registry older than this \
+                 api-node?)"
+            .to_owned(),
+    })
 }
 
 /// The tenant's scope on its shard, writing at its placement's epoch.
 pub fn scope(node: &Node, entry: &TenantEntry) -> Result<TenantScope, ShardError> {
     let epoch = entry.record.placement.as_ref().map_or(0, |placement| placement.epoch);
-    node.shards.scope(&shard_of(node, entry), &entry.record.uid, epoch)
+    node.shards.scope(&endpoint_of(node, entry, &entry.record.shard)?, &entry.record.uid, epoch)
 }
 
 fn shard_failure(error: ShardError) -> Response {
+    let retry_later = |detail: &str| {
+        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, detail);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+        response
+    };
     match error {
         ShardError::Invalid { field, rule } => problem(StatusCode::BAD_REQUEST, &format!("{field}: {rule}")),
-        ShardError::StaleEpoch { .. } => {
-            let mut response =
-                problem(StatusCode::SERVICE_UNAVAILABLE, &format!("{error}; retry once this node caught up"));
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
-            response
+        ShardError::StaleEpoch { .. } => retry_later(&format!("{error}; retry once this node caught up")),
+        ShardError::Unavailable { .. } => {
+            tracing::warn!(%error, "shard unavailable");
+            retry_later("the tenant's shard is unavailable; retry shortly")
         }
-        ShardError::Store(_) => {
-            tracing::error!(%error, "shard store failed");
-            problem(StatusCode::SERVICE_UNAVAILABLE, "the tenant's shard is unavailable")
+        ShardError::Refused { .. } => {
+            tracing::error!(%error, "shard refused");
+            problem(StatusCode::SERVICE_UNAVAILABLE, "the tenant's shard is not usable by this node")
         }
     }
 }
@@ -150,7 +177,7 @@ async fn login(
 async fn list_items(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, headers: HeaderMap) -> Response {
     let response = match session_user(&node, &headers, &entry) {
         Err(error) => unauthorized(error),
-        Ok(_) => match scope(&node, &entry).and_then(|scope| scope.items()) {
+        Ok(_) => match async { scope(&node, &entry)?.items().await }.await {
             Ok(items) => Json(json!({ "items": items })).into_response(),
             Err(error) => shard_failure(error),
         },
@@ -159,7 +186,7 @@ async fn list_items(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant
 }
 
 #[derive(Deserialize)]
-struct NewItem {
+struct ItemBody {
     title: String,
 }
 
@@ -171,12 +198,13 @@ async fn create_item(
 ) -> Response {
     let response = match session_user(&node, &headers, &entry) {
         Err(error) => unauthorized(error),
-        Ok(user) => match parse_body::<NewItem>(&body) {
+        Ok(user) => match parse_body::<ItemBody>(&body) {
             Err(detail) => problem(StatusCode::BAD_REQUEST, &detail),
             Ok(new_item) => {
                 let idempotency_key = headers.get("idempotency-key").map(|value| value.to_str().unwrap_or("\u{fffd}"));
-                let created = scope(&node, &entry)
-                    .and_then(|scope| scope.create_item(&new_item.title, &user, idempotency_key, now_unix_ms()));
+                let new =
+                    NewItem { title: &new_item.title, created_by: &user, idempotency_key, now_unix_ms: now_unix_ms() };
+                let created = async { scope(&node, &entry)?.create_item(&new).await }.await;
                 match created {
                     Ok((item, false)) => (StatusCode::CREATED, Json(item)).into_response(),
                     Ok((item, true)) => {

@@ -1,17 +1,19 @@
 //! The reference Tenantry API instance: resolves the tenant from the `Host`
 //! header, serves `/config/{tenant}.json` with `X-Config-Version`, a demo
 //! page, health, and a small tenant-scoped data API, all from its embedded
-//! agent and its shard stores.
+//! agent and the shard databases.
 //!
 //! * [`resolve`]: Host (or a trusted proxy's X-Forwarded-Host) to tenant id.
 //! * [`policy`]: region safety and tenant status, one pure decision per request.
-//! * [`data`], [`shard`]: the tenant-scoped data API and its per-shard stores.
+//! * [`data`], [`store`]: the tenant-scoped data API and the shards it reads
+//!   and writes (PostgreSQL, or the embedded development store).
 //! * [`login`], [`auth`], [`limiter`]: demo-user logins and session tokens;
 //!   password hashes and token keys; the failed-login limiter.
 //! * [`node`]: what every handler shares: [`node::Node`], the tenant
 //!   extractors, the tenant response headers.
 //! * [`server`]: the axum router and handlers.
-//! * [`admin`]: the operator listener: the copy step of a move between shards.
+//! * [`admin`]: the operator listener: the copy and clean-up steps of a move
+//!   between shards.
 //!
 //! Architecture Invariant: the api-node never talks to the registry
 //! directly; everything it knows comes through its agent.
@@ -26,4 +28,4 @@ pub mod node;
 pub mod policy;
 pub mod resolve;
 pub mod server;
-pub mod shard;
+pub mod store;

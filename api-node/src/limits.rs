@@ -63,3 +63,32 @@ pub const FORWARDED_FOR_HOPS_MAX: usize = 16;
 /// The most previous session keys (`--session-key-previous`) whose tokens
 /// still verify.
 pub const SESSION_KEYS_PREVIOUS_MAX: usize = 4;
+
+/// Connections an api-node opens to one shard database at most; more
+/// requests wait for one (up to [`SHARD_WAIT_MS`]).
+pub const SHARD_CONNECTIONS_MAX_DEFAULT: usize = 16;
+
+/// How long a request waits for a free connection to its shard, in
+/// milliseconds, before it is answered 503 with `Retry-After`.
+pub const SHARD_WAIT_MS: u64 = 2_000;
+
+/// How long opening a connection to a shard may take, in milliseconds.
+pub const SHARD_CONNECT_MS: u64 = 2_000;
+
+/// The longest one statement may run on a shard, in milliseconds (the
+/// database's `statement_timeout`); a move's copy gets [`MOVE_STATEMENT_MS`].
+pub const SHARD_STATEMENT_MS: u64 = 5_000;
+
+/// The longest one statement of a move's copy may run, in milliseconds.
+pub const MOVE_STATEMENT_MS: u64 = 120_000;
+
+/// How long an idempotency key is remembered, in milliseconds: a retry
+/// within it returns the first answer.
+pub const IDEMPOTENCY_KEY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Expired idempotency keys one write removes at most (the rest go with
+/// later writes), so a write's cost stays bounded.
+pub const IDEMPOTENCY_KEYS_PRUNED_PER_WRITE_MAX: i64 = 100;
+
+/// How long `/health` waits for a shard to answer, in milliseconds.
+pub const SHARD_HEALTH_MS: u64 = 1_000;

@@ -1,5 +1,5 @@
 //! What every handler shares: [`Node`] (the embedded agent's view, the
-//! region, the shard stores, the logins), the request's tenant as an
+//! region, the shards, the logins), the request's tenant as an
 //! extractor ([`ReadTenant`], [`WriteTenant`]: resolved from the Host and
 //! allowed by region safety, else the refusal is the response), the
 //! client's address, and the headers every tenant response carries.
@@ -29,7 +29,10 @@ pub struct Node {
     pub rules: HostRules,
     pub staleness_max: Duration,
     pub metrics: Metrics,
-    pub shards: crate::shard::ShardStores,
+    pub shards: crate::store::Shards,
+    /// The default shard of each region this node knows one for, by region
+    /// (where tenants live that the routing map names no shard for).
+    pub default_shards: std::collections::HashMap<String, String>,
     /// Demo-user logins: the failed-login limiter, session keys and tokens.
     pub logins: crate::login::Logins,
 }

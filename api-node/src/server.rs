@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use plumbing::metrics::Scrape;
 use serde_json::json;
 
-use crate::limits::CONFIG_MAX_AGE_S;
+use crate::limits::{CONFIG_MAX_AGE_S, SHARD_HEALTH_MS};
 use crate::node::{not_found, with_tenant_headers, Node, ReadTenant};
 use crate::policy::{decide, Access, Denial};
 
@@ -132,15 +132,20 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
         Err(Denial::FailingOver { to }) => format!("refused: failing over to {to}"),
     };
     let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
-    let shard_reachable = crate::data::scope(&node, &entry).is_ok_and(|scope| scope.reachable());
-    let fresh = node.is_fresh() && shard_reachable;
+    let within = std::time::Duration::from_millis(SHARD_HEALTH_MS);
+    let shard = async { crate::data::scope(&node, &entry)?.reachable(within).await }.await;
+    let fresh = node.is_fresh() && shard.is_ok();
     let body = json!({
         "status": if fresh { "ok" } else { "stale" },
         "tenant": entry.id(),
         "region": node.region,
         "configVersion": entry.config_version(),
         "writes": writes,
-        "shard": { "id": crate::data::shard_of(&node, &entry), "reachable": shard_reachable },
+        "shard": {
+            "id": crate::data::shard_of(&entry),
+            "reachable": shard.is_ok(),
+            "error": shard.err().map(|error| error.to_string()),
+        },
         "registry": {
             "revision": node.agent.revision(),
             "stalenessMs": staleness_ms,

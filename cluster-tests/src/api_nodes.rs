@@ -18,6 +18,8 @@ pub struct ApiNode {
     pub process: ChildGuard,
     home: u64,
     endpoints: Vec<String>,
+    /// More flags (e.g. `--default-shard`), kept for restarts.
+    extra: Vec<String>,
     /// Dials the operator port with an admin's certificate.
     pub connector: trust::Connector,
 }
@@ -38,13 +40,37 @@ pub async fn start(cluster: &RegistryCluster, home: u64) -> anyhow::Result<ApiNo
 
 /// [`start`] with an explicit endpoint list (e.g. through fault proxies).
 pub async fn start_with(cluster: &RegistryCluster, home: u64, endpoints: Vec<String>) -> anyhow::Result<ApiNode> {
+    start_with_flags(cluster, home, endpoints, Vec::new()).await
+}
+
+/// [`start`] on PostgreSQL shards: `default_shards` as `--default-shard`
+/// values (`[REGION=]ENDPOINT`), the passwords in `passfile`.
+pub async fn start_on_postgres(
+    cluster: &RegistryCluster,
+    home: u64,
+    default_shards: &[String],
+    passfile: &std::path::Path,
+) -> anyhow::Result<ApiNode> {
+    let mut flags = vec!["--shard-passfile".to_owned(), passfile.display().to_string()];
+    for shard in default_shards {
+        flags.extend(["--default-shard".to_owned(), shard.clone()]);
+    }
+    start_with_flags(cluster, home, cluster.endpoints_from(home), flags).await
+}
+
+async fn start_with_flags(
+    cluster: &RegistryCluster,
+    home: u64,
+    endpoints: Vec<String>,
+    extra: Vec<String>,
+) -> anyhow::Result<ApiNode> {
     let region = REGIONS[(home - 1) as usize];
     let port = crate::registry_cluster::free_ports(2)?;
     let addr = format!("127.0.0.1:{port}");
     let admin = format!("127.0.0.1:{}", port + 1);
-    let process = spawn(cluster, &endpoints, home, &addr, &admin)?;
+    let process = spawn(cluster, &endpoints, &extra, home, &addr, &admin)?;
     let connector = cluster.admin_connector();
-    let node = ApiNode { addr, admin, region, process, home, endpoints, connector };
+    let node = ApiNode { addr, admin, region, process, home, endpoints, extra, connector };
     node.wait_fresh().await?;
     Ok(node)
 }
@@ -54,7 +80,7 @@ impl ApiNode {
     /// wait until it is fresh.
     pub async fn restart_killed(&mut self, cluster: &RegistryCluster) -> anyhow::Result<()> {
         self.process.kill()?;
-        self.process = spawn(cluster, &self.endpoints, self.home, &self.addr, &self.admin)?;
+        self.process = spawn(cluster, &self.endpoints, &self.extra, self.home, &self.addr, &self.admin)?;
         self.wait_fresh().await
     }
 
@@ -87,6 +113,7 @@ pub fn agent_id(region: &str, port: &str) -> String {
 fn spawn(
     cluster: &RegistryCluster,
     endpoints: &[String],
+    extra: &[String],
     home: u64,
     addr: &str,
     admin: &str,
@@ -105,11 +132,12 @@ fn spawn(
             .args(&tls_flags)
             .args(["--base-domain", "example.com", "--base-domain", "localhost"])
             .args(["--staleness-max-ms", &STALENESS_MS_MAX.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(cluster.dir.join(format!("api-node-{port}")))
             .arg("--session-key-file")
             .arg(cluster.dir.join("session.key"))
-            .env("RUST_LOG", "info,agent=debug,sled=warn,h2=warn")
+            .env("RUST_LOG", "info,agent=debug,h2=warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?,

@@ -1,4 +1,5 @@
-//! Tools from Debian that tests and benchmarks use (Chromium, etcd, wrk),
+//! Tools from Debian that tests and benchmarks use (Chromium, etcd, wrk,
+//! PostgreSQL),
 //! installed with apt-get when missing: the machine needs nothing set up by
 //! hand (as root; elsewhere the error says what to install).
 //!
@@ -26,16 +27,23 @@ static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// `path`, after installing `package` with apt-get if `path` is missing.
 pub fn ensure(path: &str, package: &str) -> anyhow::Result<PathBuf> {
-    if Path::new(path).exists() {
-        return Ok(PathBuf::from(path));
+    let find = || Path::new(path).exists().then(|| PathBuf::from(path));
+    ensure_found(package, find).map_err(|error| anyhow::anyhow!("{error}: {path} is still missing"))
+}
+
+/// What `find` finds, after installing `package` with apt-get if it finds
+/// nothing (for tools whose path has a version in it).
+pub fn ensure_found(package: &str, find: impl Fn() -> Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(found) = find() {
+        return Ok(found);
     }
     let _in_process = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let lock_file = File::options().create(true).truncate(false).write(true).open(INSTALL_LOCK)?;
     let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| anyhow::anyhow!("{INSTALL_LOCK}: {errno}"))?;
     // Another process may have installed it while this one waited.
-    if Path::new(path).exists() {
-        return Ok(PathBuf::from(path));
+    if let Some(found) = find() {
+        return Ok(found);
     }
     eprintln!("installing Debian's {package} (apt-get)…");
     let lock_timeout = format!("DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_S}");
@@ -52,8 +60,7 @@ pub fn ensure(path: &str, package: &str) -> anyhow::Result<PathBuf> {
     };
     apt(&["update", "-qq"])?;
     apt(&["install", "-y", "-qq", package])?;
-    anyhow::ensure!(Path::new(path).exists(), "apt-get installed {package}, but {path} is still missing");
-    Ok(PathBuf::from(path))
+    find().ok_or_else(|| anyhow::anyhow!("apt-get installed {package}, but what it provides is not found"))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod chaos;
 pub mod debian;
 pub mod etcd;
 pub mod http;
+pub mod postgres;
 pub mod process;
 pub mod registry_cluster;
 pub mod wait;

@@ -10,12 +10,14 @@ pub mod fuzz;
 pub mod limits;
 mod region;
 mod revision;
+mod shard_endpoint;
 pub mod status;
 mod tenant_id;
 
 pub use error::DomainError;
 pub use region::{Region, REGION_LEN_MAX};
 pub use revision::Revision;
+pub use shard_endpoint::{ShardEndpoint, SslMode, POSTGRES_PORT_DEFAULT, SHARD_ENDPOINT_BYTES_MAX};
 pub use tenant_id::{TenantId, RESERVED_TENANT_IDS, TENANT_ID_LEN_MAX};
 
 /// Generated protobuf messages and tonic services (package `tenantry.v1`).

@@ -9,18 +9,41 @@ use std::time::Duration;
 use agent::{Agent, AgentConfig, Kind};
 use api_node::auth::SessionKeys;
 use api_node::limits::{
-    CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SESSION_KEYS_PREVIOUS_MAX, SHUTDOWN_GRACE_MS,
-    STALENESS_MS_MAX_DEFAULT,
+    CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SESSION_KEYS_PREVIOUS_MAX,
+    SHARD_CONNECTIONS_MAX_DEFAULT, SHARD_HEALTH_MS, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT,
 };
 use api_node::login::Logins;
 use api_node::node::{Metrics, Node};
 use api_node::resolve::{HostRules, IpNet};
 use api_node::server::router;
-use api_node::shard::ShardStores;
+use api_node::store::{ShardOptions, Shards};
 use clap::Parser;
 
+/// `api-node migrate`: applies the schema steps a PostgreSQL shard lacks
+/// (connecting as the schema's owner), then exits. Safe to run again, and
+/// from several hosts at once.
 #[derive(Parser)]
-#[command(name = "api-node", version, about = "The reference Tenantry API instance.")]
+#[command(name = "api-node migrate", version)]
+struct MigrateArgs {
+    /// The shard, as `regctl shard add` names it: postgres://OWNER@HOST:PORT/DB.
+    #[arg(long)]
+    endpoint: String,
+    /// The libpq passfile [default: PGPASSFILE, else ~/.pgpass].
+    #[arg(long, value_name = "FILE")]
+    shard_passfile: Option<PathBuf>,
+    /// A role the api-nodes connect as, granted what they need (repeat).
+    /// It must not be a superuser or BYPASSRLS: row-level security guards it.
+    #[arg(long = "grant", value_name = "ROLE")]
+    grant_to: Vec<String>,
+}
+
+#[derive(Parser)]
+#[command(
+    name = "api-node",
+    version,
+    about = "The reference Tenantry API instance.",
+    after_help = "Shard schemas: `api-node migrate --help`."
+)]
 struct Args {
     /// The region this node serves.
     #[arg(long)]
@@ -28,10 +51,27 @@ struct Args {
     /// Registry gRPC endpoints, this region's first, comma separated.
     #[arg(long, env = "TENANTRY_ENDPOINTS", value_delimiter = ',', required = true)]
     endpoints: Vec<String>,
-    /// Where the embedded agent's copy (`agent/`) and the shard stores
-    /// (`shards/`) live.
+    /// Where the embedded agent's last-known-good copy (`agent/`) lives, and
+    /// embedded development shards (`shards/`), if any.
     #[arg(long)]
     data_dir: PathBuf,
+    /// A region's default shard: where its tenants live that the routing map
+    /// names no shard for; `ENDPOINT` alone is this node's region's, and
+    /// `REGION=ENDPOINT` another's (to serve reads of its tenants; repeat).
+    /// In production a PostgreSQL database (postgres://USER@HOST:PORT/DB, the
+    /// password in the passfile) [default for this region:
+    /// embedded:default-REGION, a SQLite file in --data-dir, for development
+    /// on one machine only].
+    #[arg(long = "default-shard", value_name = "[REGION=]ENDPOINT")]
+    default_shards: Vec<String>,
+    /// The libpq passfile with the shards' passwords
+    /// (host:port:database:user:password, mode 0600) [default: PGPASSFILE,
+    /// else ~/.pgpass].
+    #[arg(long, value_name = "FILE")]
+    shard_passfile: Option<PathBuf>,
+    /// Connections to each shard database at most.
+    #[arg(long, default_value_t = SHARD_CONNECTIONS_MAX_DEFAULT)]
+    shard_connections_max: usize,
     /// The key that signs session tokens; every api-node of a fleet shares it.
     /// Created (32 random bytes, hex) if missing. A token names its key by an
     /// id derived from the key, so keys can rotate (see --session-key-previous).
@@ -74,6 +114,13 @@ struct Args {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone();
+    anyhow::ensure!(
+        (1..=1024).contains(&args.shard_connections_max),
+        "--shard-connections-max: must be 1 to 1024, got {}",
+        args.shard_connections_max
+    );
+    let default_shards = default_shards(&args.region, &args.default_shards)?;
     let tls = args.tls.load("api-node")?;
     let cert_id = match tls.as_ref().map(|tls| tls.identity()) {
         Some(trust::Identity::Agent { id, .. }) => Some(id),
@@ -86,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             region: args.region.clone(),
             kind: Kind::Api,
             endpoints: args.endpoints,
-            data_dir: Some(args.data_dir.join("agent")),
+            data_dir: Some(data_dir.join("agent")),
             base_domains: args.base_domains.clone(),
             bundle_bytes_max: agent::limits::BUNDLE_BYTES_MAX_DEFAULT,
             cluster_id: args.cluster_id,
@@ -100,9 +147,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rules: HostRules { base_domains: args.base_domains, trusted_proxies: args.trusted_proxies },
         staleness_max: Duration::from_millis(args.staleness_max_ms),
         metrics: Metrics::default(),
-        shards: ShardStores::new(&args.data_dir.join("shards")),
+        shards: Shards::new(ShardOptions {
+            embedded_dir: data_dir.join("shards"),
+            passfile: args.shard_passfile.clone(),
+            connections_max: args.shard_connections_max,
+        }),
+        default_shards,
         logins: Logins::new(session_keys(&args.session_key_file, &args.session_key_previous)?),
     });
+    tokio::spawn(check_shards(node.clone()));
     // One limit of requests in flight for the whole node (a Router's layer
     // is cloned per route; the global layer shares one semaphore).
     let app = router(node.clone())
@@ -144,6 +197,71 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Ok(agent) = Arc::try_unwrap(agent) {
         agent.shutdown().await;
     }
+    Ok(())
+}
+
+/// At start: opens every shard this node may serve (the default one and
+/// those its view names) and says in the log which it cannot use and why
+/// (unreachable, a schema it does not understand, a role the row guard
+/// would not hold). Requests for a tenant on such a shard get 503.
+async fn check_shards(node: Arc<Node>) {
+    let mut endpoints: Vec<String> = node.default_shards.values().cloned().collect();
+    endpoints.extend(
+        node.agent.view().tenants().flat_map(|entry| entry.record.shards.iter().map(|shard| shard.endpoint.clone())),
+    );
+    endpoints.sort();
+    endpoints.dedup();
+    for endpoint in endpoints {
+        let within = Duration::from_millis(SHARD_HEALTH_MS);
+        let checked = match node.shards.shard(&endpoint) {
+            Ok(shard) => tokio::time::timeout(within, shard.ping()).await.unwrap_or_else(|_| {
+                Err(api_node::store::ShardError::Unavailable { endpoint: endpoint.clone(), reason: "no answer".into() })
+            }),
+            Err(error) => Err(error),
+        };
+        match checked {
+            Ok(()) => tracing::info!(%endpoint, "shard ready"),
+            Err(error) => tracing::error!(%error, "shard not usable"),
+        }
+    }
+}
+
+/// `--default-shard` values by region: `REGION=ENDPOINT`, or `ENDPOINT` for
+/// `region`, whose default is its embedded store.
+fn default_shards(region: &str, given: &[String]) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut shards = std::collections::HashMap::new();
+    for value in given {
+        let (shard_region, endpoint) = match value.split_once('=') {
+            Some((named, endpoint)) if !named.contains(':') => {
+                proto::Region::parse(named).map_err(|error| anyhow::anyhow!("--default-shard {value}: {error}"))?;
+                (named, endpoint)
+            }
+            _ => (region, value.as_str()),
+        };
+        proto::ShardEndpoint::parse(endpoint).map_err(|error| anyhow::anyhow!("--default-shard {value}: {error}"))?;
+        anyhow::ensure!(
+            shards.insert(shard_region.to_owned(), endpoint.to_owned()).is_none(),
+            "--default-shard: region {shard_region} named twice"
+        );
+    }
+    shards.entry(region.to_owned()).or_insert_with(|| format!("embedded:default-{region}"));
+    Ok(shards)
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let parsed = proto::ShardEndpoint::parse(&args.endpoint).map_err(|error| anyhow::anyhow!("--endpoint: {error}"))?;
+    anyhow::ensure!(
+        matches!(parsed, proto::ShardEndpoint::Postgres { .. }),
+        "--endpoint: an embedded shard migrates itself when an api-node opens it; give a postgres:// endpoint"
+    );
+    let applied =
+        api_node::store::postgres::migrate(&args.endpoint, &parsed, args.shard_passfile.as_deref(), &args.grant_to)
+            .await?;
+    let said = match applied.as_slice() {
+        [] => format!("{}: schema up to date (version {})", args.endpoint, api_node::store::schema::SCHEMA_VERSION),
+        steps => format!("{}: applied schema steps {steps:?}", args.endpoint),
+    };
+    std::io::Write::write_all(&mut std::io::stdout(), format!("{said}\n").as_bytes())?;
     Ok(())
 }
 
@@ -197,8 +315,13 @@ fn read_session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    plumbing::init_logging("RUST_LOG", "info,sled=warn,h2=warn");
-    match run(Args::parse()).await {
+    plumbing::init_logging("RUST_LOG", "info,h2=warn");
+    let done = if std::env::args_os().nth(1).is_some_and(|first| first == "migrate") {
+        migrate(MigrateArgs::parse_from(std::env::args_os().skip(1))).await
+    } else {
+        run(Args::parse()).await
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("api-node: {error:#}");

@@ -1,8 +1,14 @@
-//! Guarantees 5 and 6 on the data API: login with hashed demo users, items
-//! with idempotent retries, region safety on writes, and a tenant-leak
-//! canary — thousands of random requests with hosts, paths, tokens and
-//! idempotency keys mixed up never return another tenant's config, item or
-//! session.
+//! Guarantees 5 and 6 on the data API, on real PostgreSQL shards shared by
+//! two stateless api-nodes behind no stickiness: login with hashed demo
+//! users, items with idempotent retries (a write through one node is read
+//! and replayed through the other), region safety on writes, and a
+//! tenant-leak canary — thousands of random requests with hosts, paths,
+//! tokens, idempotency keys and nodes mixed up never return another
+//! tenant's config, item or session. Then the row guard in the database:
+//! row-level security hides every row from a query that set no tenant and
+//! refuses a row for another; a fence raised in the database refuses a
+//! write of an older epoch; and an api-node refuses a shard whose schema is
+//! newer than it understands, or a role that would bypass the guard.
 
 use std::collections::HashMap;
 
@@ -12,6 +18,7 @@ use registry_client::WriteOptions;
 
 use super::phase;
 use cluster_tests::http::{get, post_json, HttpResponse};
+use cluster_tests::postgres::{Postgres, APP, SUPERUSER};
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
 const TENANTS: [(&str, &str, &str); 3] =
@@ -41,9 +48,13 @@ async fn login(addr: &str, host: &str, user: &str, password: &str) -> anyhow::Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Result<()> {
+async fn data_api_on_postgres_is_tenant_scoped_idempotent_region_safe_and_guarded_twice() -> anyhow::Result<()> {
     let cluster = RegistryCluster::start(ClusterOptions::new("api-node-data")).await?;
     let client = cluster.client();
+    let postgres = Postgres::start(&cluster.dir, "shards").await?;
+    let us_shard = postgres.create_shard("shard_us_east").await?;
+    let eu_shard = postgres.create_shard("shard_eu_west").await?;
+    let default_shards = [us_shard.clone(), format!("eu-west={eu_shard}")];
     for (tenant, user, home) in TENANTS {
         let hash = api_node::auth::hash_password(
             &format!("pw-{user}"),
@@ -56,7 +67,9 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
         let documents = v1::Documents { config_json: Some(config), ..Default::default() };
         client.create_tenant(tenant, documents, &WriteOptions::default()).await?;
     }
-    let api = api_nodes::start(&cluster, 1).await?;
+    let api = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres.passfile).await?;
+    let other = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres.passfile).await?;
+    let nodes = [&api.addr, &other.addr];
     let host = |tenant: &str| format!("{tenant}.example.com");
 
     phase("login: right password only, per tenant");
@@ -87,14 +100,25 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
     assert_eq!(retry.status, 200);
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     assert_eq!(retry.body, first.body, "a retry returns the first result");
+    let elsewhere = post(
+        &other.addr,
+        "/api/items",
+        &host("acme"),
+        Some(&tokens["acme"]),
+        Some("k-1"),
+        r#"{"title":"acme-item-3"}"#,
+    )
+    .await?;
+    assert_eq!(elsewhere.status, 200, "the other api-node knows the key: {}", elsewhere.text());
+    assert_eq!(elsewhere.body, first.body, "a retry through another api-node returns the first result");
     let listed = get(
-        &api.addr,
+        &other.addr,
         "/api/items",
         &[("Host", &host("acme")), ("Authorization", &format!("Bearer {}", tokens["acme"]))],
     )
     .await?;
     let listed: serde_json::Value = serde_json::from_slice(&listed.body)?;
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "written through one node, read through the other");
     let theirs = get(
         &api.addr,
         "/api/items",
@@ -130,21 +154,22 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let names: Vec<&str> = TENANTS.iter().map(|(tenant, _, _)| *tenant).collect();
     for n in 0..2000 {
+        let addr = nodes[rng.random_range(0..nodes.len())];
         let tenant = names[rng.random_range(0..names.len())];
         let token = &tokens[names[rng.random_range(0..names.len())]];
         let key = format!("k-{}", rng.random_range(0..20));
         let response = match rng.random_range(0..3) {
             0 => {
                 let path_tenant = names[rng.random_range(0..names.len())];
-                get(&api.addr, &format!("/config/{path_tenant}.json"), &[("Host", &host(tenant))]).await?
+                get(addr, &format!("/config/{path_tenant}.json"), &[("Host", &host(tenant))]).await?
             }
             1 => {
-                get(&api.addr, "/api/items", &[("Host", &host(tenant)), ("Authorization", &format!("Bearer {token}"))])
+                get(addr, "/api/items", &[("Host", &host(tenant)), ("Authorization", &format!("Bearer {token}"))])
                     .await?
             }
             _ => {
                 let body = format!(r#"{{"title":"{tenant}-item-{n}"}}"#);
-                post(&api.addr, "/api/items", &host(tenant), Some(token), Some(&key), &body).await?
+                post(addr, "/api/items", &host(tenant), Some(token), Some(&key), &body).await?
             }
         };
         if let Some(served) = response.header("x-tenant") {
@@ -160,6 +185,71 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
             }
         }
     }
+
+    phase("row-level security: a query that set no tenant sees no row, and no tenant writes another's");
+    let uid = |tenant: &'static str| {
+        let client = &client;
+        async move {
+            let got = client.get_tenant(tenant, v1::Consistency::Linearizable).await?;
+            anyhow::Ok(got.tenant.map(|tenant| tenant.uid).unwrap_or_default())
+        }
+    };
+    let (acme_uid, globex_uid) = (uid("acme").await?, uid("globex").await?);
+    let count = |rows: Vec<tokio_postgres::Row>| rows.first().map_or(0, |row| row.get::<_, i64>(0));
+    let admin_db = postgres.connect(SUPERUSER, "shard_us_east").await?;
+    let all = count(admin_db.query("SELECT count(*) FROM items", &[]).await?);
+    assert!(all > 1, "the canary wrote rows for both us-east tenants ({all})");
+    let mut app_db = postgres.connect(APP, "shard_us_east").await?;
+    assert_eq!(count(app_db.query("SELECT count(*) FROM items", &[]).await?), 0, "no tenant set, no row seen");
+    let guarded = app_db.transaction().await?;
+    guarded.execute("SELECT set_config('tenantry.tenant_id', $1, true)", &[&acme_uid]).await?;
+    let acme_rows = count(guarded.query("SELECT count(*) FROM items", &[]).await?);
+    let theirs = count(guarded.query("SELECT count(*) FROM items WHERE tenant_id = $1", &[&globex_uid]).await?);
+    assert!(acme_rows > 0 && acme_rows < all && theirs == 0, "acme {acme_rows} of {all}; globex's seen: {theirs}");
+    let forged = guarded
+        .execute(
+            "INSERT INTO items (tenant_id, id, title, created_by, created_at_ms) VALUES ($1, 'x', 'forged', 'eve', 0)",
+            &[&globex_uid],
+        )
+        .await
+        .expect_err("a row for another tenant is refused");
+    let why = forged.as_db_error().map(|error| error.message().to_owned()).unwrap_or_default();
+    assert!(why.contains("row-level security"), "{forged:?}");
+    drop(guarded);
+
+    phase("a fence raised in the database (a newer writer elsewhere) refuses this node's older epoch");
+    admin_db.execute("UPDATE tenant_fences SET epoch = epoch + 5 WHERE tenant_id = $1", &[&acme_uid]).await?;
+    let stale =
+        post(&other.addr, "/api/items", &host("acme"), Some(&tokens["acme"]), None, r#"{"title":"acme-stale"}"#)
+            .await?;
+    assert_eq!(stale.status, 503, "{}", stale.text());
+    assert!(stale.text().contains("stale epoch"), "{}", stale.text());
+    assert!(stale.header("retry-after").is_some());
+    assert_eq!(count(admin_db.query("SELECT count(*) FROM items", &[]).await?), all, "nothing written");
+    admin_db.execute("UPDATE tenant_fences SET epoch = epoch - 5 WHERE tenant_id = $1", &[&acme_uid]).await?;
+
+    phase("an api-node refuses a shard of a newer schema, and a role that bypasses row-level security");
+    let eu_db = postgres.connect(SUPERUSER, "shard_eu_west").await?;
+    eu_db
+        .execute("INSERT INTO tenantry_schema_migrations VALUES (99, 'a contract step of a later build', 99, 0)", &[])
+        .await?;
+    let as_superuser = postgres.endpoint(SUPERUSER, "shard_us_east");
+    let refusing_shards = [as_superuser, format!("eu-west={eu_shard}")];
+    let refusing = api_nodes::start_on_postgres(&cluster, 1, &refusing_shards, &postgres.passfile).await?;
+    for (tenant, why) in [("acme", "bypasses row-level security"), ("initech", "upgrade the api-node")] {
+        let health = get(&refusing.addr, "/health?tenant=auto", &[("Host", &host(tenant))]).await?;
+        let body: serde_json::Value = serde_json::from_slice(&health.body)?;
+        assert_eq!((health.status, &body["shard"]["reachable"]), (503, &serde_json::json!(false)), "{body}");
+        assert!(body["shard"]["error"].as_str().unwrap_or_default().contains(why), "{tenant}: {body}");
+        let listed = get(
+            &refusing.addr,
+            "/api/items",
+            &[("Host", &host(tenant)), ("Authorization", &format!("Bearer {}", tokens[tenant]))],
+        )
+        .await?;
+        assert_eq!(listed.status, 503, "{tenant}: {}", listed.text());
+    }
+    drop(refusing);
 
     phase("every registry node dies: after S the api-node is read-only (503 + Retry-After), reads go on");
     let mut cluster = cluster;
@@ -184,7 +274,7 @@ async fn data_api_is_tenant_scoped_idempotent_and_region_safe() -> anyhow::Resul
     let health = get(&api.addr, "/health?tenant=auto", &[("Host", &host("acme"))]).await?;
     assert_eq!(health.status, 503, "{}", health.text());
 
-    drop(api);
+    drop((api, other));
     cluster.passed();
     Ok(())
 }

@@ -105,7 +105,7 @@ async fn shards_route_new_tenants_and_api_nodes_use_them() -> anyhow::Result<()>
         assert!(output.status.success(), "{args:?}");
         serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("JSON")
     };
-    let added = run(&["shard", "add", "eu-1", "--region", "eu-west", "--endpoint", "eu-1"]);
+    let added = run(&["shard", "add", "eu-1", "--region", "eu-west", "--endpoint", "embedded:eu-1"]);
     assert_eq!(added["shards"][0]["state"], "active");
     let home_eu = r#"{"public":{"n":1},"placement":{"homeRegion":"eu-west"}}"#;
     let documents = v1::Documents { config_json: Some(home_eu.to_owned()), ..documents(1) };

@@ -1,10 +1,12 @@
-//! Moves between shards (`regctl move`): a process killed (kill -9) at each
-//! step — the api-node that copies, the registry leader, regctl itself
-//! (while the api-node, stopped, has its copy request) —
-//! leaves the move resumable or abortable, never half-flipped, and no row is
-//! lost or duplicated: the same items, and an idempotent retry from before
-//! the move is still recognised after it. Writes are refused (503,
-//! `Retry-After`) while the tenant is locked; reads go on.
+//! Moves between two PostgreSQL databases (`regctl move`): a process killed
+//! (kill -9) at each step — the api-node that copies, the registry leader,
+//! either database, regctl itself (while the api-node, stopped, has its
+//! copy request) — leaves the move resumable or abortable, never
+//! half-flipped, and no row is lost or duplicated: the same items, each
+//! database's digest of them equal, an idempotent retry from before the
+//! move still recognised after it, and the old copy gone from the old
+//! database once the move is done (its fence row stays). Writes are refused
+//! (503, `Retry-After`) while the tenant is locked; reads go on.
 
 use std::ffi::OsStr;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use registry_client::WriteOptions;
 use super::{phase, regctl};
 use cluster_tests::api_nodes::{self, ApiNode};
 use cluster_tests::http::{get, post_json};
+use cluster_tests::postgres::{self, Postgres, SUPERUSER};
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 const ITEMS: usize = 12;
@@ -26,18 +29,67 @@ struct Case {
     until: Option<&'static str>,
     resume: bool,
     kill_leader: bool,
+    /// Which database is killed (and restarted) too: the old shard's, the new one's.
+    kill_database: Option<Side>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Old,
+    New,
 }
 
 const CASES: [Case; 8] = [
-    Case { tenant: "t-begun-resume", until: Some("begun"), resume: true, kill_leader: true },
-    Case { tenant: "t-begun-abort", until: Some("begun"), resume: false, kill_leader: false },
-    Case { tenant: "t-copied-resume", until: Some("copied"), resume: true, kill_leader: false },
-    Case { tenant: "t-copied-abort", until: Some("copied"), resume: false, kill_leader: true },
-    Case { tenant: "t-verified-resume", until: Some("verified"), resume: true, kill_leader: true },
-    Case { tenant: "t-verified-abort", until: Some("verified"), resume: false, kill_leader: false },
-    Case { tenant: "t-flipped-resume", until: Some("flipped"), resume: true, kill_leader: false },
-    Case { tenant: "t-killed-resume", until: None, resume: true, kill_leader: true },
+    Case { tenant: "t-begun-resume", until: Some("begun"), resume: true, kill_leader: true, kill_database: None },
+    Case {
+        tenant: "t-begun-abort",
+        until: Some("begun"),
+        resume: false,
+        kill_leader: false,
+        kill_database: Some(Side::Old),
+    },
+    Case {
+        tenant: "t-copied-resume",
+        until: Some("copied"),
+        resume: true,
+        kill_leader: false,
+        kill_database: Some(Side::New),
+    },
+    Case { tenant: "t-copied-abort", until: Some("copied"), resume: false, kill_leader: true, kill_database: None },
+    Case {
+        tenant: "t-verified-resume",
+        until: Some("verified"),
+        resume: true,
+        kill_leader: true,
+        kill_database: Some(Side::Old),
+    },
+    Case {
+        tenant: "t-verified-abort",
+        until: Some("verified"),
+        resume: false,
+        kill_leader: false,
+        kill_database: Some(Side::New),
+    },
+    Case {
+        tenant: "t-flipped-resume",
+        until: Some("flipped"),
+        resume: true,
+        kill_leader: false,
+        kill_database: Some(Side::Old),
+    },
+    Case { tenant: "t-killed-resume", until: None, resume: true, kill_leader: true, kill_database: Some(Side::New) },
 ];
+
+/// The tenant's rows in one database (as its superuser: no row guard), and
+/// whether its fence row is there.
+async fn rows_in(database: &Postgres, name: &str, uid: &str) -> anyhow::Result<(i64, bool)> {
+    let client = database.connect(SUPERUSER, name).await?;
+    let count = |table: &str| format!("SELECT count(*) FROM {table} WHERE tenant_id = $1");
+    let items: i64 = client.query_one(&count("items"), &[&uid]).await?.get(0);
+    let keys: i64 = client.query_one(&count("idempotency_keys"), &[&uid]).await?.get(0);
+    let fenced: i64 = client.query_one(&count("tenant_fences"), &[&uid]).await?.get(0);
+    Ok((items + keys, fenced == 1))
+}
 
 fn host(tenant: &str) -> String {
     format!("{tenant}.localhost")
@@ -87,10 +139,13 @@ async fn record(cluster: &RegistryCluster, tenant: &str) -> anyhow::Result<v1::T
 async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> anyhow::Result<()> {
     let mut cluster = RegistryCluster::start(ClusterOptions::new("tenant-moves")).await?;
     let endpoints = cluster.endpoints_from(1);
-    for shard in ["us-1", "us-2"] {
-        let args = ["shard", "add", shard, "--region", "us-east", "--endpoint", shard];
+    let mut databases = [Postgres::start(&cluster.dir, "us-1").await?, Postgres::start(&cluster.dir, "us-2").await?];
+    for (shard, database) in ["us-1", "us-2"].iter().zip(&databases) {
+        let endpoint = database.create_shard("shard").await?;
+        let args = ["shard", "add", shard, "--region", "us-east", "--endpoint", &endpoint];
         assert!(regctl(&cluster, &endpoints, &args.map(OsStr::new)).status.success());
     }
+    let passfile = postgres::joint_passfile(&cluster.dir.join("pgpass"), &[&databases[0], &databases[1]])?;
     let hash = api_node::auth::hash_password("pw-alice", b"moves", api_node::auth::PBKDF2_ITERATIONS_MIN);
     let config =
         format!(r#"{{"public":{{"n":1}},"placement":{{"homeRegion":"us-east"}},"demoUsers":{{"alice":"{hash}"}}}}"#);
@@ -99,7 +154,7 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         let written = cluster.client().create_tenant(case.tenant, documents, &WriteOptions::default()).await?;
         assert_eq!(written.tenant.map(|tenant| tenant.shard).as_deref(), Some("us-1"));
     }
-    let mut api = api_nodes::start(&cluster, 1).await?;
+    let mut api = api_nodes::start_on_postgres(&cluster, 1, &[], &passfile).await?;
 
     for case in &CASES {
         let tenant = case.tenant;
@@ -154,6 +209,12 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
             cluster.start_node(leader)?;
             cluster.wait_ready().await?;
         }
+        if let Some(side) = case.kill_database {
+            phase(&format!("{tenant}: kill -9 the {side:?} shard's database, and start it again"));
+            let database = &mut databases[side as usize];
+            database.kill()?;
+            database.restart().await?;
+        }
 
         phase(&format!("{tenant}: writes are refused with Retry-After, reads go on, after the restarts"));
         let refused = wait::until("the api-node to see the lock", Duration::from_secs(10), || async {
@@ -199,6 +260,16 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         assert_eq!(retry.header("idempotent-replayed"), Some("true"));
         assert_eq!(create_item(&api, tenant, &token, "after").await?.status, 201);
         assert_eq!(items(&api, tenant, &token).await?.0.len(), ITEMS + 1);
+
+        let (old, new) =
+            (rows_in(&databases[0], "shard", &done.uid).await?, rows_in(&databases[1], "shard", &done.uid).await?);
+        eprintln!("{tenant}: rows and fence, old database {old:?}, new database {new:?}");
+        if case.resume {
+            assert_eq!(old, (0, true), "{tenant}: the old copy is gone, its fence stays");
+            assert_eq!(new.0 as usize, 2 * ITEMS + 2, "{tenant}: every item and key, and the two written after");
+        } else {
+            assert_eq!(old.0 as usize, 2 * ITEMS + 2, "{tenant}: aborted, the rows stay on the old database");
+        }
     }
 
     phase("the history tells the steps");

@@ -99,24 +99,63 @@ const FORBIDDEN_DEPENDENCIES: [(&str, &[&str]); 12] = [
     // No IO: openraft, the stores and gRPC are adapters around it.
     (
         "registry-core",
-        &["tokio", "tonic", "openraft", "raft-log", "sled", "plumbing", "trust", "registry", "agent", "api-node"],
+        &[
+            "tokio",
+            "tonic",
+            "openraft",
+            "raft-log",
+            "tokio-postgres",
+            "rusqlite",
+            "plumbing",
+            "trust",
+            "registry",
+            "agent",
+            "api-node",
+        ],
     ),
     // The node serves the API; it links no client of it.
     ("registry", &["registry-client", "regctl", "agent", "api-node"]),
     // A client knows the API, never the node's insides.
-    ("registry-client", &["registry", "registry-core", "openraft", "raft-log", "sled", "regctl", "agent", "api-node"]),
+    (
+        "registry-client",
+        &[
+            "registry",
+            "registry-core",
+            "openraft",
+            "raft-log",
+            "tokio-postgres",
+            "rusqlite",
+            "regctl",
+            "agent",
+            "api-node",
+        ],
+    ),
     // regctl: the API, the client and the compiler only (etcdctl's rule).
-    ("regctl", &["registry", "registry-core", "openraft", "raft-log", "sled", "agent", "api-node"]),
+    (
+        "regctl",
+        &["registry", "registry-core", "openraft", "raft-log", "tokio-postgres", "rusqlite", "agent", "api-node"],
+    ),
     // Agents and api-nodes never link the registry node.
     // The agent library serves nothing: HTTP and flags are the sidecar's.
     (
         "agent",
-        &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node", "axum", "clap", "agent-sidecar"],
+        &[
+            "registry-core",
+            "registry",
+            "openraft",
+            "raft-log",
+            "tokio-postgres",
+            "rusqlite",
+            "api-node",
+            "axum",
+            "clap",
+            "agent-sidecar",
+        ],
     ),
-    ("agent-sidecar", &["registry-core", "registry", "openraft", "raft-log", "sled", "api-node"]),
+    ("agent-sidecar", &["registry-core", "registry", "openraft", "raft-log", "tokio-postgres", "rusqlite", "api-node"]),
     ("api-node", &["registry-core", "registry", "openraft", "raft-log"]),
     // The suites reach the node as users do: its binary and the client.
-    ("cluster-tests", &["registry", "registry-core", "openraft", "raft-log", "sled"]),
+    ("cluster-tests", &["registry", "registry-core", "openraft", "raft-log", "rusqlite"]),
 ];
 
 #[test]

@@ -492,7 +492,7 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
     let shard = |id: &str, home: &str| Shard {
         id: id.to_owned(),
         region: region(home),
-        endpoint: format!("/data/{id}"),
+        endpoint: format!("embedded:{id}"),
         state: ShardState::Active,
     };
     let mut state = State::default();
@@ -505,7 +505,7 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
     assert_eq!(rejected(&response).to_string(), "shard.id: shard eu-1 exists");
     // Apply checks ids itself (they name directories): a bad proposer's
     // `../x` is refused on every replica.
-    for (id, endpoint) in [("../x", "/data/x"), ("eu-2", "")] {
+    for (id, endpoint) in [("../x", "embedded:x"), ("eu-2", ""), ("eu-3", "postgres://app:secret@db/s")] {
         let bad = Shard { endpoint: endpoint.to_owned(), ..shard(id, "eu-west") };
         let (response, changes) = apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: bad }));
         assert!(changes.is_empty(), "{id}");
@@ -553,7 +553,7 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
         let shard = Shard {
             id: id.to_owned(),
             region: region(home),
-            endpoint: format!("/data/{id}"),
+            endpoint: format!("embedded:{id}"),
             state: ShardState::Active,
         };
         apply(&mut state, Revision(revision), 0, &op(revision, Op::AddShard { shard }));

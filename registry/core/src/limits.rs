@@ -25,6 +25,3 @@ pub const AUDIT_ENTRIES_MAX: usize = 100_000;
 /// bytes. A node's configurable document limit must not exceed it; it exists so that
 /// replicas with different flags still apply the same entries identically.
 pub const DOCUMENT_BYTES_HARD_MAX: usize = 4 * 1024 * 1024;
-
-/// The longest shard endpoint, in bytes.
-pub const SHARD_ENDPOINT_BYTES_MAX: usize = 255;

@@ -8,7 +8,7 @@ use proto::TenantId;
 use serde_json::Value;
 
 use super::{CommandError, Shard, TenantDocuments};
-use crate::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX, SHARD_ENDPOINT_BYTES_MAX};
+use crate::limits::{ACTOR_BYTES_MAX, REASON_BYTES_MAX, REQUEST_ID_BYTES_MAX};
 
 /// Which document a text is, for error messages and per-kind rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +73,8 @@ pub fn check_shard(shard: &Shard) -> Result<(), CommandError> {
     proto::TenantId::parse(&shard.id).map_err(|error| {
         CommandError::invalid("shard.id", error.rule_id, format!("`{}`: {}", shard.id.escape_debug(), error.rule))
     })?;
-    if shard.endpoint.is_empty() || shard.endpoint.len() > SHARD_ENDPOINT_BYTES_MAX {
-        let message = format!("must be 1 to {SHARD_ENDPOINT_BYTES_MAX} bytes");
-        return Err(CommandError::invalid("shard.endpoint", "length", message));
-    }
+    proto::ShardEndpoint::parse(&shard.endpoint)
+        .map_err(|error| CommandError::invalid("shard.endpoint", error.rule_id, error.to_string()))?;
     Ok(())
 }
 

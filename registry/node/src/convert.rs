@@ -1,7 +1,7 @@
 //! Core types to and from their protobuf messages.
 
 use proto::v1;
-use registry_core::{AuditEntry, Bundle, Move, Placement, ShardDigest, Tenant, TenantStatus};
+use registry_core::{AuditEntry, Bundle, Move, Placement, Shard, ShardDigest, ShardState, Tenant, TenantStatus};
 
 pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     v1::Tenant {
@@ -55,6 +55,19 @@ pub(crate) fn tenant_move(moving: &Move) -> v1::TenantMove {
         began_revision: moving.began_revision.get(),
         source: moving.source.as_ref().map(shard_digest),
         target: moving.target.as_ref().map(shard_digest),
+    }
+}
+
+pub(crate) fn shard_info(shard: &Shard) -> v1::ShardInfo {
+    let state = match shard.state {
+        ShardState::Active => "active",
+        ShardState::Draining => "draining",
+    };
+    v1::ShardInfo {
+        id: shard.id.clone(),
+        region: shard.region.to_string(),
+        endpoint: shard.endpoint.clone(),
+        state: state.to_owned(),
     }
 }
 

@@ -86,6 +86,13 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
             Event::Flipped { revision, shard, epoch } => {
                 format!("flipped at revision {revision}: {tenant_id} lives on {shard} at epoch {epoch}")
             }
+            Event::OldCopyRemoved { shard, rows, waited_for } if waited_for.is_empty() => {
+                format!("removed the old copy on {shard} ({rows} rows), once every api-node had the flip")
+            }
+            Event::OldCopyRemoved { shard, rows, waited_for } => format!(
+                "removed the old copy on {shard} ({rows} rows); still without the flip after the grace: {}",
+                waited_for.join(", ")
+            ),
         };
         output::info(format, &said);
     })

@@ -76,6 +76,14 @@ pub trait Cluster: Sync {
         tenant_id: &str,
         began_revision: u64,
     ) -> impl Future<Output = Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed>> + Send;
+    /// Asks the api-node at `admin` to remove the old copy of the flipped
+    /// move begun at `began_revision`: how many rows went.
+    fn remove_old_copy(
+        &self,
+        admin: &str,
+        tenant_id: &str,
+        began_revision: u64,
+    ) -> impl Future<Output = Result<u64, CopyFailed>> + Send;
 }
 
 impl Cluster for Client {
@@ -157,16 +165,32 @@ impl Cluster for Client {
         began_revision: u64,
     ) -> Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed> {
         let path = format!("/admin/moves/{tenant_id}/copy?began_revision={began_revision}");
-        let headers = [("Host", admin), ("Content-Type", "application/json")];
-        let request = HttpRequest::new("POST", &path, &headers);
-        match http::send(&self.http_connector(), admin, &request).await {
-            Ok(response) if response.status == 200 => digests(&response.body),
-            Ok(response) => Err(CopyFailed {
-                retry: response.status == 503,
-                problem: format!("{} {}", response.status, detail(&response.body)),
-            }),
-            Err(error) => Err(CopyFailed { retry: true, problem: error.to_string() }),
-        }
+        digests(&admin_post(self, admin, &path).await?)
+    }
+
+    async fn remove_old_copy(&self, admin: &str, tenant_id: &str, began_revision: u64) -> Result<u64, CopyFailed> {
+        let path = format!("/admin/moves/{tenant_id}/remove-old-copy?began_revision={began_revision}");
+        let body = admin_post(self, admin, &path).await?;
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        value["removed_rows"].as_u64().ok_or_else(|| CopyFailed {
+            retry: false,
+            problem: format!("not the expected answer: {}", String::from_utf8_lossy(&body)),
+        })
+    }
+}
+
+/// `POST path` on an api-node's operator listener: the body of a 200, or
+/// what went wrong (worth a retry when unreachable or 503).
+async fn admin_post(client: &Client, admin: &str, path: &str) -> Result<Vec<u8>, CopyFailed> {
+    let headers = [("Host", admin), ("Content-Type", "application/json")];
+    let request = HttpRequest::new("POST", path, &headers);
+    match http::send(&client.http_connector(), admin, &request).await {
+        Ok(response) if response.status == 200 => Ok(response.body),
+        Ok(response) => Err(CopyFailed {
+            retry: response.status == 503,
+            problem: format!("{} {}", response.status, detail(&response.body)),
+        }),
+        Err(error) => Err(CopyFailed { retry: true, problem: error.to_string() }),
     }
 }
 

@@ -9,7 +9,10 @@
 //!    answers both sides' digests.
 //! 3. verify: the registry records both digests (refused unless equal).
 //! 4. flip: the routing map names the new shard; the epoch grows.
-//! 5. unlock: writes resume, on the new shard.
+//! 5. clean up: once the home region's API agents have applied the flip
+//!    (or [`OLD_COPY_GRACE`] has passed), the api-node removes the rows from
+//!    the old shard; their fence stays there.
+//! 6. unlock: writes resume, on the new shard.
 //!
 //! The state of the move lives in the registry, so the workflow keeps none:
 //! a re-run after any crash reads it and continues from the step it is at;
@@ -30,6 +33,14 @@ const COPY_RETRY: Duration = Duration::from_secs(30);
 
 /// Pause between two copy attempts.
 const COPY_PAUSE: Duration = Duration::from_millis(500);
+
+/// After the flip, how long the old copy is kept at most for api-nodes that
+/// have not applied the flip yet and still read it: twice the default
+/// staleness bound (an api-node that stale serves reads of its old view).
+pub const OLD_COPY_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the agents' acknowledgements are read while waiting.
+const ACK_POLL: Duration = Duration::from_millis(200);
 
 /// A failed copy attempt: whether another may succeed, and what was wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +94,13 @@ pub enum Event {
         revision: u64,
         shard: String,
         epoch: u64,
+    },
+    /// The old shard's rows removed; `waited_for` lists the home region's
+    /// API agents that had not applied the flip when the grace ran out.
+    OldCopyRemoved {
+        shard: String,
+        rows: u64,
+        waited_for: Vec<String>,
     },
 }
 
@@ -151,22 +169,23 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
     }
     let mut last = None;
     while let Some(moving) = tenant.r#move.clone() {
+        let home = tenant.placement.as_ref().map(|placement| placement.home_region.clone()).unwrap_or_default();
+        let admin = || {
+            request.api_admin.as_deref().ok_or_else(|| {
+                Error::invalid(
+                    "--api-admin",
+                    "required",
+                    format!("--api-admin: required to move rows: the operator listener of an api-node in {home}"),
+                )
+            })
+        };
+        let from_shard =
+            if moving.from_shard.is_empty() { "the default shard".to_owned() } else { moving.from_shard.clone() };
         let written = match moving.step.as_str() {
             "copying" => {
-                let home = tenant.placement.as_ref().map(|placement| placement.home_region.clone()).unwrap_or_default();
-                let admin = request.api_admin.as_deref().ok_or_else(|| {
-                    Error::invalid(
-                        "--api-admin",
-                        "required",
-                        format!("--api-admin: required to copy: the operator listener of an api-node in {home}"),
-                    )
-                })?;
-                let (source, target) = copy(cluster, admin, tenant_id, moving.began_revision).await?;
-                let from_shard = if moving.from_shard.is_empty() {
-                    "the default shard".to_owned()
-                } else {
-                    moving.from_shard.clone()
-                };
+                let admin = admin()?;
+                let began = moving.began_revision;
+                let (source, target) = retried("copy", admin, || cluster.copy_rows(admin, tenant_id, began)).await?;
                 let to_shard = moving.to_shard.clone();
                 event(Event::Copied { from_shard, to_shard, source: source.clone(), target: target.clone() });
                 if request.until == Some(Until::Copied) {
@@ -188,7 +207,15 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
                 }
                 written
             }
-            "flipped" => step(MoveStep::Unlock, None).await?,
+            "flipped" => {
+                let admin = admin()?;
+                let waited_for = wait_for_readers(cluster, &home, tenant.mod_revision).await;
+                let began = moving.began_revision;
+                let removal = || cluster.remove_old_copy(admin, tenant_id, began);
+                let rows = retried("removing the old copy", admin, removal).await?;
+                event(Event::OldCopyRemoved { shard: from_shard, rows, waited_for });
+                step(MoveStep::Unlock, None).await?
+            }
             other => {
                 return Err(Error::invalid(
                     "move.step",
@@ -203,32 +230,50 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
     Ok(last.map_or(Outcome::NotMoving, |written| Outcome::Moved(Box::new(written))))
 }
 
-/// Asks the api-node at `admin` to copy the rows of the move begun at
-/// `began_revision`; retries while it is unreachable or behind.
-async fn copy(
-    cluster: &impl Cluster,
+/// Runs `attempt` (a request to the api-node at `admin`) until it succeeds,
+/// retrying while the api-node is unreachable, restarting or behind.
+async fn retried<T, F: std::future::Future<Output = Result<T, CopyFailed>>>(
+    what: &str,
     admin: &str,
-    tenant_id: &str,
-    began_revision: u64,
-) -> Result<(v1::ShardDigest, v1::ShardDigest), Error> {
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, Error> {
     let deadline = Instant::now() + COPY_RETRY;
     loop {
-        match cluster.copy_rows(admin, tenant_id, began_revision).await {
-            Ok(digests) => return Ok(digests),
+        match attempt().await {
+            Ok(answer) => return Ok(answer),
             Err(failed) if failed.retry && Instant::now() < deadline => tokio::time::sleep(COPY_PAUSE).await,
             Err(failed) => {
                 return Err(Error::Unavailable {
-                    message: format!("copy on the api-node at {admin}: {}", failed.problem),
+                    message: format!("{what} on the api-node at {admin}: {}", failed.problem),
                 })
             }
         }
     }
 }
 
+/// Waits until every API agent of `region` acknowledged `revision` (the
+/// flip), for at most [`OLD_COPY_GRACE`]; the agents still behind then.
+async fn wait_for_readers(cluster: &impl Cluster, region: &str, revision: u64) -> Vec<String> {
+    let deadline = Instant::now() + OLD_COPY_GRACE;
+    loop {
+        let (agents, answered) = cluster.agents().await;
+        let behind: Vec<String> = agents
+            .iter()
+            .filter(|agent| agent.region == region && agent.kind != v1::AgentKind::Frontend as i32)
+            .filter(|agent| agent.acked_revision < revision)
+            .map(|agent| agent.agent_id.clone())
+            .collect();
+        if (answered && behind.is_empty()) || Instant::now() >= deadline {
+            return behind;
+        }
+        tokio::time::sleep(ACK_POLL).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workflows::fake::{tenant, Fake};
+    use crate::workflows::fake::{agent, tenant, Fake};
 
     fn request(until: Option<Until>) -> Move {
         Move {
@@ -255,7 +300,14 @@ mod tests {
         assert_eq!(written.tenant.unwrap().shard, "us-2");
         assert_eq!(
             fake.calls(),
-            ["move acme begin", "copy acme", "move acme verify", "move acme flip", "move acme unlock"]
+            [
+                "move acme begin",
+                "copy acme",
+                "move acme verify",
+                "move acme flip",
+                "remove old copy acme",
+                "move acme unlock"
+            ]
         );
         assert!(matches!(events[0], Event::Begun { .. }));
         assert!(matches!(&events[1], Event::Copied { from_shard, .. } if from_shard == "the default shard"));
@@ -273,8 +325,40 @@ mod tests {
         assert!(matches!(outcome, Ok(Outcome::Moved(_))), "{outcome:?}");
         assert_eq!(events[0], Event::Continuing { step: "verified".to_owned() });
         let calls = fake.calls();
-        assert_eq!(calls.iter().filter(|call| call.contains("copy")).count(), 1, "copied once: {calls:?}");
+        assert_eq!(calls.iter().filter(|call| call.starts_with("copy")).count(), 1, "copied once: {calls:?}");
         assert_eq!(calls.last().map(String::as_str), Some("move acme unlock"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_old_copy_goes_once_the_home_regions_api_agents_have_the_flip_or_the_grace_is_over() {
+        // The flip is the fake's revision 4; one agent takes a few looks to get there.
+        let fake = Fake::new(vec![tenant("acme", "us-east", &[])]);
+        fake.script_agents(|looks, revision| {
+            let slow = if looks >= 3 { revision } else { revision - 1 };
+            vec![agent("api-use-1", "us-east", slow), agent("api-euw-1", "eu-west", 0)]
+        });
+        let started = Instant::now();
+        let (outcome, events) = run_collecting(&fake, &request(None)).await;
+        assert!(matches!(outcome, Ok(Outcome::Moved(_))), "{outcome:?}");
+        assert!(started.elapsed() < OLD_COPY_GRACE, "it waited for the agent, not the grace");
+        assert!(events.contains(&Event::OldCopyRemoved {
+            shard: "the default shard".to_owned(),
+            rows: 3,
+            waited_for: vec![]
+        }));
+
+        // An agent that never gets there is waited for up to the grace, and named.
+        let fake = Fake::new(vec![tenant("acme", "us-east", &[])]);
+        fake.script_agents(|_, _| vec![agent("api-use-stuck", "us-east", 0)]);
+        let started = Instant::now();
+        let (outcome, events) = run_collecting(&fake, &request(None)).await;
+        assert!(matches!(outcome, Ok(Outcome::Moved(_))), "{outcome:?}");
+        assert!(started.elapsed() >= OLD_COPY_GRACE);
+        let removed = events.iter().find(|event| matches!(event, Event::OldCopyRemoved { .. }));
+        assert!(
+            matches!(removed, Some(Event::OldCopyRemoved { waited_for, .. }) if waited_for == &["api-use-stuck"]),
+            "{events:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

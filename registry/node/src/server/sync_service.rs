@@ -344,12 +344,12 @@ impl Stream {
 
     /// Sends the whole state in chunks; deltas continue after its revision.
     async fn send_snapshot(&mut self) -> Result<(), End> {
-        let (revision, cluster_id, tenants) = {
+        let (revision, cluster_id, tenants, topology) = {
             let applied = self.context.view.read();
             let revision = applied.last_applied.map_or(0, |log_id| log_id.index);
             let cluster_id = applied.state.cluster_id.map(|id| id.to_string()).unwrap_or_default();
             let tenants: Vec<_> = applied.state.tenants.values().filter(|tenant| tenant.is_live()).cloned().collect();
-            (revision, cluster_id, tenants)
+            (revision, cluster_id, tenants, applied.state.topology.clone())
         };
         let mut chunks = tenants.chunks(SNAPSHOT_CHUNK_TENANTS).peekable();
         if chunks.peek().is_none() {
@@ -360,7 +360,7 @@ impl Stream {
             let chunk = v1::SnapshotChunk {
                 revision,
                 cluster_id: cluster_id.clone(),
-                tenants: chunk.iter().map(|tenant| tenant_record(tenant, self.scope)).collect(),
+                tenants: chunk.iter().map(|tenant| tenant_record(tenant, self.scope, &topology)).collect(),
                 last: chunks.peek().is_none(),
             };
             self.send(encode(Kind::Snapshot(chunk))).await?;

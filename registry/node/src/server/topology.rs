@@ -7,6 +7,7 @@ use tonic::{Response, Status};
 
 use super::leader::{write_meta, Leader, Origin};
 use super::status;
+use crate::convert;
 use crate::store::StateView;
 use crate::wire;
 
@@ -32,20 +33,7 @@ pub(crate) fn response(topology: &Topology, revision: u64) -> v1::TopologyRespon
             .iter()
             .map(|(region, state)| v1::RegionInfo { region: region.to_string(), status: status(*state) })
             .collect(),
-        shards: topology
-            .shards
-            .values()
-            .map(|shard| v1::ShardInfo {
-                id: shard.id.clone(),
-                region: shard.region.to_string(),
-                endpoint: shard.endpoint.clone(),
-                state: match shard.state {
-                    ShardState::Active => "active",
-                    ShardState::Draining => "draining",
-                }
-                .to_owned(),
-            })
-            .collect(),
+        shards: topology.shards.values().map(convert::shard_info).collect(),
         revision,
     }
 }

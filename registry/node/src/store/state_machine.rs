@@ -153,7 +153,7 @@ impl StateMachineStore {
                             }
                         }
                     }
-                    DeltaFrames::new(entry.log_id.index, &named)
+                    DeltaFrames::new(entry.log_id.index, &named, &applied.state.topology)
                 })
                 .collect()
         };
@@ -188,7 +188,9 @@ impl StateMachineStore {
         // The tenants each entry changed, for the agents' deltas.
         let mut changed: Vec<(u64, Vec<Arc<Tenant>>)> = Vec::with_capacity(ready.len());
         let mut answers = Vec::with_capacity(ready.len());
-        {
+        // Shards are only ever added (an endpoint never changes), so the
+        // topology after the batch names every shard its tenants name.
+        let topology = {
             let mut applied = self.shared.write();
             for (entry, responder) in ready {
                 let revision = Revision(entry.log_id.index);
@@ -224,7 +226,8 @@ impl StateMachineStore {
                 }
                 changed.push((revision.get(), tenants));
             }
-        }
+            applied.state.topology.clone()
+        };
         if let Some((revision, _)) = changed.last() {
             self.stages.mark(Stage::Applied, *revision);
         }
@@ -239,7 +242,9 @@ impl StateMachineStore {
         // changed no tenant, so an agent can tell a gap from a quiet entry.
         // Published before the writers hear back, so a write's delta is on
         // its way when its reply arrives.
-        self.hub.publish(changed.iter().map(|(revision, tenants)| DeltaFrames::new(*revision, tenants)).collect());
+        self.hub.publish(
+            changed.iter().map(|(revision, tenants)| DeltaFrames::new(*revision, tenants, &topology)).collect(),
+        );
         for (responder, responses) in answers {
             responder.send(responses);
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use proto::v1::{self, registry_message::Kind};
-use registry_core::Tenant;
+use registry_core::{Tenant, Topology};
 use tonic::codegen::Bytes;
 
 use crate::convert;
@@ -29,8 +29,10 @@ impl Scope {
     }
 }
 
-/// A tenant as an agent of `scope` sees it.
-pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
+/// A tenant as an agent of `scope` sees it; API agents are also sent the
+/// shards it names, from `topology` (a shard's endpoint never changes once
+/// added, so a record carries it as long as it names the shard).
+pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope, topology: &Topology) -> v1::TenantRecord {
     // Private bundles are rebuilt from the documents, for API agents only;
     // a tombstone holds no bundles.
     let api = scope == Scope::Api;
@@ -54,7 +56,21 @@ pub(crate) fn tenant_record(tenant: &Tenant, scope: Scope) -> v1::TenantRecord {
             .as_ref()
             .filter(|_| api)
             .map(|canary| convert::owned_bundle(canary.private_bundle(&tenant.id))),
+        shards: if api { named_shards(tenant, topology) } else { Vec::new() },
     }
+}
+
+/// The shards `tenant` names: its own and, while it moves, both sides.
+fn named_shards(tenant: &Tenant, topology: &Topology) -> Vec<v1::ShardInfo> {
+    let moving = tenant.moving.as_deref();
+    let mut ids: Vec<&str> = [tenant.shard.as_deref(), moving.and_then(|moving| moving.from_shard.as_deref())]
+        .into_iter()
+        .flatten()
+        .chain(moving.map(|moving| moving.to_shard.as_str()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().filter_map(|id| topology.shards.get(id)).map(convert::shard_info).collect()
 }
 
 /// Encodes a message once, to be sent as is to any number of streams.
@@ -73,9 +89,9 @@ pub struct DeltaFrames {
 
 impl DeltaFrames {
     /// Encodes the delta of the entry at `revision`, which changed `tenants`.
-    pub fn new(revision: u64, tenants: &[Arc<Tenant>]) -> Self {
+    pub fn new(revision: u64, tenants: &[Arc<Tenant>], topology: &Topology) -> Self {
         let delta = |scope| {
-            let tenants = tenants.iter().map(|tenant| tenant_record(tenant, scope)).collect();
+            let tenants = tenants.iter().map(|tenant| tenant_record(tenant, scope, topology)).collect();
             encode(Kind::Delta(v1::Delta { revision, tenants }))
         };
         Self {
