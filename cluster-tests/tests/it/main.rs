@@ -30,6 +30,7 @@ mod membership;
 mod placement_pins;
 mod regctl_up;
 mod replication;
+mod shard_database_crash;
 mod snapshot_catchup;
 mod tenant_moves;
 mod tidy;

@@ -35,7 +35,10 @@ pub(super) enum ShardCommand {
         id: String,
         #[arg(long)]
         region: String,
-        /// Where its store is (a URL or a path), for the region's api-nodes.
+        /// Where its database is, for the region's api-nodes:
+        /// postgres://USER@HOST:PORT/DB[?sslmode=disable|prefer|require] (no
+        /// password: api-nodes read theirs from a passfile), or embedded:NAME
+        /// (a SQLite file of each api-node, for development on one machine).
         #[arg(long)]
         endpoint: String,
     },
