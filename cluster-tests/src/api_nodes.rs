@@ -58,7 +58,8 @@ pub async fn start_on_postgres(
     start_with_flags(cluster, home, cluster.endpoints_from(home), flags).await
 }
 
-async fn start_with_flags(
+/// [`start_with`], with more api-node flags.
+pub async fn start_with_flags(
     cluster: &RegistryCluster,
     home: u64,
     endpoints: Vec<String>,

@@ -48,7 +48,7 @@ pub struct Postgres {
     dir: PathBuf,
     bin: PathBuf,
     process: Option<ChildGuard>,
-    /// Holds every role's password for this server (mode 0600).
+    /// Holds every role's password for every suite server on loopback (mode 0600).
     pub passfile: PathBuf,
 }
 
@@ -95,9 +95,11 @@ impl Postgres {
         let status = initdb.status()?;
         anyhow::ensure!(status.success(), "initdb failed ({status}); see {}", dir.join("initdb.log").display());
         let port = crate::registry_cluster::free_ports(1)?;
+        // Any port: every suite server has the same passwords, so one
+        // server's passfile serves an api-node for all (and via proxies).
         let passfile = dir.join("pgpass");
         let lines: String =
-            [SUPERUSER, OWNER, APP].iter().map(|role| format!("127.0.0.1:{port}:*:{role}:{PASSWORD}\n")).collect();
+            [SUPERUSER, OWNER, APP].iter().map(|role| format!("127.0.0.1:*:*:{role}:{PASSWORD}\n")).collect();
         std::fs::write(&passfile, lines)?;
         std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))?;
         let mut server = Self { port, dir, bin, process: None, passfile };
@@ -120,8 +122,8 @@ impl Postgres {
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.dir.display()))
+            // TCP only: a test directory's path is too long for a socket's.
+            .args(["-c", "unix_socket_directories="])
             // Durable as in production: every commit is fsynced.
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=200"])
             .stdout(Stdio::null())
@@ -129,10 +131,15 @@ impl Postgres {
         as_server_user(&mut command, &user);
         self.process = Some(ChildGuard::new(command.spawn()?));
         let port = self.port;
-        wait::until("PostgreSQL to accept connections", Duration::from_secs(60), || async {
+        let started = wait::until("PostgreSQL to accept connections", Duration::from_secs(60), || async {
             connect_with(port, SUPERUSER, "postgres").await.ok().map(|_| ())
         })
-        .await
+        .await;
+        started.map_err(|error| {
+            let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            anyhow::anyhow!("{error}; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        })
     }
 
     /// kill -9 of the server (its backends exit when they see it gone).
@@ -168,17 +175,6 @@ impl Postgres {
         );
         Ok(self.endpoint(APP, database))
     }
-}
-
-/// One passfile for several servers (an api-node takes one), at `path`.
-pub fn joint_passfile(path: &Path, servers: &[&Postgres]) -> anyhow::Result<PathBuf> {
-    let mut text = String::new();
-    for server in servers {
-        text.push_str(&std::fs::read_to_string(&server.passfile)?);
-    }
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(path.to_path_buf())
 }
 
 async fn connect_with(port: u16, role: &str, database: &str) -> anyhow::Result<tokio_postgres::Client> {

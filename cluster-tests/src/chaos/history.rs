@@ -47,6 +47,9 @@ pub struct DataOp {
     pub tenant: String,
     /// `true`: a write (POST /api/items); `false`: a read (items or config).
     pub write: bool,
+    /// `true`: it reads or writes items (the tenant's shard); `false`: its
+    /// runtime config (the agent's view only).
+    pub items: bool,
     pub invoked: Duration,
     pub completed: Duration,
     /// HTTP status; 0 when no answer came.

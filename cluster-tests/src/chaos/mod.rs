@@ -2,10 +2,13 @@
 //! a fault proxy, a workload that records what clients saw, seeded fault
 //! schedules, and the checkers of DESIGN.md's guarantees 1–6.
 //!
-//! Sides of the network: each region's registry node (`us-east`, …) and,
-//! apart from it, the region's agents and api-nodes (`agents:us-east`, …),
-//! so a fault can cut a region's agents off their own node too. Every link
-//! between two sides, in each direction, has its own [`proxy::LinkState`].
+//! Sides of the network: each region's registry node (`us-east`, …), apart
+//! from it the region's agents and api-nodes (`agents:us-east`, …), so a
+//! fault can cut a region's agents off their own node too, and the region's
+//! shard database (`db:us-east`: one database per region on one PostgreSQL
+//! server, each api-node reaching every region's through its own proxy).
+//! Every link between two sides, in each direction, has its own
+//! [`proxy::LinkState`].
 //!
 //! A run: start the cluster, agents and api-nodes, start the workload, play
 //! the schedule, heal everything, let agents converge, stop the workload,
@@ -39,6 +42,9 @@ use crate::registry_cluster::{ClusterOptions, RegistryCluster, REGIONS};
 /// The agents' side of each region, in [`REGIONS`] order.
 pub const AGENT_SIDES: [Region; 3] = ["agents:us-east", "agents:eu-west", "agents:ap-south"];
 
+/// The shard database of each region, in [`REGIONS`] order.
+pub const DATABASE_SIDES: [Region; 3] = ["db:us-east", "db:eu-west", "db:ap-south"];
+
 /// One-way delays of the latency profile (us–eu 70 ms, us–ap 150 ms, eu–ap
 /// 200 ms round trips), with jitter.
 const LATENCY_MS: [(Region, Region, u64, u64); 3] =
@@ -70,6 +76,8 @@ pub struct ChaosCluster {
     pub agents: Vec<(String, Arc<Agent>)>,
     pub api: Vec<ApiNode>,
     pub tenants: Vec<WorkloadTenant>,
+    /// The regions' shard databases.
+    pub database: crate::postgres::Postgres,
     workload: Option<Workload>,
     /// Regions cut off from every registry node, since when.
     cut_since: HashMap<Region, Duration>,
@@ -165,6 +173,24 @@ impl ChaosCluster {
             client.create_tenant(&tenant.id, documents, &WriteOptions::default()).await?;
         }
 
+        // Each region's default shard: a database of one PostgreSQL server,
+        // reached by each region's api-nodes through a proxy of their own.
+        let database = crate::postgres::Postgres::start(&cluster.dir, "shards").await?;
+        let mut shard_flags: Vec<Vec<String>> = vec![Vec::new(); REGIONS.len()];
+        for (index, region) in REGIONS.into_iter().enumerate() {
+            let name = format!("shard_{}", region.replace('-', "_"));
+            database.create_shard(&name).await?;
+            for (from, flags) in shard_flags.iter_mut().enumerate() {
+                let target = format!("127.0.0.1:{}", database.port);
+                let via = net.proxy(AGENT_SIDES[from], DATABASE_SIDES[index], target).await?;
+                let endpoint = format!("postgres://{}@{via}/{name}?sslmode=disable", crate::postgres::APP);
+                flags.extend(["--default-shard".to_owned(), format!("{region}={endpoint}")]);
+            }
+        }
+        for flags in &mut shard_flags {
+            flags.extend(["--shard-passfile".to_owned(), database.passfile.display().to_string()]);
+        }
+
         let history = Arc::new(History::default());
         let mut agents = Vec::new();
         let mut api = Vec::new();
@@ -182,7 +208,8 @@ impl ChaosCluster {
                 tls: crate::agents::tls(&cluster, &format!("chaos-{region}"), Kind::Api, region)?,
             };
             agents.push((format!("agent-{region}"), Arc::new(Agent::start(config).await?)));
-            api.push(api_nodes::start_with(&cluster, index as u64 + 1, agent_endpoints[index].clone()).await?);
+            let (endpoints, flags) = (agent_endpoints[index].clone(), shard_flags[index].clone());
+            api.push(api_nodes::start_with_flags(&cluster, index as u64 + 1, endpoints, flags).await?);
         }
 
         let mut workload = Workload::new();
@@ -203,6 +230,7 @@ impl ChaosCluster {
             agents,
             api,
             tenants,
+            database,
             workload: Some(workload),
             cut_since: HashMap::new(),
             cut_offs: Vec::new(),
@@ -210,13 +238,18 @@ impl ChaosCluster {
         })
     }
 
-    /// Sets every link, both ways, between one region's sides (node, agents) and the other's node.
+    /// Sets every link, both ways, between one region's sides (node, agents)
+    /// and the other's node, and between each region's api-nodes and the
+    /// other's database.
     fn set_between(&self, a: Region, b: Region, fault: Fault) {
         for (near, far) in [(a, b), (b, a)] {
             for side in [near, AGENT_SIDES[side_of(near)]] {
                 self.net.set_fault(side, far, fault);
                 self.net.set_fault(far, side, fault);
             }
+            let (agents, database) = (AGENT_SIDES[side_of(near)], DATABASE_SIDES[side_of(far)]);
+            self.net.set_fault(agents, database, fault);
+            self.net.set_fault(database, agents, fault);
         }
     }
 
@@ -281,10 +314,16 @@ impl ChaosCluster {
                 }
                 self.mark_cut_off(region);
             }
+            Step::CutDatabase(region) => {
+                let (agents, database) = (AGENT_SIDES[side_of(region)], DATABASE_SIDES[side_of(region)]);
+                self.net.set_fault(agents, database, Fault::Cut);
+                self.net.set_fault(database, agents, Fault::Cut);
+            }
             Step::Link(from, to, fault) => self.net.set_fault(from, to, *fault),
             Step::DropConnections(region) => {
-                for other in REGIONS {
+                for (other, database) in REGIONS.into_iter().zip(DATABASE_SIDES) {
                     self.net.drop_connections(AGENT_SIDES[side_of(region)], other);
+                    self.net.drop_connections(AGENT_SIDES[side_of(region)], database);
                     if other != *region {
                         self.net.drop_connections(region, other);
                     }

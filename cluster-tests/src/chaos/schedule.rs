@@ -25,6 +25,8 @@ pub enum Step {
     OneWay(Region, Region),
     /// Cuts the region's agents and api-nodes off every registry node, their own included.
     CutAgents(Region),
+    /// Cuts the region's api-nodes off the region's shard database.
+    CutDatabase(Region),
     /// Sets one directed link.
     Link(Region, Region, Fault),
     /// Resets the open connections of the region's node and agents.

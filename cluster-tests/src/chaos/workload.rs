@@ -257,6 +257,7 @@ impl Workload {
                         region,
                         tenant: tenant.id.clone(),
                         write,
+                        items: kind < 2,
                         invoked,
                         completed,
                         status,

@@ -46,6 +46,60 @@ fn secs(seconds: f64) -> Step {
     Step::Sleep(Duration::from_secs_f64(seconds))
 }
 
+/// A region's api-nodes cut off their shard database: there, the items of
+/// the region's own tenants are answered 503 (none served, none hanging)
+/// while runtime configs go on, and every other region is undisturbed;
+/// after the heal they are served again. Every guarantee is checked as in
+/// every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn region_cut_off_its_database() -> anyhow::Result<()> {
+    let (region, seed) = ("eu-west", 21);
+    let mut chaos = ChaosCluster::start(options("database-cut", seed)).await?;
+    chaos.step(&secs(1.5)).await?;
+    let cut = chaos.history.now();
+    chaos.step(&Step::CutDatabase(region)).await?;
+    chaos.step(&secs(4.0)).await?;
+    let healed = chaos.history.now();
+    chaos.step(&Step::Heal).await?;
+    chaos.step(&secs(3.0)).await?;
+    let (report, chaos) = chaos.finish().await?;
+    report.print("database-cut", seed);
+    assert!(report.violations.is_empty(), "{:?}", report.violations);
+
+    let home: std::collections::HashMap<&str, &str> =
+        chaos.tenants.iter().map(|tenant| (tenant.id.as_str(), tenant.home)).collect();
+    let data = chaos.history.data.lock().map(|data| data.clone()).unwrap_or_default();
+    let during = |op: &&cluster_tests::chaos::history::DataOp| {
+        op.invoked > cut + Duration::from_millis(500) && op.completed < healed
+    };
+    let own = |op: &&cluster_tests::chaos::history::DataOp| home.get(op.tenant.as_str()) == Some(&op.region);
+    let statuses = |ops: Vec<&cluster_tests::chaos::history::DataOp>| {
+        let mut statuses: Vec<u16> = ops.iter().map(|op| op.status).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        (ops.len(), statuses)
+    };
+    let cut_off =
+        statuses(data.iter().filter(during).filter(own).filter(|op| op.items && op.region == region).collect());
+    eprintln!("{region}'s items of its own tenants while cut off: {cut_off:?}");
+    assert!(cut_off.0 >= 3 && cut_off.1 == [503], "{cut_off:?}");
+    let configs = statuses(data.iter().filter(during).filter(|op| !op.items && op.region == region).collect());
+    assert!(configs.1.contains(&200), "runtime configs are served from the view: {configs:?}");
+    let elsewhere =
+        statuses(data.iter().filter(during).filter(own).filter(|op| op.items && op.region != region).collect());
+    assert!(elsewhere.1.iter().all(|status| *status < 500), "other regions undisturbed: {elsewhere:?}");
+    let after = statuses(
+        data.iter()
+            .filter(|op| op.invoked > healed + Duration::from_secs(1))
+            .filter(own)
+            .filter(|op| op.items && op.region == region)
+            .collect(),
+    );
+    assert!(after.1.iter().any(|status| (200..300).contains(status)), "served again after the heal: {after:?}");
+    chaos.passed();
+    Ok(())
+}
+
 /// A minority region partitioned: its agents keep serving their last view,
 /// its api-node turns read-only after S (checked), the majority keeps
 /// committing; heal → convergence. With the latency profile.

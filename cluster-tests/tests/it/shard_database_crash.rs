@@ -16,7 +16,7 @@ use registry_client::WriteOptions;
 use super::{phase, regctl};
 use cluster_tests::api_nodes::{self, ApiNode};
 use cluster_tests::http::post_json;
-use cluster_tests::postgres::{self, Postgres, SUPERUSER};
+use cluster_tests::postgres::{Postgres, SUPERUSER};
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 /// What one writer saw.
@@ -95,8 +95,7 @@ async fn a_killed_database_fails_only_its_tenants_and_loses_no_acknowledged_item
         uids.push(written.uid);
         assert!(regctl(&cluster, &endpoints, &["shard", "drain", shard].map(OsStr::new)).status.success());
     }
-    let passfile = postgres::joint_passfile(&cluster.dir.join("pgpass"), &[&databases[0], &databases[1]])?;
-    let api = api_nodes::start_on_postgres(&cluster, 1, &[], &passfile).await?;
+    let api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0].passfile).await?;
 
     phase("writers on both tenants; kill -9 of acme's database after a second");
     let stop = Arc::new(AtomicBool::new(false));

@@ -17,7 +17,7 @@ use registry_client::WriteOptions;
 use super::{phase, regctl};
 use cluster_tests::api_nodes::{self, ApiNode};
 use cluster_tests::http::{get, post_json};
-use cluster_tests::postgres::{self, Postgres, SUPERUSER};
+use cluster_tests::postgres::{Postgres, SUPERUSER};
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 const ITEMS: usize = 12;
@@ -145,7 +145,6 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         let args = ["shard", "add", shard, "--region", "us-east", "--endpoint", &endpoint];
         assert!(regctl(&cluster, &endpoints, &args.map(OsStr::new)).status.success());
     }
-    let passfile = postgres::joint_passfile(&cluster.dir.join("pgpass"), &[&databases[0], &databases[1]])?;
     let hash = api_node::auth::hash_password("pw-alice", b"moves", api_node::auth::PBKDF2_ITERATIONS_MIN);
     let config =
         format!(r#"{{"public":{{"n":1}},"placement":{{"homeRegion":"us-east"}},"demoUsers":{{"alice":"{hash}"}}}}"#);
@@ -154,7 +153,7 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         let written = cluster.client().create_tenant(case.tenant, documents, &WriteOptions::default()).await?;
         assert_eq!(written.tenant.map(|tenant| tenant.shard).as_deref(), Some("us-1"));
     }
-    let mut api = api_nodes::start_on_postgres(&cluster, 1, &[], &passfile).await?;
+    let mut api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0].passfile).await?;
 
     for case in &CASES {
         let tenant = case.tenant;
