@@ -56,7 +56,16 @@ pub fn shard_name(entry: &TenantEntry, shard: &str) -> String {
 pub fn endpoint_of(node: &Node, entry: &TenantEntry, shard: &str) -> Result<String, ShardError> {
     if shard.is_empty() {
         let home = entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str());
-        return node.default_shards.get(home).cloned().ok_or_else(|| ShardError::Refused {
+        if let Some(endpoint) = node.default_shards.get(home) {
+            return Ok(endpoint.clone());
+        }
+        // A development node (its own default shard embedded) keeps every
+        // region's default shard embedded too; a production one is told.
+        let own = node.default_shards.get(&node.region).map_or("", String::as_str);
+        if own.starts_with("embedded:") && proto::Region::parse(home).is_ok() {
+            return Ok(format!("embedded:default-{home}"));
+        }
+        return Err(ShardError::Refused {
             endpoint: format!("default-{home}"),
             reason: format!("this node has no --default-shard for region {home}"),
         });

@@ -44,18 +44,25 @@ pub async fn start_with(cluster: &RegistryCluster, home: u64, endpoints: Vec<Str
 }
 
 /// [`start`] on PostgreSQL shards: `default_shards` as `--default-shard`
-/// values (`[REGION=]ENDPOINT`), the passwords in `passfile`.
+/// values (`[REGION=]ENDPOINT`), the passwords and the CA of `database`.
 pub async fn start_on_postgres(
     cluster: &RegistryCluster,
     home: u64,
     default_shards: &[String],
-    passfile: &std::path::Path,
+    database: &crate::postgres::Postgres,
 ) -> anyhow::Result<ApiNode> {
-    let mut flags = vec!["--shard-passfile".to_owned(), passfile.display().to_string()];
+    let mut flags = shard_flags(database);
     for shard in default_shards {
         flags.extend(["--default-shard".to_owned(), shard.clone()]);
     }
     start_with_flags(cluster, home, cluster.endpoints_from(home), flags).await
+}
+
+/// `--shard-passfile` and `--shard-ca` for shards on `database` (and, as all
+/// suite servers share their passwords, on any other).
+pub fn shard_flags(database: &crate::postgres::Postgres) -> Vec<String> {
+    let (passfile, ca) = (database.passfile.display().to_string(), database.ca.display().to_string());
+    vec!["--shard-passfile".to_owned(), passfile, "--shard-ca".to_owned(), ca]
 }
 
 /// [`start_with`], with more api-node flags.

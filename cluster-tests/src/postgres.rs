@@ -2,7 +2,10 @@
 //! through the one serialised installer when missing), a cluster made with
 //! `initdb` in the test's directory and a `postgres` process of its own on
 //! a free loopback port, killed with the test. Passwords are SCRAM; the
-//! suite's passfile holds them.
+//! suite's passfile holds them. The server offers TLS with a certificate
+//! for 127.0.0.1 from a CA of its own ([`Postgres::ca`]): endpoints from
+//! [`Postgres::endpoint`] say `sslmode=disable`, those from
+//! [`Postgres::tls_endpoint`] `sslmode=require`.
 //!
 //! Roles: [`SUPERUSER`] (the suite's own checks), [`OWNER`] (owns the
 //! shards' schemas and runs `api-node migrate`) and [`APP`] (what api-nodes
@@ -50,6 +53,8 @@ pub struct Postgres {
     process: Option<ChildGuard>,
     /// Holds every role's password for every suite server on loopback (mode 0600).
     pub passfile: PathBuf,
+    /// The CA its server certificate chains to (PEM).
+    pub ca: PathBuf,
 }
 
 /// initdb and postgres refuse to run as root: as root they run as Debian's
@@ -94,6 +99,18 @@ impl Postgres {
         as_server_user(&mut initdb, &user);
         let status = initdb.status()?;
         anyhow::ensure!(status.success(), "initdb failed ({status}); see {}", dir.join("initdb.log").display());
+        // TLS: a certificate for 127.0.0.1 from a CA of its own; the key
+        // readable by the server's user only (PostgreSQL insists).
+        let certs = crate::certs::TestCerts::new(&dir.join("tls"))?;
+        let files =
+            certs.files(&trust::Identity::Node { id: 1, region: proto::Region::parse("db")? }, &["127.0.0.1"])?;
+        for (from, to) in [(&files.cert, "server.crt"), (&files.key, "server.key")] {
+            std::fs::copy(from, dir.join("data").join(to))?;
+            std::fs::set_permissions(dir.join("data").join(to), std::fs::Permissions::from_mode(0o600))?;
+            if let Some(user) = &user {
+                nix::unistd::chown(&dir.join("data").join(to), Some(user.uid), Some(user.gid))?;
+            }
+        }
         let port = crate::registry_cluster::free_ports(1)?;
         // Any port: every suite server has the same passwords, so one
         // server's passfile serves an api-node for all (and via proxies).
@@ -102,7 +119,7 @@ impl Postgres {
             [SUPERUSER, OWNER, APP].iter().map(|role| format!("127.0.0.1:*:*:{role}:{PASSWORD}\n")).collect();
         std::fs::write(&passfile, lines)?;
         std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))?;
-        let mut server = Self { port, dir, bin, process: None, passfile };
+        let mut server = Self { port, dir, bin, process: None, passfile, ca: files.ca };
         server.restart().await?;
         let client = server.connect(SUPERUSER, "postgres").await?;
         for role in [OWNER, APP] {
@@ -126,6 +143,7 @@ impl Postgres {
             .args(["-c", "unix_socket_directories="])
             // Durable as in production: every commit is fsynced.
             .args(["-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=200"])
+            .args(["-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key"])
             .stdout(Stdio::null())
             .stderr(log);
         as_server_user(&mut command, &user);
@@ -155,6 +173,11 @@ impl Postgres {
     /// The endpoint `regctl shard add` names for `database`, as `role`.
     pub fn endpoint(&self, role: &str, database: &str) -> String {
         format!("postgres://{role}@127.0.0.1:{}/{database}?sslmode=disable", self.port)
+    }
+
+    /// [`Postgres::endpoint`], encrypted: `sslmode=require` (api-nodes need `--shard-ca` [`Postgres::ca`]).
+    pub fn tls_endpoint(&self, role: &str, database: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/{database}?sslmode=require", self.port)
     }
 
     /// Creates a shard database owned by [`OWNER`] and migrates it with

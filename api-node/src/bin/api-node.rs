@@ -31,6 +31,9 @@ struct MigrateArgs {
     /// The libpq passfile [default: PGPASSFILE, else ~/.pgpass].
     #[arg(long, value_name = "FILE")]
     shard_passfile: Option<PathBuf>,
+    /// The CA (PEM) the database's server certificate chains to.
+    #[arg(long, value_name = "FILE")]
+    shard_ca: Option<PathBuf>,
     /// A role the api-nodes connect as, granted what they need (repeat).
     /// It must not be a superuser or BYPASSRLS: row-level security guards it.
     #[arg(long = "grant", value_name = "ROLE")]
@@ -72,6 +75,12 @@ struct Args {
     /// Connections to each shard database at most.
     #[arg(long, default_value_t = SHARD_CONNECTIONS_MAX_DEFAULT)]
     shard_connections_max: usize,
+    /// The CA (PEM) that shard databases' server certificates chain to:
+    /// connections are then encrypted as each endpoint's sslmode says
+    /// (prefer: when the server offers TLS) and the certificate must name
+    /// the endpoint's host. Without it, connections are not encrypted.
+    #[arg(long, value_name = "FILE")]
+    shard_ca: Option<PathBuf>,
     /// The key that signs session tokens; every api-node of a fleet shares it.
     /// Created (32 random bytes, hex) if missing. A token names its key by an
     /// id derived from the key, so keys can rotate (see --session-key-previous).
@@ -151,6 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             embedded_dir: data_dir.join("shards"),
             passfile: args.shard_passfile.clone(),
             connections_max: args.shard_connections_max,
+            tls: shard_tls(args.shard_ca.as_deref())?,
         }),
         default_shards,
         logins: Logins::new(session_keys(&args.session_key_file, &args.session_key_previous)?),
@@ -248,15 +258,25 @@ fn default_shards(region: &str, given: &[String]) -> anyhow::Result<std::collect
     Ok(shards)
 }
 
+/// `--shard-ca`'s client configuration.
+fn shard_tls(ca: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(ca) = ca else { return Ok(None) };
+    let pem = std::fs::read(ca).map_err(|error| anyhow::anyhow!("--shard-ca {}: {error}", ca.display()))?;
+    let config = api_node::store::tls::client_config(&pem)
+        .map_err(|error| anyhow::anyhow!("--shard-ca {}: {error}", ca.display()))?;
+    Ok(Some(config))
+}
+
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let parsed = proto::ShardEndpoint::parse(&args.endpoint).map_err(|error| anyhow::anyhow!("--endpoint: {error}"))?;
     anyhow::ensure!(
         matches!(parsed, proto::ShardEndpoint::Postgres { .. }),
         "--endpoint: an embedded shard migrates itself when an api-node opens it; give a postgres:// endpoint"
     );
+    let tls = shard_tls(args.shard_ca.as_deref())?;
+    let passfile = args.shard_passfile.as_deref();
     let applied =
-        api_node::store::postgres::migrate(&args.endpoint, &parsed, args.shard_passfile.as_deref(), &args.grant_to)
-            .await?;
+        api_node::store::postgres::migrate(&args.endpoint, &parsed, passfile, tls.as_ref(), &args.grant_to).await?;
     let said = match applied.as_slice() {
         [] => format!("{}: schema up to date (version {})", args.endpoint, api_node::store::schema::SCHEMA_VERSION),
         steps => format!("{}: applied schema steps {steps:?}", args.endpoint),

@@ -19,6 +19,7 @@ pub mod passfile;
 pub mod postgres;
 pub mod schema;
 mod sql;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -211,6 +212,10 @@ pub struct ShardOptions {
     pub passfile: Option<PathBuf>,
     /// Connections per PostgreSQL shard at most.
     pub connections_max: usize,
+    /// The roots PostgreSQL servers' certificates must chain to
+    /// (`--shard-ca`); without them no connection is encrypted, and an
+    /// endpoint with `sslmode=require` is refused.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The shards this node has opened, by endpoint: one pool each.

@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::schema::{self, MIGRATIONS_TABLE, RECORD_MIGRATION};
+use super::tls::RustlsConnect;
 use super::{epoch_i64, passfile, sql, Digest, IdempotencyKey, Item, NewItem, Rows, ShardError, ShardOptions};
 use crate::limits::{
     IDEMPOTENCY_KEYS_PRUNED_PER_WRITE_MAX, MOVE_STATEMENT_MS, SHARD_CONNECT_MS, SHARD_STATEMENT_MS, SHARD_WAIT_MS,
@@ -77,6 +78,36 @@ pub fn config(
     Ok(config)
 }
 
+/// An error and its causes, as one line ("error performing TLS handshake:
+/// invalid peer certificate: …").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(&format!(": {next}"));
+        cause = next.source();
+    }
+    text
+}
+
+/// The TLS connector for `endpoint`: with `--shard-ca`, TLS as its
+/// `sslmode` says; without, none, and `sslmode=require` is refused.
+fn tls_for(
+    endpoint: &str,
+    parsed: &ShardEndpoint,
+    roots: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Option<RustlsConnect>, ShardError> {
+    match (parsed, roots) {
+        (ShardEndpoint::Postgres { ssl_mode: SslMode::Disable, .. }, _) => Ok(None),
+        (_, Some(roots)) => Ok(Some(RustlsConnect(roots.clone()))),
+        (ShardEndpoint::Postgres { ssl_mode: SslMode::Require, .. }, None) => Err(ShardError::Refused {
+            endpoint: endpoint.to_owned(),
+            reason: "sslmode=require: give the CA its server certificate chains to (--shard-ca)".to_owned(),
+        }),
+        _ => Ok(None),
+    }
+}
+
 fn item(row: &Row) -> Item {
     Item {
         id: row.get(0),
@@ -89,7 +120,11 @@ fn item(row: &Row) -> Item {
 impl Postgres {
     pub fn new(endpoint: &str, parsed: &ShardEndpoint, options: &ShardOptions) -> Result<Self, ShardError> {
         let config = config(endpoint, parsed, options.passfile.as_deref(), SHARD_STATEMENT_MS)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls_for(endpoint, parsed, options.tls.as_ref())? {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
         let wait = Some(Duration::from_millis(SHARD_WAIT_MS));
         let pool = Pool::builder(manager)
             .max_size(options.connections_max)
@@ -102,14 +137,14 @@ impl Postgres {
         Ok(Self { endpoint: endpoint.to_owned(), pool, checked: tokio::sync::OnceCell::new() })
     }
 
-    fn error(&self, error: impl std::fmt::Display) -> ShardError {
-        ShardError::Unavailable { endpoint: self.endpoint.clone(), reason: error.to_string() }
+    fn error(&self, error: impl std::error::Error) -> ShardError {
+        ShardError::Unavailable { endpoint: self.endpoint.clone(), reason: with_causes(&error) }
     }
 
     fn db_error(&self, error: tokio_postgres::Error) -> ShardError {
         let reason = match error.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => error.to_string(),
+            None => with_causes(&error),
         };
         ShardError::Unavailable { endpoint: self.endpoint.clone(), reason }
     }
@@ -306,18 +341,27 @@ pub async fn migrate(
     endpoint: &str,
     parsed: &ShardEndpoint,
     passfile: Option<&std::path::Path>,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     grant_to: &[String],
 ) -> Result<Vec<i64>, ShardError> {
     let failed = |error: tokio_postgres::Error| {
         let reason = match error.as_db_error() {
             Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => error.to_string(),
+            None => with_causes(&error),
         };
         ShardError::Unavailable { endpoint: endpoint.to_owned(), reason }
     };
     let config = config(endpoint, parsed, passfile, MOVE_STATEMENT_MS)?;
-    let (mut client, connection) = config.connect(NoTls).await.map_err(failed)?;
-    let connection = tokio::spawn(connection);
+    let (mut client, connection) = match tls_for(endpoint, parsed, tls)? {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            (client, tokio::spawn(async move { connection.await.map(drop) }))
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            (client, tokio::spawn(async move { connection.await.map(drop) }))
+        }
+    };
     let mut applied = Vec::new();
     client.batch_execute(MIGRATIONS_TABLE).await.map_err(failed)?;
     loop {

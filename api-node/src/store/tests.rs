@@ -4,7 +4,7 @@
 use super::*;
 
 fn shards(dir: &std::path::Path) -> Shards {
-    Shards::new(ShardOptions { embedded_dir: dir.to_path_buf(), passfile: None, connections_max: 4 })
+    Shards::new(ShardOptions { embedded_dir: dir.to_path_buf(), passfile: None, connections_max: 4, tls: None })
 }
 
 fn new_item<'a>(title: &'a str, key: Option<&'a str>, now: u64) -> NewItem<'a> {

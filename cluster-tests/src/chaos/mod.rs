@@ -188,7 +188,7 @@ impl ChaosCluster {
             }
         }
         for flags in &mut shard_flags {
-            flags.extend(["--shard-passfile".to_owned(), database.passfile.display().to_string()]);
+            flags.extend(api_nodes::shard_flags(&database));
         }
 
         let history = Arc::new(History::default());

@@ -52,8 +52,11 @@ async fn data_api_on_postgres_is_tenant_scoped_idempotent_region_safe_and_guarde
     let cluster = RegistryCluster::start(ClusterOptions::new("api-node-data")).await?;
     let client = cluster.client();
     let postgres = Postgres::start(&cluster.dir, "shards").await?;
-    let us_shard = postgres.create_shard("shard_us_east").await?;
-    let eu_shard = postgres.create_shard("shard_eu_west").await?;
+    // Encrypted: the api-nodes verify the server's certificate (--shard-ca).
+    postgres.create_shard("shard_us_east").await?;
+    postgres.create_shard("shard_eu_west").await?;
+    let (us_shard, eu_shard) =
+        (postgres.tls_endpoint(APP, "shard_us_east"), postgres.tls_endpoint(APP, "shard_eu_west"));
     let default_shards = [us_shard.clone(), format!("eu-west={eu_shard}")];
     for (tenant, user, home) in TENANTS {
         let hash = api_node::auth::hash_password(
@@ -67,8 +70,8 @@ async fn data_api_on_postgres_is_tenant_scoped_idempotent_region_safe_and_guarde
         let documents = v1::Documents { config_json: Some(config), ..Default::default() };
         client.create_tenant(tenant, documents, &WriteOptions::default()).await?;
     }
-    let api = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres.passfile).await?;
-    let other = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres.passfile).await?;
+    let api = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres).await?;
+    let other = api_nodes::start_on_postgres(&cluster, 1, &default_shards, &postgres).await?;
     let nodes = [&api.addr, &other.addr];
     let host = |tenant: &str| format!("{tenant}.example.com");
 
@@ -186,6 +189,21 @@ async fn data_api_on_postgres_is_tenant_scoped_idempotent_region_safe_and_guarde
         }
     }
 
+    phase("the api-nodes' connections to the database are encrypted");
+    let admin_db = postgres.connect(SUPERUSER, "postgres").await?;
+    let encrypted = admin_db
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'tenantry-api-node' AND a.datname = 'shard_us_east'",
+            &[],
+        )
+        .await?;
+    assert!(
+        !encrypted.is_empty() && encrypted.iter().all(|row| row.get::<_, bool>(0)),
+        "{} connections",
+        encrypted.len()
+    );
+
     phase("row-level security: a query that set no tenant sees no row, and no tenant writes another's");
     let uid = |tenant: &'static str| {
         let client = &client;
@@ -235,7 +253,7 @@ async fn data_api_on_postgres_is_tenant_scoped_idempotent_region_safe_and_guarde
         .await?;
     let as_superuser = postgres.endpoint(SUPERUSER, "shard_us_east");
     let refusing_shards = [as_superuser, format!("eu-west={eu_shard}")];
-    let refusing = api_nodes::start_on_postgres(&cluster, 1, &refusing_shards, &postgres.passfile).await?;
+    let refusing = api_nodes::start_on_postgres(&cluster, 1, &refusing_shards, &postgres).await?;
     for (tenant, why) in [("acme", "bypasses row-level security"), ("initech", "upgrade the api-node")] {
         let health = get(&refusing.addr, "/health?tenant=auto", &[("Host", &host(tenant))]).await?;
         let body: serde_json::Value = serde_json::from_slice(&health.body)?;

@@ -37,7 +37,7 @@ async fn backup_then_restore_into_a_new_cluster_gives_identical_state() -> anyho
         let shard = v1::ShardInfo {
             id: shard.to_owned(),
             region: region.to_owned(),
-            endpoint: shard.to_owned(),
+            endpoint: format!("embedded:{shard}"),
             ..Default::default()
         };
         client.topology(Some(TopologyChange::AddShard(shard))).await?;

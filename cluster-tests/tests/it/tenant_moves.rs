@@ -153,7 +153,7 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
         let written = cluster.client().create_tenant(case.tenant, documents, &WriteOptions::default()).await?;
         assert_eq!(written.tenant.map(|tenant| tenant.shard).as_deref(), Some("us-1"));
     }
-    let mut api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0].passfile).await?;
+    let mut api = api_nodes::start_on_postgres(&cluster, 1, &[], &databases[0]).await?;
 
     for case in &CASES {
         let tenant = case.tenant;
