@@ -29,9 +29,9 @@ pub const APP: &str = "tenantry_app";
 /// The roles' passwords (test servers on loopback only).
 const PASSWORD: &str = "suite-secret";
 
-/// Debian's server binaries (`/usr/lib/postgresql/VERSION/bin`), newest
-/// version first; installed when missing.
-fn bin_dir() -> anyhow::Result<PathBuf> {
+/// Debian's server binaries (`/usr/lib/postgresql/VERSION/bin`) of the
+/// newest version; installed when missing.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
     crate::debian::ensure_found("postgresql", || {
         let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?

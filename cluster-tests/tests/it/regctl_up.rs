@@ -1,6 +1,8 @@
 //! `regctl up` from a clean directory: it starts three nodes, seeds them from
-//! configs/, answers `regctl tenant list -o json`, and stops cleanly on
-//! SIGTERM.
+//! configs/, answers `regctl tenant list -o json`, passes `regctl smoke`, and
+//! stops cleanly on SIGTERM — with the embedded store, and with
+//! `--postgres` (a local PostgreSQL that then holds the items, none of them
+//! in an api-node's directory).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -16,7 +18,20 @@ fn free_port_block(count: u16) -> u16 {
 
 #[test]
 fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
-    let dir = test_dir("regctl-up");
+    regctl_up(false);
+}
+
+#[test]
+fn regctl_up_postgres_keeps_tenant_data_in_postgresql() {
+    regctl_up(true);
+}
+
+fn regctl_up(postgres: bool) {
+    if postgres {
+        // Debian's server, installed the serialised way when missing.
+        cluster_tests::postgres::bin_dir().expect("PostgreSQL");
+    }
+    let dir = test_dir(if postgres { "regctl-up-postgres" } else { "regctl-up" });
     let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let grpc_base = free_port_block(3);
     let http_base = free_port_block(3);
@@ -34,6 +49,11 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
             .arg(&dir)
             .arg("--configs")
             .arg(&configs)
+            .args(if postgres {
+                vec!["--postgres".to_owned(), "--postgres-port".to_owned(), free_port_block(1).to_string()]
+            } else {
+                vec![]
+            })
             // No CARGO: the harness already built the binaries.
             .env_remove("CARGO")
             .stdout(Stdio::piped())
@@ -139,11 +159,32 @@ fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong.stdout).contains("FAIL: login"));
 
+    if postgres {
+        phase("the items the smoke wrote are in PostgreSQL, and no api-node holds tenant data");
+        let port = output.iter().find_map(|line| line.trim().strip_prefix("tenant data: PostgreSQL on 127.0.0.1:"));
+        let port: u16 = port.and_then(|rest| rest.split(',').next()?.parse().ok()).expect("the PostgreSQL port");
+        let passfile = std::fs::read_to_string(dir.join("postgres/pgpass")).expect("pgpass");
+        let password = passfile.lines().next().and_then(|line| line.rsplit(':').next()).expect("a password");
+        let items: i64 = runtime.block_on(async {
+            let mut config = tokio_postgres::Config::new();
+            config.host("127.0.0.1").port(port).user("postgres").password(password).dbname("shard_us_east");
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            client.query_one("SELECT count(*) FROM items", &[]).await.expect("count").get(0)
+        });
+        assert!(items > 0, "the smoke's items are in us-east's database");
+        for region in ["us-east", "eu-west", "ap-south"] {
+            let shards = dir.join(format!("api-node-{region}")).join("shards");
+            assert!(!shards.exists(), "{} holds tenant data", shards.display());
+        }
+    }
+
     phase("SIGTERM stops regctl up, its api-nodes, sidecars and nodes cleanly");
     let status = up.terminate().expect("regctl up stops");
     assert!(status.success(), "regctl up exit: {status}");
     let rest: Vec<String> = lines.try_iter().collect();
-    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), 9, "{rest:?}");
+    let processes = if postgres { 10 } else { 9 };
+    assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), processes, "{rest:?}");
     let still_listening = (0..3).any(|offset| std::net::TcpStream::connect(("127.0.0.1", grpc_base + offset)).is_ok());
     assert!(!still_listening, "no node is left running");
     let _ = std::fs::remove_dir_all(&dir);

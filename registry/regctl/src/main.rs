@@ -11,6 +11,7 @@ mod certs;
 mod cluster;
 mod failover;
 mod fleet;
+mod local_postgres;
 mod moves;
 mod output;
 mod publish;

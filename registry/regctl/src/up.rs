@@ -3,7 +3,8 @@
 //! and an api-node per region as child processes (each in its own process group, so Ctrl-C
 //! reaches only regctl, which then stops them in order), seeds an empty
 //! cluster from `configs/`, and stops everything gracefully on Ctrl-C or
-//! SIGTERM.
+//! SIGTERM. Tenant data lives in each api-node's embedded store, or with
+//! `--postgres` in a local PostgreSQL ([`super::local_postgres`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,6 +16,7 @@ use proto::v1::Consistency;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
+use super::local_postgres::LocalPostgres;
 use super::output::{self, Format};
 use super::{repo, Failure};
 use registry_client::http::get_text_via;
@@ -58,6 +60,14 @@ pub(super) struct UpArgs {
     /// Do not seed from the config repo.
     #[arg(long)]
     no_seed: bool,
+    /// Keep tenant data in a local PostgreSQL (Debian's `postgresql`,
+    /// installed) instead of each api-node's embedded store: a server in
+    /// DIR/postgres and a database per region.
+    #[arg(long)]
+    postgres: bool,
+    /// The local PostgreSQL's port, with --postgres.
+    #[arg(long, default_value_t = 8432)]
+    postgres_port: u16,
 }
 
 /// The certificates of a local cluster, made once under `DIR/certs`: a dev
@@ -160,6 +170,8 @@ struct Process {
     ready_path: &'static str,
     log: PathBuf,
     child: Child,
+    /// What asks it to stop (PostgreSQL's fast shutdown is SIGINT).
+    stop_signal: Signal,
 }
 
 /// The directory of the workspace binaries next to this regctl. Under
@@ -214,7 +226,7 @@ fn spawn(
     let log_clone = log_file.try_clone().map_err(|error| Failure(format!("{}: {error}", log.display())))?;
     command.stdin(Stdio::null()).stdout(log_file).stderr(log_clone).process_group(0).kill_on_drop(true);
     let child = command.spawn().map_err(|error| Failure(format!("cannot start {name}: {error}")))?;
-    Ok(Process { name, http, ready_path, log, child })
+    Ok(Process { name, http, ready_path, log, child, stop_signal: Signal::SIGTERM })
 }
 
 fn grpc_addr(args: &UpArgs, index: usize) -> String {
@@ -255,8 +267,15 @@ fn sidecar(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) ->
     spawn(&args.dir, format!("agent-{region}"), command, http, "/healthz")
 }
 
-/// An api-node per region, serving `{tenant}.localhost:PORT`.
-fn api_node(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) -> Result<Process, Failure> {
+/// An api-node per region, serving `{tenant}.localhost:PORT`, with
+/// `shard_flags` (none: the embedded store).
+fn api_node(
+    bin: &Path,
+    args: &UpArgs,
+    certs: Option<&DevCerts>,
+    index: usize,
+    shard_flags: &[String],
+) -> Result<Process, Failure> {
     let region = REGIONS[index];
     let http = format!("127.0.0.1:{}", args.api_port_base + index as u16);
     let endpoints: Vec<_> =
@@ -270,7 +289,8 @@ fn api_node(bin: &Path, args: &UpArgs, certs: Option<&DevCerts>, index: usize) -
         .arg("--data-dir")
         .arg(args.dir.join(format!("api-node-{region}")))
         .arg("--session-key-file")
-        .arg(args.dir.join("session.key"));
+        .arg(args.dir.join("session.key"))
+        .args(shard_flags);
     spawn(&args.dir, format!("api-node-{region}"), command, http, "/readyz")
 }
 
@@ -292,6 +312,9 @@ async fn wait_ready(processes: &mut [Process], tls: Option<&std::sync::Arc<trust
                     process.log.display(),
                     log_tail(&process.log)
                 )));
+            }
+            if process.ready_path.is_empty() {
+                break; // Not an HTTP server: it was waited for by other means.
             }
             // Registry nodes serve HTTP over TLS; sidecars and api-nodes in plaintext.
             let connector = trust::Connector::new(tls.filter(|_| process.name.starts_with("node-")).cloned(), false);
@@ -363,7 +386,7 @@ async fn wait_for_stop(processes: &mut [Process]) -> Option<String> {
 async fn stop(processes: &mut [Process], format: Format) {
     for process in processes.iter_mut().rev() {
         if let Some(pid) = process.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(pid as i32), process.stop_signal);
         }
         match tokio::time::timeout(STOP_TIMEOUT, process.child.wait()).await {
             Ok(_) => output::info(format, &format!("{} stopped", process.name)),
@@ -383,6 +406,14 @@ pub(super) async fn run(args: UpArgs, insecure: bool, format: Format) -> Result<
     let admin = certs.as_ref().map(DevCerts::admin).transpose()?;
     let mut processes = Vec::new();
     let result = async {
+        let mut shard_flags = vec![Vec::new(); REGIONS.len()];
+        if args.postgres {
+            let (postgres, server) = LocalPostgres::prepare(&args.dir, args.postgres_port).await?;
+            // First in the list: stopped last.
+            let server = spawn(&args.dir, "postgres".to_owned(), server, String::new(), "")?;
+            processes.push(Process { stop_signal: Signal::SIGINT, ..server });
+            shard_flags = postgres.shards(&bin, &REGIONS).await?;
+        }
         for index in 0..REGIONS.len() {
             processes.push(registry_node(&bin, &args, certs.as_ref(), index)?);
         }
@@ -394,7 +425,7 @@ pub(super) async fn run(args: UpArgs, insecure: bool, format: Format) -> Result<
         }
         for index in 0..REGIONS.len() {
             processes.push(sidecar(&bin, &args, certs.as_ref(), index)?);
-            processes.push(api_node(&bin, &args, certs.as_ref(), index)?);
+            processes.push(api_node(&bin, &args, certs.as_ref(), index, &shard_flags[index])?);
         }
         wait_ready(&mut processes, admin.as_ref()).await?;
         announce(&args, &processes, &endpoints, certs.as_ref(), format);
@@ -445,6 +476,16 @@ fn announce(args: &UpArgs, processes: &[Process], endpoints: &[String], certs: O
                     args.api_port_base + index as u16,
                     args.api_admin_port_base + index as u16,
                 ));
+            }
+            match args.postgres {
+                true => text.push_str(&format!(
+                    "\n  tenant data: PostgreSQL on 127.0.0.1:{}, a database per region (passwords in {})\n",
+                    args.postgres_port,
+                    args.dir.join("postgres/pgpass").display()
+                )),
+                false => text.push_str(
+                    "\n  tenant data: each api-node's embedded store (development only; --postgres for PostgreSQL)\n",
+                ),
             }
             text.push_str(&format!(
                 "\nTry, in another terminal (the certificate is an admin's; `regctl certs issue operator` makes others):\n{exports}  export TENANTRY_ENDPOINTS={}\n  \
