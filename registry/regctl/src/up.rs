@@ -423,9 +423,9 @@ pub(super) async fn run(args: UpArgs, insecure: bool, format: Format) -> Result<
         if !args.no_seed {
             seed_if_empty(&client, &args.configs, format).await?;
         }
-        for index in 0..REGIONS.len() {
+        for (index, shard_flags) in shard_flags.iter().enumerate() {
             processes.push(sidecar(&bin, &args, certs.as_ref(), index)?);
-            processes.push(api_node(&bin, &args, certs.as_ref(), index, &shard_flags[index])?);
+            processes.push(api_node(&bin, &args, certs.as_ref(), index, shard_flags)?);
         }
         wait_ready(&mut processes, admin.as_ref()).await?;
         announce(&args, &processes, &endpoints, certs.as_ref(), format);
