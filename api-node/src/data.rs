@@ -27,7 +27,7 @@ use crate::auth::AuthError;
 use crate::limiter::Limited;
 use crate::limits::RETRY_AFTER_S;
 use crate::node::{with_tenant_headers, ClientIp, Node, ReadTenant, WriteTenant};
-use crate::store::{NewItem, ShardError, TenantScope};
+use crate::store::{Item, NewItem, ShardError, TenantScope};
 
 pub fn routes() -> Router<Arc<Node>> {
     Router::new().route("/api/login", post(login)).route("/api/items", get(list_items).post(create_item))
@@ -83,6 +83,64 @@ pub fn endpoint_of(node: &Node, entry: &TenantEntry, shard: &str) -> Result<Stri
 pub fn scope(node: &Node, entry: &TenantEntry) -> Result<TenantScope, ShardError> {
     let epoch = entry.record.placement.as_ref().map_or(0, |placement| placement.epoch);
     node.shards.scope(&endpoint_of(node, entry, &entry.record.shard)?, &entry.record.uid, epoch)
+}
+
+/// The caller's last write, as `SHARD@LSN`: a header it echoes, or the
+/// cookie a browser sends back by itself.
+const READ_AFTER_HEADER: &str = "x-read-after";
+const READ_AFTER_COOKIE: &str = "tenantry_read_after";
+
+/// How long a browser keeps the read-after cookie, in seconds: replicas
+/// catch up within that in any healthy setup.
+const READ_AFTER_COOKIE_MAX_AGE_S: u64 = 60;
+
+/// The tenant's shard id and its replica's endpoint, if it has one.
+fn replica_of(entry: &TenantEntry) -> Option<(&str, &str)> {
+    let shard = entry.record.shards.iter().find(|info| info.id == entry.record.shard)?;
+    (!shard.replica_endpoint.is_empty()).then_some((shard.id.as_str(), shard.replica_endpoint.as_str()))
+}
+
+/// The caller's last write on `shard` (a PostgreSQL LSN, `X/Y` in hex), from
+/// the header or the cookie; anything else is ignored.
+fn read_after(headers: &HeaderMap, shard: &str) -> Option<String> {
+    let header = headers.get(READ_AFTER_HEADER).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let cookie = || {
+        headers.get_all(header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|cookies| {
+            cookies
+                .split(';')
+                .find_map(|pair| pair.trim().strip_prefix(READ_AFTER_COOKIE)?.strip_prefix('=').map(str::to_owned))
+        })
+    };
+    let value = header.or_else(cookie)?;
+    let (named, lsn) = value.split_once('@')?;
+    let hex = |part: &str| (1..=8).contains(&part.len()) && part.bytes().all(|byte| byte.is_ascii_hexdigit());
+    let valid = lsn.split_once('/').is_some_and(|(high, low)| hex(high) && hex(low));
+    (named == shard && valid).then(|| lsn.to_owned())
+}
+
+/// The tenant's items, from its shard's replica when it has replayed the
+/// caller's last write (or the caller named none), else from the primary;
+/// and which answered.
+async fn read_items(
+    node: &Node,
+    entry: &TenantEntry,
+    headers: &HeaderMap,
+) -> Result<(Vec<Item>, &'static str), ShardError> {
+    let primary = scope(node, entry)?;
+    if let Some((shard, replica)) = replica_of(entry) {
+        let replica = node.shards.scope(replica, &entry.record.uid, 0)?;
+        let fresh = match read_after(headers, shard) {
+            None => true,
+            Some(position) => replica.replayed(&position).await.unwrap_or(false),
+        };
+        if fresh {
+            match replica.items().await {
+                Ok(items) => return Ok((items, "replica")),
+                Err(error) => tracing::warn!(%error, "replica unavailable; reading from the primary"),
+            }
+        }
+    }
+    Ok((primary.items().await?, "primary"))
 }
 
 fn shard_failure(error: ShardError) -> Response {
@@ -186,8 +244,10 @@ async fn login(
 async fn list_items(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant, headers: HeaderMap) -> Response {
     let response = match session_user(&node, &headers, &entry) {
         Err(error) => unauthorized(error),
-        Ok(_) => match async { scope(&node, &entry)?.items().await }.await {
-            Ok(items) => Json(json!({ "items": items })).into_response(),
+        Ok(_) => match read_items(&node, &entry, &headers).await {
+            Ok((items, served_from)) => {
+                ([("x-served-from", served_from)], Json(json!({ "items": items }))).into_response()
+            }
             Err(error) => shard_failure(error),
         },
     };
@@ -213,10 +273,33 @@ async fn create_item(
                 let idempotency_key = headers.get("idempotency-key").map(|value| value.to_str().unwrap_or("\u{fffd}"));
                 let new =
                     NewItem { title: &new_item.title, created_by: &user, idempotency_key, now_unix_ms: now_unix_ms() };
-                let created = async { scope(&node, &entry)?.create_item(&new).await }.await;
+                let created = async {
+                    let scope = scope(&node, &entry)?;
+                    let created = scope.create_item(&new).await?;
+                    // Where a replica may serve the caller's next reads: once it replayed this far.
+                    let position = match replica_of(&entry) {
+                        Some((shard, _)) => scope.position().await.ok().flatten().map(|lsn| format!("{shard}@{lsn}")),
+                        None => None,
+                    };
+                    Ok::<_, ShardError>((created, position))
+                }
+                .await;
                 match created {
-                    Ok((item, false)) => (StatusCode::CREATED, Json(item)).into_response(),
-                    Ok((item, true)) => {
+                    Ok(((item, false), position)) => {
+                        let mut response = (StatusCode::CREATED, Json(item)).into_response();
+                        if let Some(position) = position.and_then(|position| HeaderValue::from_str(&position).ok()) {
+                            let cookie = format!(
+                                "{READ_AFTER_COOKIE}={}; Path=/api; Max-Age={READ_AFTER_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict",
+                                position.to_str().unwrap_or_default()
+                            );
+                            if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+                                response.headers_mut().insert(header::SET_COOKIE, cookie);
+                            }
+                            response.headers_mut().insert(READ_AFTER_HEADER, position);
+                        }
+                        response
+                    }
+                    Ok(((item, true), _)) => {
                         let mut response = (StatusCode::OK, Json(item)).into_response();
                         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                         response

@@ -128,6 +128,50 @@ impl Postgres {
         Ok(server)
     }
 
+    /// A streaming replica of this server in `dir/postgres-NAME`, made with
+    /// `pg_basebackup -R` and started (a hot standby: it serves reads).
+    pub async fn start_replica(&self, dir: &Path, name: &str) -> anyhow::Result<Self> {
+        let replica_dir = dir.join(format!("postgres-{name}"));
+        std::fs::create_dir_all(&replica_dir)?;
+        let user = server_user()?;
+        if let Some(user) = &user {
+            nix::unistd::chown(&replica_dir, Some(user.uid), Some(user.gid))?;
+        }
+        let mut backup = Command::new(self.bin.join("pg_basebackup"));
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-D",
+            ])
+            .arg(replica_dir.join("data"))
+            .env("PGPASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(replica_dir.join("basebackup.log"))?);
+        as_server_user(&mut backup, &user);
+        let status = backup.status()?;
+        anyhow::ensure!(
+            status.success(),
+            "pg_basebackup failed ({status}); see {}",
+            replica_dir.join("basebackup.log").display()
+        );
+        let port = crate::registry_cluster::free_ports(1)?;
+        let passfile = replica_dir.join("pgpass");
+        std::fs::copy(&self.passfile, &passfile)?;
+        let mut replica =
+            Self { port, dir: replica_dir, bin: self.bin.clone(), process: None, passfile, ca: self.ca.clone() };
+        replica.restart().await?;
+        Ok(replica)
+    }
+
     /// Starts the server (again, on the same data) and waits until it
     /// answers; after a kill -9 it recovers from its WAL first.
     pub async fn restart(&mut self) -> anyhow::Result<()> {

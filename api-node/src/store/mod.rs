@@ -193,6 +193,22 @@ impl Shard {
         }
     }
 
+    /// How far the shard's writes are durable (a PostgreSQL WAL position);
+    /// `None` for an embedded store, which has no replicas.
+    async fn position(&self) -> Result<Option<String>, ShardError> {
+        match self {
+            Shard::Postgres(shard) => shard.position().await.map(Some),
+            Shard::Embedded(_) => Ok(None),
+        }
+    }
+
+    async fn replayed(&self, position: &str) -> Result<bool, ShardError> {
+        match self {
+            Shard::Postgres(shard) => shard.replayed(position).await,
+            Shard::Embedded(_) => Ok(false),
+        }
+    }
+
     /// Answers a trivial query (and the schema check on first use).
     pub async fn ping(&self) -> Result<(), ShardError> {
         match self {
@@ -313,6 +329,17 @@ impl TenantScope {
                 reason: format!("no answer within {} ms", within.as_millis()),
             }),
         }
+    }
+
+    /// How far this shard's acknowledged writes go, for a later read from
+    /// a replica (`None`: an embedded store).
+    pub async fn position(&self) -> Result<Option<String>, ShardError> {
+        self.shard.position().await
+    }
+
+    /// On a replica: whether it has replayed up to `position`.
+    pub async fn replayed(&self, position: &str) -> Result<bool, ShardError> {
+        self.shard.replayed(position).await
     }
 
     /// The digest of the tenant's rows here.

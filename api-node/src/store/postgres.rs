@@ -326,6 +326,22 @@ impl Postgres {
         Ok(Digest { rows: row.get::<_, i64>(0) as u64, sha256: row.get(1) })
     }
 
+    /// How far the database's WAL is flushed: at or past every write
+    /// acknowledged so far (a commit returns once flushed).
+    pub async fn position(&self) -> Result<String, ShardError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT pg_current_wal_flush_lsn()::text", &[]).await;
+        Ok(row.map_err(|error| self.db_error(error))?.get(0))
+    }
+
+    /// On a replica: whether it has replayed the WAL up to `position`.
+    pub async fn replayed(&self, position: &str) -> Result<bool, ShardError> {
+        let client = self.client().await?;
+        let query = "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)";
+        let row = client.query_one(query, &[&position]).await;
+        Ok(row.map_err(|error| self.db_error(error))?.get(0))
+    }
+
     pub async fn ping(&self) -> Result<(), ShardError> {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(|error| self.db_error(error))?;

@@ -31,6 +31,7 @@ mod placement_pins;
 mod regctl_up;
 mod replication;
 mod shard_database_crash;
+mod shard_read_replica;
 mod snapshot_catchup;
 mod tenant_moves;
 mod tidy;

@@ -494,6 +494,7 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
         region: region(home),
         endpoint: format!("embedded:{id}"),
         state: ShardState::Active,
+        replica: None,
     };
     let mut state = State::default();
     let before = state.clone();
@@ -510,6 +511,14 @@ fn shards_route_new_tenants_and_pins_keep_them_inside() {
         let (response, changes) = apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: bad }));
         assert!(changes.is_empty(), "{id}");
         assert!(matches!(rejected(&response), CommandError::Invalid { .. }), "{id}");
+    }
+    // A replica is another PostgreSQL database.
+    let primary = "postgres://app@db/s";
+    for replica in [primary, "embedded:r", "postgres://app:pw@replica/s"] {
+        let bad = Shard { endpoint: primary.to_owned(), replica: Some(replica.to_owned()), ..shard("eu-4", "eu-west") };
+        let (response, _) = apply(&mut state, Revision(2), 0, &op(2, Op::AddShard { shard: bad }));
+        let error = rejected(&response).to_string();
+        assert!(error.starts_with("shard.replica_endpoint"), "{replica}: {error}");
     }
 
     let placed =
@@ -555,6 +564,7 @@ fn a_move_goes_begin_verify_flip_unlock_and_aborts_only_before_the_flip() {
             region: region(home),
             endpoint: format!("embedded:{id}"),
             state: ShardState::Active,
+            replica: None,
         };
         apply(&mut state, Revision(revision), 0, &op(revision, Op::AddShard { shard }));
     }

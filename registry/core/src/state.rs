@@ -78,6 +78,9 @@ pub struct Shard {
     pub region: Region,
     pub endpoint: String,
     pub state: ShardState,
+    /// A read replica of the database, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// The cluster's regions and shards (small; stored whole).

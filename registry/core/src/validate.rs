@@ -73,8 +73,22 @@ pub fn check_shard(shard: &Shard) -> Result<(), CommandError> {
     proto::TenantId::parse(&shard.id).map_err(|error| {
         CommandError::invalid("shard.id", error.rule_id, format!("`{}`: {}", shard.id.escape_debug(), error.rule))
     })?;
-    proto::ShardEndpoint::parse(&shard.endpoint)
+    let endpoint = proto::ShardEndpoint::parse(&shard.endpoint)
         .map_err(|error| CommandError::invalid("shard.endpoint", error.rule_id, error.to_string()))?;
+    if let Some(replica) = &shard.replica {
+        let parsed = proto::ShardEndpoint::parse(replica).map_err(|error| {
+            CommandError::invalid(
+                "shard.replica_endpoint",
+                error.rule_id,
+                error.to_string().replacen("shard.endpoint", "shard.replica_endpoint", 1),
+            )
+        })?;
+        let postgres = |endpoint: &proto::ShardEndpoint| matches!(endpoint, proto::ShardEndpoint::Postgres { .. });
+        if !postgres(&endpoint) || !postgres(&parsed) || replica == &shard.endpoint {
+            let message = "a replica is a PostgreSQL database other than the shard's own endpoint";
+            return Err(CommandError::invalid("shard.replica_endpoint", "postgres-replica", message));
+        }
+    }
     Ok(())
 }
 

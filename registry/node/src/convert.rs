@@ -68,6 +68,7 @@ pub(crate) fn shard_info(shard: &Shard) -> v1::ShardInfo {
         region: shard.region.to_string(),
         endpoint: shard.endpoint.clone(),
         state: state.to_owned(),
+        replica_endpoint: shard.replica.clone().unwrap_or_default(),
     }
 }
 

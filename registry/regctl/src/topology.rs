@@ -41,6 +41,10 @@ pub(super) enum ShardCommand {
         /// (a SQLite file of each api-node, for development on one machine).
         #[arg(long)]
         endpoint: String,
+        /// A streaming replica of the database (postgres://…): api-nodes
+        /// serve reads from it once it has replayed the caller's last write.
+        #[arg(long, value_name = "ENDPOINT")]
+        replica: Option<String>,
     },
     /// Every shard.
     List,
@@ -66,9 +70,13 @@ pub(super) async fn region(command: RegionCommand, client: &Client, format: Form
 
 pub(super) async fn shard(command: ShardCommand, client: &Client, format: Format) -> Result<(), Failure> {
     let change = match command {
-        ShardCommand::Add { id, region, endpoint } => {
-            Some(TopologyChange::AddShard(v1::ShardInfo { id, region, endpoint, state: String::new() }))
-        }
+        ShardCommand::Add { id, region, endpoint, replica } => Some(TopologyChange::AddShard(v1::ShardInfo {
+            id,
+            region,
+            endpoint,
+            state: String::new(),
+            replica_endpoint: replica.unwrap_or_default(),
+        })),
         ShardCommand::List => None,
         ShardCommand::Drain { id } => Some(TopologyChange::DrainShard(id)),
     };

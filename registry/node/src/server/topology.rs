@@ -20,7 +20,8 @@ pub(crate) fn region_status(status: i32) -> Result<RegionStatus, Status> {
 pub(crate) fn shard(info: Option<v1::ShardInfo>) -> Result<Shard, Status> {
     let info = info.ok_or_else(|| Status::invalid_argument("shard: required"))?;
     let region = proto::Region::parse(&info.region).map_err(|error| status::from_domain_error(&error))?;
-    let shard = Shard { id: info.id, region, endpoint: info.endpoint, state: ShardState::Active };
+    let replica = Some(info.replica_endpoint).filter(|replica| !replica.is_empty());
+    let shard = Shard { id: info.id, region, endpoint: info.endpoint, state: ShardState::Active, replica };
     registry_core::check_shard(&shard).map_err(|error| status::from_command_error(&error))?;
     Ok(shard)
 }

@@ -60,8 +60,9 @@ fn every_op() -> Vec<Op> {
             shard: Shard {
                 id: "eu-2".to_owned(),
                 region: region("eu-west"),
-                endpoint: "postgres://db/eu2".to_owned(),
+                endpoint: "postgres://app@db/eu2".to_owned(),
                 state: ShardState::Draining,
+                replica: Some("postgres://app@db-replica/eu2".to_owned()),
             },
         },
         Op::DrainShard { id: "eu-2".to_owned() },
