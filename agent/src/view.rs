@@ -137,6 +137,9 @@ pub fn validate(record: &TenantRecord, revision: u64, rules: Rules) -> Result<()
         }
         return Ok(());
     }
+    if rules.kind == Kind::Frontend && !record.shards.is_empty() {
+        return Err("shards: a frontend agent is sent no shard endpoints".to_owned());
+    }
     validate_bundles(("public_bundle", "private_bundle"), &record.public_bundle, &record.private_bundle, rules)?;
     if record.canary_revision > 0 {
         let names = ("canary_public_bundle", "canary_private_bundle");
@@ -336,6 +339,11 @@ mod tests {
         assert!(refusals[0].reason.contains("never hold private data"));
         let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), API).expect("ok");
         assert!(refusals[0].reason.contains("missing"));
+        let shard =
+            v1::ShardInfo { id: "us-1".to_owned(), endpoint: "postgres://app@db/s".to_owned(), ..Default::default() };
+        let with_shards = TenantRecord { shards: vec![shard], ..record("acme", 1, false) };
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![with_shards]), FRONTEND).expect("ok");
+        assert!(refusals[0].reason.starts_with("shards:"), "{}", refusals[0].reason);
     }
 
     #[test]

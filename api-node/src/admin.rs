@@ -4,8 +4,9 @@
 //! `POST /admin/moves/{tenant}/copy?began_revision=N` copies the tenant's
 //! rows from its old shard to its new one, as the registry's move record
 //! (begun at revision N) says, and answers both sides' digests for regctl
-//! to record; `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N`
-//! removes them from the old shard once the move is flipped. The instruction
+//! to record; `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N&revision=M`
+//! removes them from the old shard once the move is flipped (at revision M,
+//! which the node's view reaches first). The instruction
 //! is the replicated record in this node's view, not the request: a request
 //! naming a move the view does not hold, or a node outside the tenant's home
 //! region, changes nothing.
@@ -55,6 +56,9 @@ pub fn router(node: Arc<Node>) -> Router {
 #[derive(Deserialize)]
 struct MoveQuery {
     began_revision: u64,
+    /// The revision the caller saw the move at (its flip, for the removal
+    /// of the old copy): the node answers from a view at least that new.
+    revision: Option<u64>,
 }
 
 /// The move begun at `began` in this node's view, at one of `steps`, with
@@ -62,11 +66,13 @@ struct MoveQuery {
 async fn move_in_view(
     node: &Node,
     tenant: &str,
-    began: u64,
+    query: &MoveQuery,
     steps: &[&str],
 ) -> Result<(Arc<TenantEntry>, TenantMove), Response> {
-    if !node.agent.wait_for_revision(began, Duration::from_millis(MOVE_VIEW_WAIT_MS)).await {
-        let detail = format!("this node's view is behind revision {began}, which began the move; retry shortly");
+    let began = query.began_revision;
+    let seen = query.revision.unwrap_or(began).max(began);
+    if !node.agent.wait_for_revision(seen, Duration::from_millis(MOVE_VIEW_WAIT_MS)).await {
+        let detail = format!("this node's view is behind revision {seen}, where the move is; retry shortly");
         return Err(problem(StatusCode::SERVICE_UNAVAILABLE, &detail));
     }
     let Some(entry) = node.agent.tenant(tenant) else {
@@ -108,7 +114,7 @@ fn failure(step: &str, error: ShardError) -> Response {
 
 /// `POST /admin/moves/{tenant}/copy?began_revision=N`: the copy step.
 async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(query): Query<MoveQuery>) -> Response {
-    let (entry, moving) = match move_in_view(&node, &tenant, query.began_revision, &["copying", "verified"]).await {
+    let (entry, moving) = match move_in_view(&node, &tenant, &query, &["copying", "verified"]).await {
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
@@ -144,7 +150,7 @@ async fn remove_old_copy(
     Path(tenant): Path<String>,
     Query(query): Query<MoveQuery>,
 ) -> Response {
-    let (entry, moving) = match move_in_view(&node, &tenant, query.began_revision, &["flipped"]).await {
+    let (entry, moving) = match move_in_view(&node, &tenant, &query, &["flipped"]).await {
         Ok(found) => found,
         Err(refusal) => return refusal,
     };

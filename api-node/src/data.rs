@@ -118,6 +118,11 @@ fn read_after(headers: &HeaderMap, shard: &str) -> Option<String> {
     (named == shard && valid).then(|| lsn.to_owned())
 }
 
+/// The tenant's scope on its shard's replica, if the shard has one.
+pub fn replica_scope(node: &Node, entry: &TenantEntry) -> Option<Result<TenantScope, ShardError>> {
+    replica_of(entry).map(|(_, replica)| node.shards.scope(replica, &entry.record.uid, 0))
+}
+
 /// The tenant's items, from its shard's replica when it has replayed the
 /// caller's last write (or the caller named none), else from the primary;
 /// and which answered.
@@ -127,8 +132,8 @@ async fn read_items(
     headers: &HeaderMap,
 ) -> Result<(Vec<Item>, &'static str), ShardError> {
     let primary = scope(node, entry)?;
-    if let Some((shard, replica)) = replica_of(entry) {
-        let replica = node.shards.scope(replica, &entry.record.uid, 0)?;
+    if let (Some((shard, _)), Some(replica)) = (replica_of(entry), replica_scope(node, entry)) {
+        let replica = replica?;
         let fresh = match read_after(headers, shard) {
             None => true,
             Some(position) => replica.replayed(&position).await.unwrap_or(false),

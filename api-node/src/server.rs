@@ -134,6 +134,11 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
     let staleness_ms = node.staleness().map(|staleness| staleness.as_millis() as u64);
     let within = std::time::Duration::from_millis(SHARD_HEALTH_MS);
     let shard = async { crate::data::scope(&node, &entry)?.reachable(within).await }.await;
+    // A replica down is reported, not fatal: reads then go to the primary.
+    let replica = match crate::data::replica_scope(&node, &entry) {
+        Some(replica) => Some(async { replica?.reachable(within).await }.await),
+        None => None,
+    };
     let fresh = node.is_fresh() && shard.is_ok();
     let body = json!({
         "status": if fresh { "ok" } else { "stale" },
@@ -145,6 +150,10 @@ async fn health(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) ->
             "id": crate::data::shard_of(&entry),
             "reachable": shard.is_ok(),
             "error": shard.err().map(|error| error.to_string()),
+            "replica": replica.map(|replica| json!({
+                "reachable": replica.is_ok(),
+                "error": replica.err().map(|error| error.to_string()),
+            })),
         },
         "registry": {
             "revision": node.agent.revision(),

@@ -98,9 +98,17 @@ async fn reads_go_to_the_replica_once_it_has_the_callers_last_write() -> anyhow:
     .await?;
     assert_eq!(caught_up.0, 2);
 
-    phase("the replica killed: every read goes to the primary");
+    let health = get(&api.addr, "/health?tenant=auto", &[("Host", HOST)]).await?;
+    let body: serde_json::Value = serde_json::from_slice(&health.body)?;
+    assert_eq!(body["shard"]["replica"]["reachable"], true, "{body}");
+
+    phase("the replica killed: every read goes to the primary, and health says so");
     drop(replica_db);
     replica.kill()?;
+    let health = get(&api.addr, "/health?tenant=auto", &[("Host", HOST)]).await?;
+    let body: serde_json::Value = serde_json::from_slice(&health.body)?;
+    assert_eq!((health.status, &body["shard"]["reachable"]), (200, &serde_json::json!(true)), "{body}");
+    assert_eq!(body["shard"]["replica"]["reachable"], false, "{body}");
     assert_eq!(list(&api.addr, &bearer, None).await?, (2, "primary".to_owned()));
     assert_eq!(list(&api.addr, &bearer, Some(&second)).await?, (2, "primary".to_owned()));
 

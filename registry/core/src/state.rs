@@ -78,8 +78,10 @@ pub struct Shard {
     pub region: Region,
     pub endpoint: String,
     pub state: ShardState,
-    /// A read replica of the database, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A read replica of the database, if any. Not part of this struct's
+    /// serde form, whose binary encoding in snapshot files predates it: the
+    /// snapshot writes replicas as a record of their own.
+    #[serde(skip)]
     pub replica: Option<String>,
 }
 

@@ -311,7 +311,13 @@ impl Cluster for Fake {
         state.copies.remove(0)
     }
 
-    async fn remove_old_copy(&self, _admin: &str, tenant_id: &str, _began_revision: u64) -> Result<u64, CopyFailed> {
+    async fn remove_old_copy(
+        &self,
+        _admin: &str,
+        tenant_id: &str,
+        _began: u64,
+        _flipped: u64,
+    ) -> Result<u64, CopyFailed> {
         self.lock().calls.push(format!("remove old copy {tenant_id}"));
         Ok(3)
     }

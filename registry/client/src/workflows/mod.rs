@@ -76,13 +76,14 @@ pub trait Cluster: Sync {
         tenant_id: &str,
         began_revision: u64,
     ) -> impl Future<Output = Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed>> + Send;
-    /// Asks the api-node at `admin` to remove the old copy of the flipped
-    /// move begun at `began_revision`: how many rows went.
+    /// Asks the api-node at `admin` to remove the old copy of the move begun
+    /// at `began_revision` and flipped at `flipped_revision`: how many rows went.
     fn remove_old_copy(
         &self,
         admin: &str,
         tenant_id: &str,
         began_revision: u64,
+        flipped_revision: u64,
     ) -> impl Future<Output = Result<u64, CopyFailed>> + Send;
 }
 
@@ -168,8 +169,16 @@ impl Cluster for Client {
         digests(&admin_post(self, admin, &path).await?)
     }
 
-    async fn remove_old_copy(&self, admin: &str, tenant_id: &str, began_revision: u64) -> Result<u64, CopyFailed> {
-        let path = format!("/admin/moves/{tenant_id}/remove-old-copy?began_revision={began_revision}");
+    async fn remove_old_copy(
+        &self,
+        admin: &str,
+        tenant_id: &str,
+        began_revision: u64,
+        flipped_revision: u64,
+    ) -> Result<u64, CopyFailed> {
+        let path = format!(
+            "/admin/moves/{tenant_id}/remove-old-copy?began_revision={began_revision}&revision={flipped_revision}"
+        );
         let body = admin_post(self, admin, &path).await?;
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         value["removed_rows"].as_u64().ok_or_else(|| CopyFailed {

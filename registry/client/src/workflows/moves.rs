@@ -209,9 +209,9 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
             }
             "flipped" => {
                 let admin = admin()?;
-                let waited_for = wait_for_readers(cluster, &home, tenant.mod_revision).await;
-                let began = moving.began_revision;
-                let removal = || cluster.remove_old_copy(admin, tenant_id, began);
+                let (began, flipped) = (moving.began_revision, tenant.mod_revision);
+                let waited_for = wait_for_readers(cluster, &home, flipped).await;
+                let removal = || cluster.remove_old_copy(admin, tenant_id, began, flipped);
                 let rows = retried("removing the old copy", admin, removal).await?;
                 event(Event::OldCopyRemoved { shard: from_shard, rows, waited_for });
                 step(MoveStep::Unlock, None).await?

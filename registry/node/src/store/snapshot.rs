@@ -57,6 +57,10 @@ enum Record {
     /// An audit entry whose documents are its tenant's live ones (written
     /// without them; the tenant's record comes first). Format 2 only.
     AuditOfLive(Arc<AuditEntry>),
+    /// The shards' read replicas (shard id → endpoint), after the topology;
+    /// written only when there are some, so that a snapshot without
+    /// replicas is one that builds before them read.
+    Replicas(std::collections::BTreeMap<String, String>),
 }
 
 /// Hashes every byte written through it.
@@ -123,6 +127,12 @@ fn write_records<W: Write>(out: W, applied: &AppliedState) -> io::Result<W> {
     }
     write_record(&mut writer, &Record::Topology(state.topology.clone()))?;
     records += 1;
+    let replicas: std::collections::BTreeMap<String, String> =
+        state.topology.shards.values().filter_map(|shard| Some((shard.id.clone(), shard.replica.clone()?))).collect();
+    if !replicas.is_empty() {
+        write_record(&mut writer, &Record::Replicas(replicas))?;
+        records += 1;
+    }
     for tenant in state.tenants.values() {
         write_record(&mut writer, &Record::Tenant(tenant.clone()))?;
         records += 1;
@@ -361,6 +371,15 @@ pub fn read(reader: impl io::Read) -> io::Result<(SnapshotMeta, AppliedState)> {
                 applied.state.topology = topology;
                 count += 1;
             }
+            Record::Replicas(replicas) => {
+                let topology = Arc::make_mut(&mut applied.state.topology);
+                for (id, replica) in replicas {
+                    if let Some(shard) = topology.shards.get_mut(&id) {
+                        shard.replica = Some(replica);
+                    }
+                }
+                count += 1;
+            }
         }
     }
 }
@@ -394,6 +413,17 @@ mod tests {
         }
         applied.last_applied = Some(crate::raft_types::log_id(2, 1, 3));
         applied.state.cluster_id = Some(ulid::Ulid::from_parts(7, 7));
+        let region = proto::Region::parse("us-east").expect("region");
+        for (id, replica) in [("us-1", Some("postgres://app@replica/s")), ("us-2", None)] {
+            let shard = registry_core::Shard {
+                id: id.to_owned(),
+                region: region.clone(),
+                endpoint: "postgres://app@primary/s".to_owned(),
+                state: registry_core::ShardState::Active,
+                replica: replica.map(str::to_owned),
+            };
+            Arc::make_mut(&mut applied.state.topology).shards.insert(id.to_owned(), shard);
+        }
         applied
     }
 
@@ -416,7 +446,7 @@ mod tests {
         assert_eq!(current(dir.path()).expect("list"), Some(path.clone()));
         assert_eq!(read_meta(&path).expect("meta").last_log_id, applied.last_applied);
         let (_, loaded) = read(File::open(&path).expect("open")).expect("read");
-        assert_eq!(loaded, applied);
+        assert_eq!(loaded, applied, "replicas included");
         assert_shares_documents(&loaded);
 
         let bytes = fs::read(&path).expect("read");
@@ -459,7 +489,9 @@ mod tests {
 
     #[test]
     fn a_format_1_snapshot_is_read_and_its_documents_shared() {
-        let applied = sample();
+        // Format 1 predates read replicas.
+        let mut applied = sample();
+        Arc::make_mut(&mut applied.state.topology).shards.values_mut().for_each(|shard| shard.replica = None);
         let bytes = format_1(&applied);
         let (meta, loaded) = read(bytes.as_slice()).expect("read");
         assert_eq!(meta.last_log_id, applied.last_applied);

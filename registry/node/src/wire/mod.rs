@@ -25,7 +25,9 @@ use crate::raft_types::{Entry, LogId, Member, Membership, SnapshotMeta, StoredMe
 /// compiled to a command (`LogCompiled`), which a format 2 build would
 /// ignore and apply differently. A format 2 log reads as is: its commands
 /// carry nothing compiled, and apply compiles them as format 2 builds did.
-pub const FORMAT: u32 = 3;
+/// 4 adds a shard's read replica (`LogShard.replica_endpoint`), which a
+/// format 3 build would drop; a format 3 log reads as is (no replicas).
+pub const FORMAT: u32 = 4;
 
 /// The metadata key that carries [`FORMAT`].
 pub const FORMAT_HEADER: &str = "x-tenantry-raft-format";
