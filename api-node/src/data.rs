@@ -42,12 +42,13 @@ pub fn shard_of(entry: &TenantEntry) -> String {
 /// A shard named in `entry`'s record (empty: its home region's default shard).
 pub fn shard_name(entry: &TenantEntry, shard: &str) -> String {
     match shard {
-        "" => {
-            let home = entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str());
-            format!("default-{home}")
-        }
+        "" => format!("default-{}", home_of(entry)),
         shard => shard.to_owned(),
     }
+}
+
+fn home_of(entry: &TenantEntry) -> &str {
+    entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str())
 }
 
 /// Where the shard `shard` (as `entry` names it) lives: the endpoint the
@@ -55,7 +56,7 @@ pub fn shard_name(entry: &TenantEntry, shard: &str) -> String {
 /// `--default-shard` this node has for the tenant's home region.
 pub fn endpoint_of(node: &Node, entry: &TenantEntry, shard: &str) -> Result<String, ShardError> {
     if shard.is_empty() {
-        let home = entry.record.placement.as_ref().map_or("", |placement| placement.home_region.as_str());
+        let home = home_of(entry);
         if let Some(endpoint) = node.default_shards.get(home) {
             return Ok(endpoint.clone());
         }

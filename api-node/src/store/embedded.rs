@@ -91,6 +91,10 @@ impl Embedded {
         Ok(Self { endpoint: endpoint.to_owned(), connection: Arc::new(Mutex::new(connection)) })
     }
 
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Runs `work` on the connection, off the async workers.
     async fn run<T: Send + 'static>(
         &self,

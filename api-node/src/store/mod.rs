@@ -209,6 +209,13 @@ impl Shard {
         }
     }
 
+    fn endpoint(&self) -> &str {
+        match self {
+            Shard::Postgres(shard) => shard.endpoint(),
+            Shard::Embedded(shard) => shard.endpoint(),
+        }
+    }
+
     /// Answers a trivial query (and the schema check on first use).
     pub async fn ping(&self) -> Result<(), ShardError> {
         match self {
@@ -325,7 +332,7 @@ impl TenantScope {
         match tokio::time::timeout(within, self.shard.ping()).await {
             Ok(answer) => answer,
             Err(_) => Err(ShardError::Unavailable {
-                endpoint: String::new(),
+                endpoint: self.shard.endpoint().to_owned(),
                 reason: format!("no answer within {} ms", within.as_millis()),
             }),
         }

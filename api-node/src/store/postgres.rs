@@ -137,6 +137,10 @@ impl Postgres {
         Ok(Self { endpoint: endpoint.to_owned(), pool, checked: tokio::sync::OnceCell::new() })
     }
 
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     fn error(&self, error: impl std::error::Error) -> ShardError {
         ShardError::Unavailable { endpoint: self.endpoint.clone(), reason: with_causes(&error) }
     }

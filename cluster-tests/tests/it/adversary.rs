@@ -17,8 +17,9 @@ use cluster_tests::certs::{self, TestCerts};
 use cluster_tests::http::HttpRequest;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
-/// The Raft format the nodes under test speak (`x-tenantry-raft-format`).
-const RAFT_FORMAT: u32 = 3;
+/// The Raft format the nodes under test speak (`x-tenantry-raft-format`;
+/// `registry::wire::FORMAT`, which the suites may not link).
+const RAFT_FORMAT: u32 = 4;
 
 /// `message` as a Raft request of the nodes' format.
 fn raft_request<T>(message: T) -> tonic::Request<T> {
