@@ -90,6 +90,16 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A failed statement or connection: the database's code and message, or
+/// the error and its causes.
+fn unavailable(endpoint: &str, error: tokio_postgres::Error) -> ShardError {
+    let reason = match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => with_causes(&error),
+    };
+    ShardError::Unavailable { endpoint: endpoint.to_owned(), reason }
+}
+
 /// The TLS connector for `endpoint`: with `--shard-ca`, TLS as its
 /// `sslmode` says; without, none, and `sslmode=require` is refused.
 fn tls_for(
@@ -146,11 +156,7 @@ impl Postgres {
     }
 
     fn db_error(&self, error: tokio_postgres::Error) -> ShardError {
-        let reason = match error.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => with_causes(&error),
-        };
-        ShardError::Unavailable { endpoint: self.endpoint.clone(), reason }
+        unavailable(&self.endpoint, error)
     }
 
     /// A pooled connection to a database this build fits.
@@ -184,7 +190,9 @@ impl Postgres {
     /// A transaction that sees only `tenant`'s rows.
     async fn guarded<'a>(&self, client: &'a mut Object, tenant: &str) -> Result<Transaction<'a>, ShardError> {
         let transaction = client.transaction().await.map_err(|error| self.db_error(error))?;
-        transaction.execute(GUARD, &[&tenant]).await.map_err(|error| self.db_error(error))?;
+        // Prepared once per connection: every request runs it.
+        let guard = transaction.prepare_cached(GUARD).await.map_err(|error| self.db_error(error))?;
+        transaction.execute(&guard, &[&tenant]).await.map_err(|error| self.db_error(error))?;
         Ok(transaction)
     }
 
@@ -364,13 +372,7 @@ pub async fn migrate(
     tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
     grant_to: &[String],
 ) -> Result<Vec<i64>, ShardError> {
-    let failed = |error: tokio_postgres::Error| {
-        let reason = match error.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => with_causes(&error),
-        };
-        ShardError::Unavailable { endpoint: endpoint.to_owned(), reason }
-    };
+    let failed = |error| unavailable(endpoint, error);
     let config = config(endpoint, parsed, passfile, MOVE_STATEMENT_MS)?;
     let (mut client, connection) = match tls_for(endpoint, parsed, tls)? {
         Some(tls) => {
