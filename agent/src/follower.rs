@@ -135,7 +135,7 @@ impl Agent {
         }
         let store = config.data_dir.as_deref().map(DiskStore::open).transpose()?;
         let view = match &store {
-            Some(store) => store.load().unwrap_or_else(|error| {
+            Some(store) => store.load(&config.region).unwrap_or_else(|error| {
                 tracing::warn!(%error, "local copy unreadable; starting empty");
                 None
             }),
@@ -149,7 +149,7 @@ impl Agent {
                 "started from the local copy (stale until the registry confirms)"
             );
         }
-        let rules = Rules { kind: config.kind, bundle_bytes_max: config.bundle_bytes_max };
+        let rules = Rules { kind: config.kind, bundle_bytes_max: config.bundle_bytes_max, region: config.region.clone() };
         let (applied, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             rules,
@@ -369,7 +369,7 @@ fn apply_delta(
     let current = shared.view.load_full();
     let changed: Vec<String> = delta.tenants.iter().map(|record| record.id.clone()).collect();
     let (next, refusals) =
-        current.apply_delta(delta, shared.rules).map_err(|error| SessionError::Protocol(error.to_string()))?;
+        current.apply_delta(delta, &shared.rules).map_err(|error| SessionError::Protocol(error.to_string()))?;
     refuse(shared, refusals, outbound);
     if let Some(store) = &shared.store {
         if let Err(error) = store.save_delta(&next, &changed) {
@@ -409,7 +409,7 @@ fn install_snapshot(
             current.revision
         )));
     }
-    let (next, refusals) = current.apply_snapshot(revision, cluster_id, records, shared.rules);
+    let (next, refusals) = current.apply_snapshot(revision, cluster_id, records, &shared.rules);
     refuse(shared, refusals, outbound);
     if let Some(store) = &shared.store {
         if let Err(error) = store.save_all(&next) {

@@ -102,8 +102,9 @@ impl DiskStore {
         Ok(Self { dir: dir.to_owned(), journal: Mutex::new((BufWriter::new(file), length)), has_snapshot })
     }
 
-    /// The saved view, if any. A damaged snapshot is reported, not trusted.
-    pub(crate) fn load(&self) -> Result<Option<View>, Error> {
+    /// The saved view, if any, served in `region`. A damaged snapshot is
+    /// reported, not trusted.
+    pub(crate) fn load(&self, region: &str) -> Result<Option<View>, Error> {
         let path = self.dir.join(SNAPSHOT);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -144,7 +145,7 @@ impl DiskStore {
                 }
             }
         }
-        Ok(Some(View::restored(revision, meta.cluster_id, tenants.into_values())))
+        Ok(Some(View::restored(revision, meta.cluster_id, tenants.into_values(), region)))
     }
 
     /// Appends the changes that made `after` (a delta) to the journal; with
@@ -215,7 +216,15 @@ mod tests {
     use super::*;
 
     fn record(id: &str, revision: u64) -> TenantRecord {
-        TenantRecord { id: id.to_owned(), mod_revision: revision, config_revision: revision, ..Default::default() }
+        let json = format!(r#"{{"tenant":"{id}"}}"#);
+        let public = v1::Bundle { sha256: compiler::document::sha256_hex(json.as_bytes()), json: json.into() };
+        TenantRecord {
+            id: id.to_owned(),
+            mod_revision: revision,
+            config_revision: revision,
+            public_bundle: Some(public),
+            ..Default::default()
+        }
     }
 
     fn ids(view: &View) -> Vec<(String, u64)> {
@@ -228,18 +237,18 @@ mod tests {
     fn snapshot_and_journal_load_at_one_revision_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DiskStore::open(dir.path()).expect("open");
-        assert!(store.load().expect("load").is_none(), "nothing saved yet");
+        assert!(store.load("eu-west").expect("load").is_none(), "nothing saved yet");
 
         // An agent that started with deltas (no snapshot yet) still saves a loadable view.
-        let first = View::restored(2, "c1".to_owned(), vec![record("acme", 2)]);
+        let first = View::restored(2, "c1".to_owned(), vec![record("acme", 2)], "eu-west");
         store.save_delta(&first, &["acme".to_owned()]).expect("first delta");
-        assert_eq!(store.load().expect("load").map(|view| view.revision), Some(2));
+        assert_eq!(store.load("eu-west").expect("load").map(|view| view.revision), Some(2));
 
-        let snapshot = View::restored(5, "c1".to_owned(), vec![record("acme", 3), record("globex", 5)]);
+        let snapshot = View::restored(5, "c1".to_owned(), vec![record("acme", 3), record("globex", 5)], "eu-west");
         store.save_all(&snapshot).expect("save all");
-        let after = View::restored(6, "c1".to_owned(), vec![record("acme", 6)]);
+        let after = View::restored(6, "c1".to_owned(), vec![record("acme", 6)], "eu-west");
         store.save_delta(&after, &["acme".to_owned(), "globex".to_owned()]).expect("delta");
-        let loaded = store.load().expect("load").expect("a view");
+        let loaded = store.load("eu-west").expect("load").expect("a view");
         assert_eq!((loaded.revision, loaded.cluster_id.as_str()), (6, "c1"));
         assert_eq!(ids(&loaded), [("acme".to_owned(), 6)], "globex deleted by the delta");
 
@@ -249,13 +258,13 @@ mod tests {
         file.write_all(&[200, 0, 0, 0, 1, 2]).expect("torn frame");
         drop(file);
         let reopened = DiskStore::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.load().expect("load").map(|view| view.revision), Some(6));
+        assert_eq!(reopened.load("eu-west").expect("load").map(|view| view.revision), Some(6));
 
         // A new snapshot empties the journal.
-        let snapshot = View::restored(9, "c2".to_owned(), vec![record("initech", 9)]);
+        let snapshot = View::restored(9, "c2".to_owned(), vec![record("initech", 9)], "eu-west");
         reopened.save_all(&snapshot).expect("save all");
         assert_eq!(fs::metadata(&journal).expect("journal").len(), 0);
-        let loaded = reopened.load().expect("load").expect("a view");
+        let loaded = reopened.load("eu-west").expect("load").expect("a view");
         assert_eq!((loaded.revision, ids(&loaded)), (9, vec![("initech".to_owned(), 9)]));
 
         // A damaged snapshot is reported, not trusted.
@@ -264,6 +273,6 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).expect("damage");
-        assert!(reopened.load().is_err());
+        assert!(reopened.load("eu-west").is_err());
     }
 }

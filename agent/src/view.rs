@@ -47,29 +47,62 @@ impl From<trust::AgentKind> for Kind {
     }
 }
 
+/// What `/config/{tenant}.json` serves in this agent's region: the
+/// public bundle with the region's variant merged in and `configVersion`
+/// and `region` added ([`compiler::regions::served_json`]), and its
+/// SHA-256 (the ETag), made once when the record is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Served {
+    pub json: prost::bytes::Bytes,
+    pub sha256: String,
+}
+
+impl Served {
+    fn new(bundle: &v1::Bundle, region: &str, config_version: u64) -> Result<Self, String> {
+        let json = compiler::regions::served_json(&bundle.json, region, config_version)
+            .map_err(|problem| problem.to_string())?;
+        let sha256 = compiler::document::sha256_hex(json.as_bytes());
+        Ok(Self { json: json.into(), sha256 })
+    }
+}
+
 /// One tenant as the agent holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantEntry {
     pub record: TenantRecord,
+    served: Served,
+    canary_served: Option<Served>,
 }
 
 impl TenantEntry {
+    /// The entry of a checked record, served in `region`.
+    pub fn new(record: TenantRecord, region: &str) -> Result<Self, String> {
+        let public = record.public_bundle.as_ref().ok_or("public_bundle: missing")?;
+        let served = Served::new(public, region, record.config_revision)?;
+        let canary_served = match &record.canary_public_bundle {
+            Some(bundle) if record.canary_revision > 0 => Some(Served::new(bundle, region, record.canary_revision)?),
+            _ => None,
+        };
+        Ok(Self { record, served, canary_served })
+    }
+
     pub fn id(&self) -> &str {
         &self.record.id
+    }
+
+    /// The runtime config this region serves.
+    pub fn served(&self) -> &Served {
+        &self.served
+    }
+
+    /// The staged canary's runtime config, if one is staged.
+    pub fn canary_served(&self) -> Option<&Served> {
+        self.canary_served.as_ref()
     }
 
     /// The tenant's configVersion: the revision of its live bundles.
     pub fn config_version(&self) -> u64 {
         self.record.config_revision
-    }
-
-    /// The staged canary's configVersion and public bundle, if one is staged.
-    pub fn canary_public(&self) -> Option<(u64, &v1::Bundle)> {
-        self.record
-            .canary_public_bundle
-            .as_ref()
-            .filter(|_| self.record.canary_revision > 0)
-            .map(|bundle| (self.record.canary_revision, bundle))
     }
 
     /// The public bundle's JSON bytes (what a browser may see).
@@ -112,16 +145,18 @@ pub struct SequenceError {
 }
 
 /// The agent's own rules for a record (on top of the registry's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     pub kind: Kind,
     pub bundle_bytes_max: usize,
+    /// The agent's region, whose variant of each tenant it serves.
+    pub region: String,
 }
 
 /// Checks a record with the same rules the registry uses (the bundles'
 /// hashes, and the config compiler's check that a public bundle holds only
 /// public parts and no secrets), plus the agent's scope and size limits.
-pub fn validate(record: &TenantRecord, revision: u64, rules: Rules) -> Result<(), String> {
+pub fn validate(record: &TenantRecord, revision: u64, rules: &Rules) -> Result<(), String> {
     TenantId::parse(&record.id).map_err(|error| error.to_string())?;
     if record.mod_revision > revision || record.config_revision > record.mod_revision {
         return Err(format!(
@@ -152,7 +187,7 @@ fn validate_bundles(
     (public_name, private_name): (&str, &str),
     public: &Option<v1::Bundle>,
     private: &Option<v1::Bundle>,
-    rules: Rules,
+    rules: &Rules,
 ) -> Result<(), String> {
     let Some(public) = public else {
         return Err(format!("{public_name}: missing"));
@@ -178,6 +213,15 @@ fn is_deleted(record: &TenantRecord) -> bool {
     record.status == TenantStatus::Deleted as i32
 }
 
+/// A record validated and made into its entry; `None` for a tombstone.
+fn checked(record: TenantRecord, revision: u64, rules: &Rules) -> Result<Option<TenantEntry>, String> {
+    validate(&record, revision, rules)?;
+    if is_deleted(&record) {
+        return Ok(None);
+    }
+    TenantEntry::new(record, &rules.region).map(Some)
+}
+
 impl View {
     /// A tenant by id; takes no lock and allocates nothing.
     pub fn tenant(&self, id: &str) -> Option<&Arc<TenantEntry>> {
@@ -199,7 +243,7 @@ impl View {
     /// Applies the delta of the entry right after this view. Records that
     /// fail validation are refused; their tenants keep their last good
     /// version.
-    pub fn apply_delta(&self, delta: v1::Delta, rules: Rules) -> Result<(View, Vec<Refusal>), SequenceError> {
+    pub fn apply_delta(&self, delta: v1::Delta, rules: &Rules) -> Result<(View, Vec<Refusal>), SequenceError> {
         if delta.revision != self.revision + 1 {
             return Err(SequenceError { have: self.revision, got: delta.revision });
         }
@@ -207,12 +251,15 @@ impl View {
         next.revision = delta.revision;
         let mut refusals = Vec::new();
         for record in delta.tenants {
-            if let Err(reason) = validate(&record, delta.revision, rules) {
-                refusals.push(Refusal { revision: delta.revision, tenant_id: record.id, reason });
-            } else if is_deleted(&record) {
-                next.tenants.remove(&record.id);
-            } else {
-                next.tenants.insert(record.id.clone(), Arc::new(TenantEntry { record }));
+            let id = record.id.clone();
+            match checked(record, delta.revision, rules) {
+                Err(reason) => refusals.push(Refusal { revision: delta.revision, tenant_id: id, reason }),
+                Ok(None) => {
+                    next.tenants.remove(&id);
+                }
+                Ok(Some(entry)) => {
+                    next.tenants.insert(id, Arc::new(entry));
+                }
             }
         }
         Ok((next, refusals))
@@ -225,30 +272,42 @@ impl View {
         revision: u64,
         cluster_id: String,
         records: Vec<TenantRecord>,
-        rules: Rules,
+        rules: &Rules,
     ) -> (View, Vec<Refusal>) {
         let mut tenants = imbl::HashMap::new();
         let mut refusals = Vec::new();
         for record in records {
-            match validate(&record, revision, rules) {
-                Ok(()) if !is_deleted(&record) => {
-                    tenants.insert(record.id.clone(), Arc::new(TenantEntry { record }));
+            let id = record.id.clone();
+            match checked(record, revision, rules) {
+                Ok(Some(entry)) => {
+                    tenants.insert(id, Arc::new(entry));
                 }
-                Ok(()) => {}
+                Ok(None) => {}
                 Err(reason) => {
-                    if let Some(kept) = self.tenants.get(&record.id) {
-                        tenants.insert(record.id.clone(), kept.clone());
+                    if let Some(kept) = self.tenants.get(&id) {
+                        tenants.insert(id.clone(), kept.clone());
                     }
-                    refusals.push(Refusal { revision, tenant_id: record.id, reason });
+                    refusals.push(Refusal { revision, tenant_id: id, reason });
                 }
             }
         }
         (View { revision, cluster_id, tenants }, refusals)
     }
 
-    /// A view rebuilt from the agent's disk.
-    pub fn restored(revision: u64, cluster_id: String, records: impl IntoIterator<Item = TenantRecord>) -> View {
-        let tenants = records.into_iter().map(|record| (record.id.clone(), Arc::new(TenantEntry { record }))).collect();
+    /// A view rebuilt from the agent's disk: the records it applied before,
+    /// served in `region` (a record that no longer gives an entry, which
+    /// only a damaged copy could hold, is left out and comes back with the
+    /// registry's next snapshot).
+    pub fn restored(
+        revision: u64,
+        cluster_id: String,
+        records: impl IntoIterator<Item = TenantRecord>,
+        region: &str,
+    ) -> View {
+        let tenants = records
+            .into_iter()
+            .filter_map(|record| Some((record.id.clone(), Arc::new(TenantEntry::new(record, region).ok()?))))
+            .collect();
         View { revision, cluster_id, tenants }
     }
 }
@@ -257,8 +316,9 @@ impl View {
 mod tests {
     use super::*;
 
-    const API: Rules = Rules { kind: Kind::Api, bundle_bytes_max: 1024 };
-    const FRONTEND: Rules = Rules { kind: Kind::Frontend, bundle_bytes_max: 1024 };
+    fn rules(kind: Kind) -> Rules {
+        Rules { kind, bundle_bytes_max: 1024, region: "eu-west".to_owned() }
+    }
 
     fn bundle(json: &str) -> v1::Bundle {
         v1::Bundle { json: json.as_bytes().to_vec().into(), sha256: compiler::document::sha256_hex(json.as_bytes()) }
@@ -286,21 +346,21 @@ mod tests {
     #[test]
     fn deltas_apply_in_order_and_gaps_are_refused() {
         let view = View::default();
-        let (view, refusals) = view.apply_delta(delta(1, vec![record("acme", 1, true)]), API).expect("in order");
+        let (view, refusals) = view.apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("in order");
         assert!(refusals.is_empty());
-        let (view, _) = view.apply_delta(delta(2, vec![]), API).expect("an empty delta advances the revision");
+        let (view, _) = view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect("an empty delta advances the revision");
         assert_eq!(view.revision, 2);
-        assert_eq!(view.apply_delta(delta(4, vec![]), API).expect_err("gap"), SequenceError { have: 2, got: 4 });
-        assert_eq!(view.apply_delta(delta(2, vec![]), API).expect_err("replay"), SequenceError { have: 2, got: 2 });
+        assert_eq!(view.apply_delta(delta(4, vec![]), &rules(Kind::Api)).expect_err("gap"), SequenceError { have: 2, got: 4 });
+        assert_eq!(view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect_err("replay"), SequenceError { have: 2, got: 2 });
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
     }
 
     #[test]
     fn a_refused_record_keeps_the_last_good_version() {
-        let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), API).expect("ok");
+        let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("ok");
         let mut bad = record("acme", 2, true);
         bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec().into(), sha256: "0".repeat(64) });
-        let (view, refusals) = view.apply_delta(delta(2, vec![bad]), API).expect("in order");
+        let (view, refusals) = view.apply_delta(delta(2, vec![bad]), &rules(Kind::Api)).expect("in order");
         assert_eq!(view.revision, 2, "the revision still advances");
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
         assert_eq!(refusals.len(), 1);
@@ -309,7 +369,7 @@ mod tests {
         let mut big = record("acme", 3, true);
         let text = format!(r#"{{"x":"{}"}}"#, "y".repeat(2000));
         big.private_bundle = Some(bundle(&text));
-        let (_, refusals) = view.apply_delta(delta(3, vec![big]), API).expect("in order");
+        let (_, refusals) = view.apply_delta(delta(3, vec![big]), &rules(Kind::Api)).expect("in order");
         assert!(refusals[0].reason.contains("over the limit"), "{}", refusals[0].reason);
     }
 
@@ -317,43 +377,47 @@ mod tests {
     fn public_bundles_with_secrets_and_bad_canaries_are_refused() {
         let mut leaky = record("acme", 1, true);
         leaky.public_bundle = Some(bundle(r#"{"config":{"apiToken":"abc"},"tenant":"acme"}"#));
-        let (view, refusals) = View::default().apply_delta(delta(1, vec![leaky]), API).expect("ok");
+        let (view, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &rules(Kind::Api)).expect("ok");
         assert!(view.tenant("acme").is_none());
         assert!(refusals[0].reason.contains("names a secret"), "{}", refusals[0].reason);
 
         let mut staged = record("acme", 2, true);
         staged.canary_revision = 2;
         staged.canary_public_bundle = Some(bundle(r#"{"config":{"n":3},"tenant":"acme"}"#));
-        let (view, refusals) = view.apply_delta(delta(2, vec![staged.clone()]), API).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(2, vec![staged.clone()]), &rules(Kind::Api)).expect("ok");
         assert!(refusals[0].reason.contains("canary_private_bundle: missing"), "{}", refusals[0].reason);
         staged.canary_private_bundle = Some(bundle("{}"));
-        let (view, refusals) = view.apply_delta(delta(3, vec![staged]), API).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(3, vec![staged]), &rules(Kind::Api)).expect("ok");
         assert!(refusals.is_empty(), "{refusals:?}");
         let entry = view.tenant("acme").expect("applied");
-        assert_eq!(entry.canary_public().map(|(revision, _)| revision), Some(2));
+        let canary = entry.canary_served().map(|served| String::from_utf8_lossy(&served.json).into_owned());
+        assert_eq!(
+            canary.as_deref(),
+            Some(r#"{"config":{"n":3},"configVersion":2,"region":"eu-west","tenant":"acme","theme":{}}"#)
+        );
     }
 
     #[test]
     fn scope_is_checked_both_ways() {
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), FRONTEND).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Frontend)).expect("ok");
         assert!(refusals[0].reason.contains("never hold private data"));
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), API).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), &rules(Kind::Api)).expect("ok");
         assert!(refusals[0].reason.contains("missing"));
         let shard =
             v1::ShardInfo { id: "us-1".to_owned(), endpoint: "postgres://app@db/s".to_owned(), ..Default::default() };
         let with_shards = TenantRecord { shards: vec![shard], ..record("acme", 1, false) };
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![with_shards]), FRONTEND).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![with_shards]), &rules(Kind::Frontend)).expect("ok");
         assert!(refusals[0].reason.starts_with("shards:"), "{}", refusals[0].reason);
     }
 
     #[test]
     fn deletes_remove_and_snapshots_replace() {
         let (view, _) = View::default()
-            .apply_delta(delta(1, vec![record("acme", 1, true), record("globex", 1, true)]), API)
+            .apply_delta(delta(1, vec![record("acme", 1, true), record("globex", 1, true)]), &rules(Kind::Api))
             .expect("ok");
         let mut gone = record("globex", 2, true);
         gone.status = TenantStatus::Deleted as i32;
-        let (view, _) = view.apply_delta(delta(2, vec![gone]), API).expect("ok");
+        let (view, _) = view.apply_delta(delta(2, vec![gone]), &rules(Kind::Api)).expect("ok");
         assert!(view.tenant("globex").is_none());
         // A compacted tombstone carries no bundles, and removes alike.
         let tombstone = TenantRecord {
@@ -362,12 +426,12 @@ mod tests {
             mod_revision: 1,
             ..Default::default()
         };
-        let (view, refusals) = view.apply_delta(delta(3, vec![tombstone.clone()]), API).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(3, vec![tombstone.clone()]), &rules(Kind::Api)).expect("ok");
         assert!(refusals.is_empty() && view.is_empty(), "{refusals:?}");
         let leaky = TenantRecord { private_bundle: record("acme", 3, true).private_bundle, ..tombstone };
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![leaky]), FRONTEND).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &rules(Kind::Frontend)).expect("ok");
         assert!(refusals[0].reason.contains("never hold private data"), "{refusals:?}");
-        let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], API);
+        let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], &rules(Kind::Api));
         assert_eq!((view.revision, view.len()), (9, 1));
         assert!(view.tenant("acme").is_none(), "a snapshot replaces everything");
     }

@@ -1,5 +1,6 @@
 //! The reference Tenantry API instance: resolves the tenant from the `Host`
-//! header, serves `/config/{tenant}.json` with `X-Config-Version`, a demo
+//! header, serves `/config/{tenant}.json` (with `configVersion` and `region`
+//! in it, and as server-sent events when it changes), a demo
 //! page, health, and a small tenant-scoped data API, all from its embedded
 //! agent and the shard databases.
 //!
@@ -11,7 +12,8 @@
 //!   password hashes and token keys; the failed-login limiter.
 //! * [`node`]: what every handler shares: [`node::Node`], the tenant
 //!   extractors, the tenant response headers.
-//! * [`server`]: the axum router and handlers.
+//! * [`server`]: the axum router and handlers; [`events`]: the runtime
+//!   config, live, as server-sent events.
 //! * [`admin`]: the operator listener: the copy and clean-up steps of a move
 //!   between shards.
 //!
@@ -21,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod data;
+pub mod events;
 pub mod limiter;
 pub mod limits;
 pub mod login;

@@ -92,3 +92,12 @@ pub const IDEMPOTENCY_KEYS_PRUNED_PER_WRITE_MAX: i64 = 100;
 
 /// How long `/health` waits for a shard to answer, in milliseconds.
 pub const SHARD_HEALTH_MS: u64 = 1_000;
+
+/// Live-config event streams (`/api/config/events`) open at once; more are
+/// refused with 503 and `Retry-After`. Each holds a connection, not a slot
+/// of [`CONCURRENT_REQUESTS_MAX`].
+pub const CONFIG_EVENT_STREAMS_MAX: usize = 2_048;
+
+/// How often an idle event stream sends a comment, in milliseconds, so
+/// proxies and load balancers keep it open.
+pub const CONFIG_EVENT_KEEPALIVE_MS: u64 = 15_000;

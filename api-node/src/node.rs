@@ -35,6 +35,11 @@ pub struct Node {
     pub default_shards: std::collections::HashMap<String, String>,
     /// Demo-user logins: the failed-login limiter, session keys and tokens.
     pub logins: crate::login::Logins,
+    /// Slots for live-config event streams
+    /// ([`crate::limits::CONFIG_EVENT_STREAMS_MAX`]).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Turns true when the node stops (event streams end).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Request counters by outcome, for `/metrics`.

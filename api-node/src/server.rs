@@ -24,6 +24,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/", get(demo_page))
         .route("/config/{file}", get(config))
+        .route("/api/config/events", get(crate::events::config_events))
         .route("/health", get(health))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -45,12 +46,9 @@ static CONFIG_CACHE_CONTROL: std::sync::LazyLock<HeaderValue> = std::sync::LazyL
         .unwrap_or(HeaderValue::from_static("no-cache"))
 });
 
-/// What an entry without a public bundle serves (never the case for a validated record).
-static EMPTY_BUNDLE: proto::v1::Bundle = proto::v1::Bundle { json: axum::body::Bytes::new(), sha256: String::new() };
-
 /// Whether a request opts in to canaries: header `X-Config-Canary: 1` or
 /// cookie `config_canary=1`.
-fn wants_canary(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_canary(headers: &HeaderMap) -> bool {
     let header = headers.get("x-config-canary").is_some_and(|value| value.as_bytes() == b"1");
     let cookie = headers
         .get_all(header::COOKIE)
@@ -60,9 +58,12 @@ fn wants_canary(headers: &HeaderMap) -> bool {
     header || cookie
 }
 
-/// `GET /config/{tenant}.json`: the public bundle as stored, or the staged
-/// canary's to a request that opts in (`X-Config-Version` says which was
-/// served). `?v=` and any other query are ignored: the ETag decides freshness.
+/// `GET /config/{tenant}.json`: the runtime config as this region serves
+/// it (the public bundle with the region's variant merged in, and
+/// `configVersion` and `region` in the JSON), or the staged canary's to a
+/// request that opts in (`X-Config-Version` says which was served too).
+/// `?v=` and any other query are ignored: the ETag, the served bytes'
+/// SHA-256, decides freshness.
 async fn config(
     State(node): State<Arc<Node>>,
     ReadTenant(entry): ReadTenant,
@@ -73,12 +74,12 @@ async fn config(
     if file.strip_suffix(".json") != Some(entry.id()) {
         return not_found(&node);
     }
-    let canary = entry.canary_public().filter(|_| wants_canary(&headers));
-    let (version, bundle) = match canary {
-        Some((revision, bundle)) => (revision, bundle),
-        None => (entry.config_version(), entry.record.public_bundle.as_ref().unwrap_or(&EMPTY_BUNDLE)),
+    let canary = entry.canary_served().filter(|_| wants_canary(&headers));
+    let (version, served) = match canary {
+        Some(served) => (entry.record.canary_revision, served),
+        None => (entry.config_version(), entry.served()),
     };
-    let etag = format!("\"{}\"", bundle.sha256);
+    let etag = format!("\"{}\"", served.sha256);
     let not_modified = matches_etag(&headers, &etag);
     let etag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     // The headers' values are static; caches must keep the canary and the live version apart.
@@ -92,8 +93,8 @@ async fn config(
         (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
         node.metrics.config_served.fetch_add(1, Ordering::Relaxed);
-        // A shared-bytes clone: no copy of the bundle per request.
-        let mut response = (headers, bundle.json.clone()).into_response();
+        // A shared-bytes clone: no copy of the document per request.
+        let mut response = (headers, served.json.clone()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         response
     };
@@ -106,15 +107,14 @@ async fn config(
 }
 
 /// The demo page: plain HTML and JS, no build step. It fetches the tenant's
-/// runtime config and shows its name, colors, logo and configVersion.
+/// runtime config, shows its name, colors, logo, region and configVersion,
+/// and follows new versions live (`/api/config/events`). The same file is
+/// the static build nginx serves in `deploy/nginx/`'s suite.
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
 async fn demo_page(State(node): State<Arc<Node>>, ReadTenant(entry): ReadTenant) -> Response {
-    // Tenant ids and region names are [a-z0-9-] (validated), safe in HTML and JS strings.
-    let page = DEMO_PAGE
-        .replace("{{TENANT}}", entry.id())
-        .replace("{{REGION}}", &node.region)
-        .replace("{{VERSION}}", &entry.config_version().to_string());
+    // Tenant ids are [a-z0-9-] (validated), safe in an HTML attribute.
+    let page = DEMO_PAGE.replace("{{TENANT}}", entry.id());
     let response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], page)
         .into_response();
     with_tenant_headers(response, &entry, &node.region)

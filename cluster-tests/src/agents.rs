@@ -81,6 +81,8 @@ pub fn assert_matches(agent: &Agent, tenants: &[v1::Tenant]) {
         assert_eq!(entry.config_version(), tenant.config_revision, "agent {id}: {} configVersion", tenant.id);
         let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.as_ref()).unwrap_or_default();
         assert_eq!(entry.public_json(), public, "agent {id}: {} public bundle", tenant.id);
+        let served = crate::served(&tenant.public_bundle, &agent.config().region, tenant.config_revision);
+        assert_eq!(entry.served().json, served, "agent {id}: {} served runtime config", tenant.id);
         match agent.config().kind {
             Kind::Api => {
                 let private = tenant.private_bundle.as_ref().map(|bundle| bundle.json.as_ref());

@@ -19,3 +19,11 @@ pub mod registry_cluster;
 pub mod wait;
 
 pub use registry_cluster::{ClusterOptions, RegistryCluster};
+
+/// What `/config/{tenant}.json` serves in `region` for a public bundle at
+/// configVersion `version`, the api-nodes and the sidecars alike (empty
+/// for a bundle that is not a JSON object).
+pub fn served(bundle: &Option<proto::v1::Bundle>, region: &str, version: u64) -> Vec<u8> {
+    let json = bundle.as_ref().map(|bundle| bundle.json.as_ref()).unwrap_or_default();
+    compiler::regions::served_json(json, region, version).map(String::into_bytes).unwrap_or_default()
+}

@@ -1,5 +1,5 @@
 //! The bundles: the public bundle (what a browser may see: the tenant id,
-//! `config.public` and the theme) and the private bundle (what API servers
+//! `config.public`, the theme and the regional variants of both) and the private bundle (what API servers
 //! need: the whole config, the theme and the integrations), as canonical
 //! JSON with a SHA-256 content hash.
 //!
@@ -7,8 +7,9 @@
 //! on the revision that stored them, so the same documents always give the
 //! same bytes and hash. A rollback therefore restores the old bundle byte
 //! for byte, `regctl diff` compares hashes, and a re-run of a publish skips
-//! what is already live. The version travels beside the bundle
-//! (`X-Config-Version`, the agent's record).
+//! what is already live. The version travels beside the bundle (the
+//! agent's record) and is added, with the region, to what is served
+//! ([`crate::regions::served_json`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -41,7 +42,15 @@ pub fn compile_bundles(tenant: &str, documents: &Documents) -> (Bundle, Bundle) 
         Some(Value::Object(public)) => public.clone(),
         _ => Map::new(),
     };
-    let public = json!({ "tenant": tenant, "config": public_config, "theme": documents.theme });
+    let mut public = json!({ "tenant": tenant, "config": public_config, "theme": documents.theme });
+    // The regional variants travel with the public parts (each region's
+    // agents merge their own); absent when there are none, so a tenant
+    // without variants keeps the bytes and hash it always had.
+    if let Some(Value::Object(regions)) = documents.config.get(crate::document::REGIONS_KEY) {
+        if !regions.is_empty() {
+            public[crate::document::REGIONS_KEY] = Value::Object(regions.clone());
+        }
+    }
     // Writing a map of JSON values cannot fail (its keys are strings).
     let text = |map: &Map<String, Value>| serde_json::to_string(map).unwrap_or_default();
     let private =

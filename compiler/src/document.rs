@@ -131,6 +131,37 @@ pub fn is_secret_key(key: &str) -> bool {
     SECRET_KEY_WORDS.iter().any(|word| normalized.contains(word))
 }
 
+/// The key of `config.json` that holds the regional variants, one per
+/// region (`{"eu-west": {"public": {…}, "theme": {…}}}`); a config repo
+/// gives each as its own file, [`region_file`].
+pub const REGIONS_KEY: &str = "regions";
+
+/// The file of a regional variant, relative to the tenant directory.
+pub fn region_file(region: &str) -> String {
+    format!("regions/{region}.json")
+}
+
+/// Applies an RFC 7386 merge patch: objects merge key by key, `null`
+/// removes a key, anything else replaces. Linear in the patch's size.
+pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match (value, target.get_mut(key)) {
+            (Value::Null, _) => {
+                target.remove(key);
+            }
+            (Value::Object(patch), Some(Value::Object(target))) => merge_patch(target, patch),
+            (Value::Object(patch), _) => {
+                let mut merged = Map::new();
+                merge_patch(&mut merged, patch);
+                target.insert(key.clone(), Value::Object(merged));
+            }
+            (value, _) => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// A region name in a document, as the placement rules read it.
 pub(crate) fn region(value: &Value, pointer: &str) -> Result<Region, Problem> {
     let text = value.as_str().ok_or_else(|| {
@@ -168,12 +199,17 @@ impl Problem {
 
     /// The registry's name of the request field at fault: `documents.config`,
     /// `documents.theme` or `documents.integrations`, then the pointer (an
-    /// integration's pointer starts with its name).
+    /// integration's pointer starts with its name, a regional variant's
+    /// with `/regions/{region}`).
     pub fn registry_field(&self) -> String {
-        let (document, prefix) = match self.file.rsplit_once("integrations/") {
-            Some((_, name)) => ("integrations", format!("/{}", name.trim_end_matches(".json"))),
-            None if self.file.ends_with("theme.json") || self.file.contains("branding/") => ("theme", String::new()),
-            None => ("config", String::new()),
+        let (document, prefix) = if let Some((_, name)) = self.file.rsplit_once("integrations/") {
+            ("integrations", format!("/{}", name.trim_end_matches(".json")))
+        } else if let Some((_, region)) = self.file.rsplit_once("regions/") {
+            ("config", format!("/{REGIONS_KEY}/{}", region.trim_end_matches(".json")))
+        } else if self.file.ends_with("theme.json") || self.file.contains("branding/") {
+            ("theme", String::new())
+        } else {
+            ("config", String::new())
         };
         format!("documents.{document}{prefix}{}", self.pointer)
     }

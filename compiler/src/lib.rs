@@ -10,6 +10,8 @@
 //!   they import (with [`limits`]): JSON objects and bundles, [`Problem`],
 //!   and the names and predicates the rules share;
 //! * [`placement`]: the placement a tenant asks for (regions, pins);
+//! * [`regions`]: regional variants of the public parts, each region's
+//!   merge judged by every rule;
 //! * [`schema`]: the shape of `config.json`, `theme.json` and each
 //!   integration, with JSON-pointer paths in errors;
 //! * [`secrets`]: no secrets anywhere: secret-looking key names and
@@ -35,6 +37,7 @@ pub mod generate;
 pub mod limits;
 pub mod logo;
 pub mod placement;
+pub mod regions;
 pub mod repo;
 pub mod schema;
 pub mod secrets;
@@ -45,8 +48,40 @@ pub use bundle::{compile_bundles, Bundle};
 pub use document::{Documents, Problem};
 
 /// Every problem of a tenant's documents, in file order; empty when they
-/// may be published.
+/// may be published. Each regional variant is judged merged (by every rule,
+/// as its region serves it); a problem the merge shares with the documents
+/// themselves is reported once, for the documents.
 pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
+    let mut problems = document_rules(documents);
+    regions::check_shape(&documents.config, &mut problems);
+    for (region, variant) in regions::variants(&documents.config) {
+        let (config, theme) = regions::merged(&documents.config, &documents.theme, variant);
+        let merged = Documents { config, theme, integrations: Map::new() };
+        let file = document::region_file(region);
+        let found: Vec<Problem> = document_rules(&merged)
+            .into_iter()
+            .filter(|problem| {
+                !problems.iter().any(|known| {
+                    (&known.file, &known.pointer, known.rule) == (&problem.file, &problem.pointer, problem.rule)
+                })
+            })
+            .map(|problem| {
+                // The variant's file mirrors the merged documents: `/public/…`
+                // as in config.json, `/theme/…` for theme.json's keys.
+                let pointer = match problem.file.as_str() {
+                    document::THEME_FILE => format!("/theme{}", problem.pointer),
+                    _ => problem.pointer,
+                };
+                Problem { file: file.clone(), pointer, ..problem }
+            })
+            .collect();
+        problems.extend(found);
+    }
+    problems
+}
+
+/// The rules over one set of documents.
+fn document_rules(documents: &Documents) -> Vec<Problem> {
     let mut problems = Vec::new();
     schema::check_config(&documents.config, &mut problems);
     schema::check_theme(&documents.theme, &mut problems);
@@ -97,26 +132,36 @@ pub fn validate_documents(documents: &Documents) -> Vec<Problem> {
 }
 
 /// An agent's check of a public bundle it is about to serve: exactly the
-/// public parts (tenant, config, theme), and no secrets in them.
+/// public parts (tenant, config, theme, regional variants), and no secrets
+/// in them as any region serves them.
 pub fn check_public_bundle(json: &[u8]) -> Result<(), Problem> {
     let refuse = |rule: &'static str, message: &str| Problem::new("public_bundle", "", rule, message);
     let Ok(Value::Object(bundle)) = serde_json::from_slice::<Value>(json) else {
         return Err(refuse("json-object", "is not a JSON object"));
     };
-    if let Some(key) = bundle.keys().find(|key| !["tenant", "config", "theme"].contains(&key.as_str())) {
+    const KEYS: &[&str] = &["tenant", "config", "theme", document::REGIONS_KEY];
+    if let Some(key) = bundle.keys().find(|key| !KEYS.contains(&key.as_str())) {
         return Err(Problem::new(
             "public_bundle",
             document::pointer_push("", key),
             "public-scope",
-            "a public bundle holds tenant, config and theme only",
+            "a public bundle holds tenant, config, theme and regions only",
         ));
     }
     let mut problems = Vec::new();
-    let mut config = Map::new();
-    config.insert("public".to_owned(), bundle.get("config").cloned().unwrap_or(Value::Null));
-    secrets::check(document::CONFIG_FILE, &config, &mut problems);
-    if let Some(Value::Object(theme)) = bundle.get("theme") {
-        secrets::check(document::THEME_FILE, theme, &mut problems);
+    let mut check = |(public, theme): (Value, Value)| {
+        let mut config = Map::new();
+        config.insert("public".to_owned(), public);
+        secrets::check(document::CONFIG_FILE, &config, &mut problems);
+        if let Value::Object(theme) = theme {
+            secrets::check(document::THEME_FILE, &theme, &mut problems);
+        }
+    };
+    // As served where no variant applies (no region is named ""), then as
+    // each region with a variant serves it.
+    check(regions::merged_public(&bundle, ""));
+    for region in bundle.get(document::REGIONS_KEY).and_then(Value::as_object).into_iter().flat_map(Map::keys) {
+        check(regions::merged_public(&bundle, region));
     }
     match problems.into_iter().next() {
         Some(problem) => Err(problem),

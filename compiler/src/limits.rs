@@ -20,6 +20,9 @@ pub const CUSTOM_DOMAINS_MAX: usize = 16;
 /// The most integrations of one tenant.
 pub const INTEGRATIONS_PER_TENANT_MAX: usize = 64;
 
+/// The most regional variants of one tenant (`tenants/{id}/regions/*.json`).
+pub const REGIONAL_VARIANTS_MAX: usize = 16;
+
 /// The most demo users of one tenant.
 pub const DEMO_USERS_MAX: usize = 16;
 

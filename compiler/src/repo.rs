@@ -4,6 +4,8 @@
 //! tenants/{id}/config.json          features, API base, SLA tier, placement request, allowedHosts
 //! tenants/{id}/theme.json           colors, logo URL, texts
 //! tenants/{id}/integrations/*.json  one object per integration, named by the file
+//! tenants/{id}/regions/{region}.json a regional variant: {"public": {…}, "theme": {…}}
+//!                                   merged over the public parts in that region
 //! branding/{id}/logo.(svg|png|jpg|webp)
 //! golden.txt                        tenants that get deep smoke tests, one per line
 //! ```
@@ -18,7 +20,7 @@ use std::path::Path;
 use proto::TenantId;
 use serde_json::{Map, Value};
 
-use crate::document::{CONFIG_FILE, THEME_FILE};
+use crate::document::{CONFIG_FILE, REGIONS_KEY, THEME_FILE};
 use crate::limits::{DOCUMENT_BYTES_MAX, LOGO_BYTES_MAX, REPO_TENANTS_MAX};
 use crate::logo::LOGO_EXTENSIONS;
 use crate::{compile_bundles, logo, validate_documents, Bundle, Documents, Problem};
@@ -138,11 +140,31 @@ fn read_tenant(repo: &Path, id: &str, problems: &mut Vec<Problem>) -> Option<Doc
     let prefix = format!("tenants/{id}");
     let before = problems.len();
     let mut documents = Documents::default();
+    let mut variants = Map::new();
     for (file, path) in entries(&dir, &prefix, problems) {
         let name = format!("{prefix}/{file}");
         match file.as_str() {
             CONFIG_FILE => documents.config = read_object(&path, &name, problems).unwrap_or_default(),
             THEME_FILE => documents.theme = read_object(&path, &name, problems).unwrap_or_default(),
+            "regions" => {
+                for (file, path) in entries(&path, &name, problems) {
+                    let name = format!("{prefix}/regions/{file}");
+                    let region = file.strip_suffix(".json").filter(|region| proto::Region::parse(region).is_ok());
+                    match region {
+                        Some(region) => {
+                            if let Some(object) = read_object(&path, &name, problems) {
+                                variants.insert(region.to_owned(), Value::Object(object));
+                            }
+                        }
+                        None => problems.push(Problem::new(
+                            &name,
+                            "",
+                            "unknown-file",
+                            "regional variants are {region}.json files, named by a region (e.g. eu-west.json)",
+                        )),
+                    }
+                }
+            }
             "integrations" => {
                 for (file, path) in entries(&path, &name, problems) {
                     let name = format!("{prefix}/integrations/{file}");
@@ -160,9 +182,15 @@ fn read_tenant(repo: &Path, id: &str, problems: &mut Vec<Problem>) -> Option<Doc
                 &name,
                 "",
                 "unknown-file",
-                "a tenant directory holds config.json, theme.json and integrations/",
+                "a tenant directory holds config.json, theme.json, integrations/ and regions/",
             )),
         }
+    }
+    if documents.config.contains_key(REGIONS_KEY) {
+        let message = format!("regional variants are files {prefix}/regions/{{region}}.json, not a key of config.json");
+        problems.push(Problem::new(&format!("{prefix}/{CONFIG_FILE}"), "/regions", "variant-source", message));
+    } else if !variants.is_empty() {
+        documents.config.insert(REGIONS_KEY.to_owned(), Value::Object(variants));
     }
     if !dir.join(CONFIG_FILE).is_file() {
         problems.push(Problem::new(

@@ -21,8 +21,8 @@ use crate::limits::{
 /// The known keys of `config.json`, of its `public` object, and of
 /// `theme.json` (the schema files list the same).
 pub const CONFIG_KEYS: &[&str] =
-    &["public", "slaTier", "placement", "limits", "demoUsers", "allowedHosts", "customDomains", "secrets"];
-pub const PUBLIC_KEYS: &[&str] = &["apiBase", "features", "supportEmail"];
+    &["public", "slaTier", "placement", "limits", "demoUsers", "allowedHosts", "customDomains", "secrets", "regions"];
+pub const PUBLIC_KEYS: &[&str] = &["apiBase", "features", "supportEmail", "legalBanner"];
 pub const THEME_KEYS: &[&str] = &["colors", "logoUrl", "logo", "texts"];
 
 /// The SLA tiers a tenant may be on.
@@ -53,6 +53,17 @@ fn string<'a>(value: &'a Value, file: &str, pointer: &str, problems: &mut Vec<Pr
     text
 }
 
+/// A text shown to users: a string of at most [`TEXT_CHARS_MAX`] characters.
+fn user_text(value: &Value, file: &str, pointer: &str, problems: &mut Vec<Problem>) {
+    if let Some(text) = string(value, file, pointer, problems) {
+        let chars = text.chars().count();
+        if chars > TEXT_CHARS_MAX {
+            let message = format!("{chars} characters is over the limit of {TEXT_CHARS_MAX}");
+            problem(problems, file, pointer, "length", message);
+        }
+    }
+}
+
 pub(crate) fn check_config(config: &Map<String, Value>, problems: &mut Vec<Problem>) {
     const FILE: &str = CONFIG_FILE;
     if let Some(public) = config.get("public").and_then(|public| object(public, FILE, "/public", problems)) {
@@ -68,6 +79,9 @@ pub(crate) fn check_config(config: &Map<String, Value>, problems: &mut Vec<Probl
                     problem(problems, FILE, &pointer, "boolean", format!("{} is not true or false", shown(flag)));
                 }
             }
+        }
+        if let Some(banner) = public.get("legalBanner") {
+            user_text(banner, FILE, "/public/legalBanner", problems);
         }
         if let Some(email) = public.get("supportEmail") {
             if let Some(text) = string(email, FILE, "/public/supportEmail", problems) {
@@ -167,14 +181,7 @@ pub(crate) fn check_theme(theme: &Map<String, Value>, problems: &mut Vec<Problem
     }
     if let Some(texts) = theme.get("texts").and_then(|value| object(value, FILE, "/texts", problems)) {
         for (name, text) in texts {
-            let pointer = pointer_push("/texts", name);
-            if let Some(text) = string(text, FILE, &pointer, problems) {
-                let chars = text.chars().count();
-                if chars > TEXT_CHARS_MAX {
-                    let message = format!("{chars} characters is over the limit of {TEXT_CHARS_MAX}");
-                    problem(problems, FILE, &pointer, "length", message);
-                }
-            }
+            user_text(text, FILE, &pointer_push("/texts", name), problems);
         }
     }
 }

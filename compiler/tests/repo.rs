@@ -64,7 +64,8 @@ fn a_broken_repo_reports_every_problem_with_its_path() {
                 .to_owned(),
             r##"tenants/tenant-000001/theme.json: /colors/primary: "#12345" is not a #rrggbb color"##.to_owned(),
             "tenants/tenant-000002/config.json: every tenant has a config.json".to_owned(),
-            "tenants/tenant-000003/notes.txt: a tenant directory holds config.json, theme.json and integrations/"
+            "tenants/tenant-000003/notes.txt: a tenant directory holds config.json, theme.json, integrations/ and \
+             regions/"
                 .to_owned(),
             "branding/tenant-000003/logo.png: declared image/png but the content is no known image format".to_owned(),
             "branding/ghost: no tenants/ directory has this name".to_owned(),
@@ -134,4 +135,55 @@ fn the_schema_files_match_the_rules() {
     assert_eq!(keys(&config["properties"]["public"]["properties"]), sorted(PUBLIC_KEYS));
     assert_eq!(keys(&read("theme.schema.json")["properties"]), sorted(THEME_KEYS));
     assert_eq!(config["properties"]["slaTier"]["enum"], serde_json::json!(compiler::schema::SLA_TIERS));
+}
+
+/// A regional variant is compiled into the tenant (its public bundle and
+/// hash change), each region serves its own merge, and a broken variant is
+/// reported in its own file, judged as its region would serve it.
+#[test]
+fn regional_variants_are_compiled_and_judged_as_their_region_serves_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    compiler::generate::generate(dir.path(), 2).expect("generate");
+    let root = dir.path();
+    let before = compile_repo(root).expect("compiles");
+    let regions = root.join("tenants/tenant-000001/regions");
+    fs::create_dir_all(&regions).expect("mkdir");
+    let variant = r#"{"public": {"legalBanner": "Cookies: see our notice"}, "theme": {"texts": {"welcome": "Willkommen"}}}"#;
+    fs::write(regions.join("eu-west.json"), variant).expect("write");
+    let after = compile_repo(root).expect("compiles");
+    let (old, new) = (&before.tenants[0], &after.tenants[0]);
+    assert_ne!(old.public.sha256, new.public.sha256, "the variant is part of the tenant");
+    assert_eq!(before.tenants[1], after.tenants[1], "other tenants keep their bytes");
+    let served = |region: &str| -> serde_json::Value {
+        let json = compiler::regions::served_json(new.public.json.as_bytes(), region, 9).expect("served");
+        serde_json::from_str(&json).expect("json")
+    };
+    let eu = served("eu-west");
+    assert_eq!(eu["config"]["legalBanner"], "Cookies: see our notice");
+    assert_eq!(eu["theme"]["texts"]["welcome"], "Willkommen");
+    assert_eq!((eu["region"].as_str(), eu["configVersion"].as_u64()), (Some("eu-west"), Some(9)));
+    assert!(eu.get("regions").is_none(), "a region serves its merge, not the variants");
+    let us = served("us-east");
+    assert!(us["config"].get("legalBanner").is_none(), "{us}");
+    assert_ne!(us["theme"]["texts"]["welcome"], "Willkommen");
+
+    let broken = r#"{"public": {"apiBase": "https://10.0.0.1/api"}, "theme": {"colors": {"primary": "red"}}, "private": {}}"#;
+    fs::write(regions.join("eu-west.json"), broken).expect("write");
+    fs::write(regions.join("EU.json"), "{}").expect("write");
+    let problems = compile_repo(root).expect_err("broken");
+    let shown: Vec<(String, String, &str)> =
+        problems.into_iter().map(|problem| (problem.file, problem.pointer, problem.rule)).collect();
+    let file = "tenants/tenant-000001/regions/eu-west.json".to_owned();
+    assert!(shown.iter().any(|(name, _, rule)| name.ends_with("regions/EU.json") && *rule == "unknown-file"), "{shown:?}");
+    assert!(shown.contains(&(file.clone(), "/private".to_owned(), "unknown-field")), "{shown:?}");
+    assert!(shown.contains(&(file.clone(), "/theme/colors/primary".to_owned(), "color")), "{shown:?}");
+    assert!(shown.iter().any(|(name, pointer, _)| name == &file && pointer == "/public/apiBase"), "{shown:?}");
+
+    fs::remove_dir_all(&regions).expect("rm");
+    let config = root.join("tenants/tenant-000001/config.json");
+    let mut document: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config).expect("read")).expect("json");
+    document["regions"] = serde_json::json!({"eu-west": {}});
+    fs::write(&config, document.to_string()).expect("write");
+    let problems = compile_repo(root).expect_err("a variant inside config.json");
+    assert_eq!(problems[0].rule, "variant-source", "{problems:?}");
 }

@@ -261,9 +261,12 @@ fn public_bundles_are_checked_by_agents() {
     let problem = compiler::check_public_bundle(private.json.as_bytes()).expect_err("private is not public");
     assert_eq!(
         problem.to_string(),
-        "public_bundle: /integrations: a public bundle holds tenant, config and theme only"
+        "public_bundle: /integrations: a public bundle holds tenant, config, theme and regions only"
     );
     let leaked = br#"{"tenant":"acme","config":{"password":"hunter2"},"theme":{}}"#;
+    assert_eq!(compiler::check_public_bundle(leaked).expect_err("secret").rule, "secret-key");
+    // A region's variant is public too, as that region serves it.
+    let leaked = br#"{"tenant":"acme","config":{},"theme":{},"regions":{"eu-west":{"public":{"password":"x"}}}}"#;
     assert_eq!(compiler::check_public_bundle(leaked).expect_err("secret").rule, "secret-key");
 }
 

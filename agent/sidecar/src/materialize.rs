@@ -1,38 +1,64 @@
-//! `--materialize DIR`: the public bundle of every tenant as
-//! `DIR/config/{tenant}.json`, each written atomically (temp file, rename),
-//! deleted tenants removed, and `DIR/manifest.json` (revision and hashes)
-//! written last, so a web server can serve the runtime config straight from
-//! disk and a reader of the manifest finds every file it lists.
+//! `--materialize DIR`: every tenant's runtime config, as this region
+//! serves it (the api-node's `/config/{tenant}.json` bytes, `configVersion`
+//! and `region` included), as `DIR/config/{tenant}.json`, each written
+//! atomically (temp file, rename), deleted tenants removed, and
+//! `DIR/manifest.json` (revision and hashes) written last, so a web server
+//! can serve the runtime config straight from disk and a reader of the
+//! manifest finds every file it lists.
+//!
+//! For a web server that derives its ETag from the modification time and
+//! size (nginx: seconds and bytes), every rewrite of a file moves its
+//! modification time forward by at least a second, so two versions of equal
+//! size written within one second never share an ETag. The files are
+//! world-readable (0644): they are public, and the web server runs as
+//! another user.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tokio::sync::watch;
 
 use agent::{Agent, View};
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory
-/// with an unpredictable name, created exclusively (`O_CREAT|O_EXCL`, so a
-/// planted file or symbolic link of that name is never written through),
-/// then a rename over `path` (which replaces a link, never follows it). Not
-/// fsynced: after a crash the agent writes every file again on its first sync.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to `path` atomically, world-readable, with `modified` as
+/// its modification time: a temp file in the same directory with an
+/// unpredictable name, created exclusively (`O_CREAT|O_EXCL`, so a planted
+/// file or symbolic link of that name is never written through), then a
+/// rename over `path` (which replaces a link, never follows it). Not
+/// fsynced: after a crash the agent writes every file again on its first
+/// sync.
+fn write_atomically(path: &Path, bytes: &[u8], modified: SystemTime) -> io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".materialize-").suffix(".tmp").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().set_modified(modified)?;
     tmp.persist(path).map_err(|error| error.error)?;
     Ok(())
+}
+
+/// The modification time for a file's next version: now, or a second after
+/// the last one if that is not earlier (whole seconds, as nginx's ETag sees
+/// them).
+fn next_modified(last: Option<SystemTime>) -> SystemTime {
+    let seconds = |time: SystemTime| time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let now = seconds(SystemTime::now());
+    let next = last.map_or(now, |last| now.max(seconds(last) + 1));
+    SystemTime::UNIX_EPOCH + Duration::from_secs(next)
 }
 
 /// The files of one materialized directory.
 pub(crate) struct Materializer {
     dir: PathBuf,
-    /// What is on disk: tenant id -> public bundle sha256.
-    written: HashMap<String, String>,
+    /// What is on disk: tenant id -> the served document's sha256 (empty
+    /// when unknown) and the file's modification time.
+    written: HashMap<String, (String, Option<SystemTime>)>,
 }
 
 impl Materializer {
@@ -42,11 +68,13 @@ impl Materializer {
         std::fs::create_dir_all(dir.join("config"))?;
         let mut written = HashMap::new();
         for entry in std::fs::read_dir(dir.join("config"))? {
-            let path = entry?.path();
+            let entry = entry?;
+            let path = entry.path();
             let stem = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_owned);
             if let (Some(stem), Some("json")) = (stem, path.extension().and_then(|extension| extension.to_str())) {
-                // Unknown hash: rewritten on the first sync.
-                written.insert(stem, String::new());
+                // Unknown hash: rewritten on the first sync, after this time.
+                let modified = entry.metadata().and_then(|metadata| metadata.modified()).ok();
+                written.insert(stem, (String::new(), modified));
             }
         }
         Ok(Self { dir: dir.to_path_buf(), written })
@@ -56,9 +84,12 @@ impl Materializer {
     pub(crate) fn sync(&mut self, view: &View) -> io::Result<()> {
         let config = self.dir.join("config");
         for entry in view.tenants() {
-            if self.written.get(entry.id()).map(String::as_str) != Some(entry.public_sha256()) {
-                write_atomically(&config.join(format!("{}.json", entry.id())), entry.public_json())?;
-                self.written.insert(entry.id().to_owned(), entry.public_sha256().to_owned());
+            let served = entry.served();
+            let last = self.written.get(entry.id());
+            if last.map(|(sha256, _)| sha256) != Some(&served.sha256) {
+                let modified = next_modified(last.and_then(|(_, modified)| *modified));
+                write_atomically(&config.join(format!("{}.json", entry.id())), &served.json, modified)?;
+                self.written.insert(entry.id().to_owned(), (served.sha256.clone(), Some(modified)));
             }
         }
         let gone: Vec<String> = self.written.keys().filter(|id| view.tenant(id).is_none()).cloned().collect();
@@ -75,12 +106,12 @@ impl Materializer {
             .map(|entry| {
                 (
                     entry.id().to_owned(),
-                    json!({ "sha256": entry.public_sha256(), "configVersion": entry.config_version() }),
+                    json!({ "sha256": entry.served().sha256, "configVersion": entry.config_version() }),
                 )
             })
             .collect();
         let manifest = json!({ "revision": view.revision, "clusterId": view.cluster_id, "tenants": tenants });
-        write_atomically(&self.dir.join("manifest.json"), manifest.to_string().as_bytes())
+        write_atomically(&self.dir.join("manifest.json"), manifest.to_string().as_bytes(), SystemTime::now())
     }
 }
 
@@ -111,12 +142,12 @@ mod tests {
 
     use super::*;
 
-    fn record(id: &str, json: &str) -> TenantRecord {
+    fn record(id: &str, revision: u64, json: &str) -> TenantRecord {
         TenantRecord {
             id: id.to_owned(),
             status: TenantStatus::Active as i32,
-            mod_revision: 1,
-            config_revision: 1,
+            mod_revision: revision,
+            config_revision: revision,
             public_bundle: Some(v1::Bundle {
                 json: json.as_bytes().to_vec().into(),
                 sha256: compiler::document::sha256_hex(json.as_bytes()),
@@ -137,11 +168,40 @@ mod tests {
         let config = dir.path().join("config");
         std::os::unix::fs::symlink(&outside, config.join(".acme.json.tmp")).expect("symlink");
         std::os::unix::fs::symlink(&outside, config.join("acme.json")).expect("symlink");
-        let view = View::restored(1, "cluster".to_owned(), [record("acme", r#"{"tenant":"acme"}"#)]);
+        let view = View::restored(1, "cluster".to_owned(), [record("acme", 1, r#"{"tenant":"acme"}"#)], "eu-west");
         materializer.sync(&view).expect("sync");
         assert_eq!(std::fs::read_to_string(&outside).expect("read"), "keep");
         let written = config.join("acme.json");
         assert!(std::fs::symlink_metadata(&written).expect("stat").is_file(), "the link was replaced by a file");
-        assert_eq!(std::fs::read_to_string(&written).expect("read"), r#"{"tenant":"acme"}"#);
+        assert_eq!(
+            std::fs::read_to_string(&written).expect("read"),
+            r#"{"config":{},"configVersion":1,"region":"eu-west","tenant":"acme","theme":{}}"#
+        );
+    }
+
+    /// Two versions of equal size written within a second differ in
+    /// modification time (so in nginx's ETag), and the files are readable
+    /// by the web server's user.
+    #[test]
+    fn every_version_moves_the_modification_time_and_is_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut materializer = Materializer::new(dir.path()).expect("new");
+        let file = dir.path().join("config").join("acme.json");
+        let stat = || std::fs::metadata(&file).expect("stat");
+        let mut times = Vec::new();
+        for (revision, color) in [(1, "#000001"), (2, "#000002"), (3, "#000003")] {
+            let json = format!(r#"{{"tenant":"acme","theme":{{"color":"{color}"}}}}"#);
+            let view = View::restored(revision, "cluster".to_owned(), [record("acme", revision, &json)], "eu-west");
+            materializer.sync(&view).expect("sync");
+            times.push(stat().modified().expect("mtime"));
+            assert_eq!(stat().permissions().mode() & 0o777, 0o644);
+        }
+        assert!(times.windows(2).all(|pair| pair[1] >= pair[0] + Duration::from_secs(1)), "{times:?}");
+        // A restarted sidecar continues after the time on disk.
+        let mut restarted = Materializer::new(dir.path()).expect("new");
+        let view = View::restored(4, "cluster".to_owned(), [record("acme", 4, r#"{"tenant":"acme"}"#)], "eu-west");
+        restarted.sync(&view).expect("sync");
+        assert!(stat().modified().expect("mtime") >= times[2] + Duration::from_secs(1));
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use agent::{Agent, AgentConfig, Kind};
 use api_node::auth::SessionKeys;
 use api_node::limits::{
+    CONFIG_EVENT_STREAMS_MAX,
     CONCURRENT_REQUESTS_MAX, CONNECTIONS_MAX, REQUEST_BODY_BYTES_MAX, SESSION_KEYS_PREVIOUS_MAX,
     SHARD_CONNECTIONS_MAX_DEFAULT, SHARD_HEALTH_MS, SHUTDOWN_GRACE_MS, STALENESS_MS_MAX_DEFAULT,
 };
@@ -150,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await?,
     );
+    let (stop, stop_receiver) = tokio::sync::watch::channel(false);
     let node = Arc::new(Node {
         agent: agent.clone(),
         region: args.region,
@@ -164,6 +166,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
         default_shards,
         logins: Logins::new(session_keys(&args.session_key_file, &args.session_key_previous)?),
+        event_streams: Arc::new(tokio::sync::Semaphore::new(CONFIG_EVENT_STREAMS_MAX)),
+        stopping: stop_receiver,
     });
     tokio::spawn(check_shards(node.clone()));
     // One limit of requests in flight for the whole node (a Router's layer
@@ -195,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }));
     plumbing::termination().await;
     let _ = stopping.send(());
+    let _ = stop.send(true);
     // In-flight requests get a deadline, then the node exits anyway.
     if tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), server).await.is_err() {
         tracing::warn!("in-flight requests did not finish in time");

@@ -93,8 +93,8 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
     assert_eq!(files, expected_files, "one file per live tenant, no temp files, no deleted tenants");
     for tenant in &tenants {
         let on_disk = std::fs::read(www.join("config").join(format!("{}.json", tenant.id)))?;
-        let public = tenant.public_bundle.as_ref().map(|bundle| bundle.json.to_vec()).unwrap_or_default();
-        assert_eq!(on_disk, public, "{}", tenant.id);
+        let served = cluster_tests::served(&tenant.public_bundle, "eu-west", tenant.config_revision);
+        assert_eq!(on_disk, served, "{}", tenant.id);
     }
 
     let status = sidecar.terminate()?;

@@ -35,12 +35,15 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     })
     .await?;
 
-    phase("the public bundle as stored, with ETag, Cache-Control and tenant headers");
+    phase("the runtime config (configVersion and region in the JSON), with ETag, Cache-Control and tenant headers");
     let response = get(&addr, "/config/acme.json?v=123", &[("Host", "ACME.example.com:443")]).await?;
-    let public = acme.public_bundle.clone().unwrap_or_default();
+    let served = cluster_tests::served(&acme.public_bundle, "us-east", acme.config_revision);
     assert_eq!(response.status, 200);
-    assert_eq!(response.body, public.json);
-    let etag = format!("\"{}\"", public.sha256);
+    assert_eq!(response.body, served, "the public bundle with configVersion and region");
+    let document: serde_json::Value = serde_json::from_slice(&response.body)?;
+    assert_eq!(document["configVersion"], acme.config_revision);
+    assert_eq!(document["region"], "us-east");
+    let etag = format!("\"{}\"", compiler::document::sha256_hex(&served));
     assert_eq!(response.header("etag"), Some(etag.as_str()));
     assert_eq!(response.header("cache-control"), Some("public, max-age=5"));
     assert_eq!(response.header("content-type"), Some("application/json"));

@@ -102,20 +102,21 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     assert_eq!(bundle(&staged.public_bundle), bundle(&original.public_bundle));
 
     let live = config(&addr, &[], original.config_revision).await?;
-    assert_eq!(live.body, bundle(&original.public_bundle));
+    let region = live.header("x-region").unwrap_or_default().to_owned();
+    let served = |bundle: &Option<v1::Bundle>, version: u64| cluster_tests::served(bundle, &region, version);
+    assert_eq!(live.body, served(&original.public_bundle, original.config_revision));
     assert_eq!(live.header("x-config-canary"), None);
     for opt_in in [("X-Config-Canary", "1"), ("Cookie", "theme=dark; config_canary=1")] {
-        let served = config(&addr, &[opt_in], canary.revision).await?;
-        assert_eq!(served.body, bundle(&canary.public_bundle), "{opt_in:?}");
-        assert!(String::from_utf8_lossy(&served.body).contains("#ff6600"));
-        assert_eq!(served.header("x-config-canary"), Some("1"));
-        assert_eq!(
-            served.header("etag"),
-            Some(format!("\"{}\"", canary.public_bundle.as_ref().map_or("", |b| b.sha256.as_str())).as_str())
-        );
+        let response = config(&addr, &[opt_in], canary.revision).await?;
+        let expected = served(&canary.public_bundle, canary.revision);
+        assert_eq!(response.body, expected, "{opt_in:?}");
+        assert!(String::from_utf8_lossy(&response.body).contains("#ff6600"));
+        assert_eq!(response.header("x-config-canary"), Some("1"));
+        let etag = format!("\"{}\"", compiler::document::sha256_hex(&expected));
+        assert_eq!(response.header("etag"), Some(etag.as_str()));
     }
     let opted_out = config(&addr, &[("Cookie", "config_canary=0")], original.config_revision).await?;
-    assert_eq!(opted_out.body, bundle(&original.public_bundle));
+    assert_eq!(opted_out.body, served(&original.public_bundle, original.config_revision));
 
     phase("promote: the candidate is the live version, under the version it was served as");
     assert!(regctl(&cluster, &endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")])
@@ -126,7 +127,7 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     assert_eq!(bundle(&promoted.public_bundle), bundle(&canary.public_bundle));
     assert_eq!(promoted.config_revision, canary.revision);
     let live = config(&addr, &[], canary.revision).await?;
-    assert_eq!(live.body, bundle(&canary.public_bundle));
+    assert_eq!(live.body, served(&canary.public_bundle, canary.revision));
 
     phase("stage another candidate and abort it: the canary is gone, opting in gets the live version");
     set_primary(&repo, "acme", "#00aa00")?;
@@ -143,7 +144,7 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     let aborted = acme(&cluster).await?;
     assert!(aborted.canary.is_none());
     let opted_in = config(&addr, &[("X-Config-Canary", "1")], promoted.config_revision).await?;
-    assert_eq!(opted_in.body, bundle(&promoted.public_bundle));
+    assert_eq!(opted_in.body, served(&promoted.public_bundle, promoted.config_revision));
     assert_eq!(opted_in.header("x-config-canary"), None);
     let again = regctl(&cluster, &endpoints, &[OsStr::new("canary"), OsStr::new("promote"), OsStr::new("acme")]);
     assert_eq!(again.status.code(), Some(1));
@@ -168,8 +169,8 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     assert_eq!(bundle(&rolled.public_bundle), bundle(&original.public_bundle), "byte-equal");
     assert_eq!(bundle(&rolled.private_bundle), bundle(&original.private_bundle));
     assert!(rolled.config_revision > aborted.mod_revision, "a new revision");
-    let served = config(&addr, &[], rolled.config_revision).await?;
-    assert_eq!(served.body, bundle(&original.public_bundle));
+    let response = config(&addr, &[], rolled.config_revision).await?;
+    assert_eq!(response.body, served(&original.public_bundle, rolled.config_revision), "the old bytes, the new version");
 
     let history = regctl(
         &cluster,

@@ -118,13 +118,23 @@ fn regctl_up(postgres: bool) {
         "globex is pinned to the EU"
     );
 
-    phase("each region's sidecar materialized the public bundles");
+    phase("each region's sidecar materialized its runtime configs (acme's EU variant in eu-west only)");
     let acme = &listed["tenants"][0];
+    // What each region serves: acme's public bundle at its configVersion.
+    let served = |region: &str| {
+        let bundle = proto::v1::Bundle { json: acme["public_bundle"]["json"].to_string().into_bytes().into(), ..Default::default() };
+        let version = acme["config_revision"].as_u64().expect("config_revision");
+        cluster_tests::served(&Some(bundle), region, version)
+    };
     for region in ["us-east", "eu-west", "ap-south"] {
         let path = dir.join(format!("frontend-{region}")).join("config").join("acme.json");
-        let on_disk: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("materialized file")).expect("JSON");
-        assert_eq!(on_disk, acme["public_bundle"]["json"], "{}", path.display());
+        let on_disk = std::fs::read(&path).expect("materialized file");
+        assert_eq!(on_disk, served(region), "{}", path.display());
+        // configs/tenants/acme/regions/eu-west.json: that region's variant only.
+        let document: serde_json::Value = serde_json::from_slice(&on_disk).expect("JSON");
+        let banner = document["config"]["legalBanner"].as_str();
+        assert_eq!(banner.is_some(), region == "eu-west", "{region}: {document}");
+        assert_eq!(document["region"], region);
     }
 
     phase("each region's api-node serves acme's runtime config by Host");
@@ -136,8 +146,8 @@ fn regctl_up(postgres: bool) {
             .block_on(cluster_tests::http::get(&addr, "/config/acme.json", &[("Host", &host)]))
             .expect("GET /config/acme.json");
         assert_eq!(response.status, 200, "{}", response.text());
-        let served: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
-        assert_eq!(served, acme["public_bundle"]["json"]);
+        let region = response.header("x-region").expect("X-Region").to_owned();
+        assert_eq!(response.body, served(&region));
     }
 
     phase("regctl smoke passes against it, and fails (exit 1) with a wrong password");

@@ -165,10 +165,17 @@ pub async fn run(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<RegistryServer<RegistryService>>().await;
     health_reporter.set_serving::<AgentSyncServer>().await;
+    // Reflection in both versions: grpcurl and grpcio-reflection before
+    // 2023 speak only v1alpha, newer clients v1 (falling back to v1alpha).
+    let reflection_error = |error| Error::Config(format!("gRPC reflection: {error}"));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|error| Error::Config(format!("gRPC reflection: {error}")))?;
+        .map_err(reflection_error)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(reflection_error)?;
     let registry_server = RegistryServer::from_arc(service.clone())
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
@@ -194,6 +201,7 @@ pub async fn run(
         .layer(super::metrics::RpcTimingLayer { metrics: metrics.clone() })
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(registry_server)
         .add_service(raft_server)
         .add_service(sync_server)
