@@ -346,18 +346,27 @@ mod tests {
     #[test]
     fn deltas_apply_in_order_and_gaps_are_refused() {
         let view = View::default();
-        let (view, refusals) = view.apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("in order");
+        let (view, refusals) =
+            view.apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("in order");
         assert!(refusals.is_empty());
-        let (view, _) = view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect("an empty delta advances the revision");
+        let (view, _) =
+            view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect("an empty delta advances the revision");
         assert_eq!(view.revision, 2);
-        assert_eq!(view.apply_delta(delta(4, vec![]), &rules(Kind::Api)).expect_err("gap"), SequenceError { have: 2, got: 4 });
-        assert_eq!(view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect_err("replay"), SequenceError { have: 2, got: 2 });
+        assert_eq!(
+            view.apply_delta(delta(4, vec![]), &rules(Kind::Api)).expect_err("gap"),
+            SequenceError { have: 2, got: 4 }
+        );
+        assert_eq!(
+            view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect_err("replay"),
+            SequenceError { have: 2, got: 2 }
+        );
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
     }
 
     #[test]
     fn a_refused_record_keeps_the_last_good_version() {
-        let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("ok");
+        let (view, _) =
+            View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("ok");
         let mut bad = record("acme", 2, true);
         bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec().into(), sha256: "0".repeat(64) });
         let (view, refusals) = view.apply_delta(delta(2, vec![bad]), &rules(Kind::Api)).expect("in order");
@@ -399,14 +408,17 @@ mod tests {
 
     #[test]
     fn scope_is_checked_both_ways() {
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Frontend)).expect("ok");
+        let (_, refusals) =
+            View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Frontend)).expect("ok");
         assert!(refusals[0].reason.contains("never hold private data"));
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), &rules(Kind::Api)).expect("ok");
+        let (_, refusals) =
+            View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), &rules(Kind::Api)).expect("ok");
         assert!(refusals[0].reason.contains("missing"));
         let shard =
             v1::ShardInfo { id: "us-1".to_owned(), endpoint: "postgres://app@db/s".to_owned(), ..Default::default() };
         let with_shards = TenantRecord { shards: vec![shard], ..record("acme", 1, false) };
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![with_shards]), &rules(Kind::Frontend)).expect("ok");
+        let (_, refusals) =
+            View::default().apply_delta(delta(1, vec![with_shards]), &rules(Kind::Frontend)).expect("ok");
         assert!(refusals[0].reason.starts_with("shards:"), "{}", refusals[0].reason);
     }
 

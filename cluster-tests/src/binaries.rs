@@ -67,12 +67,25 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A directory for one test's data and logs under `target/cluster-tests`.
-pub fn test_dir(test_name: &str) -> PathBuf {
-    let base = binary("registry")
+/// `target/cluster-tests`, where the suites keep what they leave.
+fn tests_dir() -> PathBuf {
+    binary("registry")
         .parent()
         .and_then(Path::parent)
         .map(|target| target.join("cluster-tests"))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join(format!("{test_name}-{}", ulid::Ulid::new()))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// A directory for one test's data and logs under `target/cluster-tests`.
+pub fn test_dir(test_name: &str) -> PathBuf {
+    tests_dir().join(format!("{test_name}-{}", ulid::Ulid::new()))
+}
+
+/// Where a suite keeps an artefact that outlives a passing test (a
+/// screenshot): `target/cluster-tests/artefacts/{name}`, its directory
+/// made.
+pub fn artefact(name: &str) -> std::io::Result<PathBuf> {
+    let dir = tests_dir().join("artefacts");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join(name))
 }

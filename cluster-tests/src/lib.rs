@@ -8,11 +8,13 @@
 pub mod agents;
 pub mod api_nodes;
 pub mod binaries;
+pub mod browser;
 pub mod certs;
 pub mod chaos;
 pub mod debian;
 pub mod etcd;
 pub mod http;
+pub mod nginx;
 pub mod postgres;
 pub mod process;
 pub mod registry_cluster;

@@ -164,7 +164,10 @@ mod tests {
             r#"{"config":{"apiBase":"https://a","legalBanner":"GDPR"},"configVersion":7,"region":"eu-west","tenant":"acme","theme":{}}"#
         );
         let us = served_json(bundle.as_bytes(), "us-east", 7).expect("served");
-        assert_eq!(us, r#"{"config":{"apiBase":"https://a"},"configVersion":7,"region":"us-east","tenant":"acme","theme":{}}"#);
+        assert_eq!(
+            us,
+            r#"{"config":{"apiBase":"https://a"},"configVersion":7,"region":"us-east","tenant":"acme","theme":{}}"#
+        );
     }
 
     #[test]

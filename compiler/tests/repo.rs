@@ -148,7 +148,8 @@ fn regional_variants_are_compiled_and_judged_as_their_region_serves_them() {
     let before = compile_repo(root).expect("compiles");
     let regions = root.join("tenants/tenant-000001/regions");
     fs::create_dir_all(&regions).expect("mkdir");
-    let variant = r#"{"public": {"legalBanner": "Cookies: see our notice"}, "theme": {"texts": {"welcome": "Willkommen"}}}"#;
+    let variant =
+        r#"{"public": {"legalBanner": "Cookies: see our notice"}, "theme": {"texts": {"welcome": "Willkommen"}}}"#;
     fs::write(regions.join("eu-west.json"), variant).expect("write");
     let after = compile_repo(root).expect("compiles");
     let (old, new) = (&before.tenants[0], &after.tenants[0]);
@@ -167,21 +168,26 @@ fn regional_variants_are_compiled_and_judged_as_their_region_serves_them() {
     assert!(us["config"].get("legalBanner").is_none(), "{us}");
     assert_ne!(us["theme"]["texts"]["welcome"], "Willkommen");
 
-    let broken = r#"{"public": {"apiBase": "https://10.0.0.1/api"}, "theme": {"colors": {"primary": "red"}}, "private": {}}"#;
+    let broken =
+        r#"{"public": {"apiBase": "https://10.0.0.1/api"}, "theme": {"colors": {"primary": "red"}}, "private": {}}"#;
     fs::write(regions.join("eu-west.json"), broken).expect("write");
     fs::write(regions.join("EU.json"), "{}").expect("write");
     let problems = compile_repo(root).expect_err("broken");
     let shown: Vec<(String, String, &str)> =
         problems.into_iter().map(|problem| (problem.file, problem.pointer, problem.rule)).collect();
     let file = "tenants/tenant-000001/regions/eu-west.json".to_owned();
-    assert!(shown.iter().any(|(name, _, rule)| name.ends_with("regions/EU.json") && *rule == "unknown-file"), "{shown:?}");
+    assert!(
+        shown.iter().any(|(name, _, rule)| name.ends_with("regions/EU.json") && *rule == "unknown-file"),
+        "{shown:?}"
+    );
     assert!(shown.contains(&(file.clone(), "/private".to_owned(), "unknown-field")), "{shown:?}");
     assert!(shown.contains(&(file.clone(), "/theme/colors/primary".to_owned(), "color")), "{shown:?}");
     assert!(shown.iter().any(|(name, pointer, _)| name == &file && pointer == "/public/apiBase"), "{shown:?}");
 
     fs::remove_dir_all(&regions).expect("rm");
     let config = root.join("tenants/tenant-000001/config.json");
-    let mut document: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config).expect("read")).expect("json");
+    let mut document: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).expect("read")).expect("json");
     document["regions"] = serde_json::json!({"eu-west": {}});
     fs::write(&config, document.to_string()).expect("write");
     let problems = compile_repo(root).expect_err("a variant inside config.json");

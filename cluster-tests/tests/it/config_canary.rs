@@ -170,7 +170,11 @@ async fn canary_is_opt_in_promote_and_abort_work_and_rollback_restores_bytes() -
     assert_eq!(bundle(&rolled.private_bundle), bundle(&original.private_bundle));
     assert!(rolled.config_revision > aborted.mod_revision, "a new revision");
     let response = config(&addr, &[], rolled.config_revision).await?;
-    assert_eq!(response.body, served(&original.public_bundle, rolled.config_revision), "the old bytes, the new version");
+    assert_eq!(
+        response.body,
+        served(&original.public_bundle, rolled.config_revision),
+        "the old bytes, the new version"
+    );
 
     let history = regctl(
         &cluster,

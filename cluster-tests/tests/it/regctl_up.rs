@@ -122,7 +122,10 @@ fn regctl_up(postgres: bool) {
     let acme = &listed["tenants"][0];
     // What each region serves: acme's public bundle at its configVersion.
     let served = |region: &str| {
-        let bundle = proto::v1::Bundle { json: acme["public_bundle"]["json"].to_string().into_bytes().into(), ..Default::default() };
+        let bundle = proto::v1::Bundle {
+            json: acme["public_bundle"]["json"].to_string().into_bytes().into(),
+            ..Default::default()
+        };
         let version = acme["config_revision"].as_u64().expect("config_revision");
         cluster_tests::served(&Some(bundle), region, version)
     };

@@ -229,6 +229,29 @@ impl Tls {
     }
 }
 
+/// The system's CA bundle (Debian's `ca-certificates`), the roots of
+/// [`web_client_config`] unless a file is given.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A client configuration for servers outside the cluster (a CDN's purge
+/// API): no client certificate, the server verified against the
+/// certificates in `ca` (PEM), or the system's bundle, for the host
+/// dialed; TLS 1.2 and 1.3, HTTP/1.1.
+pub fn web_client_config(ca: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, TrustError> {
+    let path = ca.unwrap_or(std::path::Path::new(SYSTEM_CA_BUNDLE));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::certs::read_certs(path)? {
+        roots.add(cert).map_err(|error| TrustError::file(path, format!("not a CA certificate: {error}")))?;
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Formats unix seconds as RFC 3339 (for status output).
 pub fn rfc3339(unix_s: i64) -> String {
     format_time(unix_s)

@@ -7,6 +7,7 @@ use proto::TenantId;
 use registry_client::Client;
 
 use super::output::{self, Format};
+use super::purge::PurgeArgs;
 use super::{parse_tenant_id, repo, Failure, WriteArgs};
 
 #[derive(clap::Subcommand)]
@@ -27,6 +28,8 @@ pub(super) enum CanaryCommand {
         tenant: TenantId,
         #[command(flatten)]
         write: WriteArgs,
+        #[command(flatten)]
+        purge: PurgeArgs,
     },
     /// Drop the staged canary.
     Abort {
@@ -44,9 +47,14 @@ pub(super) async fn run(command: CanaryCommand, client: &Client, format: Format)
             let written = client.stage_canary(tenant.as_str(), repo::documents(&compiled), &write.options()).await?;
             output::write_response("staged a canary of", &written, format);
         }
-        CanaryCommand::Promote { tenant, write } => {
+        CanaryCommand::Promote { tenant, write, purge } => {
+            let hook = purge.hook()?;
             let written = client.finish_canary(tenant.as_str(), true, &write.options()).await?;
             output::write_response("promoted the canary of", &written, format);
+            if let Some(hook) = &hook {
+                super::purge::after_write(hook, client, "canary promote", tenant.as_str(), written.revision, format)
+                    .await?;
+            }
         }
         CanaryCommand::Abort { tenant, write } => {
             let written = client.finish_canary(tenant.as_str(), false, &write.options()).await?;

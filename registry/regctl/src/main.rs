@@ -15,6 +15,7 @@ mod local_postgres;
 mod moves;
 mod output;
 mod publish;
+mod purge;
 mod repo;
 mod smoke;
 mod tenants;
@@ -83,6 +84,8 @@ enum Command {
         to: u64,
         #[command(flatten)]
         write: WriteArgs,
+        #[command(flatten)]
+        purge: purge::PurgeArgs,
     },
     /// Consistent backups (restore one with `registry snapshot restore`).
     #[command(subcommand)]
@@ -247,9 +250,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::info(format, &format!("wrote {tenants} tenants to {}", out.display()));
         }
         Command::Canary(command) => canary::run(command, &client, format).await?,
-        Command::Rollback { tenant, to, write } => {
+        Command::Rollback { tenant, to, write, purge } => {
+            let hook = purge.hook()?;
             let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
+            if let Some(hook) = &hook {
+                purge::after_write(hook, &client, "rollback", tenant.as_str(), written.revision, format).await?;
+            }
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,
         Command::Move(args) => moves::run(args, &client, format).await?,

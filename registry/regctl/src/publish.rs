@@ -3,8 +3,9 @@
 //!
 //! Compile the whole repo (any problem stops here and nothing is sent),
 //! plan, show the plan, confirm, then run it: the gate of each cohort is
-//! every agent's acknowledgement and the smoke checks of its golden tenants
-//! through the api-nodes.
+//! every agent's acknowledgement, the CDN purge of its runtime configs
+//! (with `--purge-url`), and the smoke checks of its golden tenants through
+//! the api-nodes.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ pub(super) struct PublishArgs {
     /// How long the agents may take to acknowledge a cohort, in seconds.
     #[arg(long, default_value_t = 60)]
     ack_timeout: u64,
+    #[command(flatten)]
+    purge: super::purge::PurgeArgs,
 }
 
 fn golden_list(args: &PublishArgs, repo_golden: &[TenantId]) -> Result<BTreeSet<String>, Failure> {
@@ -77,6 +80,7 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
         ack_timeout: Duration::from_secs(args.ack_timeout),
         actor: actor(),
         reason: format!("publish {}", args.dir.display()),
+        purge: args.purge.hook()?,
     };
     let plan = publish::plan(client, &compiled, &publish).await?;
     output::publish_plan(&plan.rows(), plan.unchanged, plan.only_live, format);

@@ -23,6 +23,9 @@ use crate::{Identity, Tls};
 #[derive(Debug, Clone)]
 pub struct Connector {
     tls: Option<Arc<Tls>>,
+    /// A server outside the cluster: its roots, no client certificate
+    /// ([`crate::tls::web_client_config`]); instead of `tls`.
+    web: Option<Arc<rustls::ClientConfig>>,
     grpc: bool,
     server_name: Option<String>,
     expect: Option<Expect>,
@@ -100,7 +103,13 @@ fn host_of(authority: &str) -> &str {
 impl Connector {
     /// A connector for gRPC (`grpc`, ALPN h2) or HTTP/1.1.
     pub fn new(tls: Option<Arc<Tls>>, grpc: bool) -> Self {
-        Self { tls, grpc, server_name: None, expect: None }
+        Self { tls, web: None, grpc, server_name: None, expect: None }
+    }
+
+    /// A connector for an HTTPS server outside the cluster, verified by
+    /// `config`'s roots for the host dialed.
+    pub fn web(config: Arc<rustls::ClientConfig>) -> Self {
+        Self { tls: None, web: Some(config), grpc: false, server_name: None, expect: None }
     }
 
     /// Verify the server's certificate for `addr`'s host instead of the
@@ -122,11 +131,15 @@ impl Connector {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out")))??;
         let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.tls else { return Ok(ClientConn::Plain(tcp)) };
+        let config = match (&self.tls, &self.web) {
+            (Some(tls), _) => tls.client_config(self.grpc),
+            (None, Some(web)) => web.clone(),
+            (None, None) => return Ok(ClientConn::Plain(tcp)),
+        };
         let host = self.server_name.as_deref().unwrap_or_else(|| host_of(addr));
         let name = ServerName::try_from(host.to_owned())
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, format!("server name `{host}`: {error}")))?;
-        let connector = tokio_rustls::TlsConnector::from(tls.client_config(self.grpc));
+        let connector = tokio_rustls::TlsConnector::from(config);
         let stream = tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), connector.connect(name, tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("TLS handshake with {addr} timed out")))?

@@ -9,6 +9,7 @@ pub mod failover;
 mod fake;
 pub mod moves;
 pub mod publish;
+pub mod purge;
 pub mod smoke;
 
 use std::future::Future;

@@ -8,9 +8,12 @@
 //!    revision, and a request id derived from the content, so a retried
 //!    write applies once); wait until every connected agent acknowledged
 //!    the cohort's last revision (a NACK of any of its revisions halts);
-//!    check the cohort's golden tenants through the [`Gate`].
-//! 3. A failed gate halts the publish and rolls the cohort back (each
-//!    tenant to its revision before, created tenants deleted) unless
+//!    purge the cohort's runtime configs from the CDN through the purge
+//!    hook, if one is set ([`super::purge`]); check the cohort's golden
+//!    tenants through the [`Gate`].
+//! 3. A failed gate (a purge that fails included) halts the publish and
+//!    rolls the cohort back (each tenant to its revision before, created
+//!    tenants deleted, and the rollback purged in its turn) unless
 //!    `rollback` is off; earlier cohorts stay.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -23,6 +26,7 @@ use proto::v1;
 use proto::TenantId;
 use tokio::time::Instant;
 
+use super::purge::{served_regions, PurgeBatch, PurgeHook};
 use super::Cluster;
 use crate::{Error, WriteOptions};
 
@@ -51,6 +55,8 @@ pub struct Publish {
     /// Who and why, recorded in every tenant's audit history.
     pub actor: String,
     pub reason: String,
+    /// The CDN purge hook, told of each cohort once it is acknowledged.
+    pub purge: Option<PurgeHook>,
 }
 
 /// The check of one golden tenant after its cohort is acknowledged (regctl's
@@ -278,9 +284,10 @@ pub async fn run(
         let started = Instant::now();
         let (written, failure) = write_cohort(cluster, publish, cohort).await;
         row.revisions = revision_range(&written);
+        let what = format!("publish {} {} of {cohorts}", cohort.label, row.number);
         let gated = match (failure, row.revisions) {
             (Some(failure), _) => Err(failure),
-            (None, Some(revisions)) => check(cluster, publish, gate, &written, revisions).await,
+            (None, Some(revisions)) => check(cluster, publish, gate, &written, revisions, &what).await,
             (None, None) => Ok(()),
         };
         row.acked = gated.is_ok().then(|| started.elapsed());
@@ -360,24 +367,45 @@ async fn write_cohort(
 }
 
 /// The cohort's gate: every agent acknowledged `last` with no NACK in
-/// `first..=last`, then the golden tenants pass the gate's check.
+/// `first..=last`, the purge hook (if any) purged the cohort's runtime
+/// configs, then the golden tenants pass the gate's check.
 async fn check(
     cluster: &impl Cluster,
     publish: &Publish,
     gate: &impl Gate,
     written: &[Written],
     (first, last): (u64, u64),
+    what: &str,
 ) -> Result<(), String> {
     wait_for_acks(cluster, first, last, publish.ack_timeout).await?;
+    if let Some(hook) = &publish.purge {
+        let tenants: Vec<String> = written.iter().map(|written| written.tenant.id.clone()).collect();
+        purge_acknowledged(cluster, hook, what, last, &tenants).await?;
+    }
     for written in written.iter().filter(|written| written.golden) {
         gate.check(&written.tenant).await?;
     }
     Ok(())
 }
 
+/// Purges `tenants`, changed up to `revision` and acknowledged by every
+/// agent, in every region where agents serve them.
+pub async fn purge_acknowledged(
+    cluster: &impl Cluster,
+    hook: &PurgeHook,
+    reason: &str,
+    revision: u64,
+    tenants: &[String],
+) -> Result<String, String> {
+    let mut tenants = tenants.to_vec();
+    tenants.sort();
+    let regions = served_regions(cluster).await;
+    hook.purge(&PurgeBatch { reason, revision, regions: &regions, tenants: &tenants }).await
+}
+
 /// Waits until every connected agent acknowledged `last`; a NACK of a
 /// revision in `first..=last` fails at once.
-async fn wait_for_acks(cluster: &impl Cluster, first: u64, last: u64, timeout: Duration) -> Result<(), String> {
+pub async fn wait_for_acks(cluster: &impl Cluster, first: u64, last: u64, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         let (agents, answered) = cluster.agents().await;
@@ -437,6 +465,20 @@ async fn roll_back(cluster: &impl Cluster, publish: &Publish, written: &[Written
     };
     if !failed.is_empty() {
         said.push_str(&format!("; {} could NOT be rolled back: {}", failed.len(), failed.join("; ")));
+    }
+    // The CDN may have fetched the halted version meanwhile: the rolled
+    // back configs are purged too, once acknowledged.
+    if let (Some(hook), Some(first), Some(last)) = (&publish.purge, restored.iter().min(), restored.iter().max()) {
+        let tenants: Vec<String> = written.iter().map(|written| written.tenant.id.clone()).collect();
+        let reason = format!("publish cohort {cohort} rolled back");
+        let purged = match wait_for_acks(cluster, *first, *last, publish.ack_timeout).await {
+            Ok(()) => purge_acknowledged(cluster, hook, &reason, *last, &tenants).await,
+            Err(failure) => Err(failure),
+        };
+        match purged {
+            Ok(purged) => said.push_str(&format!("; {purged}")),
+            Err(failure) => said.push_str(&format!("; the rollback was NOT purged: {failure}")),
+        }
     }
     said
 }

@@ -124,6 +124,9 @@ pub async fn check_serving(http: &impl Http, target: &Target, api: &Api, tenant:
         return Err(format!("health: resolved to {} (HTTP {})", json(&health)["tenant"], health.status));
     }
     let public = tenant.public_bundle.clone().unwrap_or_default();
+    // What the api-node must serve: the public bundle as its region serves it.
+    let expected = compiler::regions::served_json(&public.json, &api.region, tenant.config_revision)
+        .map_err(|problem| format!("config: the registry's public bundle: {problem}"))?;
     let deadline = Instant::now() + CONVERGE_TIMEOUT;
     loop {
         let config = http
@@ -131,15 +134,17 @@ pub async fn check_serving(http: &impl Http, target: &Target, api: &Api, tenant:
             .await
             .map_err(|error| format!("config: {error}"))?;
         let version = config.header("x-config-version").and_then(|version| version.parse::<u64>().ok());
-        if config.status == 200 && config.body == public.json && version == Some(tenant.config_revision) {
+        let equal = config.body == expected.as_bytes();
+        if config.status == 200 && equal && version == Some(tenant.config_revision) {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "config: HTTP {}, configVersion {version:?} (registry: {}), bundle {}",
+                "config: HTTP {}, configVersion {version:?} (registry: {}), runtime config {} the registry's in {}",
                 config.status,
                 tenant.config_revision,
-                if config.body == public.json { "equal" } else { "different" }
+                if equal { "equal to" } else { "different from" },
+                api.region
             ));
         }
         tokio::time::sleep(CONVERGE_PAUSE).await;
@@ -345,7 +350,8 @@ mod tests {
                 (421, vec![("x-home-region", "us-east".to_owned())], String::new())
             }
             ("GET", _) if path.starts_with("/config/") => {
-                (200, vec![("x-config-version", "7".to_owned())], BUNDLE.to_owned())
+                let served = compiler::regions::served_json(BUNDLE.as_bytes(), region, 7).unwrap_or_default();
+                (200, vec![("x-config-version", "7".to_owned())], served)
             }
             ("POST", "/api/login") => (200, vec![], r#"{"token":"t"}"#.to_owned()),
             ("POST", "/api/items") if tenant == "globex" => (500, vec![], "boom".to_owned()),
@@ -399,7 +405,11 @@ mod tests {
         ahead.config_revision = 8;
         let started = Instant::now();
         let failed = check_serving(&http, &target(), &api, &ahead).await.unwrap_err();
-        assert_eq!(failed, "config: HTTP 200, configVersion Some(7) (registry: 8), bundle equal");
+        assert_eq!(
+            failed,
+            "config: HTTP 200, configVersion Some(7) (registry: 8), runtime config different from the registry's in \
+             us-east"
+        );
         assert!(started.elapsed() >= CONVERGE_TIMEOUT);
         let refused = check_refused(&http, &target(), &api, &served("acme", &["eu-west"])).await.unwrap_err();
         assert_eq!(refused, "served outside its pin: HTTP 200 (expected 421 naming us-east)");

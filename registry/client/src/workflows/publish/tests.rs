@@ -35,6 +35,7 @@ fn publish(cohort_size: usize) -> Publish {
         ack_timeout: Duration::from_secs(5),
         actor: "test".to_owned(),
         reason: "publish".to_owned(),
+        purge: None,
     }
 }
 
