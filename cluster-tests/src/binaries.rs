@@ -68,7 +68,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// `target/cluster-tests`, where the suites keep what they leave.
-fn tests_dir() -> PathBuf {
+pub(crate) fn tests_dir() -> PathBuf {
     binary("registry")
         .parent()
         .and_then(Path::parent)

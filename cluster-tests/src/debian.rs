@@ -1,5 +1,5 @@
 //! Tools from Debian that tests and benchmarks use (Chromium, etcd, wrk,
-//! PostgreSQL),
+//! PostgreSQL, nginx, Python),
 //! installed with apt-get when missing: the machine needs nothing set up by
 //! hand (as root; elsewhere the error says what to install).
 //!
@@ -37,14 +37,28 @@ pub fn ensure_found(package: &str, find: impl Fn() -> Option<PathBuf>) -> anyhow
     if let Some(found) = find() {
         return Ok(found);
     }
+    serialised(|| {
+        // Another process may have installed it while this one waited.
+        if let Some(found) = find() {
+            return Ok(found);
+        }
+        apt_install(package)?;
+        find().ok_or_else(|| anyhow::anyhow!("apt-get installed {package}, but what it provides is not found"))
+    })
+}
+
+/// Runs `install` holding the installers' lock: one install at a time on
+/// the machine, whichever process or thread asks (apt-get here, pip in
+/// [`crate::python`]).
+pub fn serialised<T>(install: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     let _in_process = IN_PROCESS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let lock_file = File::options().create(true).truncate(false).write(true).open(INSTALL_LOCK)?;
     let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| anyhow::anyhow!("{INSTALL_LOCK}: {errno}"))?;
-    // Another process may have installed it while this one waited.
-    if let Some(found) = find() {
-        return Ok(found);
-    }
+    install()
+}
+
+fn apt_install(package: &str) -> anyhow::Result<()> {
     eprintln!("installing Debian's {package} (apt-get)…");
     let lock_timeout = format!("DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_S}");
     let apt = |args: &[&str]| -> anyhow::Result<()> {
@@ -59,8 +73,7 @@ pub fn ensure_found(package: &str, find: impl Fn() -> Option<PathBuf>) -> anyhow
         Ok(())
     };
     apt(&["update", "-qq"])?;
-    apt(&["install", "-y", "-qq", package])?;
-    find().ok_or_else(|| anyhow::anyhow!("apt-get installed {package}, but what it provides is not found"))
+    apt(&["install", "-y", "-qq", package])
 }
 
 #[cfg(test)]

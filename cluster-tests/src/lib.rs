@@ -17,6 +17,7 @@ pub mod http;
 pub mod nginx;
 pub mod postgres;
 pub mod process;
+pub mod python;
 pub mod registry_cluster;
 pub mod wait;
 

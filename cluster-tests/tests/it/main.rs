@@ -27,6 +27,7 @@ mod config_publish;
 mod durability;
 mod edge_nginx;
 mod failover;
+mod grpc_reflection;
 mod leader_transfer;
 mod membership;
 mod placement_pins;

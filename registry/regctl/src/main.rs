@@ -224,13 +224,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let command = match cli.command {
         Command::Up(args) => return up::run(args, cli.tls.insecure, format).await,
         Command::Certs(command) => return certs::run(command, format),
+        Command::GenConfigs { tenants, out } => {
+            compiler::generate::generate(&out, tenants)
+                .map_err(|error| Failure(format!("{}: {error}", out.display())))?;
+            output::info(format, &format!("wrote {tenants} tenants to {}", out.display()));
+            return Ok(());
+        }
         command => command,
     };
     let tls = cli.tls.load("regctl").map_err(|error| Failure(error.to_string()))?;
     // Connections are lazy: making the client costs nothing until a call.
     let client = Client::new(&cli.endpoints, tls)?;
     match command {
-        Command::Up(_) | Command::Certs(_) => {}
+        Command::Up(_) | Command::Certs(_) | Command::GenConfigs { .. } => {}
         Command::Smoke(args) => smoke::run(args, &client, format).await?,
         Command::Tenant(command) => tenants::run(command, &client, format).await?,
         Command::Publish(args) => publish::run(args, &client, format).await?,
@@ -243,11 +249,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if differ > 0 {
                 return Err(Failure(format!("{differ} tenants differ between {} and the registry", dir.display())));
             }
-        }
-        Command::GenConfigs { tenants, out } => {
-            compiler::generate::generate(&out, tenants)
-                .map_err(|error| Failure(format!("{}: {error}", out.display())))?;
-            output::info(format, &format!("wrote {tenants} tenants to {}", out.display()));
         }
         Command::Canary(command) => canary::run(command, &client, format).await?,
         Command::Rollback { tenant, to, write, purge } => {
