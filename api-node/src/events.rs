@@ -23,8 +23,7 @@ use futures::stream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::limits::{CONFIG_EVENT_KEEPALIVE_MS, RETRY_AFTER_S};
-use crate::node::{with_tenant_headers, Node, ReadTenant};
-use crate::server::wants_canary;
+use crate::node::{wants_canary, with_tenant_headers, Node, ReadTenant};
 
 /// What one stream follows, between two events.
 struct Follow {

@@ -196,6 +196,18 @@ impl FromRequestParts<Arc<Node>> for WriteTenant {
     }
 }
 
+/// Whether a request opts in to canaries: header `X-Config-Canary: 1` or
+/// cookie `config_canary=1`.
+pub(crate) fn wants_canary(headers: &HeaderMap) -> bool {
+    let header = headers.get("x-config-canary").is_some_and(|value| value.as_bytes() == b"1");
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|cookies| cookies.split(';').any(|pair| pair.trim() == "config_canary=1"));
+    header || cookie
+}
+
 /// Adds `X-Tenant`, `X-Config-Version` and `X-Region` to a tenant response.
 pub fn with_tenant_headers(mut response: Response, entry: &TenantEntry, region: &str) -> Response {
     let headers = response.headers_mut();

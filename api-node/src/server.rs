@@ -17,7 +17,7 @@ use plumbing::metrics::Scrape;
 use serde_json::json;
 
 use crate::limits::{CONFIG_MAX_AGE_S, SHARD_HEALTH_MS};
-use crate::node::{not_found, with_tenant_headers, Node, ReadTenant};
+use crate::node::{not_found, wants_canary, with_tenant_headers, Node, ReadTenant};
 use crate::policy::{decide, Access, Denial};
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -45,18 +45,6 @@ static CONFIG_CACHE_CONTROL: std::sync::LazyLock<HeaderValue> = std::sync::LazyL
     HeaderValue::from_str(&format!("public, max-age={CONFIG_MAX_AGE_S}"))
         .unwrap_or(HeaderValue::from_static("no-cache"))
 });
-
-/// Whether a request opts in to canaries: header `X-Config-Canary: 1` or
-/// cookie `config_canary=1`.
-pub(crate) fn wants_canary(headers: &HeaderMap) -> bool {
-    let header = headers.get("x-config-canary").is_some_and(|value| value.as_bytes() == b"1");
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .any(|cookies| cookies.split(';').any(|pair| pair.trim() == "config_canary=1"));
-    header || cookie
-}
 
 /// `GET /config/{tenant}.json`: the runtime config as this region serves
 /// it (the public bundle with the region's variant merged in, and
