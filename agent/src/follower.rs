@@ -149,8 +149,11 @@ impl Agent {
                 "started from the local copy (stale until the registry confirms)"
             );
         }
-        let rules =
-            Rules { kind: config.kind, bundle_bytes_max: config.bundle_bytes_max, region: config.region.clone() };
+        let rules = Rules {
+            kind: config.kind,
+            bundle_bytes_max: config.bundle_bytes_max,
+            region: Arc::from(config.region.as_str()),
+        };
         let (applied, _) = broadcast::channel(4096);
         let shared = Arc::new(Shared {
             rules,

@@ -7,7 +7,7 @@
 //! Architecture Invariant: a view's revision never goes back, and a delta
 //! applies only to the view of the revision just before it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use proto::v1::{self, TenantRecord, TenantStatus};
 use proto::TenantId;
@@ -50,7 +50,7 @@ impl From<trust::AgentKind> for Kind {
 /// What `/config/{tenant}.json` serves in this agent's region: the
 /// public bundle with the region's variant merged in and `configVersion`
 /// and `region` added ([`compiler::regions::served_json`]), and its
-/// SHA-256 (the ETag), made once when the record is applied.
+/// SHA-256 (the ETag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
     pub json: prost::bytes::Bytes,
@@ -58,46 +58,55 @@ pub struct Served {
 }
 
 impl Served {
-    fn new(bundle: &v1::Bundle, region: &str, config_version: u64) -> Result<Self, String> {
-        let json = compiler::regions::served_json(&bundle.json, region, config_version)
-            .map_err(|problem| problem.to_string())?;
-        let sha256 = compiler::document::sha256_hex(json.as_bytes());
-        Ok(Self { json: json.into(), sha256 })
+    /// Of a checked public bundle (a JSON object, so `served_json` cannot
+    /// refuse it; were it to, the bundle is served as it is).
+    fn new(bundle: &v1::Bundle, region: &str, config_version: u64) -> Self {
+        match compiler::regions::served_json(&bundle.json, region, config_version) {
+            Ok(json) => Self { sha256: compiler::document::sha256_hex(json.as_bytes()), json: json.into() },
+            Err(_) => Self { json: bundle.json.clone(), sha256: bundle.sha256.clone() },
+        }
     }
 }
 
-/// One tenant as the agent holds it.
+/// One tenant as the agent holds it: the record, and what its region
+/// serves, made on first use (an agent's cold start applies every record
+/// but serves few of them at once; the sidecar's files ask for each).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantEntry {
     pub record: TenantRecord,
-    served: Served,
-    canary_served: Option<Served>,
+    region: Arc<str>,
+    served: OnceLock<Served>,
+    canary_served: OnceLock<Option<Served>>,
 }
 
 impl TenantEntry {
     /// The entry of a checked record, served in `region`.
-    pub fn new(record: TenantRecord, region: &str) -> Result<Self, String> {
-        let public = record.public_bundle.as_ref().ok_or("public_bundle: missing")?;
-        let served = Served::new(public, region, record.config_revision)?;
-        let canary_served = match &record.canary_public_bundle {
-            Some(bundle) if record.canary_revision > 0 => Some(Served::new(bundle, region, record.canary_revision)?),
-            _ => None,
-        };
-        Ok(Self { record, served, canary_served })
-    }
-
-    pub fn id(&self) -> &str {
-        &self.record.id
+    pub fn new(record: TenantRecord, region: Arc<str>) -> Self {
+        Self { record, region, served: OnceLock::new(), canary_served: OnceLock::new() }
     }
 
     /// The runtime config this region serves.
     pub fn served(&self) -> &Served {
-        &self.served
+        self.served.get_or_init(|| {
+            let bundle = self.record.public_bundle.clone().unwrap_or_default();
+            Served::new(&bundle, &self.region, self.record.config_revision)
+        })
     }
 
     /// The staged canary's runtime config, if one is staged.
     pub fn canary_served(&self) -> Option<&Served> {
-        self.canary_served.as_ref()
+        self.canary_served
+            .get_or_init(|| match &self.record.canary_public_bundle {
+                Some(bundle) if self.record.canary_revision > 0 => {
+                    Some(Served::new(bundle, &self.region, self.record.canary_revision))
+                }
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
     }
 
     /// The tenant's configVersion: the revision of its live bundles.
@@ -150,7 +159,7 @@ pub struct Rules {
     pub kind: Kind,
     pub bundle_bytes_max: usize,
     /// The agent's region, whose variant of each tenant it serves.
-    pub region: String,
+    pub region: Arc<str>,
 }
 
 /// Checks a record with the same rules the registry uses (the bundles'
@@ -219,7 +228,7 @@ fn checked(record: TenantRecord, revision: u64, rules: &Rules) -> Result<Option<
     if is_deleted(&record) {
         return Ok(None);
     }
-    TenantEntry::new(record, &rules.region).map(Some)
+    Ok(Some(TenantEntry::new(record, rules.region.clone())))
 }
 
 impl View {
@@ -295,18 +304,17 @@ impl View {
     }
 
     /// A view rebuilt from the agent's disk: the records it applied before,
-    /// served in `region` (a record that no longer gives an entry, which
-    /// only a damaged copy could hold, is left out and comes back with the
-    /// registry's next snapshot).
+    /// served in `region`.
     pub fn restored(
         revision: u64,
         cluster_id: String,
         records: impl IntoIterator<Item = TenantRecord>,
         region: &str,
     ) -> View {
+        let region: Arc<str> = Arc::from(region);
         let tenants = records
             .into_iter()
-            .filter_map(|record| Some((record.id.clone(), Arc::new(TenantEntry::new(record, region).ok()?))))
+            .map(|record| (record.id.clone(), Arc::new(TenantEntry::new(record, region.clone()))))
             .collect();
         View { revision, cluster_id, tenants }
     }
@@ -316,8 +324,12 @@ impl View {
 mod tests {
     use super::*;
 
-    fn rules(kind: Kind) -> Rules {
-        Rules { kind, bundle_bytes_max: 1024, region: "eu-west".to_owned() }
+    fn api() -> Rules {
+        Rules { kind: Kind::Api, bundle_bytes_max: 1024, region: Arc::from("eu-west") }
+    }
+
+    fn frontend() -> Rules {
+        Rules { kind: Kind::Frontend, ..api() }
     }
 
     fn bundle(json: &str) -> v1::Bundle {
@@ -346,30 +358,21 @@ mod tests {
     #[test]
     fn deltas_apply_in_order_and_gaps_are_refused() {
         let view = View::default();
-        let (view, refusals) =
-            view.apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("in order");
+        let (view, refusals) = view.apply_delta(delta(1, vec![record("acme", 1, true)]), &api()).expect("in order");
         assert!(refusals.is_empty());
-        let (view, _) =
-            view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect("an empty delta advances the revision");
+        let (view, _) = view.apply_delta(delta(2, vec![]), &api()).expect("an empty delta advances the revision");
         assert_eq!(view.revision, 2);
-        assert_eq!(
-            view.apply_delta(delta(4, vec![]), &rules(Kind::Api)).expect_err("gap"),
-            SequenceError { have: 2, got: 4 }
-        );
-        assert_eq!(
-            view.apply_delta(delta(2, vec![]), &rules(Kind::Api)).expect_err("replay"),
-            SequenceError { have: 2, got: 2 }
-        );
+        assert_eq!(view.apply_delta(delta(4, vec![]), &api()).expect_err("gap"), SequenceError { have: 2, got: 4 });
+        assert_eq!(view.apply_delta(delta(2, vec![]), &api()).expect_err("replay"), SequenceError { have: 2, got: 2 });
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
     }
 
     #[test]
     fn a_refused_record_keeps_the_last_good_version() {
-        let (view, _) =
-            View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Api)).expect("ok");
+        let (view, _) = View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &api()).expect("ok");
         let mut bad = record("acme", 2, true);
         bad.public_bundle = Some(v1::Bundle { json: b"{}".to_vec().into(), sha256: "0".repeat(64) });
-        let (view, refusals) = view.apply_delta(delta(2, vec![bad]), &rules(Kind::Api)).expect("in order");
+        let (view, refusals) = view.apply_delta(delta(2, vec![bad]), &api()).expect("in order");
         assert_eq!(view.revision, 2, "the revision still advances");
         assert_eq!(view.tenant("acme").map(|entry| entry.config_version()), Some(1));
         assert_eq!(refusals.len(), 1);
@@ -378,7 +381,7 @@ mod tests {
         let mut big = record("acme", 3, true);
         let text = format!(r#"{{"x":"{}"}}"#, "y".repeat(2000));
         big.private_bundle = Some(bundle(&text));
-        let (_, refusals) = view.apply_delta(delta(3, vec![big]), &rules(Kind::Api)).expect("in order");
+        let (_, refusals) = view.apply_delta(delta(3, vec![big]), &api()).expect("in order");
         assert!(refusals[0].reason.contains("over the limit"), "{}", refusals[0].reason);
     }
 
@@ -386,17 +389,17 @@ mod tests {
     fn public_bundles_with_secrets_and_bad_canaries_are_refused() {
         let mut leaky = record("acme", 1, true);
         leaky.public_bundle = Some(bundle(r#"{"config":{"apiToken":"abc"},"tenant":"acme"}"#));
-        let (view, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &rules(Kind::Api)).expect("ok");
+        let (view, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &api()).expect("ok");
         assert!(view.tenant("acme").is_none());
         assert!(refusals[0].reason.contains("names a secret"), "{}", refusals[0].reason);
 
         let mut staged = record("acme", 2, true);
         staged.canary_revision = 2;
         staged.canary_public_bundle = Some(bundle(r#"{"config":{"n":3},"tenant":"acme"}"#));
-        let (view, refusals) = view.apply_delta(delta(2, vec![staged.clone()]), &rules(Kind::Api)).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(2, vec![staged.clone()]), &api()).expect("ok");
         assert!(refusals[0].reason.contains("canary_private_bundle: missing"), "{}", refusals[0].reason);
         staged.canary_private_bundle = Some(bundle("{}"));
-        let (view, refusals) = view.apply_delta(delta(3, vec![staged]), &rules(Kind::Api)).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(3, vec![staged]), &api()).expect("ok");
         assert!(refusals.is_empty(), "{refusals:?}");
         let entry = view.tenant("acme").expect("applied");
         let canary = entry.canary_served().map(|served| String::from_utf8_lossy(&served.json).into_owned());
@@ -409,27 +412,25 @@ mod tests {
     #[test]
     fn scope_is_checked_both_ways() {
         let (_, refusals) =
-            View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &rules(Kind::Frontend)).expect("ok");
+            View::default().apply_delta(delta(1, vec![record("acme", 1, true)]), &frontend()).expect("ok");
         assert!(refusals[0].reason.contains("never hold private data"));
-        let (_, refusals) =
-            View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), &rules(Kind::Api)).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![record("acme", 1, false)]), &api()).expect("ok");
         assert!(refusals[0].reason.contains("missing"));
         let shard =
             v1::ShardInfo { id: "us-1".to_owned(), endpoint: "postgres://app@db/s".to_owned(), ..Default::default() };
         let with_shards = TenantRecord { shards: vec![shard], ..record("acme", 1, false) };
-        let (_, refusals) =
-            View::default().apply_delta(delta(1, vec![with_shards]), &rules(Kind::Frontend)).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![with_shards]), &frontend()).expect("ok");
         assert!(refusals[0].reason.starts_with("shards:"), "{}", refusals[0].reason);
     }
 
     #[test]
     fn deletes_remove_and_snapshots_replace() {
         let (view, _) = View::default()
-            .apply_delta(delta(1, vec![record("acme", 1, true), record("globex", 1, true)]), &rules(Kind::Api))
+            .apply_delta(delta(1, vec![record("acme", 1, true), record("globex", 1, true)]), &api())
             .expect("ok");
         let mut gone = record("globex", 2, true);
         gone.status = TenantStatus::Deleted as i32;
-        let (view, _) = view.apply_delta(delta(2, vec![gone]), &rules(Kind::Api)).expect("ok");
+        let (view, _) = view.apply_delta(delta(2, vec![gone]), &api()).expect("ok");
         assert!(view.tenant("globex").is_none());
         // A compacted tombstone carries no bundles, and removes alike.
         let tombstone = TenantRecord {
@@ -438,12 +439,12 @@ mod tests {
             mod_revision: 1,
             ..Default::default()
         };
-        let (view, refusals) = view.apply_delta(delta(3, vec![tombstone.clone()]), &rules(Kind::Api)).expect("ok");
+        let (view, refusals) = view.apply_delta(delta(3, vec![tombstone.clone()]), &api()).expect("ok");
         assert!(refusals.is_empty() && view.is_empty(), "{refusals:?}");
         let leaky = TenantRecord { private_bundle: record("acme", 3, true).private_bundle, ..tombstone };
-        let (_, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &rules(Kind::Frontend)).expect("ok");
+        let (_, refusals) = View::default().apply_delta(delta(1, vec![leaky]), &frontend()).expect("ok");
         assert!(refusals[0].reason.contains("never hold private data"), "{refusals:?}");
-        let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], &rules(Kind::Api));
+        let (view, _) = view.apply_snapshot(9, "c1".to_owned(), vec![record("initech", 7, true)], &api());
         assert_eq!((view.revision, view.len()), (9, 1));
         assert!(view.tenant("acme").is_none(), "a snapshot replaces everything");
     }

@@ -72,7 +72,7 @@ proptest! {
     /// only records that validate, and its revision is the delta's.
     #[test]
     fn a_view_holds_only_valid_records(records in prop::collection::vec(record(), 0..6), api in any::<bool>(), revision in 0..3u64) {
-        let rules = Rules { kind: if api { Kind::Api } else { Kind::Frontend }, bundle_bytes_max: 1024, region: "eu-west".to_owned() };
+        let rules = Rules { kind: if api { Kind::Api } else { Kind::Frontend }, bundle_bytes_max: 1024, region: "eu-west".into() };
         match View::default().apply_delta(v1::Delta { revision, tenants: records.clone() }, &rules) {
             Err(_) => prop_assert_ne!(revision, 1),
             Ok((view, refusals)) => {

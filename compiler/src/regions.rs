@@ -8,6 +8,9 @@
 //! [`crate::validate_documents`] judges each region's merged documents by
 //! every rule; agents serve their own region's merge ([`merged_public`]).
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::document::{merge_patch, pointer_push, region_file, shown, Problem, CONFIG_FILE, REGIONS_KEY};
@@ -115,17 +118,37 @@ pub fn merged_public(bundle: &Map<String, Value>, region: &str) -> (Value, Value
 /// and `region`, as canonical JSON (keys sorted). Deterministic, so every
 /// node of a region serves the same bytes and the same ETag.
 pub fn served_json(public_bundle: &[u8], region: &str, config_version: u64) -> Result<String, Problem> {
+    // Without variants, the bundle's parts go out as they are (a compiled
+    // bundle is canonical JSON, so the bytes equal the merge's), without
+    // building the document.
+    if let Ok(parts) = serde_json::from_slice::<BTreeMap<&str, &RawValue>>(public_bundle) {
+        if !parts.contains_key(REGIONS_KEY) {
+            let part = |key: &str, absent: &'static str| parts.get(key).map_or(absent, |raw| raw.get());
+            return Ok(format!(
+                r#"{{"config":{},"configVersion":{config_version},"region":{},"tenant":{},"theme":{}}}"#,
+                part("config", "{}"),
+                Value::from(region),
+                part("tenant", "null"),
+                part("theme", "{}"),
+            ));
+        }
+    }
     let Ok(Value::Object(bundle)) = serde_json::from_slice::<Value>(public_bundle) else {
         return Err(Problem::new("public_bundle", "", "json-object", "is not a JSON object"));
     };
-    let (config, theme) = merged_public(&bundle, region);
+    Ok(merged_json(&bundle, region, config_version))
+}
+
+/// [`served_json`] of a bundle, its variant for `region` merged in.
+fn merged_json(bundle: &Map<String, Value>, region: &str, config_version: u64) -> String {
+    let (config, theme) = merged_public(bundle, region);
     let mut served = Map::new();
     served.insert("config".to_owned(), config);
     served.insert("configVersion".to_owned(), Value::from(config_version));
     served.insert("region".to_owned(), Value::from(region));
     served.insert("tenant".to_owned(), bundle.get("tenant").cloned().unwrap_or(Value::Null));
     served.insert("theme".to_owned(), theme);
-    Ok(Value::Object(served).to_string())
+    Value::Object(served).to_string()
 }
 
 #[cfg(test)]
@@ -168,6 +191,18 @@ mod tests {
             us,
             r#"{"config":{"apiBase":"https://a"},"configVersion":7,"region":"us-east","tenant":"acme","theme":{}}"#
         );
+    }
+
+    /// The shortcut for bundles without variants gives the merge's bytes.
+    #[test]
+    fn without_variants_the_bundle_parts_go_out_as_the_merge_would_write_them() {
+        let bundle =
+            json!({"config": {"a": [1, {"b": "c\"d"}]}, "tenant": "acme", "theme": {"colors": {"x": "#000000"}}});
+        let text = bundle.to_string();
+        let fast = served_json(text.as_bytes(), "ap-south", 42).expect("served");
+        assert_eq!(fast, merged_json(&object(bundle), "ap-south", 42));
+        assert_eq!(served_json(b"{}", "eu-west", 1).expect("served"), merged_json(&Map::new(), "eu-west", 1));
+        assert!(served_json(b"[1]", "eu-west", 1).is_err());
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use agent::Kind;
@@ -17,7 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use super::{phase, regctl};
+use super::{phase, regctl, set_primary};
 use cluster_tests::{agents, ClusterOptions, RegistryCluster};
 
 /// What the hook was asked, and how it answers next.
@@ -63,14 +62,6 @@ fn purged(hook: &Hook, from: usize) -> Vec<(String, Vec<String>, String)> {
 
 fn paths(tenants: &[&str]) -> Vec<String> {
     tenants.iter().map(|tenant| format!("/config/{tenant}.json")).collect()
-}
-
-fn set_primary(repo: &Path, tenant: &str, color: &str) -> anyhow::Result<()> {
-    let path = repo.join("tenants").join(tenant).join("theme.json");
-    let mut theme: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    theme["colors"]["primary"] = Value::String(color.to_owned());
-    std::fs::write(&path, theme.to_string())?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use proto::v1;
 use serde_json::Value;
 
-use super::{phase, regctl};
+use super::{phase, regctl, set_primary};
 use cluster_tests::http::{get, HttpResponse};
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
@@ -24,14 +24,6 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             std::fs::copy(entry.path(), to.join(entry.file_name()))?;
         }
     }
-    Ok(())
-}
-
-fn set_primary(repo: &Path, tenant: &str, color: &str) -> anyhow::Result<()> {
-    let path = repo.join("tenants").join(tenant).join("theme.json");
-    let mut theme: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    theme["colors"]["primary"] = Value::String(color.to_owned());
-    std::fs::write(&path, theme.to_string())?;
     Ok(())
 }
 

@@ -50,6 +50,15 @@ pub(crate) fn documents(n: u64) -> v1::Documents {
     }
 }
 
+/// Sets `tenant`'s primary color in the config repo at `repo`.
+pub(crate) fn set_primary(repo: &std::path::Path, tenant: &str, color: &str) -> anyhow::Result<()> {
+    let path = repo.join("tenants").join(tenant).join("theme.json");
+    let mut theme: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    theme["colors"]["primary"] = serde_json::Value::String(color.to_owned());
+    std::fs::write(&path, theme.to_string())?;
+    Ok(())
+}
+
 /// Runs regctl against `endpoints`; its exit status, stdout and stderr.
 pub(crate) fn regctl(
     cluster: &cluster_tests::RegistryCluster,

@@ -100,10 +100,6 @@ impl PurgeHook {
         Ok(Self { url: url.to_owned(), authority, path, token, connector })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Posts the changed `tenants` of `revision` to the hook once per
     /// region, each retried; what was purged, or why not.
     pub async fn purge(&self, batch: &PurgeBatch<'_>) -> Result<String, String> {
