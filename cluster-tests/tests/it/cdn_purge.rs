@@ -5,10 +5,12 @@
 //! the file and an idempotency key; a 503 is retried with backoff; a hook
 //! that refuses halts the publish like a failed gate and rolls the cohort
 //! back; a token file others may read and a plain-http hook elsewhere are
-//! refused before anything is written.
+//! refused before anything is written; an https hook is verified against
+//! `--purge-ca` (and refused without it).
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use agent::Kind;
@@ -197,6 +199,46 @@ async fn purges_follow_acknowledged_cohorts_per_region_and_a_failing_hook_halts(
     );
     let live_now = cluster.tenants().await?.0.into_iter().find(|tenant| tenant.id == "tenant-000004");
     assert_eq!(sha(&live_now), sha(&live_before), "nothing was written");
+
+    phase(
+        "an https hook: verified against --purge-ca; without it, refused (unknown issuer) and the cohort rolled back",
+    );
+    let certs = cluster.certs.as_ref().expect("a secure cluster");
+    let identity = cluster_tests::certs::agent("cdn-hook", trust::AgentKind::Api, "us-east")?;
+    let files = certs.files(&identity, &["127.0.0.1"])?;
+    let tls_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let https_url = format!("https://{}/purge", tls_listener.local_addr()?);
+    let options = trust::ListenOptions {
+        tls: Some(certs.tls(&identity, &["127.0.0.1"])?),
+        client_cert_required: false,
+        connections_max: 16,
+    };
+    let app = axum::Router::new().route("/purge", axum::routing::post(record)).with_state(hook.clone());
+    let tls_server = tokio::spawn(trust::net::serve_http(tls_listener, options, app, std::future::pending()));
+    set_primary(&repo, "tenant-000005", "#abcdef")?;
+    let publish_https = |ca: Option<&Path>| {
+        let mut args: Vec<&OsStr> = vec![OsStr::new("publish"), repo.as_os_str(), OsStr::new("--yes")];
+        args.extend([OsStr::new("--golden"), no_golden.as_os_str()]);
+        args.extend([
+            OsStr::new("--purge-url"),
+            OsStr::new(&https_url),
+            OsStr::new("--purge-token-file"),
+            token.as_os_str(),
+        ]);
+        if let Some(ca) = ca {
+            args.extend([OsStr::new("--purge-ca"), ca.as_os_str()]);
+        }
+        regctl(&cluster, &endpoints, &args)
+    };
+    let untrusted = publish_https(None);
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(untrusted.status.code() == Some(1) && stderr.contains("UnknownIssuer"), "{stderr}");
+    let from = hook.asked.lock().expect("lock").len();
+    let trusted = publish_https(Some(&files.ca));
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    let asked = purged(&hook, from);
+    assert!(asked.iter().any(|(_, paths, _)| paths.contains(&"/config/tenant-000005.json".to_owned())), "{asked:?}");
+    tls_server.abort();
 
     server.abort();
     drop(frontends);
