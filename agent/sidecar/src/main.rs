@@ -21,6 +21,9 @@ enum KindArg {
 #[derive(Parser)]
 #[command(name = "agent", version, about = "The Tenantry agent sidecar.")]
 struct Args {
+    /// How logs are written to stderr: text, or one JSON object per line.
+    #[arg(long, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
+    log_format: plumbing::LogFormat,
     /// Stable id of this agent, e.g. web-1@eu-west [default: from the certificate].
     #[arg(long)]
     agent_id: Option<String>,
@@ -142,8 +145,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    plumbing::init_logging("RUST_LOG", "info,h2=warn");
     let args = Args::parse();
+    plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -26,6 +26,9 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(name = "api-node migrate", version)]
 struct MigrateArgs {
+    /// How logs are written to stderr: text, or one JSON object per line.
+    #[arg(long, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
+    log_format: plumbing::LogFormat,
     /// The shard, as `regctl shard add` names it: postgres://OWNER@HOST:PORT/DB.
     #[arg(long)]
     endpoint: String,
@@ -49,6 +52,9 @@ struct MigrateArgs {
     after_help = "Shard schemas: `api-node migrate --help`."
 )]
 struct Args {
+    /// How logs are written to stderr: text, or one JSON object per line.
+    #[arg(long, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
+    log_format: plumbing::LogFormat,
     /// The region this node serves.
     #[arg(long)]
     region: String,
@@ -340,11 +346,14 @@ fn read_session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    plumbing::init_logging("RUST_LOG", "info,h2=warn");
     let done = if std::env::args_os().nth(1).is_some_and(|first| first == "migrate") {
-        migrate(MigrateArgs::parse_from(std::env::args_os().skip(1))).await
+        let args = MigrateArgs::parse_from(std::env::args_os().skip(1));
+        plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
+        migrate(args).await
     } else {
-        run(Args::parse()).await
+        let args = Args::parse();
+        plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
+        run(args).await
     };
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,

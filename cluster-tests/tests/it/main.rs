@@ -29,6 +29,7 @@ mod edge_nginx;
 mod failover;
 mod grpc_reflection;
 mod leader_transfer;
+mod log_format;
 mod membership;
 mod placement_pins;
 mod regctl_up;

@@ -12,18 +12,41 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// Logs to stderr, filtered by the variable `filter_env` (e.g. `RUST_LOG`)
-/// or else by `default_filter`; colors only on a terminal. Call once, first
-/// thing in `main`.
-pub fn init_logging(filter_env: &str, default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env(filter_env)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// How logs are written: `--log-format text|json` (or `TENANTRY_LOG_FORMAT`)
+/// on every binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines, colored on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`
+    /// with `message`, and the current `span`), for a log pipeline.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("{text:?}: the log format is text or json")),
+        }
+    }
+}
+
+/// Logs to stderr in `format`, filtered by the variable `filter_env` (e.g.
+/// `RUST_LOG`) or else by `default_filter`; colors only on a terminal. Call
+/// once, first thing in `main` after the flags are read.
+pub fn init_logging(filter_env: &str, default_filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env(filter_env)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C (and logs which): when a server should

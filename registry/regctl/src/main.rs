@@ -38,6 +38,9 @@ const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103";
 #[derive(Parser)]
 #[command(name = "regctl", version, about = "Operate a Tenantry registry: tenants, history, cluster.")]
 struct Cli {
+    /// How logs are written to stderr: text, or one JSON object per line.
+    #[arg(long, global = true, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
+    log_format: plumbing::LogFormat,
     /// Registry gRPC endpoints, comma separated; tried in turn, following the leader.
     #[arg(long, global = true, env = "TENANTRY_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
     endpoints: Vec<String>,
@@ -281,7 +284,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    plumbing::init_logging("REGCTL_LOG", "warn");
+    plumbing::init_logging("REGCTL_LOG", "warn", cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

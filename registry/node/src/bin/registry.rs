@@ -11,6 +11,9 @@ use serde::Serialize;
 #[derive(Parser)]
 #[command(name = "registry", version, about = "A Tenantry registry node (one per region, Raft-replicated).")]
 struct Cli {
+    /// How logs are written to stderr: text, or one JSON object per line.
+    #[arg(long, global = true, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
+    log_format: plumbing::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -147,8 +150,9 @@ impl ServeArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    plumbing::init_logging("RUST_LOG", "info,openraft=warn,raft_log=warn");
-    let args = match Cli::parse().command {
+    let cli = Cli::parse();
+    plumbing::init_logging("RUST_LOG", "info,openraft=warn,raft_log=warn", cli.log_format);
+    let args = match cli.command {
         Command::Serve(args) => args,
         Command::Snapshot(command) => match snapshot(command) {
             Ok(said) => {
