@@ -165,7 +165,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 }
 
 /// `/metrics`, served on the operator listener (`--admin-http`).
-pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
+pub(crate) async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -> Response {
     let mut scrape = Scrape::default();
     let counters = &node.metrics;
     scrape.counter(
@@ -210,15 +210,15 @@ pub(crate) async fn metrics(State(node): State<Arc<Node>>) -> Response {
         logins.derivations.load(Ordering::Relaxed),
     );
     scrape.gauge("tenantry_api_registry_revision", "The agent's applied revision.", node.agent.revision());
-    scrape.gauge(
-        "tenantry_api_staleness_ms",
-        "Milliseconds since the registry proved the view current (max if never).",
-        node.staleness().map_or(u64::MAX, |staleness| staleness.as_millis() as u64),
+    scrape.seconds(
+        "tenantry_api_staleness_seconds",
+        "Seconds since the registry proved the view current (+Inf if never).",
+        node.staleness(),
     );
     scrape.gauge(
         "tenantry_api_fresh",
         "1 if the view is fresher than the staleness bound.",
         u64::from(node.is_fresh()),
     );
-    scrape.into_response()
+    scrape.into_response(&headers)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -132,15 +132,15 @@ async fn healthz(State(agent): State<Arc<Agent>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
+async fn metrics(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Response {
     let stats = agent.stats();
     let mut scrape = Scrape::default();
     scrape.gauge("tenantry_agent_revision", "Applied revision.", agent.revision());
     scrape.gauge("tenantry_agent_tenants", "Tenants in the view.", agent.view().len() as u64);
-    scrape.gauge(
-        "tenantry_agent_staleness_ms",
-        "Milliseconds since the registry proved the view current (max if never).",
-        agent.staleness().map_or(u64::MAX, |staleness| staleness.as_millis() as u64),
+    scrape.seconds(
+        "tenantry_agent_staleness_seconds",
+        "Seconds since the registry proved the view current (+Inf if never).",
+        agent.staleness(),
     );
     scrape.gauge("tenantry_agent_connected", "1 if a registry stream is open.", u64::from(agent.endpoint().is_some()));
     scrape.counter("tenantry_agent_deltas_total", "Deltas applied.", stats.deltas.load(Ordering::Relaxed));
@@ -156,5 +156,5 @@ async fn metrics(State(agent): State<Arc<Agent>>) -> Response {
         "Failed writes of the local copy.",
         stats.store_errors.load(Ordering::Relaxed),
     );
-    scrape.into_response()
+    scrape.into_response(&headers)
 }

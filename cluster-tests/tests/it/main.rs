@@ -31,6 +31,7 @@ mod grpc_reflection;
 mod leader_transfer;
 mod log_format;
 mod membership;
+mod metrics_lint;
 mod placement_pins;
 mod regctl_up;
 mod replication;

@@ -6,7 +6,7 @@ use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -66,7 +66,7 @@ async fn status(State(HttpState { service, .. }): State<HttpState>) -> Response 
     }
 }
 
-async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpState>) -> Response {
+async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpState>, headers: HeaderMap) -> Response {
     let raft = service.leader.raft.metrics().borrow_watched().clone();
     let committed =
         service.leader.raft.with_raft_state(|state| state.local_committed().map_or(0, |log_id| log_id.index)).await;
@@ -100,5 +100,5 @@ async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpSt
     gauge("tenantry_agents_connected", "Agents connected to this node.", agents.connected_count() as u64);
     service.metrics.register(scrape.registry());
     stages.register(scrape.registry());
-    scrape.into_response()
+    scrape.into_response(&headers)
 }
