@@ -220,5 +220,6 @@ pub(crate) async fn metrics(State(node): State<Arc<Node>>, headers: HeaderMap) -
         "1 if the view is fresher than the staleness bound.",
         u64::from(node.is_fresh()),
     );
+    scrape.certificate_expiry(node.agent.config().tls.as_ref().map(|tls| tls.not_after_unix_s()));
     scrape.into_response(&headers)
 }

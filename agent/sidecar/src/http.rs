@@ -156,5 +156,6 @@ async fn metrics(State(agent): State<Arc<Agent>>, headers: HeaderMap) -> Respons
         "Failed writes of the local copy.",
         stats.store_errors.load(Ordering::Relaxed),
     );
+    scrape.certificate_expiry(agent.config().tls.as_ref().map(|tls| tls.not_after_unix_s()));
     scrape.into_response(&headers)
 }

@@ -33,6 +33,7 @@ mod log_format;
 mod membership;
 mod metrics_lint;
 mod placement_pins;
+mod prometheus_rules;
 mod regctl_up;
 mod replication;
 mod shard_database_crash;

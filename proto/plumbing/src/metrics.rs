@@ -43,6 +43,19 @@ impl Scrape {
         self.registry.register(family, help(help_text), ConstCounter::new(value));
     }
 
+    /// `tenantry_tls_certificate_expiry_timestamp_seconds`: when the
+    /// process's own certificate expires (unix seconds), if it has one.
+    pub fn certificate_expiry(&mut self, not_after_unix_s: Option<i64>) {
+        if let Some(not_after) = not_after_unix_s {
+            let help_text = "When this process's certificate expires, in unix seconds";
+            self.registry.register(
+                "tenantry_tls_certificate_expiry_timestamp_seconds",
+                help_text,
+                ConstGauge::new(not_after),
+            );
+        }
+    }
+
     /// A gauge of a time in seconds; `None` is +Inf (e.g. never happened).
     pub fn seconds(&mut self, name: &str, help_text: &str, value: Option<std::time::Duration>) {
         let seconds = value.map_or(f64::INFINITY, |value| value.as_secs_f64());

@@ -98,6 +98,7 @@ async fn metrics(State(HttpState { service, hub, agents, stages }): State<HttpSt
     );
     gauge("tenantry_watch_subscribers", "Agent streams subscribed now.", hub.subscribers() as u64);
     gauge("tenantry_agents_connected", "Agents connected to this node.", agents.connected_count() as u64);
+    scrape.certificate_expiry(service.tls.as_ref().map(|tls| tls.not_after_unix_s()));
     service.metrics.register(scrape.registry());
     stages.register(scrape.registry());
     scrape.into_response(&headers)
