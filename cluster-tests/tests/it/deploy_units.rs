@@ -1,7 +1,7 @@
 //! The units to deploy on many hosts, checked by the tools their users
 //! run, every warning a failure:
 //!
-//! * `deploy/systemd/*.service` by `systemd-analyze verify` (Debian's
+//! * `deploy/systemd/*.{service,timer}` by `systemd-analyze verify` (Debian's
 //!   `systemd`, installed when missing), against a root that holds the
 //!   system's own units and the built binaries where the units expect them
 //!   (it exits 0 on an unknown key, so its output must be empty too);
@@ -54,24 +54,29 @@ fn the_systemd_units_pass_systemd_analyze_verify() -> anyhow::Result<()> {
     let copied =
         Command::new("cp").arg("-a").arg("/usr/lib/systemd/system").arg(root.join("usr/lib/systemd")).status()?;
     anyhow::ensure!(copied.success(), "copying the system's units failed");
-    place(Path::new("/usr/bin/kill"), &root.join("usr/bin/kill"))?;
-    for name in ["registry", "api-node", "agent"] {
+    for tool in ["kill", "sh", "date", "find", "install"] {
+        let path = Path::new("/usr/bin").join(tool);
+        // /usr/bin/sh is a link (to dash): the root gets the program itself.
+        place(&std::fs::canonicalize(&path)?, &root.join("usr/bin").join(tool))?;
+    }
+    for name in ["registry", "api-node", "agent", "regctl"] {
         place(&binary(name), &root.join("usr/local/bin").join(name))?;
     }
-    for file in ["tenantry-api-node", "tenantry-agent"] {
+    for file in ["tenantry-api-node", "tenantry-agent", "tenantry-backup"] {
         std::fs::write(root.join("etc/default").join(file), "")?;
     }
     let mut units = Vec::new();
     for entry in std::fs::read_dir(deploy("systemd"))? {
         let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "service") {
+        if path.extension().is_some_and(|extension| extension == "service" || extension == "timer") {
             let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
             std::fs::copy(&path, root.join("etc/systemd/system").join(&name))?;
             units.push(name);
         }
     }
     units.sort();
-    assert_eq!(units, ["tenantry-agent.service", "tenantry-api-node.service", "tenantry-registry.service"]);
+    let expected = ["agent.service", "api-node.service", "backup.service", "backup.timer", "registry.service"];
+    assert_eq!(units, expected.map(|unit| format!("tenantry-{unit}")));
     let output = Command::new(analyze).arg("verify").arg(format!("--root={}", root.display())).args(&units).output()?;
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
