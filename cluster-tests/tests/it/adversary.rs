@@ -105,7 +105,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     phase("a client of another CA, even an 'admin', is refused at the handshake");
     let foreign = TestCerts::new(&cluster.dir.join("foreign-ca"))?;
     let foreign_admin = Client::new(std::slice::from_ref(&node.grpc), Some(foreign.operator(Role::Admin)?))?;
-    let refused = foreign_admin.save_snapshot().await.unwrap_err();
+    let refused = foreign_admin.save_snapshot(|_| {}).await.unwrap_err();
     assert!(matches!(refused, Error::Unavailable { .. }) && mentions_tls(&refused.to_string()), "{refused:?}");
     let foreign_http = Connector::new(Some(foreign.operator(Role::Admin)?), false);
     assert!(registry_client::http::get_text_via(&foreign_http, &node.http, "/status", Duration::from_secs(5))
@@ -131,7 +131,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     let operator = cluster.client_as(Role::Operator);
     let options = WriteOptions { actor: "ci-bot".to_owned(), reason: "adversary".to_owned(), ..Default::default() };
     operator.update_tenant("acme", documents(2), &options).await?;
-    assert_eq!(operator.save_snapshot().await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    assert_eq!(operator.save_snapshot(|_| {}).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     assert_eq!(operator.change_member(3, false).await.unwrap_err().code(), tonic::Code::PermissionDenied);
     let forced = operator.failover_tenant("acme", "eu-west", true, &WriteOptions::default()).await.unwrap_err();
     assert_eq!(forced.code(), tonic::Code::PermissionDenied, "{forced:?}");

@@ -35,6 +35,7 @@ mod membership;
 mod metrics_lint;
 mod placement_pins;
 mod prometheus_rules;
+mod regctl_progress;
 mod regctl_up;
 mod replication;
 mod shard_database_crash;

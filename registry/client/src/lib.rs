@@ -250,14 +250,16 @@ impl Client {
     }
 
     /// A consistent backup of the cluster's state: a snapshot file's bytes,
-    /// checked against the summary the node sent with them.
-    pub async fn save_snapshot(&self) -> Result<(Vec<u8>, v1::SnapshotSummary), Error> {
+    /// checked against the summary the node sent with them; `received` is
+    /// told the bytes received so far after each chunk.
+    pub async fn save_snapshot(&self, mut received: impl FnMut(u64)) -> Result<(Vec<u8>, v1::SnapshotSummary), Error> {
         let mut stream =
             self.call(|mut client| async move { client.save_snapshot(v1::SaveSnapshotRequest {}).await }).await?;
         let mut bytes = Vec::new();
         let mut summary = None;
         while let Some(chunk) = stream.message().await? {
             bytes.extend_from_slice(&chunk.data);
+            received(bytes.len() as u64);
             summary = chunk.summary.or(summary);
         }
         let summary = summary.ok_or_else(|| {

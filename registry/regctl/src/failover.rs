@@ -48,6 +48,7 @@ pub(super) async fn run(args: FailoverArgs, client: &Client, format: Format) -> 
         actor: actor(),
         reason: args.reason,
     };
+    let progress = output::Progress::steps(format);
     let report = failover::run(client, &failover, &mut |event| {
         let said = match event {
             Event::Fenced { tenants, revision } => format!("fenced {tenants} tenants at revision {revision}"),
@@ -62,9 +63,11 @@ pub(super) async fn run(args: FailoverArgs, client: &Client, format: Format) -> 
                 format!("{region} has not acknowledged the fence; its api-nodes are read-only by now")
             }
         };
-        output::info(format, &said);
+        progress.step(&said);
     })
-    .await?;
+    .await;
+    progress.finish(if report.is_ok() { "done" } else { "failed" });
+    let report = report?;
     output::failover(&failover.region, &failover.to, &report.moved, &report.not_moved, format);
     Ok(())
 }

@@ -74,6 +74,7 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
         actor: actor(),
         reason: args.reason,
     };
+    let progress = output::Progress::steps(format);
     let outcome = moves::run(client, &request, &mut |event| {
         let said = match event {
             Event::Begun { revision } => format!("begun at revision {revision}: {tenant_id}'s writes are locked"),
@@ -94,10 +95,11 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
                 waited_for.join(", ")
             ),
         };
-        output::info(format, &said);
+        progress.step(&said);
     })
-    .await?;
-    match outcome {
+    .await;
+    progress.finish(if outcome.is_ok() { "done" } else { "failed" });
+    match outcome? {
         Outcome::Moved(written) => output::write_response(&format!("moved to shard {to_shard}:"), &written, format),
         Outcome::Stopped(step) => output::info(
             format,

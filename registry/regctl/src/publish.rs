@@ -100,14 +100,24 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
     let apis = if needs_smoke { smoke::discover(&Direct, &args.api).await? } else { Vec::new() };
     let total = plan.tenants();
     let gate = Checks { http: Direct, target, apis };
+    let progress = output::Progress::count(total as u64, "tenants", format);
     let report = publish::run(client, &publish, &plan, &gate, &mut |event| match event {
-        Event::CohortStarted { number, cohorts, label, done, total } => {
-            output::progress(done, total, &format!("{label} {number} of {cohorts}"));
+        Event::CohortStarted { number, cohorts, label, done, .. } => {
+            progress.set(done as u64, &format!("{label} {number} of {cohorts}"));
         }
-        Event::CohortFinished(_) => {}
+        Event::CohortFinished(row) => {
+            let revisions = row.revisions.map_or(String::new(), |(first, last)| format!(", revisions {first}..{last}"));
+            let result = match &row.result {
+                Ok(()) => "acknowledged".to_owned(),
+                Err(failure) => failure.clone(),
+            };
+            progress.step(&format!("{} {}: {} tenants{revisions}: {result}", row.label, row.number, row.tenants));
+        }
     })
     .await;
-    output::progress(total, total, if report.halted.is_some() { "halted" } else { "done" });
+    let done: usize = report.cohorts.iter().filter(|row| row.result.is_ok()).map(|row| row.tenants).sum();
+    progress.set(done as u64, "");
+    progress.finish(if report.halted.is_some() { "halted" } else { "done" });
     output::publish_summary(&report.cohorts, format);
     if let Some(halt) = report.halted {
         return Err(Failure(halt.to_string()));

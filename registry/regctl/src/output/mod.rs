@@ -16,12 +16,14 @@ macro_rules! println {
 
 mod cluster;
 mod pipeline;
+mod progress;
 mod tenants;
 
 use serde_json::Value;
 
 pub(super) use cluster::{agents, certs, cluster_status, failover, membership, smoke, topology};
-pub(super) use pipeline::{diff, problems, progress, publish_plan, publish_summary, DiffRow};
+pub(super) use pipeline::{diff, problems, publish_plan, publish_summary, DiffRow};
+pub(super) use progress::Progress;
 pub(super) use tenants::{history, tenant, tenant_list, write_response};
 
 /// Output format.

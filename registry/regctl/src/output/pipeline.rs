@@ -25,23 +25,6 @@ pub(crate) fn problems(problems: &[compiler::Problem], format: Format) {
     }
 }
 
-/// A progress line on stderr, redrawn in place; only on a terminal.
-pub(crate) fn progress(done: usize, total: usize, label: &str) {
-    use std::io::{IsTerminal, Write};
-    if !std::io::stderr().is_terminal() || total == 0 {
-        return;
-    }
-    const WIDTH: usize = 30;
-    let filled = done * WIDTH / total;
-    let bar = format!("{}{}", "#".repeat(filled), ".".repeat(WIDTH - filled));
-    let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "\r[{bar}] {done}/{total} {label:<40}");
-    if done == total {
-        let _ = writeln!(stderr);
-    }
-    let _ = stderr.flush();
-}
-
 /// One tenant's difference between a compiled repo and the registry.
 pub(crate) struct DiffRow {
     pub(crate) tenant: String,
