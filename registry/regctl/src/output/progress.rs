@@ -34,26 +34,24 @@ impl Progress {
         })
     }
 
-    /// Bytes arriving, their total unknown until the end.
-    pub(crate) fn bytes(format: Format) -> Self {
+    /// A spinner drawn with `template`, turning on its own.
+    fn spinner(format: Format, template: &str) -> Self {
         Self::with(format, || {
-            let style = ProgressStyle::with_template("{spinner} {bytes} received ({binary_bytes_per_sec}) {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner());
             let bar = ProgressBar::new_spinner().with_style(style);
             bar.enable_steady_tick(TICK);
             bar
         })
     }
 
+    /// Bytes arriving, their total unknown until the end.
+    pub(crate) fn bytes(format: Format) -> Self {
+        Self::spinner(format, "{spinner} {bytes} received ({binary_bytes_per_sec}) {msg}")
+    }
+
     /// Steps whose end is unknown (waits).
     pub(crate) fn steps(format: Format) -> Self {
-        Self::with(format, || {
-            let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            let bar = ProgressBar::new_spinner().with_style(style);
-            bar.enable_steady_tick(TICK);
-            bar
-        })
+        Self::spinner(format, "{spinner} {msg} ({elapsed})")
     }
 
     /// A step: on the bar (the last one printed above it), else a line.
