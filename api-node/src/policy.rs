@@ -42,9 +42,7 @@ pub fn decide(tenant: &TenantRecord, region: &str, access: Access, fresh: bool) 
     if tenant.status == TenantStatus::Suspended as i32 {
         return Err(Denial::Suspended);
     }
-    let pinned_elsewhere =
-        !placement.allowed_regions.is_empty() && !placement.allowed_regions.iter().any(|allowed| allowed == region);
-    if pinned_elsewhere {
+    if !proto::is_served_in(Some(&placement), region) {
         return Err(Denial::Misdirected { home_region });
     }
     if access == Access::Read {

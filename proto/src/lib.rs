@@ -15,6 +15,7 @@ pub mod status;
 mod tenant_id;
 
 pub use error::DomainError;
+pub use region::is_served_in;
 pub use region::{Region, REGION_LEN_MAX};
 pub use revision::Revision;
 pub use shard_endpoint::{ShardEndpoint, SslMode, POSTGRES_PORT_DEFAULT, SHARD_ENDPOINT_BYTES_MAX};

@@ -56,6 +56,16 @@ impl From<Region> for String {
     }
 }
 
+/// Whether a tenant with `placement` is served in `region`: everywhere,
+/// unless it is pinned (data residency: `allowed_regions`) to regions that
+/// do not include it. Api-nodes refuse it elsewhere (421), frontend agents
+/// do not materialize it there, and a purge leaves that region out.
+pub fn is_served_in(placement: Option<&crate::v1::Placement>, region: &str) -> bool {
+    placement.is_none_or(|placement| {
+        placement.allowed_regions.is_empty() || placement.allowed_regions.iter().any(|allowed| allowed == region)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! `--materialize DIR`: every tenant's runtime config, as this region
-//! serves it (the api-node's `/config/{tenant}.json` bytes, `configVersion`
+//! serves it (tenants pinned to other regions get no file, as api-nodes
+//! refuse them there) (the api-node's `/config/{tenant}.json` bytes, `configVersion`
 //! and `region` included), as `DIR/config/{tenant}.json`, each written
 //! atomically (temp file, rename), deleted tenants removed, and
 //! `DIR/manifest.json` (revision and hashes) written last, so a web server
@@ -56,6 +57,8 @@ fn next_modified(last: Option<SystemTime>) -> SystemTime {
 /// The files of one materialized directory.
 pub(crate) struct Materializer {
     dir: PathBuf,
+    /// The sidecar's region: tenants pinned away from it get no file.
+    region: String,
     /// What is on disk: tenant id -> the served document's sha256 (empty
     /// when unknown) and the file's modification time.
     written: HashMap<String, (String, Option<SystemTime>)>,
@@ -64,7 +67,7 @@ pub(crate) struct Materializer {
 impl Materializer {
     /// Prepares `dir`; files of tenants no longer in the view are removed on
     /// the first sync.
-    pub(crate) fn new(dir: &Path) -> io::Result<Self> {
+    pub(crate) fn new(dir: &Path, region: &str) -> io::Result<Self> {
         std::fs::create_dir_all(dir.join("config"))?;
         let mut written = HashMap::new();
         for entry in std::fs::read_dir(dir.join("config"))? {
@@ -77,13 +80,15 @@ impl Materializer {
                 written.insert(stem, (String::new(), modified));
             }
         }
-        Ok(Self { dir: dir.to_path_buf(), written })
+        Ok(Self { dir: dir.to_path_buf(), region: region.to_owned(), written })
     }
 
     /// Brings the directory to `view`: changed files, removals, then the manifest.
     pub(crate) fn sync(&mut self, view: &View) -> io::Result<()> {
         let config = self.dir.join("config");
-        for entry in view.tenants() {
+        let served =
+            |entry: &&Arc<agent::TenantEntry>| proto::is_served_in(entry.record.placement.as_ref(), &self.region);
+        for entry in view.tenants().filter(served) {
             let served = entry.served();
             let last = self.written.get(entry.id());
             if last.map(|(sha256, _)| sha256) != Some(&served.sha256) {
@@ -92,7 +97,8 @@ impl Materializer {
                 self.written.insert(entry.id().to_owned(), (served.sha256.clone(), Some(modified)));
             }
         }
-        let gone: Vec<String> = self.written.keys().filter(|id| view.tenant(id).is_none()).cloned().collect();
+        let gone: Vec<String> =
+            self.written.keys().filter(|id| view.tenant(id).filter(|entry| served(entry)).is_none()).cloned().collect();
         for id in gone {
             match std::fs::remove_file(config.join(format!("{id}.json"))) {
                 Ok(()) => {}
@@ -103,6 +109,7 @@ impl Materializer {
         }
         let tenants: serde_json::Map<String, serde_json::Value> = view
             .tenants()
+            .filter(served)
             .map(|entry| {
                 (
                     entry.id().to_owned(),
@@ -118,7 +125,7 @@ impl Materializer {
 /// Keeps `dir` in step with the agent until `stop` turns true. Changes that
 /// arrive while a sync runs are coalesced into the next one.
 pub(crate) async fn run(agent: Arc<Agent>, dir: PathBuf, mut stop: watch::Receiver<bool>) -> io::Result<()> {
-    let mut materializer = Materializer::new(&dir)?;
+    let mut materializer = Materializer::new(&dir, &agent.config().region)?;
     let mut changed = agent.changed();
     loop {
         let view = Arc::clone(&agent.view());
@@ -164,7 +171,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let outside = dir.path().join("outside.txt");
         std::fs::write(&outside, "keep").expect("write");
-        let mut materializer = Materializer::new(dir.path()).expect("new");
+        let mut materializer = Materializer::new(dir.path(), "eu-west").expect("new");
         let config = dir.path().join("config");
         std::os::unix::fs::symlink(&outside, config.join(".acme.json.tmp")).expect("symlink");
         std::os::unix::fs::symlink(&outside, config.join("acme.json")).expect("symlink");
@@ -179,6 +186,25 @@ mod tests {
         );
     }
 
+    /// A tenant pinned to other regions gets no file here, and loses it
+    /// when it is pinned away.
+    #[test]
+    fn tenants_pinned_elsewhere_are_not_materialized() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut materializer = Materializer::new(dir.path(), "eu-west").expect("new");
+        let file = dir.path().join("config").join("acme.json");
+        let view = View::restored(1, "cluster".to_owned(), [record("acme", 1, r#"{"tenant":"acme"}"#)], "eu-west");
+        materializer.sync(&view).expect("sync");
+        assert!(file.exists());
+        let mut pinned = record("acme", 2, r#"{"tenant":"acme"}"#);
+        pinned.placement = Some(v1::Placement { allowed_regions: vec!["us-east".to_owned()], ..Default::default() });
+        let view = View::restored(2, "cluster".to_owned(), [pinned], "eu-west");
+        materializer.sync(&view).expect("sync");
+        assert!(!file.exists(), "pinned to us-east: no file in eu-west");
+        let manifest = std::fs::read_to_string(dir.path().join("manifest.json")).expect("manifest");
+        assert!(!manifest.contains("acme"), "{manifest}");
+    }
+
     /// Two versions of equal size written within a second differ in
     /// modification time (so in nginx's ETag), and the files are readable
     /// by the web server's user.
@@ -186,7 +212,7 @@ mod tests {
     fn every_version_moves_the_modification_time_and_is_world_readable() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut materializer = Materializer::new(dir.path()).expect("new");
+        let mut materializer = Materializer::new(dir.path(), "eu-west").expect("new");
         let file = dir.path().join("config").join("acme.json");
         let stat = || std::fs::metadata(&file).expect("stat");
         let mut times = Vec::new();
@@ -199,7 +225,7 @@ mod tests {
         }
         assert!(times.windows(2).all(|pair| pair[1] >= pair[0] + Duration::from_secs(1)), "{times:?}");
         // A restarted sidecar continues after the time on disk.
-        let mut restarted = Materializer::new(dir.path()).expect("new");
+        let mut restarted = Materializer::new(dir.path(), "eu-west").expect("new");
         let view = View::restored(4, "cluster".to_owned(), [record("acme", 4, r#"{"tenant":"acme"}"#)], "eu-west");
         restarted.sync(&view).expect("sync");
         assert!(stat().modified().expect("mtime") >= times[2] + Duration::from_secs(1));

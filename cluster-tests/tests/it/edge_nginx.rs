@@ -8,7 +8,8 @@
 //!   sidecar applying it, and the page shows the new configVersion without
 //!   a reload (server-sent events through nginx's `/api/` proxy).
 //! * The tenant comes from the Host only: another tenant's path, unknown
-//!   or hostile Hosts, and no Host get nothing.
+//!   or hostile Hosts, and no Host get nothing; a tenant pinned to another
+//!   region has no file here.
 //! * Cache-Control is the api-node's, `?v=` is ignored, ETags revalidate,
 //!   and two versions of equal size written within a second have
 //!   different ETags.
@@ -70,6 +71,11 @@ async fn nginx_serves_materialized_configs_by_host_and_the_page_follows_new_vers
     let client = cluster.client();
     let acme = client.create_tenant("acme", documents("#0b5fff"), &WriteOptions::default()).await?;
     client.create_tenant("globex", super::documents(1), &WriteOptions::default()).await?;
+    let pinned = v1::Documents {
+        config_json: Some(r#"{"placement":{"homeRegion":"us-east","allowedRegions":["us-east"]}}"#.to_owned()),
+        ..Default::default()
+    };
+    client.create_tenant("initech", pinned, &WriteOptions::default()).await?;
 
     phase("a frontend sidecar materializing for nginx, an api-node, nginx with deploy/nginx/tenantry.conf");
     let materialized = cluster.dir.join("frontend");
@@ -156,6 +162,12 @@ async fn nginx_serves_materialized_configs_by_host_and_the_page_follows_new_vers
     let no_host = HttpRequest { http10: true, ..HttpRequest::new("GET", "/config/acme.json", &[]) };
     let answered = send(&trust::Connector::new(None, false), &nginx.addr, &no_host).await;
     assert!(answered.is_err(), "no Host: no answer, got {answered:?}");
+    // Pinned to us-east: eu-west's api-node refuses it (421), and its
+    // sidecar wrote no file for nginx to serve.
+    let initech = format!("initech.localhost:{port}");
+    assert_eq!(nginx_get(&nginx, "/config/initech.json", &initech, &[]).await?.status, 404);
+    assert_eq!(get(&api.addr, "/config/initech.json", &[("Host", "initech.localhost")]).await?.status, 421);
+    assert!(!materialized.join("config/initech.json").exists());
     let asset = nginx_get(&nginx, "/assets/app.3f9a1c.js", &host, &[]).await?;
     assert_eq!(asset.header("cache-control"), Some("public, max-age=31536000, immutable"));
     let page = nginx_get(&nginx, "/tenants/acme/settings", &host, &[]).await?;

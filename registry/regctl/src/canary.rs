@@ -52,8 +52,7 @@ pub(super) async fn run(command: CanaryCommand, client: &Client, format: Format)
             let written = client.finish_canary(tenant.as_str(), true, &write.options()).await?;
             output::write_response("promoted the canary of", &written, format);
             if let Some(hook) = &hook {
-                super::purge::after_write(hook, client, "canary promote", tenant.as_str(), written.revision, format)
-                    .await?;
+                super::purge::after_write(hook, client, "canary promote", &written, format).await?;
             }
         }
         CanaryCommand::Abort { tenant, write } => {

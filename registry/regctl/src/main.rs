@@ -259,7 +259,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let written = client.rollback_tenant(tenant.as_str(), to, &write.options()).await?;
             output::write_response(&format!("rolled back (to revision {to})"), &written, format);
             if let Some(hook) = &hook {
-                purge::after_write(hook, &client, "rollback", tenant.as_str(), written.revision, format).await?;
+                purge::after_write(hook, &client, "rollback", &written, format).await?;
             }
         }
         Command::Failover(args) => failover::run(args, &client, format).await?,

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use proto::v1;
 use registry_client::workflows::publish::{purge_acknowledged, wait_for_acks};
 use registry_client::workflows::purge::PurgeHook;
 use registry_client::Client;
@@ -49,19 +50,24 @@ pub(super) async fn after_write(
     hook: &PurgeHook,
     client: &Client,
     what: &str,
-    tenant: &str,
-    revision: u64,
+    written: &v1::WriteResponse,
     format: Format,
 ) -> Result<(), Failure> {
+    let revision = written.revision;
+    let Some(tenant) = written.tenant.clone() else {
+        return Err(Failure(format!(
+            "{what} is live (revision {revision}), but the registry named no tenant to purge"
+        )));
+    };
     let purged = async {
         wait_for_acks(client, revision, revision, ACK_TIMEOUT).await?;
-        purge_acknowledged(client, hook, what, revision, &[tenant.to_owned()]).await
+        purge_acknowledged(client, hook, what, revision, std::slice::from_ref(&tenant)).await
     };
     match purged.await {
         Ok(purged) => {
             output::info(format, &purged);
             Ok(())
         }
-        Err(failure) => Err(Failure(format!("{what} of {tenant} is live (revision {revision}), but: {failure}"))),
+        Err(failure) => Err(Failure(format!("{what} of {} is live (revision {revision}), but: {failure}", tenant.id))),
     }
 }

@@ -379,7 +379,7 @@ async fn check(
 ) -> Result<(), String> {
     wait_for_acks(cluster, first, last, publish.ack_timeout).await?;
     if let Some(hook) = &publish.purge {
-        let tenants: Vec<String> = written.iter().map(|written| written.tenant.id.clone()).collect();
+        let tenants: Vec<v1::Tenant> = written.iter().map(|written| written.tenant.clone()).collect();
         purge_acknowledged(cluster, hook, what, last, &tenants).await?;
     }
     for written in written.iter().filter(|written| written.golden) {
@@ -395,10 +395,10 @@ pub async fn purge_acknowledged(
     hook: &PurgeHook,
     reason: &str,
     revision: u64,
-    tenants: &[String],
+    tenants: &[v1::Tenant],
 ) -> Result<String, String> {
     let mut tenants = tenants.to_vec();
-    tenants.sort();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
     let regions = served_regions(cluster).await;
     hook.purge(&PurgeBatch { reason, revision, regions: &regions, tenants: &tenants }).await
 }
@@ -469,7 +469,7 @@ async fn roll_back(cluster: &impl Cluster, publish: &Publish, written: &[Written
     // The CDN may have fetched the halted version meanwhile: the rolled
     // back configs are purged too, once acknowledged.
     if let (Some(hook), Some(first), Some(last)) = (&publish.purge, restored.iter().min(), restored.iter().max()) {
-        let tenants: Vec<String> = written.iter().map(|written| written.tenant.id.clone()).collect();
+        let tenants: Vec<v1::Tenant> = written.iter().map(|written| written.tenant.clone()).collect();
         let reason = format!("publish cohort {cohort} rolled back");
         let purged = match wait_for_acks(cluster, *first, *last, publish.ack_timeout).await {
             Ok(()) => purge_acknowledged(cluster, hook, &reason, *last, &tenants).await,

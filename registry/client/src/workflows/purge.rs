@@ -10,9 +10,10 @@
 //!  "revision": 42, "reason": "publish cohort 1 of 3"}
 //! ```
 //!
-//! The regions are those of the connected agents: the served bytes of a
-//! changed tenant change everywhere it is served (its configVersion is in
-//! them). A request is retried with backoff on a network error, a 5xx, 408
+//! The regions are those of the connected agents, each told of the
+//! changed tenants it serves: everywhere, unless a tenant is pinned to
+//! other regions (its served bytes change wherever it is served: its
+//! configVersion is in them). A request is retried with backoff on a network error, a 5xx, 408
 //! or 429, and sent with an `Idempotency-Key`, so a retried purge is one
 //! purge to a hook that honours it; any other answer is final. A purge
 //! that does not succeed fails its workflow like a failed gate.
@@ -21,6 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
+
+use proto::v1;
 
 use super::Cluster;
 use crate::http::{send, HttpRequest};
@@ -100,32 +103,41 @@ impl PurgeHook {
         Ok(Self { url: url.to_owned(), authority, path, token, connector })
     }
 
-    /// Posts the changed `tenants` of `revision` to the hook once per
-    /// region, each retried; what was purged, or why not.
+    /// Posts the changed tenants of `revision` to the hook once per region,
+    /// each region told of the tenants it serves (a tenant pinned to other
+    /// regions is not served there), each request retried; what was
+    /// purged, or why not.
     pub async fn purge(&self, batch: &PurgeBatch<'_>) -> Result<String, String> {
+        let mut paths = 0;
+        let mut regions = Vec::new();
         for region in batch.regions {
-            self.purge_region(batch, region).await?;
+            let tenants: Vec<&str> = batch
+                .tenants
+                .iter()
+                .filter(|tenant| proto::is_served_in(tenant.placement.as_ref(), region))
+                .map(|tenant| tenant.id.as_str())
+                .collect();
+            if !tenants.is_empty() {
+                self.purge_region(batch, region, &tenants).await?;
+                paths += tenants.len();
+                regions.push(region.as_str());
+            }
         }
-        Ok(format!(
-            "purged {} paths in {} regions ({})",
-            batch.tenants.len(),
-            batch.regions.len(),
-            batch.regions.join(", ")
-        ))
+        Ok(format!("purged {paths} paths in {} regions ({})", regions.len(), regions.join(", ")))
     }
 
-    async fn purge_region(&self, batch: &PurgeBatch<'_>, region: &str) -> Result<(), String> {
-        let paths: Vec<String> = batch.tenants.iter().map(|tenant| format!("/config/{tenant}.json")).collect();
+    async fn purge_region(&self, batch: &PurgeBatch<'_>, region: &str, tenants: &[&str]) -> Result<(), String> {
+        let paths: Vec<String> = tenants.iter().map(|tenant| format!("/config/{tenant}.json")).collect();
         let body = json!({
             "region": region,
             "paths": paths,
-            "tenants": batch.tenants,
+            "tenants": tenants,
             "revision": batch.revision,
             "reason": batch.reason,
         })
         .to_string();
         let authorization = format!("Bearer {}", self.token);
-        let key = format!("tenantry-{}-{region}-{}", batch.revision, batch.tenants.len());
+        let key = format!("tenantry-{}-{region}-{}", batch.revision, tenants.len());
         let headers = [
             ("Host", self.authority.as_str()),
             ("Authorization", authorization.as_str()),
@@ -173,7 +185,8 @@ pub struct PurgeBatch<'a> {
     pub reason: &'a str,
     pub revision: u64,
     pub regions: &'a [String],
-    pub tenants: &'a [String],
+    /// The changed tenants, sorted by id, with their placements.
+    pub tenants: &'a [v1::Tenant],
 }
 
 /// The regions of the cluster's connected agents, sorted: where runtime
