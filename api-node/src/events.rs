@@ -6,7 +6,8 @@
 //! staged canary's version, sent to a request that opts in as `/config`'s
 //! are.
 //!
-//! Streams end when the tenant leaves the view or the node stops, are
+//! Streams end when the tenant leaves the view or may no longer be read
+//! here (suspended, pinned to other regions), or when the node stops; they are
 //! capped at [`CONFIG_EVENT_STREAMS_MAX`], and send a keep-alive comment
 //! every [`CONFIG_EVENT_KEEPALIVE_MS`]. `X-Accel-Buffering: no` tells nginx
 //! not to buffer them.
@@ -24,6 +25,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use crate::limits::{CONFIG_EVENT_KEEPALIVE_MS, RETRY_AFTER_S};
 use crate::node::{wants_canary, with_tenant_headers, Node, ReadTenant};
+use crate::policy::{decide, Access};
 
 /// What one stream follows, between two events.
 struct Follow {
@@ -39,10 +41,13 @@ struct Follow {
 
 impl Follow {
     /// The next event: the config as served now once it differs from what
-    /// was sent; `None` once the tenant is gone or the node stops.
+    /// was sent; `None` once the tenant is gone, no longer readable here
+    /// (suspended, or pinned away: a reconnect then gets the refusal), or
+    /// the node stops.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
             let entry = self.node.agent.tenant(&self.tenant)?;
+            decide(&entry.record, &self.node.region, Access::Read, self.node.is_fresh()).ok()?;
             let (kind, version, served) = match entry.canary_served().filter(|_| self.canary) {
                 Some(canary) => ("canary", entry.record.canary_revision, canary),
                 None => ("config", entry.config_version(), entry.served()),

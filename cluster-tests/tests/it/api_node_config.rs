@@ -118,6 +118,23 @@ async fn config_is_served_by_host_with_etags_and_tenant_headers() -> anyhow::Res
     assert_ne!(response.header("etag"), Some(etag.as_str()));
     assert!(response.text().contains("#ff0000"));
 
+    phase("live-config events: the config now, and the stream ends once the tenant is pinned away (globex to eu-west)");
+    let pinning = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client.pin_tenant("globex", &["eu-west".to_owned()], &WriteOptions::default()).await
+    };
+    let (events, pinned) = tokio::join!(get(&addr, "/api/config/events", &[("Host", "globex.example.com")]), pinning);
+    pinned?;
+    let events = events?;
+    assert_eq!(events.status, 200);
+    assert_eq!(events.header("content-type"), Some("text/event-stream"));
+    assert_eq!(events.header("x-accel-buffering"), Some("no"));
+    let text = events.text();
+    assert!(text.starts_with("event: config\nid: "), "{text}");
+    assert!(text.contains(r#""region":"us-east""#) && text.contains(r#""tenant":"globex""#), "{text}");
+    let refused = get(&addr, "/api/config/events", &[("Host", "globex.example.com")]).await?;
+    assert_eq!(refused.status, 421, "pinned to eu-west: refused here, as /config is");
+
     assert!(api_node.process.terminate()?.success(), "api-node stops cleanly on SIGTERM");
     cluster.passed();
     Ok(())
