@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use proto::v1;
-use registry_client::workflows::publish::{purge_acknowledged, wait_for_acks};
-use registry_client::workflows::purge::PurgeHook;
+use registry_client::workflows::publish::wait_for_acks;
+use registry_client::workflows::purge::{purge_acknowledged, PurgeHook};
 use registry_client::Client;
 
 use super::output::{self, Format};

@@ -26,7 +26,7 @@ use proto::v1;
 use proto::TenantId;
 use tokio::time::Instant;
 
-use super::purge::{served_regions, PurgeBatch, PurgeHook};
+use super::purge::{purge_acknowledged, PurgeHook};
 use super::Cluster;
 use crate::{Error, WriteOptions};
 
@@ -386,21 +386,6 @@ async fn check(
         gate.check(&written.tenant).await?;
     }
     Ok(())
-}
-
-/// Purges `tenants`, changed up to `revision` and acknowledged by every
-/// agent, in every region where agents serve them.
-pub async fn purge_acknowledged(
-    cluster: &impl Cluster,
-    hook: &PurgeHook,
-    reason: &str,
-    revision: u64,
-    tenants: &[v1::Tenant],
-) -> Result<String, String> {
-    let mut tenants = tenants.to_vec();
-    tenants.sort_by(|a, b| a.id.cmp(&b.id));
-    let regions = served_regions(cluster).await;
-    hook.purge(&PurgeBatch { reason, revision, regions: &regions, tenants: &tenants }).await
 }
 
 /// Waits until every connected agent acknowledged `last`; a NACK of a

@@ -189,9 +189,24 @@ pub struct PurgeBatch<'a> {
     pub tenants: &'a [v1::Tenant],
 }
 
+/// Purges `tenants`, changed up to `revision` and acknowledged by every
+/// agent, in every region where agents serve them.
+pub async fn purge_acknowledged(
+    cluster: &impl Cluster,
+    hook: &PurgeHook,
+    reason: &str,
+    revision: u64,
+    tenants: &[v1::Tenant],
+) -> Result<String, String> {
+    let mut tenants = tenants.to_vec();
+    tenants.sort_by(|a, b| a.id.cmp(&b.id));
+    let regions = served_regions(cluster).await;
+    hook.purge(&PurgeBatch { reason, revision, regions: &regions, tenants: &tenants }).await
+}
+
 /// The regions of the cluster's connected agents, sorted: where runtime
 /// configs are served.
-pub async fn served_regions(cluster: &impl Cluster) -> Vec<String> {
+async fn served_regions(cluster: &impl Cluster) -> Vec<String> {
     let (agents, _) = cluster.agents().await;
     let regions: std::collections::BTreeSet<String> =
         agents.into_iter().filter(|agent| agent.connected).map(|agent| agent.region).collect();
