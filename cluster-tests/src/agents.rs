@@ -92,3 +92,25 @@ pub fn assert_matches(agent: &Agent, tenants: &[v1::Tenant]) {
         }
     }
 }
+
+/// Starts a frontend sidecar process (`agent`) `web-1@eu-west` following
+/// node 2 (eu-west) first, with its certificate, its data in
+/// `sidecar-data` and its log in `sidecar.log` under the cluster's
+/// directory, and `extra` flags (`--http`, `--materialize`, …).
+pub fn start_sidecar<S: AsRef<std::ffi::OsStr>>(
+    cluster: &RegistryCluster,
+    extra: impl IntoIterator<Item = S>,
+) -> anyhow::Result<crate::process::ChildGuard> {
+    let identity = crate::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, "eu-west")?;
+    let child = std::process::Command::new(crate::binaries::binary("agent"))
+        .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
+        .args(["--endpoints", &cluster.endpoints_from(2).join(",")])
+        .args(cluster.tls_flags(&identity, &[])?)
+        .arg("--data-dir")
+        .arg(cluster.dir.join("sidecar-data"))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(cluster.dir.join("sidecar.log"))?)
+        .spawn()?;
+    Ok(crate::process::ChildGuard::new(child))
+}

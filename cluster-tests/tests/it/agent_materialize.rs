@@ -5,15 +5,13 @@
 //! Also its local HTTP API, with a blocking `?wait=`.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use registry_client::http::get_text;
 use registry_client::WriteOptions;
 
 use super::{documents, phase};
-use cluster_tests::binaries::binary;
-use cluster_tests::process::ChildGuard;
 use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,22 +21,9 @@ async fn materialized_files_equal_the_public_bundles_after_a_burst() -> anyhow::
     let http = format!("127.0.0.1:{}", cluster_tests::registry_cluster::free_port()?);
 
     phase("a frontend sidecar process with --materialize");
-    let log = std::fs::File::create(cluster.dir.join("sidecar.log"))?;
-    let identity = cluster_tests::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, "eu-west")?;
-    let sidecar = ChildGuard::new(
-        Command::new(binary("agent"))
-            .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
-            .args(["--endpoints", &cluster.endpoints_from(2).join(","), "--http", &http])
-            .args(["--base-domain", "example.com"])
-            .args(cluster.tls_flags(&identity, &[])?)
-            .arg("--data-dir")
-            .arg(cluster.dir.join("sidecar-data"))
-            .arg("--materialize")
-            .arg(&www)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?,
-    );
+    let flags = [OsStr::new("--http"), OsStr::new(&http), OsStr::new("--base-domain"), OsStr::new("example.com")];
+    let materialize = [OsStr::new("--materialize"), www.as_os_str()];
+    let sidecar = cluster_tests::agents::start_sidecar(&cluster, flags.into_iter().chain(materialize))?;
 
     phase("a burst: 40 creates, 20 updates, 10 deletes");
     let client = cluster.client();

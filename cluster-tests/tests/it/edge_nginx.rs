@@ -16,7 +16,7 @@
 //! * The region's variant is merged (acme's EU legal banner), and the JSON
 //!   names configVersion and region.
 
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use proto::v1;
@@ -24,11 +24,9 @@ use registry_client::http::{send, HttpRequest, HttpResponse};
 use registry_client::WriteOptions;
 
 use super::phase;
-use cluster_tests::binaries::binary;
 use cluster_tests::browser::{self, Browser};
 use cluster_tests::http::get;
 use cluster_tests::nginx::Nginx;
-use cluster_tests::process::ChildGuard;
 use cluster_tests::{api_nodes, wait, ClusterOptions, RegistryCluster};
 
 const REGION: &str = "eu-west";
@@ -80,20 +78,9 @@ async fn nginx_serves_materialized_configs_by_host_and_the_page_follows_new_vers
     phase("a frontend sidecar materializing for nginx, an api-node, nginx with deploy/nginx/tenantry.conf");
     let materialized = cluster.dir.join("frontend");
     let sidecar_http = format!("127.0.0.1:{}", cluster_tests::registry_cluster::free_port()?);
-    let identity = cluster_tests::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, REGION)?;
-    let _sidecar = ChildGuard::new(
-        Command::new(binary("agent"))
-            .args(["--agent-id", "web-1@eu-west", "--region", REGION, "--kind", "frontend"])
-            .args(["--endpoints", &cluster.endpoints_from(REGION_NODE).join(","), "--http", &sidecar_http])
-            .args(cluster.tls_flags(&identity, &[])?)
-            .arg("--data-dir")
-            .arg(cluster.dir.join("sidecar-data"))
-            .arg("--materialize")
-            .arg(&materialized)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(cluster.dir.join("sidecar.log"))?)
-            .spawn()?,
-    );
+    let extra =
+        [OsStr::new("--http"), OsStr::new(&sidecar_http), OsStr::new("--materialize"), materialized.as_os_str()];
+    let _sidecar = cluster_tests::agents::start_sidecar(&cluster, extra)?;
     let api = api_nodes::start(&cluster, REGION_NODE).await?;
     // The static build: the demo page, as a file.
     let www = cluster.dir.join("www");

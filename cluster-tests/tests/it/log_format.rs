@@ -3,14 +3,13 @@
 //! line (timestamp, level, target, fields with the message) and nothing
 //! else; an unknown format is refused naming the flag.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use registry_client::WriteOptions;
 
 use super::phase;
 use cluster_tests::binaries::binary;
-use cluster_tests::process::ChildGuard;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
 const JSON: [&str; 2] = ["--log-format", "json"];
@@ -43,20 +42,8 @@ async fn every_binary_writes_json_lines_when_asked() -> anyhow::Result<()> {
     phase("an api-node and a sidecar with --log-format json");
     let api =
         api_nodes::start_with_flags(&cluster, 1, cluster.endpoints_from(1), JSON.map(str::to_owned).to_vec()).await?;
-    let identity = cluster_tests::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, "eu-west")?;
     let sidecar_log = cluster.dir.join("sidecar.log");
-    let sidecar = ChildGuard::new(
-        Command::new(binary("agent"))
-            .args(JSON)
-            .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
-            .args(["--endpoints", &cluster.endpoints_from(2).join(",")])
-            .args(cluster.tls_flags(&identity, &[])?)
-            .arg("--data-dir")
-            .arg(cluster.dir.join("sidecar-data"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&sidecar_log)?)
-            .spawn()?,
-    );
+    let sidecar = cluster_tests::agents::start_sidecar(&cluster, JSON)?;
     cluster_tests::wait::until("the sidecar to log its session", Duration::from_secs(20), || async {
         std::fs::read_to_string(&sidecar_log).ok().filter(|log| log.contains("\"level\"")).map(drop)
     })

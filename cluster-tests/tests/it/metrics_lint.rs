@@ -13,8 +13,6 @@ use std::time::Duration;
 use registry_client::WriteOptions;
 
 use super::phase;
-use cluster_tests::binaries::binary;
-use cluster_tests::process::ChildGuard;
 use cluster_tests::{api_nodes, ClusterOptions, RegistryCluster};
 
 const PROMTOOL: &str = "/usr/bin/promtool";
@@ -62,18 +60,7 @@ async fn every_metrics_endpoint_passes_promtool_check_metrics() -> anyhow::Resul
     cluster.client().create_tenant("acme", super::documents(1), &WriteOptions::default()).await?;
     let api = api_nodes::start(&cluster, 1).await?;
     let http = format!("127.0.0.1:{}", cluster_tests::registry_cluster::free_port()?);
-    let identity = cluster_tests::certs::agent("web-1@eu-west", trust::AgentKind::Frontend, "eu-west")?;
-    let _sidecar = ChildGuard::new(
-        Command::new(binary("agent"))
-            .args(["--agent-id", "web-1@eu-west", "--region", "eu-west", "--kind", "frontend"])
-            .args(["--endpoints", &cluster.endpoints_from(2).join(","), "--http", &http])
-            .args(cluster.tls_flags(&identity, &[])?)
-            .arg("--data-dir")
-            .arg(cluster.dir.join("sidecar-data"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(cluster.dir.join("sidecar.log"))?)
-            .spawn()?,
-    );
+    let _sidecar = cluster_tests::agents::start_sidecar(&cluster, ["--http", &http])?;
     let sidecar = cluster_tests::wait::until("the sidecar's metrics", Duration::from_secs(20), || async {
         let (code, text) = cluster_tests::http::get_text(&http, "/metrics", Duration::from_secs(2)).await.ok()?;
         (code == 200 && text.contains("tenantry_agent_revision")).then_some(text)
