@@ -71,9 +71,11 @@ impl Browser {
 /// none), as the page's DOM holds it now.
 pub async fn text(page: &Page, selector: &str) -> anyhow::Result<Option<String>> {
     let selector = serde_json::to_string(selector)?;
-    let script =
-        format!("(() => {{ const e = document.querySelector({selector}); return e ? e.textContent : null; }})()");
-    Ok(page.evaluate(script).await?.into_value::<Option<String>>()?)
+    // As JSON text: DevTools answers a bare `null` with no value at all.
+    let script = format!(
+        "(() => {{ const e = document.querySelector({selector}); return JSON.stringify(e ? e.textContent : null); }})()"
+    );
+    Ok(serde_json::from_str(&page.evaluate(script).await?.into_value::<String>()?)?)
 }
 
 /// The text of `selector` once `accept` holds for it, within `timeout`;

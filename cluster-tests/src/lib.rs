@@ -14,6 +14,7 @@ pub mod chaos;
 pub mod debian;
 pub mod etcd;
 pub mod http;
+pub mod local_cluster;
 pub mod nginx;
 pub mod postgres;
 pub mod process;

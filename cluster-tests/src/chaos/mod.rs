@@ -475,7 +475,7 @@ async fn truth(client: &Client) -> anyhow::Result<Truth> {
         let value = workload::value_of(&tenant.config_json).unwrap_or_default();
         truth.now.insert(tenant.id.clone(), (tenant.mod_revision, value));
         truth.created.insert((tenant.id.clone(), tenant.create_revision), 0);
-        let history = client.history(&tenant.id, proto::limits::HISTORY_ENTRIES_MAX).await?;
+        let history = client.history(&tenant.id, proto::limits::HISTORY_ENTRIES_MAX, false).await?;
         let mut changes: Vec<u64> = history.entries.iter().map(|entry| entry.revision).collect();
         changes.sort_unstable();
         anyhow::ensure!(

@@ -123,6 +123,12 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
         .expect("tenant")
         .private_bundle
         .is_some());
+    // The history's documents likewise: an admin's carry integrations, a viewer's none.
+    let documented = |history: v1::HistoryResponse| history.entries.into_iter().find_map(|entry| entry.documents);
+    let theirs = documented(viewer.history("acme", 10, true).await?).expect("the viewer's history has documents");
+    assert!(theirs.config_json.is_some() && theirs.integrations_json.is_none(), "{theirs:?}");
+    let ours = documented(admin.history("acme", 10, true).await?).expect("the admin's history has documents");
+    assert!(ours.integrations_json.is_some(), "{ours:?}");
     let refused = viewer.create_tenant("evil", documents(1), &WriteOptions::default()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     assert!(refused.to_string().contains("needs the operator role"), "{refused}");
@@ -137,7 +143,7 @@ async fn strangers_and_wrong_roles_are_refused_everywhere() -> anyhow::Result<()
     assert_eq!(forced.code(), tonic::Code::PermissionDenied, "{forced:?}");
 
     phase("the audit actor is the certificate's identity; the client's word is kept as 'via'");
-    let history = admin.history("acme", 1).await?;
+    let history = admin.history("acme", 1, false).await?;
     assert_eq!(history.entries[0].actor, "operator:operator via ci-bot");
 
     phase("agent and node certificates may not call the operators' API");
@@ -410,7 +416,7 @@ async fn an_insecure_cluster_runs_in_plaintext_only_when_asked() -> anyhow::Resu
     let client = cluster.client();
     let options = WriteOptions { actor: "bob".to_owned(), ..Default::default() };
     client.create_tenant("acme", documents(1), &options).await?;
-    assert_eq!(client.history("acme", 1).await?.entries[0].actor, "bob");
+    assert_eq!(client.history("acme", 1, false).await?.entries[0].actor, "bob");
     let log = std::fs::read_to_string(&cluster.node(1).log)?;
     assert!(log.contains("running with --insecure"), "the node warns");
     cluster.passed();

@@ -21,7 +21,7 @@ async fn everything(client: &Client) -> anyhow::Result<Everything> {
     let (tenants, _) = client.list_tenants(Consistency::Linearizable, true).await?;
     let mut histories = Vec::new();
     for tenant in &tenants {
-        histories.push(client.history(&tenant.id, 1000).await?.entries);
+        histories.push(client.history(&tenant.id, 1000, true).await?.entries);
     }
     let mut topology = client.topology(None).await?;
     topology.revision = 0;

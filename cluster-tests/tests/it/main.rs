@@ -24,6 +24,7 @@ mod cdn_purge;
 mod chaos;
 mod config_canary;
 mod config_publish;
+mod console;
 mod deploy_units;
 mod durability;
 mod edge_nginx;

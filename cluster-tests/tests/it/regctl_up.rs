@@ -4,17 +4,11 @@
 //! `--postgres` (a local PostgreSQL that then holds the items, none of them
 //! in an api-node's directory).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use super::phase;
-use cluster_tests::binaries::{binary, test_dir};
-use cluster_tests::process::ChildGuard;
-
-fn free_port_block(count: u16) -> u16 {
-    cluster_tests::registry_cluster::free_ports(count).expect("a block of free ports")
-}
+use cluster_tests::binaries::binary;
+use cluster_tests::local_cluster::LocalCluster;
 
 #[test]
 fn regctl_up_serves_the_seeded_configs_and_stops_cleanly() {
@@ -31,61 +25,17 @@ fn regctl_up(postgres: bool) {
         // Debian's server, installed the serialised way when missing.
         cluster_tests::postgres::bin_dir().expect("PostgreSQL");
     }
-    let dir = test_dir(if postgres { "regctl-up-postgres" } else { "regctl-up" });
-    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    let grpc_base = free_port_block(3);
-    let http_base = free_port_block(3);
-    let agent_base = free_port_block(3);
-    let api_base = free_port_block(3);
-    let api_admin_base = free_port_block(3);
-
     phase("regctl up on a fresh directory");
-    let mut up = ChildGuard::new(
-        Command::new(binary("regctl"))
-            .args(["up", "--grpc-port-base", &grpc_base.to_string(), "--http-port-base", &http_base.to_string()])
-            .args(["--agent-port-base", &agent_base.to_string(), "--api-port-base", &api_base.to_string()])
-            .args(["--api-admin-port-base", &api_admin_base.to_string()])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--configs")
-            .arg(&configs)
-            .args(if postgres {
-                vec!["--postgres".to_owned(), "--postgres-port".to_owned(), free_port_block(1).to_string()]
-            } else {
-                vec![]
-            })
-            // No CARGO: the harness already built the binaries.
-            .env_remove("CARGO")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn regctl up"),
-    );
-    let stdout = up.child().and_then(|child| child.stdout.take()).expect("stdout");
-    let (lines_sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut output = Vec::new();
-    while !output.iter().any(|line: &String| line == "ready") {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(remaining) {
-            Ok(line) => output.push(line),
-            Err(_) => panic!("regctl up not ready in time; output so far:\n{}", output.join("\n")),
-        }
-    }
+    let up =
+        LocalCluster::start(if postgres { "regctl-up-postgres" } else { "regctl-up" }, postgres).expect("regctl up");
+    let (dir, output, grpc_base, api_base) = (up.dir.clone(), up.output.clone(), up.grpc_base, up.api_base);
     assert!(output.iter().any(|line| line.starts_with("seeded 12 tenants")), "{output:?}");
 
     phase("regctl tenant list -o json against it");
-    let endpoints = (0..3).map(|offset| format!("127.0.0.1:{}", grpc_base + offset)).collect::<Vec<_>>().join(",");
+    let endpoints = up.endpoints();
     let list = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "tenant", "list", "-o", "json"])
-        .args(admin_flags(&dir))
+        .args(up.admin_flags())
         .output()
         .expect("run regctl tenant list");
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
@@ -154,10 +104,10 @@ fn regctl_up(postgres: bool) {
     }
 
     phase("regctl smoke passes against it, and fails (exit 1) with a wrong password");
-    let apis = (0..3).map(|offset| format!("127.0.0.1:{}", api_base + offset)).collect::<Vec<_>>().join(",");
+    let apis = up.api_nodes();
     let smoke = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "smoke", "--api", &apis])
-        .args(admin_flags(&dir))
+        .args(up.admin_flags())
         .output()
         .expect("run regctl smoke");
     let said = String::from_utf8_lossy(&smoke.stdout);
@@ -166,7 +116,7 @@ fn regctl_up(postgres: bool) {
     assert!(said.contains("refused outside its pin"), "pinned tenants are checked outside their regions: {said}");
     let wrong = Command::new(binary("regctl"))
         .args(["--endpoints", &endpoints, "smoke", "--api", &apis, "--password", "wrong"])
-        .args(admin_flags(&dir))
+        .args(up.admin_flags())
         .output()
         .expect("run regctl smoke");
     assert_eq!(wrong.status.code(), Some(1));
@@ -193,21 +143,11 @@ fn regctl_up(postgres: bool) {
     }
 
     phase("SIGTERM stops regctl up, its api-nodes, sidecars and nodes cleanly");
-    let status = up.terminate().expect("regctl up stops");
+    let (status, rest) = up.terminate().expect("regctl up stops");
     assert!(status.success(), "regctl up exit: {status}");
-    let rest: Vec<String> = lines.try_iter().collect();
     let processes = if postgres { 10 } else { 9 };
     assert_eq!(rest.iter().filter(|line| line.ends_with("stopped")).count(), processes, "{rest:?}");
     let still_listening = (0..3).any(|offset| std::net::TcpStream::connect(("127.0.0.1", grpc_base + offset)).is_ok());
     assert!(!still_listening, "no node is left running");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The admin certificate `regctl up` made in `dir`.
-fn admin_flags(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
-    let certs = dir.join("certs");
-    ["--ca", "ca.crt", "--cert", "operator-admin.crt", "--key", "operator-admin.key"]
-        .chunks(2)
-        .flat_map(|pair| [pair[0].into(), certs.join(pair[1]).into_os_string()])
-        .collect()
 }

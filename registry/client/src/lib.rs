@@ -427,8 +427,11 @@ impl Client {
         }
     }
 
-    pub async fn history(&self, tenant_id: &str, limit: u32) -> Result<v1::HistoryResponse, Error> {
-        let request = v1::HistoryRequest { tenant_id: tenant_id.to_owned(), limit, consistency: 0 };
+    /// A tenant's audit entries, newest first; with `documents`, each
+    /// entry that changed them carries the documents it left.
+    pub async fn history(&self, tenant_id: &str, limit: u32, documents: bool) -> Result<v1::HistoryResponse, Error> {
+        let request =
+            v1::HistoryRequest { tenant_id: tenant_id.to_owned(), limit, consistency: 0, include_documents: documents };
         self.call(|mut client| {
             let request = request.clone();
             async move { client.history(request).await }

@@ -1,7 +1,9 @@
 //! Core types to and from their protobuf messages.
 
 use proto::v1;
-use registry_core::{AuditEntry, Bundle, Move, Placement, Shard, ShardDigest, ShardState, Tenant, TenantStatus};
+use registry_core::{
+    AuditEntry, Bundle, Move, Placement, Shard, ShardDigest, ShardState, Tenant, TenantDocuments, TenantStatus,
+};
 
 pub(crate) fn tenant(tenant: &Tenant) -> v1::Tenant {
     v1::Tenant {
@@ -44,6 +46,16 @@ pub(crate) fn tenant_for(record: &Tenant, private: bool) -> v1::Tenant {
         }
     }
     tenant
+}
+
+/// A tenant's documents as a caller may see them: no integrations below
+/// the operator role (`private`).
+pub(crate) fn documents_for(documents: &TenantDocuments, private: bool) -> v1::Documents {
+    v1::Documents {
+        config_json: Some(documents.config.clone()),
+        theme_json: Some(documents.theme.clone()),
+        integrations_json: private.then(|| documents.integrations.clone()),
+    }
 }
 
 pub(crate) fn tenant_move(moving: &Move) -> v1::TenantMove {
@@ -112,5 +124,6 @@ pub(crate) fn audit_entry(entry: &AuditEntry) -> v1::AuditEntry {
         reason: entry.reason.clone(),
         summary: entry.summary.clone(),
         at_unix_ms: entry.at_unix_ms,
+        documents: None,
     }
 }

@@ -20,6 +20,7 @@ mod repo;
 mod smoke;
 mod tenants;
 mod topology;
+mod ui;
 mod up;
 
 use std::path::PathBuf;
@@ -154,6 +155,8 @@ enum Command {
     Certs(certs::CertsCommand),
     /// End-to-end checks of every tenant through api-nodes.
     Smoke(smoke::SmokeArgs),
+    /// A live console in the browser, served on loopback with this operator's certificate.
+    Ui(ui::UiArgs),
 }
 
 fn parse_tenant_id(text: &str) -> Result<TenantId, String> {
@@ -272,12 +275,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output::write_response("pinned", &written, format);
         }
         Command::History { tenant, limit } => {
-            let history = client.history(tenant.as_str(), limit).await?;
+            let history = client.history(tenant.as_str(), limit, false).await?;
             output::history(&history, format);
         }
         Command::Agents { lagging, region } => fleet::agents(&client, lagging, region, format).await?,
         Command::Wait { revision, region, timeout } => fleet::wait(&client, revision, region, timeout, format).await?,
         Command::Cluster(command) => cluster::run(command, &client, format).await?,
+        Command::Ui(args) => ui::run(args, client, format).await?,
     }
     Ok(())
 }

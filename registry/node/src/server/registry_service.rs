@@ -281,6 +281,7 @@ impl Registry for RegistryService {
     }
 
     async fn history(&self, request: Request<v1::HistoryRequest>) -> Result<Response<v1::HistoryResponse>, Status> {
+        let private = authz::caller(&request).has_role(trust::Role::Operator);
         let message = request.into_inner();
         let tenant_id = parse_tenant(&message.tenant_id)?;
         let limit = match message.limit {
@@ -296,7 +297,14 @@ impl Registry for RegistryService {
             .rev()
             .filter(|entry| entry.tenant == tenant_id)
             .take(limit)
-            .map(|entry| convert::audit_entry(entry))
+            .map(|entry| {
+                let mut audited = convert::audit_entry(entry);
+                if message.include_documents {
+                    audited.documents =
+                        entry.documents.as_deref().map(|documents| convert::documents_for(documents, private));
+                }
+                audited
+            })
             .collect();
         Ok(Response::new(v1::HistoryResponse {
             entries,
