@@ -303,6 +303,8 @@ async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
 
     let mut snapshot: Option<Vec<v1::TenantRecord>> = None;
     let mut acked = view.revision;
+    // The span of the last traced delta applied, until its ack is sent.
+    let mut traced: Option<tracing::Span> = None;
     let silence = Duration::from_millis(STREAM_SILENCE_MS_MAX);
     loop {
         let message = match tokio::time::timeout(silence, inbound.message()).await {
@@ -327,7 +329,21 @@ async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
                 if snapshot.is_some() {
                     return Err(SessionError::Protocol("a delta arrived inside a snapshot".to_owned()));
                 }
-                apply_delta(shared, delta, &outbound)?;
+                let span = (!delta.traceparents.is_empty()).then(|| {
+                    let span = tracing::info_span!(
+                        target: plumbing::trace::TARGET, "agent apply", otel.kind = "consumer",
+                        agent = %shared.config.agent_id, region = %shared.config.region,
+                        kind = shared.config.kind.wire().as_str_name(), revision = delta.revision, node = endpoint,
+                    );
+                    plumbing::trace::follow_all(&span, &delta.traceparents);
+                    span
+                });
+                let apply = || apply_delta(shared, delta, &outbound);
+                match &span {
+                    Some(span) => span.in_scope(apply)?,
+                    None => apply()?,
+                }
+                traced = span.or(traced);
             }
             // The node sent every delta up to progress.revision before this
             // message, and that state was current `leader_contact_ms` ago.
@@ -350,8 +366,16 @@ async fn session(shared: &Shared, endpoint: &str) -> Result<(), SessionError> {
         // Acknowledge what is applied and persisted. Never blocks: if the
         // queue is full, a later message acknowledges a later revision.
         let revision = *shared.revision.borrow();
-        if revision > acked && outbound.try_send(send(agent_message::Kind::Ack(v1::Ack { revision }))).is_ok() {
-            acked = revision;
+        if revision > acked {
+            let span = traced.take().map(|apply| {
+                tracing::info_span!(target: plumbing::trace::TARGET, parent: &apply, "agent ack", otel.kind = "producer", revision)
+            });
+            let sent = span
+                .unwrap_or_else(tracing::Span::none)
+                .in_scope(|| outbound.try_send(send(agent_message::Kind::Ack(v1::Ack { revision }))).is_ok());
+            if sent {
+                acked = revision;
+            }
         }
     }
 }

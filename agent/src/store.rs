@@ -88,7 +88,7 @@ fn delta_payload(view: &View, changed: &[String]) -> Vec<u8> {
             None => TenantRecord { id: id.clone(), status: TenantStatus::Deleted as i32, ..Default::default() },
         })
         .collect();
-    v1::Delta { revision: view.revision, tenants }.encode_to_vec()
+    v1::Delta { revision: view.revision, tenants, ..Default::default() }.encode_to_vec()
 }
 
 impl DiskStore {
@@ -180,7 +180,11 @@ impl DiskStore {
             write_frame(&mut out, &serde_json::to_vec(&meta).map_err(std::io::Error::other)?)?;
             let records: Vec<&TenantRecord> = view.tenants().map(|entry| &entry.record).collect();
             for chunk in records.chunks(RECORDS_PER_FRAME) {
-                let chunk = v1::Delta { revision: 0, tenants: chunk.iter().map(|record| (*record).clone()).collect() };
+                let chunk = v1::Delta {
+                    revision: 0,
+                    tenants: chunk.iter().map(|record| (*record).clone()).collect(),
+                    ..Default::default()
+                };
                 write_frame(&mut out, &chunk.encode_to_vec())?;
             }
             out.into_inner().map_err(|error| error.into_error())?.sync_data()

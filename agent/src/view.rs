@@ -352,7 +352,7 @@ mod tests {
     }
 
     fn delta(revision: u64, tenants: Vec<TenantRecord>) -> v1::Delta {
-        v1::Delta { revision, tenants }
+        v1::Delta { revision, tenants, ..Default::default() }
     }
 
     #[test]

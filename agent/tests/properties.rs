@@ -57,7 +57,7 @@ proptest! {
         let _ = v1::RegistryMessage::decode(&bytes[..]);
         let _ = v1::AgentMessage::decode(&bytes[..]);
         let message = v1::RegistryMessage {
-            kind: Some(v1::registry_message::Kind::Delta(v1::Delta { revision: 1, tenants: vec![record] })),
+            kind: Some(v1::registry_message::Kind::Delta(v1::Delta { revision: 1, tenants: vec![record], ..Default::default() })),
         };
         let mut encoded = message.encode_to_vec();
         if !encoded.is_empty() {
@@ -73,7 +73,7 @@ proptest! {
     #[test]
     fn a_view_holds_only_valid_records(records in prop::collection::vec(record(), 0..6), api in any::<bool>(), revision in 0..3u64) {
         let rules = Rules { kind: if api { Kind::Api } else { Kind::Frontend }, bundle_bytes_max: 1024, region: "eu-west".into() };
-        match View::default().apply_delta(v1::Delta { revision, tenants: records.clone() }, &rules) {
+        match View::default().apply_delta(v1::Delta { revision, tenants: records.clone(), ..Default::default() }, &rules) {
             Err(_) => prop_assert_ne!(revision, 1),
             Ok((view, refusals)) => {
                 prop_assert_eq!(view.revision, 1);

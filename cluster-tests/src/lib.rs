@@ -16,6 +16,7 @@ pub mod etcd;
 pub mod http;
 pub mod local_cluster;
 pub mod nginx;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod python;

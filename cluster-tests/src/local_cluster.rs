@@ -35,14 +35,15 @@ fn free_port_block(count: u16) -> anyhow::Result<u16> {
 impl LocalCluster {
     /// Runs `regctl up` in a fresh `test_name` directory seeded from the
     /// repository's `configs/`, with a local PostgreSQL when `postgres`,
-    /// and waits until it says `ready`.
-    pub fn start(test_name: &str, postgres: bool) -> anyhow::Result<Self> {
+    /// and `env` set for it and its processes, and waits until it says `ready`.
+    pub fn start(test_name: &str, postgres: bool, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = test_dir(test_name);
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let grpc_base = free_port_block(3)?;
         let api_base = free_port_block(3)?;
         let mut command = Command::new(binary("regctl"));
         command
+            .envs(env.iter().copied())
             .args(["up", "--grpc-port-base", &grpc_base.to_string()])
             .args(["--http-port-base", &free_port_block(3)?.to_string()])
             .args(["--agent-port-base", &free_port_block(3)?.to_string()])

@@ -24,6 +24,9 @@ struct Args {
     /// How logs are written to stderr: text, or one JSON object per line.
     #[arg(long, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
     log_format: plumbing::LogFormat,
+    /// Where traces go (OTLP/gRPC).
+    #[command(flatten)]
+    otlp: trust::cli::OtlpArgs,
     /// Stable id of this agent, e.g. web-1@eu-west [default: from the certificate].
     #[arg(long)]
     agent_id: Option<String>,
@@ -146,7 +149,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
+    let _telemetry = match args.otlp.init_logging("agent", false, "RUST_LOG", "info,h2=warn", args.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("agent: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -55,6 +55,9 @@ struct Args {
     /// How logs are written to stderr: text, or one JSON object per line.
     #[arg(long, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
     log_format: plumbing::LogFormat,
+    /// Where traces go (OTLP/gRPC).
+    #[command(flatten)]
+    otlp: trust::cli::OtlpArgs,
     /// The region this node serves.
     #[arg(long)]
     region: String,
@@ -348,12 +351,16 @@ fn read_session_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 async fn main() -> std::process::ExitCode {
     let done = if std::env::args_os().nth(1).is_some_and(|first| first == "migrate") {
         let args = MigrateArgs::parse_from(std::env::args_os().skip(1));
-        plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
-        migrate(args).await
+        match plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format, None) {
+            Ok(_telemetry) => migrate(args).await,
+            Err(error) => Err(anyhow::anyhow!(error)),
+        }
     } else {
         let args = Args::parse();
-        plumbing::init_logging("RUST_LOG", "info,h2=warn", args.log_format);
-        run(args).await
+        match args.otlp.init_logging("api-node", false, "RUST_LOG", "info,h2=warn", args.log_format) {
+            Ok(_telemetry) => run(args).await,
+            Err(error) => Err(anyhow::anyhow!(error)),
+        }
     };
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,

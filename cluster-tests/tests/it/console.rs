@@ -114,7 +114,7 @@ fn contains(wanted: &'static str) -> impl Fn(&str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_cluster_live_and_a_viewer_no_private_data() -> anyhow::Result<()> {
-    let up = tokio::task::spawn_blocking(|| LocalCluster::start("console", false)).await??;
+    let up = tokio::task::spawn_blocking(|| LocalCluster::start("console", false, &[])).await??;
     let viewer_flags = up.certs.flags(&cluster_tests::certs::operator(trust::Role::Viewer), &[])?;
     let (admin_console, url) = start_console(&up, &up.admin_flags(), &[])?;
     let (viewer_console, viewer_url) = start_console(&up, &viewer_flags, &[])?;

@@ -44,6 +44,7 @@ mod shard_read_replica;
 mod snapshot_catchup;
 mod tenant_moves;
 mod tidy;
+mod traces;
 
 use proto::v1;
 

@@ -26,8 +26,8 @@ fn regctl_up(postgres: bool) {
         cluster_tests::postgres::bin_dir().expect("PostgreSQL");
     }
     phase("regctl up on a fresh directory");
-    let up =
-        LocalCluster::start(if postgres { "regctl-up-postgres" } else { "regctl-up" }, postgres).expect("regctl up");
+    let up = LocalCluster::start(if postgres { "regctl-up-postgres" } else { "regctl-up" }, postgres, &[])
+        .expect("regctl up");
     let (dir, output, grpc_base, api_base) = (up.dir.clone(), up.output.clone(), up.grpc_base, up.api_base);
     assert!(output.iter().any(|line| line.starts_with("seeded 12 tenants")), "{output:?}");
 

@@ -1,4 +1,5 @@
-//! What every Tenantry process shares, written once: logging, the signals
+//! What every Tenantry process shares, written once: logging and traces
+//! ([`trace`]), the signals
 //! that stop a server, RFC 9457 problem responses, the wall clock and the
 //! metrics exposition ([`metrics`]).
 //!
@@ -6,6 +7,7 @@
 //! workspace, so any of them may use it.
 
 pub mod metrics;
+pub mod trace;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,16 +39,36 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// Logs to stderr in `format`, filtered by the variable `filter_env` (e.g.
-/// `RUST_LOG`) or else by `default_filter`; colors only on a terminal. Call
-/// once, first thing in `main` after the flags are read.
-pub fn init_logging(filter_env: &str, default_filter: &str, format: LogFormat) {
+/// `RUST_LOG`) or else by `default_filter`; colors only on a terminal; and
+/// with `otlp`, exports the spans of [`trace::TARGET`] there. Call once,
+/// first thing in `main` after the flags are read, inside the runtime when
+/// `otlp` is given; keep what it returns until the process ends.
+pub fn init_logging(
+    filter_env: &str,
+    default_filter: &str,
+    format: LogFormat,
+    otlp: Option<trace::Otlp>,
+) -> Result<trace::Telemetry, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env(filter_env)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
-    }
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs: Box<dyn Layer<_> + Send + Sync> = match format {
+        LogFormat::Text => Box::new(logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))),
+        LogFormat::Json => Box::new(logs.json().with_current_span(true).with_span_list(false)),
+    };
+    let (provider, spans) = match otlp {
+        Some(otlp) => {
+            let (provider, tracer) = trace::pipeline(otlp)?;
+            let only_hops = tracing_subscriber::filter::Targets::new().with_target(trace::TARGET, tracing::Level::INFO);
+            (Some(provider), Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(only_hops)))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(logs.with_filter(filter)).with(spans).init();
+    Ok(trace::telemetry(provider))
 }
 
 /// Resolves on SIGTERM or Ctrl-C (and logs which): when a server should

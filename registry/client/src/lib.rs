@@ -21,6 +21,7 @@ use std::time::Duration;
 use proto::limits::{CLIENT_REQUEST_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX};
 use proto::v1::registry_client::RegistryClient;
 use proto::v1::{self, Consistency};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -56,10 +57,13 @@ impl WriteOptions {
     }
 }
 
+/// A channel that sends the caller's trace context with every call.
+pub type Traced = InterceptedService<Channel, plumbing::trace::Propagate>;
+
 struct Endpoint {
     addr: String,
     channel: Channel,
-    client: RegistryClient<Channel>,
+    client: RegistryClient<Traced>,
 }
 
 /// A registry cluster client.
@@ -87,7 +91,7 @@ impl Client {
                     .expecting(trust::Expect::AnyNode)
                     .channel(&addr, Duration::from_secs(2))
                     .map_err(|error| Error::invalid("endpoints", "host-port", format!("endpoint `{addr}`: {error}")))?;
-                let client = RegistryClient::new(channel.clone())
+                let client = RegistryClient::with_interceptor(channel.clone(), plumbing::trace::Propagate)
                     .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
                 Ok(Endpoint { addr, channel, client })
@@ -117,7 +121,7 @@ impl Client {
     /// ([`retry::Policy`]); the endpoint that answered is preferred next.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
-        F: Fn(RegistryClient<Channel>) -> Fut,
+        F: Fn(RegistryClient<Traced>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let addrs: Vec<&str> = self.endpoints().collect();
@@ -458,8 +462,11 @@ impl Client {
     /// Every endpoint's list of its agents.
     pub async fn list_agents(&self) -> Vec<(String, Result<v1::ListAgentsResponse, Error>)> {
         let calls = self.endpoints.iter().map(|endpoint| async move {
-            let mut client = v1::agent_admin_client::AgentAdminClient::new(endpoint.channel.clone())
-                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+            let mut client = v1::agent_admin_client::AgentAdminClient::with_interceptor(
+                endpoint.channel.clone(),
+                plumbing::trace::Propagate,
+            )
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
             let result = tokio::time::timeout(self.request_timeout, client.list_agents(v1::ListAgentsRequest {}))
                 .await
                 .unwrap_or_else(|_| Err(Status::deadline_exceeded("no answer")))

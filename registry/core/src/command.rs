@@ -174,12 +174,16 @@ pub struct Command {
     /// apply compiles as those builds did.
     #[serde(default)]
     pub compiled: Option<Arc<Compiled>>,
+    /// The W3C trace context of the proposal, if it was traced: each
+    /// node's apply of it is a span of that trace. Changes nothing applied.
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 impl Command {
     /// A write as a client asks for it (nothing compiled yet).
     pub fn new(meta: WriteMeta, op: Op) -> Self {
-        Self { meta, op, compiled: None }
+        Self { meta, op, compiled: None, trace: None }
     }
 }
 

@@ -48,6 +48,9 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Human)]
     output: Format,
+    /// Where traces go (OTLP/gRPC).
+    #[command(flatten)]
+    otlp: trust::cli::OtlpArgs,
     /// This operator's certificate (mutual TLS; the role is in it).
     #[command(flatten)]
     tls: trust::cli::TlsArgs,
@@ -286,9 +289,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The verb as typed, e.g. `regctl tenant set`: the name of the trace's root span.
+fn verb(matches: &clap::ArgMatches) -> String {
+    let mut verb = "regctl".to_owned();
+    let mut at = matches;
+    while let Some((name, inner)) = at.subcommand() {
+        verb.push(' ');
+        verb.push_str(name);
+        at = inner;
+    }
+    verb
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    plumbing::init_logging("REGCTL_LOG", "warn", cli.log_format);
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -296,7 +315,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let telemetry = {
+        let _entered = runtime.enter();
+        cli.otlp.init_logging("regctl", true, "REGCTL_LOG", "warn", cli.log_format)
+    };
+    let _telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            output::error(&error);
+            return ExitCode::from(2);
+        }
+    };
+    // The root of the trace: every call regctl makes is under it.
+    let span = tracing::info_span!(target: plumbing::trace::TARGET, "regctl", otel.name = %verb(&matches), otel.kind = "client");
+    match runtime.block_on(tracing::Instrument::instrument(run(cli), span)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
             output::error(&message);

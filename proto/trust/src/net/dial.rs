@@ -95,7 +95,7 @@ impl AsyncWrite for ClientConn {
 }
 
 /// `host` of `host:port` (brackets of an IPv6 literal removed).
-fn host_of(authority: &str) -> &str {
+pub(crate) fn host_of(authority: &str) -> &str {
     let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
     host.trim_start_matches('[').trim_end_matches(']')
 }

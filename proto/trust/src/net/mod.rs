@@ -7,7 +7,7 @@
 //! [`listen`] accepts (TCP, or a local unix socket), [`dial`] connects,
 //! [`guard`] refuses HTTP requests by identity.
 
-mod dial;
+pub(crate) mod dial;
 mod guard;
 mod listen;
 

@@ -14,6 +14,9 @@ struct Cli {
     /// How logs are written to stderr: text, or one JSON object per line.
     #[arg(long, global = true, env = "TENANTRY_LOG_FORMAT", default_value = "text")]
     log_format: plumbing::LogFormat,
+    /// Where traces go (OTLP/gRPC).
+    #[command(flatten)]
+    otlp: trust::cli::OtlpArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -151,7 +154,19 @@ impl ServeArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    plumbing::init_logging("RUST_LOG", "info,openraft=warn,raft_log=warn", cli.log_format);
+    let _telemetry = match cli.otlp.init_logging(
+        "registry",
+        false,
+        "RUST_LOG",
+        "info,openraft=warn,raft_log=warn",
+        cli.log_format,
+    ) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("registry: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Snapshot(command) => match snapshot(command) {

@@ -150,6 +150,7 @@ impl Leader {
         };
         let mut request = Request::new(message);
         request.metadata_mut().insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+        plumbing::trace::inject(request.metadata_mut());
         if let Some(uri) = origin.caller.forwarded_for() {
             let value = MetadataValue::try_from(uri.as_str())
                 .map_err(|_| Status::internal("the caller's identity is not a valid header value"))?;

@@ -74,7 +74,9 @@ pub async fn run(
     }
     let stages = Arc::new(Stages::default());
     let mut log_store = LogStore::open(&config.data_dir.join("raft-log"))?.timed(stages.clone());
-    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?.timed(stages.clone());
+    let state_machine = StateMachineStore::open(&config.data_dir, config.watch_limits())?
+        .timed(stages.clone())
+        .named(format!("{}@{}", config.id, config.region));
     // The agents' history window, from the log the snapshot covers. Only a
     // head start: a node whose log lacks it (a restored one) starts empty.
     let snapshot_index = state_machine.view().applied_revision().get();
@@ -190,7 +192,9 @@ pub async fn run(
         grpc_listener,
         trust::ListenOptions { tls: tls.clone(), client_cert_required: true, connections_max: GRPC_CONNECTIONS_MAX },
     );
+    let (node_id, node_region) = (config.id, config.region.clone());
     let grpc = tonic::transport::Server::builder()
+        .trace_fn(move |request| rpc_span(request, node_id, &node_region))
         .max_concurrent_streams(Some(GRPC_CONCURRENT_STREAMS_MAX))
         .http2_keepalive_interval(Some(Duration::from_millis(GRPC_KEEPALIVE_INTERVAL_MS)))
         .http2_keepalive_timeout(Some(Duration::from_millis(GRPC_KEEPALIVE_TIMEOUT_MS)))
@@ -381,4 +385,19 @@ async fn name_cluster(raft: Raft, view: StateView, stopped: impl Future<Output =
         () = name => {}
         () = stopped => {}
     }
+}
+
+/// The span of an operator's call (`tenantry.v1.Registry`), a child of the
+/// caller's trace context if it sent one. Raft's and the agents' streams get
+/// none: they are traced per entry and per delta instead.
+fn rpc_span(request: &::http::Request<()>, node_id: u64, region: &str) -> tracing::Span {
+    let Some(method) = request.uri().path().strip_prefix("/tenantry.v1.Registry/") else {
+        return tracing::Span::none();
+    };
+    let span = tracing::info_span!(
+        target: plumbing::trace::TARGET, "rpc",
+        otel.name = %format!("registry {method}"), otel.kind = "server", node = node_id, region = %region,
+    );
+    plumbing::trace::follow_headers(&span, request.headers());
+    span
 }

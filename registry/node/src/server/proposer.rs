@@ -80,11 +80,19 @@ impl Proposer {
 
     /// Proposes `command` (in a batch with whatever else is waiting) and
     /// returns its own response once the entry applied.
-    pub(crate) async fn propose(&self, command: Command) -> Result<Response, WriteError> {
+    ///
+    /// A traced write gets a `propose` span (until its entry applied here),
+    /// whose context the command carries into the log.
+    pub(crate) async fn propose(&self, mut command: Command) -> Result<Response, WriteError> {
+        let span = tracing::info_span!(target: plumbing::trace::TARGET, "propose", otel.kind = "producer");
+        command.trace = plumbing::trace::traceparent(&span);
         let (reply, response) = oneshot::channel();
         let stopped = || RaftError::Fatal(Fatal::Stopped);
-        self.sender.send((command, reply)).await.map_err(|_| stopped())?;
-        response.await.map_err(|_| stopped())?
+        let proposed = async move {
+            self.sender.send((command, reply)).await.map_err(|_| stopped())?;
+            response.await.map_err(|_| stopped())?
+        };
+        tracing::Instrument::instrument(proposed, span).await
     }
 }
 

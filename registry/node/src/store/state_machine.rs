@@ -63,6 +63,8 @@ pub struct StateMachineStore {
     /// [`SNAPSHOT_EVERY_BYTES`](crate::limits::SNAPSHOT_EVERY_BYTES), `snapshot_due` is notified.
     since_snapshot: u64,
     snapshot_due: Arc<tokio::sync::Notify>,
+    /// `ID@REGION`, in the spans of traced applies.
+    node: String,
 }
 
 fn to_io(error: impl std::error::Error + Send + Sync + 'static) -> io::Error {
@@ -109,6 +111,7 @@ impl StateMachineStore {
             snapshot_dir,
             since_snapshot: 0,
             snapshot_due: Arc::default(),
+            node: String::new(),
         })
     }
 
@@ -121,6 +124,11 @@ impl StateMachineStore {
     /// Marks each applied entry in `stages`.
     pub fn timed(self, stages: Arc<Stages>) -> Self {
         Self { stages, ..self }
+    }
+
+    /// Names this node (`ID@REGION`) in the spans of traced applies.
+    pub fn named(self, node: String) -> Self {
+        Self { node, ..self }
     }
 
     /// A read handle on the applied state.
@@ -153,7 +161,7 @@ impl StateMachineStore {
                             }
                         }
                     }
-                    DeltaFrames::new(entry.log_id.index, &named, &applied.state.topology)
+                    DeltaFrames::new(entry.log_id.index, &named, &applied.state.topology, Vec::new())
                 })
                 .collect()
         };
@@ -187,6 +195,9 @@ impl StateMachineStore {
     fn apply_ready(&mut self, ready: Vec<EntryResponder<TypeConfig>>) {
         // The tenants each entry changed, for the agents' deltas.
         let mut changed: Vec<(u64, Vec<Arc<Tenant>>)> = Vec::with_capacity(ready.len());
+        // Per entry, the `delta` spans of its traced commands: open until
+        // the delta is published, and named in it for the agents.
+        let mut traced: Vec<Vec<tracing::Span>> = Vec::with_capacity(ready.len());
         let mut answers = Vec::with_capacity(ready.len());
         // Shards are only ever added (an endpoint never changes), so the
         // topology after the batch names every shard its tenants name.
@@ -203,13 +214,31 @@ impl StateMachineStore {
                 applied.last_applied = Some(entry.log_id);
                 let mut tenants = Vec::new();
                 let mut responses = Vec::new();
+                let mut deltas = Vec::new();
                 match entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(proposal) => {
                         self.since_snapshot += proposal.approximate_bytes() as u64;
                         responses.reserve(proposal.commands.len());
                         for (seq, command) in proposal.commands.iter().enumerate() {
+                            let span = command.trace.as_deref().map(|traceparent| {
+                                let span = tracing::info_span!(
+                                    target: plumbing::trace::TARGET, "apply", otel.kind = "consumer",
+                                    node = %self.node, revision = revision.get(),
+                                    tenant = command.op.tenant().map(|tenant| tenant.as_str()),
+                                );
+                                plumbing::trace::follow(&span, traceparent);
+                                span
+                            });
+                            let entered = span.as_ref().map(tracing::Span::enter);
                             let (response, changes) = apply(&mut applied.state, revision, seq as u32, command);
+                            if entered.is_some() {
+                                deltas.push(tracing::info_span!(
+                                    target: plumbing::trace::TARGET, "delta", otel.kind = "producer",
+                                    node = %self.node, revision = revision.get(),
+                                ));
+                            }
+                            drop(entered);
                             tenants.extend(changes.into_iter().filter_map(|change| match change {
                                 Change::PutTenant(tenant) => Some(tenant),
                                 _ => None,
@@ -225,6 +254,7 @@ impl StateMachineStore {
                     answers.push((responder, responses));
                 }
                 changed.push((revision.get(), tenants));
+                traced.push(deltas);
             }
             applied.state.topology.clone()
         };
@@ -243,8 +273,16 @@ impl StateMachineStore {
         // Published before the writers hear back, so a write's delta is on
         // its way when its reply arrives.
         self.hub.publish(
-            changed.iter().map(|(revision, tenants)| DeltaFrames::new(*revision, tenants, &topology)).collect(),
+            changed
+                .iter()
+                .zip(&traced)
+                .map(|((revision, tenants), spans)| {
+                    let traces = spans.iter().filter_map(plumbing::trace::traceparent).collect();
+                    DeltaFrames::new(*revision, tenants, &topology, traces)
+                })
+                .collect(),
         );
+        drop(traced);
         for (responder, responses) in answers {
             responder.send(responses);
         }

@@ -88,11 +88,12 @@ pub struct DeltaFrames {
 }
 
 impl DeltaFrames {
-    /// Encodes the delta of the entry at `revision`, which changed `tenants`.
-    pub fn new(revision: u64, tenants: &[Arc<Tenant>], topology: &Topology) -> Self {
+    /// Encodes the delta of the entry at `revision`, which changed
+    /// `tenants`; `traceparents`: the spans that sent it, of traced writes.
+    pub fn new(revision: u64, tenants: &[Arc<Tenant>], topology: &Topology, traceparents: Vec<String>) -> Self {
         let delta = |scope| {
             let tenants = tenants.iter().map(|tenant| tenant_record(tenant, scope, topology)).collect();
-            encode(Kind::Delta(v1::Delta { revision, tenants }))
+            encode(Kind::Delta(v1::Delta { revision, tenants, traceparents: traceparents.clone() }))
         };
         Self {
             revision,

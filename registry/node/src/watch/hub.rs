@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn deltas(revisions: std::ops::RangeInclusive<u64>) -> Vec<DeltaFrames> {
-        revisions.map(|revision| DeltaFrames::new(revision, &[], &Default::default())).collect()
+        revisions.map(|revision| DeltaFrames::new(revision, &[], &Default::default(), Vec::new())).collect()
     }
 
     #[test]
@@ -291,10 +291,12 @@ mod tests {
             registry_core::apply(&mut state, proto::Revision(1), 0, &command);
             state.tenants.values().next().expect("created").clone()
         };
-        let one = DeltaFrames::new(11, &[tenant("acme")], &Default::default()).bytes();
+        let one = DeltaFrames::new(11, &[tenant("acme")], &Default::default(), Vec::new()).bytes();
         let hub = WatchHub::new(10, WatchLimits { history_bytes_max: 3 * one, ..Default::default() });
         hub.publish(
-            (11..=20).map(|revision| DeltaFrames::new(revision, &[tenant("acme")], &Default::default())).collect(),
+            (11..=20)
+                .map(|revision| DeltaFrames::new(revision, &[tenant("acme")], &Default::default(), Vec::new()))
+                .collect(),
         );
         assert_eq!(hub.history_len(), 3, "three deltas of {one} bytes fit");
         assert!(hub.history_bytes() <= 3 * one);

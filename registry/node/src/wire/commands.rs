@@ -102,7 +102,12 @@ fn command(command: &Command) -> v1::LogCommand {
         Op::DrainShard { id } => log_command::Op::DrainShard(id.clone()),
         Op::InitCluster { cluster_id } => log_command::Op::InitCluster(ulid_bytes(*cluster_id)),
     };
-    v1::LogCommand { meta: Some(meta), op: Some(op), compiled: command.compiled.as_deref().map(compiled) }
+    v1::LogCommand {
+        meta: Some(meta),
+        op: Some(op),
+        compiled: command.compiled.as_deref().map(compiled),
+        traceparent: command.trace.clone().unwrap_or_default(),
+    }
 }
 
 fn compiled(compiled: &Compiled) -> v1::LogCompiled {
@@ -249,7 +254,8 @@ fn command_from(message: v1::LogCommand, at: &str) -> Result<Command, Invalid> {
             return Err(Invalid(format!("{at}.compiled: only a tenant write carries compiled documents")))
         }
     };
-    Ok(Command { meta, op, compiled })
+    let trace = Some(message.traceparent).filter(|traceparent| !traceparent.is_empty());
+    Ok(Command { meta, op, compiled, trace })
 }
 
 fn documents(patch: &DocumentsPatch) -> v1::LogDocuments {

@@ -33,6 +33,7 @@ fn create_command(index: u64, tenant: &str) -> Command {
             proposer_region: None,
         },
         compiled: None,
+        trace: None,
     }
 }
 
