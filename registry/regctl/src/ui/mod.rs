@@ -16,6 +16,8 @@
 
 mod diff;
 mod model;
+#[cfg(test)]
+mod model_test;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
