@@ -47,8 +47,9 @@ fn start_console(up: &LocalCluster, tls_flags: &[String], extra: &[&str]) -> any
     Ok((console, url.trim_end_matches('/').to_owned()))
 }
 
-/// The pid of the process whose command line has `needle` as an argument.
-fn pid_of(needle: &str) -> anyhow::Result<Pid> {
+/// The pid of the process whose command line has every one of `needles`
+/// as an argument (suites running at once each have their own `regctl up`).
+fn pid_of(needles: &[&str]) -> anyhow::Result<Pid> {
     for entry in std::fs::read_dir("/proc")? {
         let path = entry?.path();
         let Some(pid) = path.file_name().and_then(|name| name.to_str()).and_then(|name| name.parse::<i32>().ok())
@@ -56,12 +57,13 @@ fn pid_of(needle: &str) -> anyhow::Result<Pid> {
             continue;
         };
         if let Ok(cmdline) = std::fs::read(path.join("cmdline")) {
-            if cmdline.split(|byte| *byte == 0).any(|argument| argument == needle.as_bytes()) {
+            let arguments: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+            if needles.iter().all(|needle| arguments.contains(&needle.as_bytes())) {
                 return Ok(Pid::from_raw(pid));
             }
         }
     }
-    anyhow::bail!("no process has the argument {needle}")
+    anyhow::bail!("no process has the arguments {needles:?}")
 }
 
 async fn count(page: &Page, selector: &str) -> anyhow::Result<usize> {
@@ -174,7 +176,8 @@ async fn the_console_shows_the_cluster_live_and_a_viewer_no_private_data() -> an
     browser::screenshot(&page, &artefact("console-agents.png")?).await?;
 
     phase("eu-west's sidecar stops acknowledging; a theme change lands: the rollout, then drift");
-    let sidecar = pid_of("frontend@eu-west")?;
+    let sidecar_dir = up.dir.join("frontend-eu-west").display().to_string();
+    let sidecar = pid_of(&["frontend@eu-west", &sidecar_dir])?;
     kill(sidecar, Signal::SIGSTOP)?;
     let acme = tenants.iter().find(|tenant| tenant.id == "acme").expect("acme");
     let mut theme: serde_json::Value = serde_json::from_str(&acme.theme_json)?;
