@@ -3,8 +3,8 @@
 //!
 //! `POST /admin/moves/{tenant}/copy?began_revision=N` copies the tenant's
 //! rows from its old shard to its new one, as the registry's move record
-//! (begun at revision N) says, and answers both sides' digests for regctl
-//! to record; `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N&revision=M`
+//! (begun at revision N) says, telling its progress as it goes, and answers
+//! both sides' digests for regctl to record; `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N&revision=M`
 //! removes them from the old shard once the move is flipped (at revision M,
 //! which the node's view reaches first). The instruction
 //! is the replicated record in this node's view, not the request: a request
@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::TenantEntry;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -24,11 +25,12 @@ use plumbing::problem;
 use proto::v1::{TenantMove, TenantStatus};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::watch;
 
 use crate::data::{endpoint_of, shard_name};
-use crate::limits::MOVE_VIEW_WAIT_MS;
+use crate::limits::{MOVE_PROGRESS_EVERY_MS, MOVE_VIEW_WAIT_MS};
 use crate::node::Node;
-use crate::store::ShardError;
+use crate::store::{CopyProgress, ShardError};
 
 /// Every route needs an operator certificate (over TLS): `/metrics` any
 /// role, the copy step of a move the operator role.
@@ -100,19 +102,26 @@ async fn move_in_view(
     Ok((entry, moving))
 }
 
-fn failure(step: &str, error: ShardError) -> Response {
+/// A shard's refusal or failure as a problem: its status and detail.
+fn failure(step: &str, error: ShardError) -> (StatusCode, String) {
     match error {
-        ShardError::StaleEpoch { .. } => {
-            problem(StatusCode::CONFLICT, &format!("{error}: the move ended; nothing {step}"))
-        }
+        ShardError::StaleEpoch { .. } => (StatusCode::CONFLICT, format!("{error}: the move ended; nothing {step}")),
         ShardError::Invalid { .. } | ShardError::Refused { .. } => {
-            problem(StatusCode::UNPROCESSABLE_ENTITY, &format!("{step} refused: {error}"))
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("{step} refused: {error}"))
         }
-        ShardError::Unavailable { .. } => problem(StatusCode::SERVICE_UNAVAILABLE, &format!("{step} failed: {error}")),
+        ShardError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, format!("{step} failed: {error}")),
     }
 }
 
 /// `POST /admin/moves/{tenant}/copy?began_revision=N`: the copy step.
+///
+/// A refusal before the copy starts is a problem response. Otherwise the
+/// answer is 200 with `application/x-ndjson`: a line `{"progress": …}`
+/// ([`CopyProgress`]) at once and every [`MOVE_PROGRESS_EVERY_MS`], the last
+/// one as the copy ends, then one last line: both digests, or the copy's
+/// problem (with its `status`). The copy runs
+/// with the answer: a caller that goes away calls it off (it is idempotent,
+/// and a retry copies again).
 async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(query): Query<MoveQuery>) -> Response {
     let (entry, moving) = match move_in_view(&node, &tenant, &query, &["copying", "verified"]).await {
         Ok(found) => found,
@@ -120,26 +129,51 @@ async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(q
     };
     let endpoints = endpoint_of(&node, &entry, &moving.from_shard)
         .and_then(|from| Ok((from, endpoint_of(&node, &entry, &moving.to_shard)?)));
-    let copied = match endpoints {
-        Ok((from, to)) => node.shards.copy_tenant(&from, &to, &entry.record.uid, moving.copy_epoch).await,
-        Err(error) => Err(error),
+    let (from, to) = match endpoints {
+        Ok(endpoints) => endpoints,
+        Err(error) => {
+            let (status, detail) = failure("copied", error);
+            return problem(status, &detail);
+        }
     };
     let from_shard = shard_name(&entry, &moving.from_shard);
-    match copied {
-        Ok((source, target)) => {
-            tracing::info!(%tenant, from = %from_shard, to = %moving.to_shard, rows = source.rows, "copied a tenant's rows for a move");
-            Json(json!({
-                "tenant": tenant,
-                "from_shard": from_shard,
-                "to_shard": moving.to_shard,
-                "copy_epoch": moving.copy_epoch,
-                "source": source,
-                "target": target,
-            }))
-            .into_response()
+    let (report, progress) = watch::channel(CopyProgress::default());
+    let copying = Box::pin(async move {
+        let copied = node.shards.copy_tenant(&from, &to, &entry.record.uid, moving.copy_epoch, &report).await;
+        match copied {
+            Ok((source, target)) => {
+                tracing::info!(%tenant, from = %from_shard, to = %moving.to_shard, rows = source.rows, "copied a tenant's rows for a move");
+                json!({
+                    "tenant": tenant,
+                    "from_shard": from_shard,
+                    "to_shard": moving.to_shard,
+                    "copy_epoch": moving.copy_epoch,
+                    "source": source,
+                    "target": target,
+                })
+            }
+            Err(error) => {
+                let (status, detail) = failure("copied", error);
+                plumbing::problem_body(status, &detail)
+            }
         }
-        Err(error) => failure("copied", error),
-    }
+    });
+    let tick = tokio::time::interval(Duration::from_millis(MOVE_PROGRESS_EVERY_MS));
+    let lines = futures::stream::unfold(Some((copying, tick)), move |running| {
+        let progress = progress.clone();
+        async move {
+            let (mut copying, mut tick) = running?;
+            let told = || json!({ "progress": *progress.borrow() });
+            let (lines, running) = tokio::select! {
+                biased;
+                // Where the copy got to, then the answer.
+                answer = &mut copying => (format!("{}\n{answer}\n", told()), None),
+                _ = tick.tick() => (format!("{}\n", told()), Some((copying, tick))),
+            };
+            Some((Ok::<_, std::convert::Infallible>(lines), running))
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }
 
 /// `POST /admin/moves/{tenant}/remove-old-copy?began_revision=N`: after the
@@ -165,6 +199,9 @@ async fn remove_old_copy(
             tracing::info!(%tenant, shard = %from_shard, rows, "removed a moved tenant's old copy");
             Json(json!({ "tenant": tenant, "shard": from_shard, "removed_rows": rows })).into_response()
         }
-        Err(error) => failure("removed", error),
+        Err(error) => {
+            let (status, detail) = failure("removed", error);
+            problem(status, &detail)
+        }
     }
 }

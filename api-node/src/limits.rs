@@ -24,6 +24,14 @@ pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// shard in one transaction, held in memory.
 pub const MOVE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Rows of a move's copy per `INSERT` on the new shard (all in one
+/// transaction): its progress is told after each.
+pub const MOVE_CHUNK_ROWS: usize = 10_000;
+
+/// How often the copy step of a move tells its progress (a line of its
+/// streamed answer), in milliseconds; the caller's idle timeout is far longer.
+pub const MOVE_PROGRESS_EVERY_MS: u64 = 250;
+
 /// How long the copy step of a move waits for this node's view to reach the
 /// revision that began the move, in milliseconds.
 pub const MOVE_VIEW_WAIT_MS: u64 = 10_000;

@@ -102,6 +102,32 @@ pub struct Digest {
     pub sha256: String,
 }
 
+/// The phase of a move's copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyPhase {
+    /// Fencing the old shard and reading the tenant's rows from it.
+    #[default]
+    Reading,
+    /// Writing them to the new shard.
+    Writing,
+    /// Both databases computing their digests.
+    Digesting,
+}
+
+/// How far a move's copy is: what the operator's progress bar shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CopyProgress {
+    pub phase: CopyPhase,
+    /// Rows read from the old shard (reading), or written to the new one.
+    pub rows: u64,
+    /// Every row to write, known once they are read.
+    pub rows_total: Option<u64>,
+}
+
+/// Where a copy tells its progress.
+pub type CopyReport = tokio::sync::watch::Sender<CopyProgress>;
+
 /// A new item to create.
 pub struct NewItem<'a> {
     pub title: &'a str,
@@ -162,18 +188,21 @@ impl Shard {
     }
 
     /// Raises the tenant's fence to `epoch` (refused if higher already) and
-    /// returns its rows, in one transaction.
-    async fn fence_and_read(&self, tenant: &str, epoch: u64) -> Result<Rows, ShardError> {
+    /// returns its rows, in one transaction. A PostgreSQL shard tells the
+    /// rows read to `report` as they come; the embedded one, all at once.
+    async fn fence_and_read(&self, tenant: &str, epoch: u64, report: &CopyReport) -> Result<Rows, ShardError> {
         match self {
-            Shard::Postgres(shard) => shard.fence_and_read(tenant, epoch).await,
+            Shard::Postgres(shard) => shard.fence_and_read(tenant, epoch, report).await,
             Shard::Embedded(shard) => shard.fence_and_read(tenant, epoch).await,
         }
     }
 
-    /// Makes the tenant's rows exactly `rows`, at `epoch`, in one transaction.
-    async fn replace_rows(&self, tenant: &str, epoch: u64, rows: &Rows) -> Result<(), ShardError> {
+    /// Makes the tenant's rows exactly `rows`, at `epoch`, in one transaction
+    /// (on PostgreSQL, [`MOVE_CHUNK_ROWS`](crate::limits::MOVE_CHUNK_ROWS)
+    /// rows per statement, each told to `report`).
+    async fn replace_rows(&self, tenant: &str, epoch: u64, rows: &Rows, report: &CopyReport) -> Result<(), ShardError> {
         match self {
-            Shard::Postgres(shard) => shard.replace_rows(tenant, epoch, rows).await,
+            Shard::Postgres(shard) => shard.replace_rows(tenant, epoch, rows, report).await,
             Shard::Embedded(shard) => shard.replace_rows(tenant, epoch, rows).await,
         }
     }
@@ -287,6 +316,7 @@ impl Shards {
     /// an older epoch writes there again) and reads the tenant's rows in one
     /// transaction; makes its rows on `to` exactly those in one transaction;
     /// and returns both sides' digests, each computed by its database.
+    /// Tells its progress to `report`.
     /// Idempotent; refused with [`ShardError::StaleEpoch`] once either side
     /// has seen a newer epoch (the move ended: a late copy changes nothing).
     pub async fn copy_tenant(
@@ -295,18 +325,22 @@ impl Shards {
         to: &str,
         tenant_uid: &str,
         copy_epoch: u64,
+        report: &CopyReport,
     ) -> Result<(Digest, Digest), ShardError> {
         if from == to {
             return Err(ShardError::Invalid { field: "to_shard", rule: "must differ from the old shard".to_owned() });
         }
         let (source, target) = (self.scope(from, tenant_uid, copy_epoch)?, self.scope(to, tenant_uid, copy_epoch)?);
-        let rows = source.shard.fence_and_read(&source.tenant, copy_epoch).await?;
+        let rows = source.shard.fence_and_read(&source.tenant, copy_epoch, report).await?;
         let bytes = rows.bytes();
         if bytes > MOVE_BYTES_MAX {
             let rule = format!("{bytes} bytes of rows; a move copies at most {MOVE_BYTES_MAX}");
             return Err(ShardError::Invalid { field: "rows", rule });
         }
-        target.shard.replace_rows(&target.tenant, copy_epoch, &rows).await?;
+        let total = (rows.items.len() + rows.keys.len()) as u64;
+        report.send_replace(CopyProgress { phase: CopyPhase::Writing, rows: 0, rows_total: Some(total) });
+        target.shard.replace_rows(&target.tenant, copy_epoch, &rows, report).await?;
+        report.send_replace(CopyProgress { phase: CopyPhase::Digesting, rows: total, rows_total: Some(total) });
         Ok((source.digest().await?, target.digest().await?))
     }
 

@@ -6,15 +6,19 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction};
+use futures::TryStreamExt;
 use proto::{ShardEndpoint, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::schema::{self, MIGRATIONS_TABLE, RECORD_MIGRATION};
 use super::tls::RustlsConnect;
-use super::{epoch_i64, passfile, sql, Digest, IdempotencyKey, Item, NewItem, Rows, ShardError, ShardOptions};
+use super::{
+    epoch_i64, passfile, sql, CopyReport, Digest, IdempotencyKey, Item, NewItem, Rows, ShardError, ShardOptions,
+};
 use crate::limits::{
-    IDEMPOTENCY_KEYS_PRUNED_PER_WRITE_MAX, MOVE_STATEMENT_MS, SHARD_CONNECT_MS, SHARD_STATEMENT_MS, SHARD_WAIT_MS,
+    IDEMPOTENCY_KEYS_PRUNED_PER_WRITE_MAX, MOVE_CHUNK_ROWS, MOVE_STATEMENT_MS, SHARD_CONNECT_MS, SHARD_STATEMENT_MS,
+    SHARD_WAIT_MS,
 };
 use crate::store::ITEMS_PAGE_MAX;
 
@@ -266,38 +270,56 @@ impl Postgres {
         Ok((created, false))
     }
 
-    pub async fn fence_and_read(&self, tenant: &str, epoch: u64) -> Result<Rows, ShardError> {
+    /// Every row `statement` returns for `tenant`, streamed, each told to
+    /// `report` (after `before` rows already read).
+    async fn read_all<T>(
+        &self,
+        transaction: &Transaction<'_>,
+        statement: &str,
+        tenant: &str,
+        (before, report): (u64, &CopyReport),
+        from_row: impl Fn(&Row) -> T,
+    ) -> Result<Vec<T>, ShardError> {
+        let stream = transaction.query_raw(statement, [tenant]).await.map_err(|error| self.db_error(error))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = Vec::new();
+        while let Some(row) = stream.try_next().await.map_err(|error| self.db_error(error))? {
+            rows.push(from_row(&row));
+            if rows.len() % MOVE_CHUNK_ROWS == 0 {
+                report.send_modify(|progress| progress.rows = before + rows.len() as u64);
+            }
+        }
+        report.send_modify(|progress| progress.rows = before + rows.len() as u64);
+        Ok(rows)
+    }
+
+    pub async fn fence_and_read(&self, tenant: &str, epoch: u64, report: &CopyReport) -> Result<Rows, ShardError> {
         let mut client = self.client().await?;
         let transaction = self.guarded(&mut client, tenant).await?;
         self.fence(&transaction, tenant, epoch).await?;
         let long = format!("SET LOCAL statement_timeout = {MOVE_STATEMENT_MS}");
         transaction.batch_execute(&long).await.map_err(|error| self.db_error(error))?;
-        let items = transaction.query(sql::ALL_ITEMS, &[&tenant]).await.map_err(|error| self.db_error(error))?;
-        let keys = transaction.query(sql::ALL_KEYS, &[&tenant]).await.map_err(|error| self.db_error(error))?;
+        let items = self.read_all(&transaction, sql::ALL_ITEMS, tenant, (0, report), item).await?;
+        let key = |row: &Row| IdempotencyKey {
+            key: row.get(0),
+            item_id: row.get(1),
+            expires_at_unix_ms: row.get::<_, i64>(2).max(0) as u64,
+        };
+        let keys = self.read_all(&transaction, sql::ALL_KEYS, tenant, (items.len() as u64, report), key).await?;
         self.commit(transaction).await?;
-        Ok(Rows {
-            items: items.iter().map(item).collect(),
-            keys: keys
-                .iter()
-                .map(|row| IdempotencyKey {
-                    key: row.get(0),
-                    item_id: row.get(1),
-                    expires_at_unix_ms: row.get::<_, i64>(2).max(0) as u64,
-                })
-                .collect(),
-        })
+        Ok(Rows { items, keys })
     }
 
     /// One transaction: the fence, then the tenant's rows replaced set-wise
-    /// (one `INSERT … SELECT unnest(…)` per table).
-    pub async fn replace_rows(&self, tenant: &str, epoch: u64, rows: &Rows) -> Result<(), ShardError> {
-        let column = |f: &dyn Fn(&Item) -> String| rows.items.iter().map(f).collect::<Vec<String>>();
-        let (ids, titles, authors) =
-            (column(&|i| i.id.clone()), column(&|i| i.title.clone()), column(&|i| i.created_by.clone()));
-        let created: Vec<i64> = rows.items.iter().map(|i| i.created_at_unix_ms as i64).collect();
-        let keys: Vec<&str> = rows.keys.iter().map(|k| k.key.as_str()).collect();
-        let key_items: Vec<&str> = rows.keys.iter().map(|k| k.item_id.as_str()).collect();
-        let expiries: Vec<i64> = rows.keys.iter().map(|k| k.expires_at_unix_ms as i64).collect();
+    /// (`INSERT … SELECT unnest(…)` of [`MOVE_CHUNK_ROWS`] rows at a time),
+    /// each chunk told to `report`.
+    pub async fn replace_rows(
+        &self,
+        tenant: &str,
+        epoch: u64,
+        rows: &Rows,
+        report: &CopyReport,
+    ) -> Result<(), ShardError> {
         let mut client = self.client().await?;
         let transaction = self.guarded(&mut client, tenant).await?;
         self.fence(&transaction, tenant, epoch).await?;
@@ -306,14 +328,31 @@ impl Postgres {
         for delete in [sql::DELETE_ITEMS, sql::DELETE_KEYS] {
             transaction.execute(delete, &[&tenant]).await.map_err(|error| self.db_error(error))?;
         }
-        transaction
-            .execute(INSERT_ITEMS, &[&tenant, &ids, &titles, &authors, &created])
-            .await
-            .map_err(|error| self.db_error(error))?;
-        transaction
-            .execute(INSERT_KEYS, &[&tenant, &keys, &key_items, &expiries])
-            .await
-            .map_err(|error| self.db_error(error))?;
+        let mut written = 0;
+        let mut told = |rows: usize| {
+            written += rows as u64;
+            report.send_modify(|progress| progress.rows = written);
+        };
+        for items in rows.items.chunks(MOVE_CHUNK_ROWS) {
+            let column = |f: fn(&Item) -> &str| items.iter().map(f).collect::<Vec<&str>>();
+            let (ids, titles, authors) = (column(|i| &i.id), column(|i| &i.title), column(|i| &i.created_by));
+            let created: Vec<i64> = items.iter().map(|i| i.created_at_unix_ms as i64).collect();
+            transaction
+                .execute(INSERT_ITEMS, &[&tenant, &ids, &titles, &authors, &created])
+                .await
+                .map_err(|error| self.db_error(error))?;
+            told(items.len());
+        }
+        for keys in rows.keys.chunks(MOVE_CHUNK_ROWS) {
+            let column = |f: fn(&IdempotencyKey) -> &str| keys.iter().map(f).collect::<Vec<&str>>();
+            let (names, key_items) = (column(|k| &k.key), column(|k| &k.item_id));
+            let expiries: Vec<i64> = keys.iter().map(|k| k.expires_at_unix_ms as i64).collect();
+            transaction
+                .execute(INSERT_KEYS, &[&tenant, &names, &key_items, &expiries])
+                .await
+                .map_err(|error| self.db_error(error))?;
+            told(keys.len());
+        }
         self.commit(transaction).await
     }
 

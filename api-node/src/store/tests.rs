@@ -69,10 +69,13 @@ async fn a_move_copies_exactly_fences_the_old_shard_and_refuses_a_late_copy() {
     let leftover = stores.scope(to, "01ACME", 1).expect("scope");
     leftover.create_item(&new_item("leftover", None, 4)).await.expect("create");
 
-    let (source, target) = stores.copy_tenant(from, to, "01ACME", 2).await.expect("copy");
+    let (report, progress) = tokio::sync::watch::channel(CopyProgress::default());
+    let (source, target) = stores.copy_tenant(from, to, "01ACME", 2, &report).await.expect("copy");
     assert_eq!(source, target);
     assert_eq!(source.rows, 5, "three items and two idempotency keys; not the other tenant's, not the fence");
-    let again = stores.copy_tenant(from, to, "01ACME", 2).await.expect("a copy is idempotent");
+    let told = CopyProgress { phase: CopyPhase::Digesting, rows: 5, rows_total: Some(5) };
+    assert_eq!(*progress.borrow(), told, "every row written, told");
+    let again = stores.copy_tenant(from, to, "01ACME", 2, &report).await.expect("a copy is idempotent");
     assert_eq!(again, (source.clone(), target));
 
     // A writer still at the old epoch cannot write to the old shard now.
@@ -89,12 +92,12 @@ async fn a_move_copies_exactly_fences_the_old_shard_and_refuses_a_late_copy() {
     assert_eq!(new.items().await.expect("items").len(), 3);
     new.create_item(&new_item("after the move", None, 7)).await.expect("create at epoch 3");
     // A copy that arrives late would wipe that row: it is refused.
-    match stores.copy_tenant(from, to, "01ACME", 2).await {
+    match stores.copy_tenant(from, to, "01ACME", 2, &report).await {
         Err(ShardError::StaleEpoch { got: 2, seen: 3 }) => {}
         other => panic!("expected a stale epoch, got {other:?}"),
     }
     assert_eq!(new.items().await.expect("items").len(), 4);
-    assert!(stores.copy_tenant(from, from, "01ACME", 2).await.is_err());
+    assert!(stores.copy_tenant(from, from, "01ACME", 2, &report).await.is_err());
 
     // The old copy goes; its fence stays, the other tenant's rows stay.
     assert_eq!(stores.remove_old_copy(from, "01ACME", 3).await.expect("remove"), 5);
@@ -124,7 +127,11 @@ async fn digests_depend_on_every_field_and_not_on_insertion_order() {
         let stores = &stores;
         async move {
             let scope = stores.scope(shard, "01ACME", 1).expect("scope");
-            scope.shard.replace_rows("01ACME", 1, &rows).await.expect("replace");
+            scope
+                .shard
+                .replace_rows("01ACME", 1, &rows, &tokio::sync::watch::Sender::new(CopyProgress::default()))
+                .await
+                .expect("replace");
             scope.digest().await.expect("digest")
         }
     };

@@ -22,6 +22,9 @@ use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 
 const ITEMS: usize = 12;
 
+/// The rows of the tenant whose copy shows its progress.
+const LARGE_ROWS: u64 = 200_000;
+
 /// One tenant's run: where regctl stops (`--until`, or killed mid-run), and
 /// whether the move is then resumed or aborted.
 struct Case {
@@ -290,6 +293,35 @@ async fn moves_killed_at_every_step_resume_or_abort_without_losing_rows() -> any
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already lives on us-2"));
     let refused = regctl(&cluster, &endpoints, &["move", "t-begun-abort", "--abort"].map(OsStr::new));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("is not being moved"));
+
+    phase("a large tenant's copy tells its progress: a bar in a terminal, lines when piped");
+    let documents = v1::Documents { config_json: Some(config.clone()), ..Default::default() };
+    cluster.client().create_tenant("t-large", documents, &WriteOptions::default()).await?;
+    let uid = record(&cluster, "t-large").await?.uid;
+    let superuser = databases[0].connect(SUPERUSER, "shard").await?;
+    let insert = "INSERT INTO items (tenant_id, id, title, created_by, created_at_ms) \
+                  SELECT $1, lpad(n::text, 26, '0'), 'item ' || n, 'alice', n FROM generate_series(1, $2::bigint) AS n";
+    superuser.execute(insert, &[&uid, &(LARGE_ROWS as i64)]).await?;
+    let mut command = cluster.regctl(&endpoints);
+    command.args(["move", "t-large", "--to-shard", "us-2", "--api-admin", &api.admin]);
+    let drawn = tokio::task::block_in_place(|| super::regctl_progress::in_terminal(&command))?;
+    for shown in [
+        format!("/{LARGE_ROWS} rows writing"),
+        format!("read {LARGE_ROWS} rows from the old shard, fenced"),
+        format!("wrote {LARGE_ROWS} rows to us-2"),
+        format!("copied: {LARGE_ROWS} rows on us-1"),
+    ] {
+        assert!(drawn.contains(&shown) && drawn.contains('\r'), "{shown:?} in {drawn:?}");
+    }
+    let args = ["move", "t-large", "--to-shard", "us-1", "--api-admin", &api.admin];
+    let piped = regctl(&cluster, &endpoints, &args.map(OsStr::new));
+    let lines = String::from_utf8_lossy(&piped.stdout);
+    assert!(piped.status.success() && !lines.contains('\r'), "{lines:?}");
+    let lines: Vec<&str> = lines.lines().collect();
+    assert!(lines.contains(&format!("read {LARGE_ROWS} rows from the old shard, fenced").as_str()), "{lines:?}");
+    assert!(lines.contains(&format!("wrote {LARGE_ROWS} rows to us-1").as_str()), "{lines:?}");
+    let (old, new) = (rows_in(&databases[1], "shard", &uid).await?, rows_in(&databases[0], "shard", &uid).await?);
+    assert_eq!((old, new), ((0, true), (LARGE_ROWS as i64, true)), "there and back, every row");
 
     drop(api);
     cluster.passed();

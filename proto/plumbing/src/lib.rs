@@ -1,12 +1,14 @@
 //! What every Tenantry process shares, written once: logging and traces
 //! ([`trace`]), the signals
 //! that stop a server, RFC 9457 problem responses, the wall clock and the
-//! metrics exposition ([`metrics`]).
+//! metrics exposition ([`metrics`]), and the progress of long work
+//! ([`progress`]).
 //!
 //! Architecture Invariant: this crate depends on no other crate of the
 //! workspace, so any of them may use it.
 
 pub mod metrics;
+pub mod progress;
 pub mod trace;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -91,10 +93,16 @@ pub async fn termination() {
 /// An RFC 9457 problem response: `application/problem+json` with the
 /// status, its reason as the title, and `detail`.
 pub fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
+    (status, [(header::CONTENT_TYPE, "application/problem+json")], problem_body(status, detail).to_string())
+        .into_response()
+}
+
+/// The body of [`problem`]: for a problem told inside a streamed answer,
+/// after its status line.
+pub fn problem_body(status: StatusCode, detail: &str) -> serde_json::Value {
+    serde_json::json!({
         "type": "about:blank", "title": status.canonical_reason(), "status": status.as_u16(), "detail": detail,
-    });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    })
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock (0 if the

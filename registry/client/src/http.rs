@@ -15,7 +15,9 @@ use hyper_util::rt::TokioIo;
 
 /// The longest a request may take, dial and body included.
 pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
-/// The largest response body read.
+/// The longest a streamed answer ([`send_lines`]) may take in all.
+pub const HTTP_STREAM_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// The largest response body read (a line, for a streamed answer).
 pub const HTTP_RESPONSE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// An HTTP response: status, lowercase header names, body bytes.
@@ -64,8 +66,13 @@ fn failed(addr: &str, error: hyper::Error) -> io::Error {
     io::Error::other(format!("HTTP with {addr}: {error}"))
 }
 
-/// Sends `request` to `addr` through `connector` and reads the whole response.
-pub async fn send(connector: &trust::Connector, addr: &str, request: &HttpRequest<'_>) -> io::Result<HttpResponse> {
+/// Dials `addr` through `connector` and sends `request`: the response, its
+/// body still to read, and the connection's task (to abort when done).
+async fn exchange(
+    connector: &trust::Connector,
+    addr: &str,
+    request: &HttpRequest<'_>,
+) -> io::Result<(http::Response<hyper::body::Incoming>, tokio::task::JoinHandle<()>)> {
     let mut builder = http::Request::builder().method(request.method).uri(request.path);
     if request.http10 {
         builder = builder.version(http::Version::HTTP_10);
@@ -74,34 +81,102 @@ pub async fn send(connector: &trust::Connector, addr: &str, request: &HttpReques
         builder = builder.header(*name, *value);
     }
     let outgoing = builder.body(Full::new(Bytes::copy_from_slice(request.body))).map_err(invalid)?;
-    let exchange = async {
-        let stream = connector.dial(addr).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|error| failed(addr, error))?;
-        let connection = tokio::spawn(connection);
-        let response = sender.send_request(outgoing).await.map_err(|error| failed(addr, error));
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
-                connection.abort();
-                return Err(error);
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-            .collect();
+    let stream = connector.dial(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|error| failed(addr, error))?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    match sender.send_request(outgoing).await {
+        Ok(response) => Ok((response, connection)),
+        Err(error) => {
+            connection.abort();
+            Err(failed(addr, error))
+        }
+    }
+}
+
+fn head(response: &http::Response<hyper::body::Incoming>) -> (u16, BTreeMap<String, String>) {
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    (response.status().as_u16(), headers)
+}
+
+fn timed_out(addr: &str, timeout: Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {addr} within {} ms", timeout.as_millis()))
+}
+
+/// Sends `request` to `addr` through `connector` and reads the whole response.
+pub async fn send(connector: &trust::Connector, addr: &str, request: &HttpRequest<'_>) -> io::Result<HttpResponse> {
+    let whole = async {
+        let (response, connection) = exchange(connector, addr, request).await?;
+        let (status, headers) = head(&response);
         let body = Limited::new(response.into_body(), HTTP_RESPONSE_BYTES_MAX).collect().await;
         connection.abort();
         let body = body.map_err(|error| io::Error::other(format!("HTTP body from {addr}: {error}")))?.to_bytes();
         Ok(HttpResponse { status, headers, body: body.to_vec() })
     };
     let timeout = Duration::from_millis(HTTP_REQUEST_TIMEOUT_MS);
-    tokio::time::timeout(timeout, exchange).await.unwrap_or_else(|_| {
-        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {addr} within {} ms", timeout.as_millis())))
-    })
+    tokio::time::timeout(timeout, whole).await.unwrap_or_else(|_| Err(timed_out(addr, timeout)))
+}
+
+/// Sends `request` for an answer streamed as lines (NDJSON) that may take
+/// long: each line but the last goes to `line` as it arrives, the last is the
+/// response's body. Each wait (the answer's head, its next bytes) is bounded
+/// by [`HTTP_REQUEST_TIMEOUT_MS`], the whole by [`HTTP_STREAM_TIMEOUT_MS`],
+/// a line by [`HTTP_RESPONSE_BYTES_MAX`].
+pub async fn send_lines(
+    connector: &trust::Connector,
+    addr: &str,
+    request: &HttpRequest<'_>,
+    line: &mut (dyn FnMut(&[u8]) + Send),
+) -> io::Result<HttpResponse> {
+    let idle = Duration::from_millis(HTTP_REQUEST_TIMEOUT_MS);
+    let streamed = async {
+        let (response, connection) = tokio::time::timeout(idle, exchange(connector, addr, request))
+            .await
+            .unwrap_or_else(|_| Err(timed_out(addr, idle)))?;
+        let (status, headers) = head(&response);
+        let mut body = response.into_body();
+        // `last` is the latest whole line: told once another follows it.
+        let (mut pending, mut last) = (Vec::new(), None::<Vec<u8>>);
+        let ended = loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => break Err(timed_out(addr, idle)),
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(error))) => break Err(io::Error::other(format!("HTTP body from {addr}: {error}"))),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                let whole: Vec<u8> = pending.drain(..=end).take(end).collect();
+                if let Some(told) = last.replace(whole) {
+                    line(&told);
+                }
+            }
+            if pending.len() > HTTP_RESPONSE_BYTES_MAX {
+                break Err(io::Error::other(format!("a line from {addr} is over {HTTP_RESPONSE_BYTES_MAX} bytes")));
+            }
+        };
+        connection.abort();
+        ended?;
+        let body = match (last, pending.is_empty()) {
+            (Some(whole), true) => whole,
+            (last, _) => {
+                if let Some(told) = last {
+                    line(&told);
+                }
+                pending
+            }
+        };
+        Ok(HttpResponse { status, headers, body })
+    };
+    let timeout = Duration::from_millis(HTTP_STREAM_TIMEOUT_MS);
+    tokio::time::timeout(timeout, streamed).await.unwrap_or_else(|_| Err(timed_out(addr, timeout)))
 }
 
 /// `GET path` in plaintext with the given headers.

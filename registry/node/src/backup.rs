@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::raft_types::Membership;
@@ -38,16 +39,29 @@ fn in_file(path: &Path, error: impl std::fmt::Display) -> String {
     format!("{}: {error}", path.display())
 }
 
-/// Reads a backup and checks its checksum: what it holds, and the state.
-pub fn read(file: &Path) -> Result<(Summary, AppliedState), String> {
+/// Opens backup `file`: the file, and its length in bytes.
+pub fn open(file: &Path) -> Result<(File, u64), String> {
     let opened = File::open(file).map_err(|error| in_file(file, error))?;
-    let (meta, applied) = snapshot::read(opened).map_err(|error| in_file(file, error))?;
+    let bytes = opened.metadata().map_err(|error| in_file(file, error))?.len();
+    Ok((opened, bytes))
+}
+
+/// A backup read and checked.
+pub struct Backup {
+    pub summary: Summary,
+    applied: AppliedState,
+}
+
+/// Reads backup `file` from `reader` (the opened file, or a wrapper that
+/// counts its bytes) and checks its checksum.
+pub fn read(file: &Path, reader: impl Read) -> Result<Backup, String> {
+    let (meta, applied) = snapshot::read(reader).map_err(|error| in_file(file, error))?;
     let summary = Summary {
         revision: meta.last_log_id.map_or(0, |log_id| log_id.index),
         tenants: applied.state.live_tenants(),
         audit_entries: applied.state.audit.len(),
     };
-    Ok((summary, applied))
+    Ok(Backup { summary, applied })
 }
 
 /// A restored data directory.
@@ -58,10 +72,9 @@ pub struct Restored {
     pub cluster_id: ulid::Ulid,
 }
 
-/// Writes node data directory `data_dir` (empty or absent) of a new cluster
-/// of `peers` from backup `file`.
-pub fn restore(file: &Path, data_dir: &Path, peers: &[Peer]) -> Result<Restored, String> {
-    let (summary, mut applied) = read(file)?;
+/// Refuses a restore into `data_dir` (not empty) or without `peers`, before
+/// a large backup is read.
+pub fn check_restore(data_dir: &Path, peers: &[Peer]) -> Result<(), String> {
     let occupied = std::fs::read_dir(data_dir).is_ok_and(|mut entries| entries.next().is_some());
     if occupied {
         return Err(format!("--data-dir {}: must be empty or not exist", data_dir.display()));
@@ -69,6 +82,14 @@ pub fn restore(file: &Path, data_dir: &Path, peers: &[Peer]) -> Result<Restored,
     if peers.is_empty() {
         return Err("--peer: give every member of the new cluster".to_owned());
     }
+    Ok(())
+}
+
+/// Writes node data directory `data_dir` (empty or absent) of a new cluster
+/// of `peers` from a backup read by [`read`].
+pub fn restore(backup: Backup, data_dir: &Path, peers: &[Peer]) -> Result<Restored, String> {
+    check_restore(data_dir, peers)?;
+    let Backup { summary, mut applied } = backup;
     // A new cluster: its log starts at the backup's revision, in term 0, with the new members as voters.
     let log_id = crate::raft_types::log_id(0, 0, summary.revision);
     let nodes: BTreeMap<u64, Member> = peers

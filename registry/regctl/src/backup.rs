@@ -23,7 +23,7 @@ fn io_failure(path: &Path, error: impl std::fmt::Display) -> Failure {
 
 pub(super) async fn run(command: SnapshotCommand, client: &Client, format: Format) -> Result<(), Failure> {
     let SnapshotCommand::Save { file } = command;
-    let progress = output::Progress::bytes(format);
+    let progress = output::Progress::bytes(format.progress());
     let (bytes, summary) = client.save_snapshot(|received| progress.set(received, "")).await?;
     progress.finish("checked");
     let temporary = file.with_extension("tmp");

@@ -48,7 +48,7 @@ pub(super) async fn run(args: FailoverArgs, client: &Client, format: Format) -> 
         actor: actor(),
         reason: args.reason,
     };
-    let progress = output::Progress::steps(format);
+    let progress = output::Progress::steps(format.progress());
     let report = failover::run(client, &failover, &mut |event| {
         let said = match event {
             Event::Fenced { tenants, revision } => format!("fenced {tenants} tenants at revision {revision}"),

@@ -74,15 +74,38 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
         actor: actor(),
         reason: args.reason,
     };
-    let progress = output::Progress::steps(format);
+    let progress = output::Progress::steps(format.progress());
+    let mut phases_told = 0;
     let outcome = moves::run(client, &request, &mut |event| {
         let said = match event {
             Event::Begun { revision } => format!("begun at revision {revision}: {tenant_id}'s writes are locked"),
             Event::Continuing { step } => format!("continuing the move to {to_shard} at step {step}"),
-            Event::Copied { from_shard, to_shard, source, target } => format!(
-                "copied: {} rows on {from_shard} (sha256 {}), {} rows on {to_shard} (sha256 {})",
-                source.rows, source.sha256, target.rows, target.sha256
-            ),
+            Event::Copying(told) => {
+                // A line as each phase ends (the api-node may tell a later
+                // phase first); the bar, on a terminal, as often as told.
+                let reached = match told.phase.as_str() {
+                    "writing" => 1,
+                    "digesting" => 2,
+                    _ => 0,
+                };
+                let total = told.rows_total.unwrap_or_default();
+                if reached >= 1 && phases_told < 1 {
+                    progress.step(&format!("read {total} rows from the old shard, fenced"));
+                }
+                if reached >= 2 && phases_told < 2 {
+                    progress.step(&format!("wrote {total} rows to {to_shard}"));
+                }
+                phases_told = reached; // A retried copy starts again.
+                progress.measure(told.rows, told.rows_total, "rows", &told.phase);
+                return;
+            }
+            Event::Copied { from_shard, to_shard, source, target } => {
+                progress.spin();
+                format!(
+                    "copied: {} rows on {from_shard} (sha256 {}), {} rows on {to_shard} (sha256 {})",
+                    source.rows, source.sha256, target.rows, target.sha256
+                )
+            }
             Event::Verified { revision } => format!("verified at revision {revision}"),
             Event::Flipped { revision, shard, epoch } => {
                 format!("flipped at revision {revision}: {tenant_id} lives on {shard} at epoch {epoch}")

@@ -100,7 +100,7 @@ pub(super) async fn run(args: PublishArgs, client: &Client, format: Format) -> R
     let apis = if needs_smoke { smoke::discover(&Direct, &args.api).await? } else { Vec::new() };
     let total = plan.tenants();
     let gate = Checks { http: Direct, target, apis };
-    let progress = output::Progress::count(total as u64, "tenants", format);
+    let progress = output::Progress::count(total as u64, "tenants", format.progress());
     let report = publish::run(client, &publish, &plan, &gate, &mut |event| match event {
         Event::CohortStarted { number, cohorts, label, done, .. } => {
             progress.set(done as u64, &format!("{label} {number} of {cohorts}"));

@@ -18,7 +18,7 @@ use proto::v1::{self, Consistency, MoveStep};
 
 use crate::http::{self, HttpRequest};
 use crate::{merge_agents, Client, Error, WriteOptions};
-use moves::CopyFailed;
+use moves::{CopyFailed, CopyProgress};
 
 /// What the workflows ask of a cluster (and of its api-nodes' operator
 /// listeners, for a move's copy).
@@ -70,12 +70,14 @@ pub trait Cluster: Sync {
         options: &WriteOptions,
     ) -> impl Future<Output = Result<v1::WriteResponse, Error>> + Send;
     /// Asks the api-node at `admin` (its operator listener) to copy the
-    /// rows of the move begun at `began_revision`: both sides' digests.
+    /// rows of the move begun at `began_revision`, telling `progress` how
+    /// far it is as it goes: both sides' digests.
     fn copy_rows(
         &self,
         admin: &str,
         tenant_id: &str,
         began_revision: u64,
+        progress: &mut (dyn FnMut(CopyProgress) + Send),
     ) -> impl Future<Output = Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed>> + Send;
     /// Asks the api-node at `admin` to remove the old copy of the move begun
     /// at `began_revision` and flipped at `flipped_revision`: how many rows went.
@@ -165,9 +167,18 @@ impl Cluster for Client {
         admin: &str,
         tenant_id: &str,
         began_revision: u64,
+        progress: &mut (dyn FnMut(CopyProgress) + Send),
     ) -> Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed> {
         let path = format!("/admin/moves/{tenant_id}/copy?began_revision={began_revision}");
-        digests(&admin_post(self, admin, &path).await?)
+        let headers = [("Host", admin), ("Content-Type", "application/json")];
+        let request = HttpRequest::new("POST", &path, &headers);
+        let mut line = |line: &[u8]| {
+            if let Some(told) = CopyProgress::from_line(line) {
+                progress(told);
+            }
+        };
+        let answer = http::send_lines(&self.http_connector(), admin, &request, &mut line).await;
+        digests(&answered(answer)?)
     }
 
     async fn remove_old_copy(
@@ -194,7 +205,12 @@ impl Cluster for Client {
 async fn admin_post(client: &Client, admin: &str, path: &str) -> Result<Vec<u8>, CopyFailed> {
     let headers = [("Host", admin), ("Content-Type", "application/json")];
     let request = HttpRequest::new("POST", path, &headers);
-    match http::send(&client.http_connector(), admin, &request).await {
+    answered(http::send(&client.http_connector(), admin, &request).await)
+}
+
+/// The body of a 200, or what went wrong (worth a retry when unreachable or 503).
+fn answered(answer: std::io::Result<http::HttpResponse>) -> Result<Vec<u8>, CopyFailed> {
+    match answer {
         Ok(response) if response.status == 200 => Ok(response.body),
         Ok(response) => Err(CopyFailed {
             retry: response.status == 503,
@@ -212,11 +228,15 @@ fn detail(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
-/// Both sides' digests from a copy's answer.
+/// Both sides' digests from a copy's answer (its last line), or the
+/// problem that line tells (with its status: worth a retry when 503).
 fn digests(body: &[u8]) -> Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed> {
     let broken = |problem: String| CopyFailed { retry: false, problem };
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| broken(format!("not the expected JSON ({error})")))?;
+    if let Some(status) = value["status"].as_u64() {
+        return Err(CopyFailed { retry: status == 503, problem: format!("{status} {}", detail(body)) });
+    }
     let digest = |side: &str| match (value[side]["rows"].as_u64(), value[side]["sha256"].as_str()) {
         (Some(rows), Some(sha256)) => Ok(v1::ShardDigest { rows, sha256: sha256.to_owned() }),
         _ => Err(broken(format!("the answer has no {side} digest"))),

@@ -49,6 +49,30 @@ pub struct CopyFailed {
     pub problem: String,
 }
 
+/// How far the api-node's copy is: a line `{"progress": …}` of its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyProgress {
+    /// `reading` (the old shard), `writing` (the new one) or `digesting`.
+    pub phase: String,
+    /// Rows read, or written.
+    pub rows: u64,
+    /// Every row to write, known once they are read.
+    pub rows_total: Option<u64>,
+}
+
+impl CopyProgress {
+    /// The progress a line of the answer tells, if it is one.
+    pub fn from_line(line: &[u8]) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+        let progress = &value["progress"];
+        Some(Self {
+            phase: progress["phase"].as_str()?.to_owned(),
+            rows: progress["rows"].as_u64()?,
+            rows_total: progress["rows_total"].as_u64(),
+        })
+    }
+}
+
 /// Where a move stops early (to continue it later, or to watch a step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -81,6 +105,8 @@ pub enum Event {
     Continuing {
         step: String,
     },
+    /// The copy is under way: how far (told often; not a step).
+    Copying(CopyProgress),
     Copied {
         from_shard: String,
         to_shard: String,
@@ -141,7 +167,11 @@ pub async fn abort(
 }
 
 /// Runs or continues `request`, reporting each step to `event`.
-pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(Event)) -> Result<Outcome, Error> {
+pub async fn run(
+    cluster: &impl Cluster,
+    request: &Move,
+    event: &mut (impl FnMut(Event) + Send),
+) -> Result<Outcome, Error> {
     let tenant_id = request.tenant.as_str();
     let options = options(&request.actor, &request.reason);
     let step = |step: MoveStep, digests| cluster.move_tenant(tenant_id, step, &request.to_shard, digests, &options);
@@ -185,7 +215,9 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
             "copying" => {
                 let admin = admin()?;
                 let began = moving.began_revision;
-                let (source, target) = retried("copy", admin, || cluster.copy_rows(admin, tenant_id, began)).await?;
+                let copy =
+                    async || cluster.copy_rows(admin, tenant_id, began, &mut |told| event(Event::Copying(told))).await;
+                let (source, target) = retried("copy", admin, copy).await?;
                 let to_shard = moving.to_shard.clone();
                 event(Event::Copied { from_shard, to_shard, source: source.clone(), target: target.clone() });
                 if request.until == Some(Until::Copied) {
@@ -232,10 +264,10 @@ pub async fn run(cluster: &impl Cluster, request: &Move, event: &mut impl FnMut(
 
 /// Runs `attempt` (a request to the api-node at `admin`) until it succeeds,
 /// retrying while the api-node is unreachable, restarting or behind.
-async fn retried<T, F: std::future::Future<Output = Result<T, CopyFailed>>>(
+async fn retried<T>(
     what: &str,
     admin: &str,
-    mut attempt: impl FnMut() -> F,
+    mut attempt: impl AsyncFnMut() -> Result<T, CopyFailed>,
 ) -> Result<T, Error> {
     let deadline = Instant::now() + COPY_RETRY;
     loop {
@@ -310,8 +342,10 @@ mod tests {
             ]
         );
         assert!(matches!(events[0], Event::Begun { .. }));
-        assert!(matches!(&events[1], Event::Copied { from_shard, .. } if from_shard == "the default shard"));
-        assert!(matches!(&events[3], Event::Flipped { shard, epoch: 2, .. } if shard == "us-2"), "{events:?}");
+        let told = CopyProgress { phase: "writing".to_owned(), rows: 1, rows_total: Some(3) };
+        assert_eq!(events[1], Event::Copying(told), "the copy's progress reaches the caller");
+        assert!(matches!(&events[2], Event::Copied { from_shard, .. } if from_shard == "the default shard"));
+        assert!(matches!(&events[4], Event::Flipped { shard, epoch: 2, .. } if shard == "us-2"), "{events:?}");
     }
 
     #[tokio::test(start_paused = true)]

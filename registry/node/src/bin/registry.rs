@@ -2,9 +2,11 @@
 //! work on a backup offline (no cluster, no certificate).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use plumbing::progress::{Lines, Progress, Show};
+use registry::backup::{self, Backup};
 use registry::config::{Dial, NodeConfig, Peer};
 use serde::Serialize;
 
@@ -46,15 +48,33 @@ enum SnapshotCommand {
     },
 }
 
+/// Reads backup `file` with a bar over its bytes on a terminal (a line
+/// otherwise).
+fn read_backup(file: &Path, show: Show) -> Result<Backup, String> {
+    let (opened, bytes) = backup::open(file)?;
+    let progress = Progress::bytes_of(bytes, show);
+    let read = backup::read(file, progress.wrap_read(opened));
+    progress.finish(if read.is_ok() { "checked" } else { "failed" });
+    read
+}
+
 /// Runs an offline snapshot command: what to print, or why it failed.
 fn snapshot(command: SnapshotCommand) -> Result<String, String> {
+    let show = Show { bars: true, lines: Lines::Stdout };
     match command {
         SnapshotCommand::Status { file } => {
-            let (summary, _) = registry::backup::read(&file)?;
-            Ok(format!("{}: {summary}, checksum ok", file.display()))
+            let backup = read_backup(&file, show)?;
+            Ok(format!("{}: {}, checksum ok", file.display(), backup.summary))
         }
         SnapshotCommand::Restore { file, data_dir, peers } => {
-            let restored = registry::backup::restore(&file, &data_dir, &peers)?;
+            backup::check_restore(&data_dir, &peers)?;
+            let read = read_backup(&file, show)?;
+            let writing = Progress::steps(show);
+            writing.step(&format!("read {}: {}, checksum ok", file.display(), read.summary));
+            writing.step(&format!("writing the new node's snapshot into {}", data_dir.display()));
+            let restored = backup::restore(read, &data_dir, &peers);
+            writing.finish(if restored.is_ok() { "written" } else { "failed" });
+            let restored = restored?;
             Ok(format!(
                 "restored {} into {} as new cluster {}; start this node and the others with the same --peer list",
                 restored.summary,

@@ -16,14 +16,13 @@ macro_rules! println {
 
 mod cluster;
 mod pipeline;
-mod progress;
 mod tenants;
 
 use serde_json::Value;
 
 pub(super) use cluster::{agents, certs, cluster_status, failover, membership, smoke, topology};
 pub(super) use pipeline::{diff, problems, publish_plan, publish_summary, DiffRow};
-pub(super) use progress::Progress;
+pub(super) use plumbing::progress::Progress;
 pub(super) use tenants::{history, tenant, tenant_list, write_response};
 
 /// Output format.
@@ -31,6 +30,18 @@ pub(super) use tenants::{history, tenant, tenant_list, write_response};
 pub(crate) enum Format {
     Human,
     Json,
+}
+
+impl Format {
+    /// How long work shows its progress: bars on a terminal for humans;
+    /// otherwise lines, as [`info`] prints them (stdout keeps a JSON answer alone).
+    pub(crate) fn progress(self) -> plumbing::progress::Show {
+        use plumbing::progress::{Lines, Show};
+        match self {
+            Format::Human => Show { bars: true, lines: Lines::Stdout },
+            Format::Json => Show { bars: false, lines: Lines::Stderr },
+        }
+    }
 }
 
 /// Prints an error to stderr.
