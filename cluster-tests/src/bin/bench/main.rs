@@ -36,6 +36,11 @@ struct Args {
     /// Run Tenantry in plaintext, to measure what mutual TLS costs.
     #[arg(long, global = true)]
     insecure: bool,
+    /// Trace every Tenantry write over OTLP to a receiver in this process
+    /// (the bench starts each trace; the nodes export their spans of it), to
+    /// measure what tracing costs.
+    #[arg(long, global = true)]
+    otlp: bool,
 }
 
 #[derive(Subcommand)]
@@ -104,7 +109,30 @@ async fn main() -> anyhow::Result<()> {
     if target == Target::Tenantry && !json {
         println!("tenantry over {}", target::transport());
     }
-    match args.suite {
+    let collector = match args.otlp {
+        true => Some(cluster_tests::otlp::Collector::start().await?),
+        false => None,
+    };
+    let _telemetry = match &collector {
+        Some(collector) => {
+            target::set_otlp(&collector.endpoint);
+            let otlp = trust::cli::OtlpArgs { otlp_endpoint: Some(collector.endpoint.clone()), otlp_ca: None };
+            Some(
+                otlp.init_logging("bench", true, "BENCH_LOG", "warn", plumbing::LogFormat::Text)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
+    run(args.suite, target, json).await?;
+    if let Some(collector) = collector {
+        eprintln!("otlp: {} spans received", collector.spans().len());
+    }
+    Ok(())
+}
+
+async fn run(suite: Suite, target: Target, json: bool) -> anyhow::Result<()> {
+    match suite {
         Suite::PutLatency { seconds } => {
             anyhow::ensure!(seconds > 0, "--seconds must be > 0");
             writes::latency(target, seconds, json).await

@@ -16,6 +16,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use proto::v1;
 use registry_client::{Client, WriteOptions};
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Target {
@@ -54,6 +55,14 @@ pub(crate) fn transport() -> &'static str {
     }
 }
 
+/// The OTLP receiver Tenantry's nodes export to (`--otlp`), if any; set
+/// once by `main` before any suite starts.
+static OTLP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn set_otlp(endpoint: &str) {
+    let _ = OTLP.set(endpoint.to_owned());
+}
+
 /// The etcd key prefix of tenant documents.
 pub(crate) const ETCD_PREFIX: &str = "/tenants/";
 
@@ -68,7 +77,10 @@ impl Store {
             Target::Tenantry => {
                 // Heartbeats and elections as a WAN deployment would set them; loopback does not need faster.
                 let base = ClusterOptions::new(name);
-                let base = if insecure() { base.insecure() } else { base };
+                let mut base = if insecure() { base.insecure() } else { base };
+                if let Some(endpoint) = OTLP.get() {
+                    base.extra_args.extend(["--otlp-endpoint".to_owned(), endpoint.clone()]);
+                }
                 let options = ClusterOptions {
                     heartbeat_ms: 250,
                     election_timeout_ms_min: 1500,
@@ -128,10 +140,12 @@ impl Writer {
             Writer::Tenantry(client) => {
                 let documents = v1::Documents { config_json: Some(document), ..Default::default() };
                 let options = WriteOptions::default();
+                // A trace of its own per write, exported only under `--otlp`.
+                let span = tracing::info_span!(target: plumbing::trace::TARGET, "bench put");
                 let written = if create {
-                    client.create_tenant(id, documents, &options).await?
+                    client.create_tenant(id, documents, &options).instrument(span).await?
                 } else {
-                    client.update_tenant(id, documents, &options).await?
+                    client.update_tenant(id, documents, &options).instrument(span).await?
                 };
                 Ok(written.revision)
             }
