@@ -23,7 +23,7 @@ use cluster_tests::{wait, ClusterOptions, RegistryCluster};
 const ITEMS: usize = 12;
 
 /// The rows of the tenant whose copy shows its progress.
-const LARGE_ROWS: u64 = 200_000;
+const LARGE_ROWS: u64 = 100_000;
 
 /// One tenant's run: where regctl stops (`--until`, or killed mid-run), and
 /// whether the move is then resumed or aborted.

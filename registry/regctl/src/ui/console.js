@@ -208,7 +208,7 @@ function renderOperations(operations, drift) {
     rollout.replaceChildren(
       el("p", { class: "warn" }, `revision ${r.revision}: acknowledged by ${r.acked} of ${r.connected} connected agents`),
       el("ul", {}, Object.entries(r.regions).map(([region, [acked, connected]]) => el("li", {}, `${region}: ${acked} of ${connected}`))),
-      el("p", {}, `${r.pending_total} tenants not yet applied everywhere: `,
+      el("p", {}, `${r.pending_total} ${r.pending_total === 1 ? "tenant" : "tenants"} not yet applied everywhere: `,
         r.pending.map(([tenant, version]) => `${tenant} (v${version})`).join(", ")));
   } else {
     rollout.replaceChildren(el("p", { class: "good" }, "every connected agent has acknowledged the newest revision"));
