@@ -158,7 +158,9 @@ async fn copy(State(node): State<Arc<Node>>, Path(tenant): Path<String>, Query(q
             }
         }
     });
-    let tick = tokio::time::interval(Duration::from_millis(MOVE_PROGRESS_EVERY_MS));
+    let mut tick = tokio::time::interval(Duration::from_millis(MOVE_PROGRESS_EVERY_MS));
+    // A caller slow to read gets the latest progress, not a burst of old ticks.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let lines = futures::stream::unfold(Some((copying, tick)), move |running| {
         let progress = progress.clone();
         async move {
