@@ -164,12 +164,11 @@ pub async fn send_lines(
         };
         connection.abort();
         ended?;
-        let body = match (last, pending.is_empty()) {
-            (Some(whole), true) => whole,
-            (last, _) => {
-                if let Some(told) = last {
-                    line(&told);
-                }
+        // The answer is the unterminated rest, or else the last whole line.
+        let body = match last {
+            Some(whole) if pending.is_empty() => whole,
+            last => {
+                last.inspect(|told| line(told));
                 pending
             }
         };

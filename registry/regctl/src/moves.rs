@@ -6,7 +6,7 @@
 //! `--abort` calls the move off before the flip.
 
 use proto::TenantId;
-use registry_client::workflows::moves::{self, Event, Move, Outcome};
+use registry_client::workflows::moves::{self, CopyPhase, Event, Move, Outcome};
 use registry_client::Client;
 
 use super::output::{self, Format};
@@ -75,7 +75,7 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
         reason: args.reason,
     };
     let progress = output::Progress::steps(format.progress());
-    let mut phases_told = 0;
+    let mut phase_told = CopyPhase::Reading;
     let outcome = moves::run(client, &request, &mut |event| {
         let said = match event {
             Event::Begun { revision } => format!("begun at revision {revision}: {tenant_id}'s writes are locked"),
@@ -83,20 +83,15 @@ pub(super) async fn run(args: MoveArgs, client: &Client, format: Format) -> Resu
             Event::Copying(told) => {
                 // A line as each phase ends (the api-node may tell a later
                 // phase first); the bar, on a terminal, as often as told.
-                let reached = match told.phase.as_str() {
-                    "writing" => 1,
-                    "digesting" => 2,
-                    _ => 0,
-                };
                 let total = told.rows_total.unwrap_or_default();
-                if reached >= 1 && phases_told < 1 {
+                if told.phase > CopyPhase::Reading && phase_told == CopyPhase::Reading {
                     progress.step(&format!("read {total} rows from the old shard, fenced"));
                 }
-                if reached >= 2 && phases_told < 2 {
+                if told.phase == CopyPhase::Digesting && phase_told < CopyPhase::Digesting {
                     progress.step(&format!("wrote {total} rows to {to_shard}"));
                 }
-                phases_told = reached; // A retried copy starts again.
-                progress.measure(told.rows, told.rows_total, "rows", &told.phase);
+                phase_told = told.phase; // A retried copy starts again.
+                progress.measure(told.rows, told.rows_total, "rows", told.phase.name());
                 return;
             }
             Event::Copied { from_shard, to_shard, source, target } => {

@@ -109,10 +109,7 @@ async fn main() -> anyhow::Result<()> {
     if target == Target::Tenantry && !json {
         println!("tenantry over {}", target::transport());
     }
-    let collector = match args.otlp {
-        true => Some(cluster_tests::otlp::Collector::start().await?),
-        false => None,
-    };
+    let collector = if args.otlp { Some(cluster_tests::otlp::Collector::start().await?) } else { None };
     let _telemetry = match &collector {
         Some(collector) => {
             target::set_otlp(&collector.endpoint);

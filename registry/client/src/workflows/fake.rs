@@ -9,7 +9,7 @@ use proto::v1;
 
 use proto::v1::MoveStep;
 
-use super::moves::{CopyFailed, CopyProgress};
+use super::moves::{CopyFailed, CopyPhase, CopyProgress};
 use super::Cluster;
 use crate::{Error, WriteOptions};
 
@@ -303,7 +303,7 @@ impl Cluster for Fake {
         _began_revision: u64,
         progress: &mut (dyn FnMut(CopyProgress) + Send),
     ) -> Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed> {
-        progress(CopyProgress { phase: "writing".to_owned(), rows: 1, rows_total: Some(3) });
+        progress(CopyProgress { phase: CopyPhase::Writing, rows: 1, rows_total: Some(3) });
         let mut state = self.lock();
         state.calls.push(format!("copy {tenant_id}"));
         if state.copies.is_empty() {

@@ -170,15 +170,12 @@ impl Cluster for Client {
         progress: &mut (dyn FnMut(CopyProgress) + Send),
     ) -> Result<(v1::ShardDigest, v1::ShardDigest), CopyFailed> {
         let path = format!("/admin/moves/{tenant_id}/copy?began_revision={began_revision}");
-        let headers = [("Host", admin), ("Content-Type", "application/json")];
-        let request = HttpRequest::new("POST", &path, &headers);
         let mut line = |line: &[u8]| {
             if let Some(told) = CopyProgress::from_line(line) {
                 progress(told);
             }
         };
-        let answer = http::send_lines(&self.http_connector(), admin, &request, &mut line).await;
-        digests(&answered(answer)?)
+        digests(&admin_post(self, admin, &path, &mut line).await?)
     }
 
     async fn remove_old_copy(
@@ -191,7 +188,7 @@ impl Cluster for Client {
         let path = format!(
             "/admin/moves/{tenant_id}/remove-old-copy?began_revision={began_revision}&revision={flipped_revision}"
         );
-        let body = admin_post(self, admin, &path).await?;
+        let body = admin_post(self, admin, &path, &mut |_| {}).await?;
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         value["removed_rows"].as_u64().ok_or_else(|| CopyFailed {
             retry: false,
@@ -200,17 +197,18 @@ impl Cluster for Client {
     }
 }
 
-/// `POST path` on an api-node's operator listener: the body of a 200, or
-/// what went wrong (worth a retry when unreachable or 503).
-async fn admin_post(client: &Client, admin: &str, path: &str) -> Result<Vec<u8>, CopyFailed> {
+/// `POST path` on an api-node's operator listener, its answer streamed as
+/// lines (each but the last to `line`): the last line of a 200, or what went
+/// wrong (worth a retry when unreachable or 503).
+async fn admin_post(
+    client: &Client,
+    admin: &str,
+    path: &str,
+    line: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<Vec<u8>, CopyFailed> {
     let headers = [("Host", admin), ("Content-Type", "application/json")];
     let request = HttpRequest::new("POST", path, &headers);
-    answered(http::send(&client.http_connector(), admin, &request).await)
-}
-
-/// The body of a 200, or what went wrong (worth a retry when unreachable or 503).
-fn answered(answer: std::io::Result<http::HttpResponse>) -> Result<Vec<u8>, CopyFailed> {
-    match answer {
+    match http::send_lines(&client.http_connector(), admin, &request, line).await {
         Ok(response) if response.status == 200 => Ok(response.body),
         Ok(response) => Err(CopyFailed {
             retry: response.status == 503,

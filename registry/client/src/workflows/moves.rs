@@ -49,11 +49,34 @@ pub struct CopyFailed {
     pub problem: String,
 }
 
+/// The phase of the api-node's copy, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CopyPhase {
+    /// Fencing the old shard and reading the rows from it.
+    Reading,
+    /// Writing them to the new shard.
+    Writing,
+    /// Both databases computing their digests.
+    Digesting,
+}
+
+impl CopyPhase {
+    const ALL: [CopyPhase; 3] = [CopyPhase::Reading, CopyPhase::Writing, CopyPhase::Digesting];
+
+    /// As the api-node names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyPhase::Reading => "reading",
+            CopyPhase::Writing => "writing",
+            CopyPhase::Digesting => "digesting",
+        }
+    }
+}
+
 /// How far the api-node's copy is: a line `{"progress": …}` of its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyProgress {
-    /// `reading` (the old shard), `writing` (the new one) or `digesting`.
-    pub phase: String,
+    pub phase: CopyPhase,
     /// Rows read, or written.
     pub rows: u64,
     /// Every row to write, known once they are read.
@@ -66,7 +89,7 @@ impl CopyProgress {
         let value: serde_json::Value = serde_json::from_slice(line).ok()?;
         let progress = &value["progress"];
         Some(Self {
-            phase: progress["phase"].as_str()?.to_owned(),
+            phase: CopyPhase::ALL.into_iter().find(|phase| progress["phase"] == phase.name())?,
             rows: progress["rows"].as_u64()?,
             rows_total: progress["rows_total"].as_u64(),
         })
@@ -342,7 +365,7 @@ mod tests {
             ]
         );
         assert!(matches!(events[0], Event::Begun { .. }));
-        let told = CopyProgress { phase: "writing".to_owned(), rows: 1, rows_total: Some(3) };
+        let told = CopyProgress { phase: CopyPhase::Writing, rows: 1, rows_total: Some(3) };
         assert_eq!(events[1], Event::Copying(told), "the copy's progress reaches the caller");
         assert!(matches!(&events[2], Event::Copied { from_shard, .. } if from_shard == "the default shard"));
         assert!(matches!(&events[4], Event::Flipped { shard, epoch: 2, .. } if shard == "us-2"), "{events:?}");
